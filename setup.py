@@ -1,0 +1,49 @@
+"""ament_python package definition: `colcon build` on a ROS machine, `pip install -e .` on the pip-only path."""
+from __future__ import annotations
+
+import os
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ros_mmfusion"
+SHARE_TREES = ("launch", "config", "rviz", "models", "interfaces")
+
+
+def share_files() -> list[tuple[str, list[str]]]:
+    """(destination, files) pairs installing every file of SHARE_TREES under share/ros_mmfusion, keeping sub-folders."""
+    entries: dict[str, list[str]] = {}
+    for tree in SHARE_TREES:
+        for path in sorted(glob(os.path.join(tree, "**", "*"), recursive=True)):
+            if os.path.isfile(path) and "__pycache__" not in path:
+                dest = os.path.join("share", PACKAGE, os.path.dirname(path))
+                entries.setdefault(dest, []).append(path)
+    return sorted(entries.items())
+
+
+NODES = {
+    "bag_player_node": "ros_mmfusion.nodes.bag_player:main",
+    "lidar_depth_node": "ros_mmfusion.nodes.lidar_depth:main",
+}
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml", "README.md"]),
+        *share_files(),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="ros_mmfusion maintainers",
+    maintainer_email="maintainers@ros-mmfusion.dev",
+    description="Multi-modal fusion perception and visual navigation for ROS 2",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [f"{name} = {target}" for name, target in NODES.items()]
+        + ["mmfusion = ros_mmfusion.cli.main:main"],
+    },
+)
