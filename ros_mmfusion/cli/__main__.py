@@ -1,0 +1,5 @@
+import sys
+
+from ros_mmfusion.cli.main import main
+
+sys.exit(main())

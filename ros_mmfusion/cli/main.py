@@ -1,0 +1,77 @@
+"""``mmfusion``: the suite's command line.
+
+Each subcommand is a module of this package exposing ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Subcommand modules are imported lazily, so ``mmfusion --help`` stays fast and a subcommand
+that needs ROS does not make the others need it. Errors a user can cause (bad arguments, unreadable files, invalid
+configuration) print one clear line to stderr and exit non-zero, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from ros_mmfusion import __version__
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+
+#: subcommand name -> module under ros_mmfusion.cli
+COMMANDS: dict[str, str] = {
+    "doctor": "doctor",
+    "run": "run",
+    "sim": "sim",
+    "demo": "demo",
+}
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line, exit code 2 (or ``code``)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _help_of(module_name: str) -> str:
+    try:
+        return importlib.import_module(f"ros_mmfusion.cli.{module_name}").HELP
+    except ImportError as exc:  # a subcommand whose dependencies are missing still shows up in --help
+        return f"(unavailable: {exc})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmfusion",
+        description="ros_mmfusion: RGB-X fusion segmentation, LiDAR 3D detection and ViNT navigation for ROS 2.",
+    )
+    parser.add_argument("--version", action="version", version=f"ros_mmfusion {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"ros_mmfusion.cli.{module_name}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except UserError as exc:
+        print(f"mmfusion {args.command}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (ConfigError, MessageFormatError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"mmfusion {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mmfusion {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
