@@ -21,10 +21,15 @@ def share_files() -> list[tuple[str, list[str]]]:
     return sorted(entries.items())
 
 
-NODES = {
-    "bag_player_node": "ros_mmfusion.nodes.bag_player:main",
-    "lidar_depth_node": "ros_mmfusion.nodes.lidar_depth:main",
-}
+def node_scripts() -> dict[str, str]:
+    """Console scripts ``<key>_node`` for every node in ros_mmfusion/nodes/registry.py (read as data, not imported)."""
+    registry: dict = {}
+    with open(os.path.join("ros_mmfusion", "nodes", "registry.py")) as f:
+        exec(compile(f.read(), "registry.py", "exec"), registry)  # noqa: S102 - our own pure-data module
+    return {f"{key}_node": f"{module}:main" for key, (module, _cls) in registry["NODES"].items()}
+
+
+NODES = node_scripts()
 
 setup(
     name=PACKAGE,
@@ -41,7 +46,6 @@ setup(
     maintainer_email="maintainers@ros-mmfusion.dev",
     description="Multi-modal fusion perception and visual navigation for ROS 2",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [f"{name} = {target}" for name, target in NODES.items()]
         + ["mmfusion = ros_mmfusion.cli.main:main"],

@@ -1,0 +1,126 @@
+"""rosbag2 access without ROS, through ``rosbags``: the typestore with our interface packages, raw message streams,
+and header-stamp rewriting on serialized CDR (so a replay can be re-timed without deserializing images).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.paths import share_dir
+
+HEADER_TYPE = "std_msgs/msg/Header"
+
+
+@lru_cache(maxsize=1)
+def typestore():
+    """The ROS 2 Jazzy typestore plus the interface packages the suite ships (vision_msgs, tf2_msgs)."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    types: dict = {}
+    for msg_file in sorted((share_dir() / "interfaces").glob("*/msg/*.msg")):
+        name = f"{msg_file.parent.parent.name}/msg/{msg_file.stem}"
+        types.update(get_types_from_msg(msg_file.read_text(), name))
+    store.register(types)
+    return store
+
+
+@lru_cache(maxsize=None)
+def starts_with_header(msgtype: str) -> bool:
+    """True when the message's first field is a ``std_msgs/Header`` (its stamp sits at CDR bytes 4..12)."""
+    store = typestore()
+    if msgtype not in store.fielddefs:
+        return False
+    fields = store.fielddefs[msgtype][1]
+    return bool(fields) and fields[0][1][1] == HEADER_TYPE
+
+
+def _endian(data: bytes | memoryview) -> str:
+    if len(data) < 12:
+        raise ConfigError(f"serialized message too short ({len(data)} bytes) to hold a header stamp")
+    return "<" if data[1] & 1 else ">"
+
+
+def read_header_stamp(data: bytes | memoryview) -> int:
+    """Header stamp (ns) of a serialized message whose first field is a Header."""
+    sec, nanosec = struct.unpack_from(_endian(data) + "iI", data, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
+def restamp(data: bytes, stamp_ns: int) -> bytes:
+    """A copy of serialized ``data`` (first field a Header) with the header stamp set to ``stamp_ns``."""
+    out = bytearray(data)
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    struct.pack_into(_endian(out) + "iI", out, 4, sec, nanosec)
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    topic: str
+    msgtype: str
+    log_time_ns: int
+    data: bytes
+
+
+class BagSource:
+    """A rosbag2 directory (MCAP or sqlite3) opened for reading; use as a context manager."""
+
+    def __init__(self, path: str | Path) -> None:
+        from rosbags.rosbag2 import Reader, ReaderError
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"bag not found: {self.path}")
+        try:
+            self._reader = Reader(self.path)
+            self._reader.open()
+        except ReaderError as exc:
+            raise ConfigError(f"cannot read bag {self.path}: {exc}") from None
+
+    def __enter__(self) -> "BagSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._reader.close()
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """topic -> message type (``pkg/msg/Name``)."""
+        return {c.topic: c.msgtype for c in self._reader.connections}
+
+    @property
+    def message_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for c in self._reader.connections:
+            counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
+        return counts
+
+    @property
+    def start_ns(self) -> int:
+        return self._reader.start_time
+
+    @property
+    def duration_ns(self) -> int:
+        return self._reader.duration
+
+    def messages(self, topics: Sequence[str] | None = None) -> Iterator[BagMessage]:
+        """Raw CDR messages in log-time order, optionally only ``topics``."""
+        conns = [c for c in self._reader.connections if topics is None or c.topic in topics]
+        if topics is not None:
+            unknown = set(topics) - {c.topic for c in conns}
+            if unknown:
+                raise ConfigError(f"bag {self.path} has no topic(s) {sorted(unknown)}; it has {sorted(self.topics)}")
+        for conn, log_time, data in self._reader.messages(connections=conns):
+            yield BagMessage(conn.topic, conn.msgtype, log_time, bytes(data))
+
+    def deserialize(self, message: BagMessage):
+        """The message as a rosbags dataclass (same field names as the rclpy message)."""
+        return typestore().deserialize_cdr(message.data, message.msgtype)

@@ -1,0 +1,8 @@
+"""Every node of the suite: key -> (module, class). Pure data, read by setup.py (console scripts), ``mmfusion run``
+and the launch files, so a node is registered in exactly one place. The console script is ``<key>_node``.
+"""
+
+NODES: dict[str, tuple[str, str]] = {
+    "bag_player": ("ros_mmfusion.nodes.bag_player", "BagPlayerNode"),
+    "lidar_depth": ("ros_mmfusion.nodes.lidar_depth", "LidarDepthNode"),
+}

@@ -1,0 +1,149 @@
+"""Presets: named sets of nodes with their parameters (``config/presets/<name>.yaml``), shared by ``mmfusion run``
+and the launch files. ROS-free: this only reads and validates YAML.
+
+Format::
+
+    description: one line
+    nodes:
+      - node: <key in ros_mmfusion.nodes.registry.NODES>
+        name: <ROS node name, optional>
+        params_file: <ROS params YAML (/** or node name -> ros__parameters), relative to the share dir, optional>
+        parameters: {name: value}      # inline, override the file; "$(arg NAME)" takes a run argument
+        remappings: {from: to}
+
+Parameter precedence: params_file < inline parameters < command-line ``--set node.param=value``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.nodes.registry import NODES
+from ros_mmfusion.paths import config_dir, share_dir
+
+_ARG = re.compile(r"^\$\(arg (\w+)\)$")
+
+
+@dataclass
+class NodeLaunch:
+    key: str
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    remappings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def module(self) -> str:
+        return NODES[self.key][0]
+
+    @property
+    def class_name(self) -> str:
+        return NODES[self.key][1]
+
+
+@dataclass
+class Preset:
+    name: str
+    description: str
+    nodes: list[NodeLaunch]
+    arguments: set[str]
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in (config_dir() / "presets").glob("*.yaml"))
+
+
+def load_description(name: str) -> str:
+    data = _load_yaml(config_dir() / "presets" / f"{name}.yaml")
+    return str(data.get("description", "")) if isinstance(data, dict) else ""
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def load_params_file(path: Path, node_name: str) -> dict[str, Any]:
+    """``ros__parameters`` of ``node_name`` (or ``/**``) from a ROS 2 parameters file, flattened with dots."""
+    if not path.is_file():
+        raise ConfigError(f"parameters file not found: {path}")
+    data = _load_yaml(path) or {}
+    params: dict[str, Any] = {}
+    for key in ("/**", node_name, f"/{node_name}"):
+        section = data.get(key)
+        if isinstance(section, dict):
+            params.update(_flatten(section.get("ros__parameters") or {}))
+    return params
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def load(name: str, args: dict[str, str] | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Preset:
+    """Read and resolve preset ``name``; ``args`` fill ``$(arg X)``; ``overrides`` is {node name: {param: value}}."""
+    path = config_dir() / "presets" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(available()) or 'none'}")
+    data = _load_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list) or not data["nodes"]:
+        raise ConfigError(f"{path}: a preset needs a non-empty 'nodes' list")
+    args = dict(args or {})
+    needed: set[str] = set()
+    nodes: list[NodeLaunch] = []
+    for i, entry in enumerate(data["nodes"]):
+        if not isinstance(entry, dict) or entry.get("node") not in NODES:
+            raise ConfigError(f"{path}: nodes[{i}] must name a node, one of {sorted(NODES)}; got {entry!r}")
+        unknown = set(entry) - {"node", "name", "params_file", "parameters", "remappings"}
+        if unknown:
+            raise ConfigError(f"{path}: nodes[{i}] has unknown keys {sorted(unknown)}")
+        node_name = entry.get("name", entry["node"])
+        params: dict[str, Any] = {}
+        if entry.get("params_file"):
+            params.update(load_params_file(share_dir() / entry["params_file"], node_name))
+        for key, value in (entry.get("parameters") or {}).items():
+            m = _ARG.match(value) if isinstance(value, str) else None
+            if m:
+                needed.add(m.group(1))
+                if m.group(1) not in args:
+                    raise ConfigError(f"preset {name!r} needs the argument {m.group(1)!r} "
+                                      f"(mmfusion run {name} --{m.group(1).replace('_', '-')} VALUE)")
+                value = args[m.group(1)]
+            params[key] = value
+        params.update((overrides or {}).get(node_name, {}))
+        nodes.append(NodeLaunch(entry["node"], node_name, params, dict(entry.get("remappings") or {})))
+    names = [n.name for n in nodes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: node names must be unique, got {names}")
+    unknown_targets = set((overrides or {})) - set(names)
+    if unknown_targets:
+        raise ConfigError(f"--set names unknown node(s) {sorted(unknown_targets)}; preset nodes: {names}")
+    return Preset(name, str(data.get("description", "")), nodes, needed)
+
+
+def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["node.param=value", ...]`` -> {node: {param: value}}; values parsed as YAML scalars (1.0, true, [a, b])."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, raw = item.partition("=")
+        node, dot, param = target.partition(".")
+        if not sep or not dot or not node or not param:
+            raise ConfigError(f"--set expects NODE.PARAM=VALUE, got {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        out.setdefault(node, {})[param] = value
+    return out

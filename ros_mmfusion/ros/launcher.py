@@ -1,0 +1,122 @@
+"""Start the nodes of a preset without ``ros2 launch``: in this process (one executor) or one process per node."""
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.params import validate
+from ros_mmfusion.presets import NodeLaunch, Preset
+
+
+def node_class(launch: NodeLaunch) -> type:
+    return getattr(importlib.import_module(launch.module), launch.class_name)
+
+
+def typed_parameters(launch: NodeLaunch) -> dict[str, Any]:
+    """The launch's parameter values checked and widened against the node's ParamSpecs (1 -> 1.0 for a double).
+
+    Unknown names are kept as they are (ROS nodes may read undeclared overrides such as ``use_sim_time``).
+    """
+    from ros_mmfusion.ros.node_base import COMMON_PARAMS
+
+    cls = node_class(launch)
+    specs = {s.name: s for s in (*COMMON_PARAMS, *cls.PARAMS)}
+    out = {}
+    for key, value in launch.parameters.items():
+        out[key] = validate(specs[key], value) if key in specs else value
+        if key in specs and specs[key].is_list:
+            out[key] = list(out[key])
+    return out
+
+
+def create_nodes(preset: Preset) -> list:
+    """Construct every node of ``preset`` in this process (rclpy must be initialised)."""
+    from rclpy.parameter import Parameter
+
+    nodes = []
+    for launch in preset.nodes:
+        params = [Parameter(k, value=v) for k, v in typed_parameters(launch).items()]
+        remaps = [f"{src}:={dst}" for src, dst in launch.remappings.items()]
+        cli = ["--ros-args", "-r", f"__node:={launch.name}"] + [a for r in remaps for a in ("-r", r)]
+        nodes.append(node_class(launch)(parameter_overrides=params, cli_args=cli))
+    return nodes
+
+
+def run_in_process(preset: Preset, until: Callable[[list], bool] | None = None, duration: float = 0.0,
+                   extra_nodes: list | None = None) -> list:
+    """Spin the preset's nodes (plus ``extra_nodes``) until SIGINT/SIGTERM, ``duration`` seconds, or ``until(nodes)``.
+
+    Returns the nodes' final state for the caller to summarise; they are destroyed on return.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    nodes = create_nodes(preset)
+    everything = nodes + list(extra_nodes or [])
+    executor = SingleThreadedExecutor()
+    for node in everything:
+        executor.add_node(node)
+    deadline = time.monotonic() + duration if duration > 0 else None
+    try:
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            if until is not None and until(nodes):
+                break
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for node in everything:
+            executor.remove_node(node)
+            getattr(node, "close", lambda: None)()
+            node.destroy_node()
+        executor.shutdown()
+    return nodes
+
+
+def run_processes(preset: Preset, duration: float = 0.0) -> int:
+    """One OS process per node, each its console entry with a generated params file; stops them all together."""
+    env = dict(os.environ)
+    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="mmfusion_run_") as tmp:
+        for launch in preset.nodes:
+            params_file = Path(tmp) / f"{launch.name}.yaml"
+            params_file.write_text(yaml.safe_dump({launch.name: {"ros__parameters": typed_parameters(launch)}}))
+            cmd = [sys.executable, "-m", launch.module, "--ros-args", "-r", f"__node:={launch.name}",
+                   "--params-file", str(params_file)]
+            for src, dst in launch.remappings.items():
+                cmd += ["-r", f"{src}:={dst}"]
+            procs.append(subprocess.Popen(cmd, env=env))
+        deadline = time.monotonic() + duration if duration > 0 else None
+        try:
+            while all(p.poll() is None for p in procs):
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(2)
+            for p in procs:
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+    codes = [p.returncode for p in procs]
+    failed = [f"{launch.name} exited {code}" for launch, code in zip(preset.nodes, codes) if code not in (0, -2, 130)]
+    if failed:
+        raise ConfigError("; ".join(failed))
+    return 0

@@ -1,0 +1,244 @@
+"""The base every ros_mmfusion node derives from.
+
+A node declares its parameters as :class:`~ros_mmfusion.core.params.ParamSpec` (descriptors with type, range,
+read-only flag; validated at start-up and on every change), subscribes to sensor inputs through
+:meth:`MmfusionNode.sensor_subscription` (sensor-data QoS, arrival statistics, stamp checks, and a guard that turns a
+malformed message or a failing frame into a throttled log line and a diagnostic instead of a dead node), publishes
+outputs with :meth:`output_publisher` (reliable QoS), skips work when nobody listens (:meth:`has_subscribers`), and
+reports ``~/debug/processing_time_ms``, ``~/debug/pipeline_latency_ms`` and ``/diagnostics``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
+                                SetParametersResult)
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.node import Node
+from std_msgs.msg import Float64
+
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from ros_mmfusion.core.health import InputMonitor, LatencyMonitor, Level, StampGuard, summarize
+from ros_mmfusion.core.params import ParamSpec, validate
+from ros_mmfusion.ros.qos import OUTPUT_QOS, SENSOR_QOS
+
+_PARAM_TYPES = {
+    (bool, False): ParameterType.PARAMETER_BOOL, (int, False): ParameterType.PARAMETER_INTEGER,
+    (float, False): ParameterType.PARAMETER_DOUBLE, (str, False): ParameterType.PARAMETER_STRING,
+    (bool, True): ParameterType.PARAMETER_BOOL_ARRAY, (int, True): ParameterType.PARAMETER_INTEGER_ARRAY,
+    (float, True): ParameterType.PARAMETER_DOUBLE_ARRAY, (str, True): ParameterType.PARAMETER_STRING_ARRAY,
+}
+
+#: Parameters every node has.
+COMMON_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics reports.", minimum=0.1, maximum=60.0,
+              read_only=True),
+    ParamSpec("latency_warn_ms", 200.0, "Pipeline latency p95 (input stamp to output) above which diagnostics WARN.",
+              minimum=0.0),
+    ParamSpec("latency_error_ms", 1000.0, "Pipeline latency p95 above which diagnostics report ERROR.", minimum=0.0),
+    ParamSpec("input_timeout", 1.0, "Seconds without a message after which an input counts as stalled.",
+              minimum=0.01),
+    ParamSpec("max_input_age", 0.0, "Skip inputs whose header stamp is older than this many seconds "
+              "(0 disables; use with live sensors, not with sim time jumps).", minimum=0.0),
+    ParamSpec("log_throttle", 5.0, "Seconds between repeated log lines about the same input problem.", minimum=0.0),
+)
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    desc = ParameterDescriptor(
+        name=spec.name, type=_PARAM_TYPES[(spec.kind, spec.is_list)], description=spec.description,
+        read_only=spec.read_only, additional_constraints=spec.constraints_text(),
+    )
+    if not spec.is_list and spec.kind is float and (spec.minimum is not None or spec.maximum is not None):
+        desc.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.minimum if spec.minimum is not None else -1e300),
+            to_value=float(spec.maximum if spec.maximum is not None else 1e300), step=0.0)]
+    elif not spec.is_list and spec.kind is int and (spec.minimum is not None or spec.maximum is not None):
+        desc.integer_range = [IntegerRange(
+            from_value=int(spec.minimum if spec.minimum is not None else -(2**62)),
+            to_value=int(spec.maximum if spec.maximum is not None else 2**62), step=1)]
+    return desc
+
+
+class MmfusionNode(Node):
+    """Node base: validated parameters, guarded sensor inputs, timing topics and diagnostics.
+
+    Subclasses set ``PARAMS`` (a tuple of ParamSpec) and call ``super().__init__(name, **kwargs)``; validated values
+    are in ``self.params`` (a dict kept up to date on parameter changes). A bad start-up value raises ConfigError with
+    the parameter's name and the reason.
+    """
+
+    PARAMS: tuple[ParamSpec, ...] = ()
+
+    def __init__(self, node_name: str, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._specs = {s.name: s for s in (*COMMON_PARAMS, *self.PARAMS)}
+        self.params: dict[str, Any] = {}
+        for spec in self._specs.values():
+            try:
+                self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+                raise ConfigError(f"{self.get_name()}: invalid parameter {spec.name!r}: must be "
+                                  f"{spec.kind.__name__}{' list' if spec.is_list else ''} "
+                                  f"({spec.constraints_text() or spec.description}); {exc}") from None
+        for spec in self._specs.values():
+            value = self.get_parameter(spec.name).value
+            try:
+                self.params[spec.name] = validate(spec, value)
+            except ConfigError as exc:
+                self.get_logger().fatal(f"invalid parameter: {exc}")
+                raise ConfigError(f"{self.get_name()}: {exc}") from None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.inputs: dict[str, InputMonitor] = {}
+        self._stamp_guards: dict[str, StampGuard] = {}
+        self._last_log: dict[str, float] = {}
+        self.latency = LatencyMonitor(self.params["latency_warn_ms"], self.params["latency_error_ms"])
+        self._debug_processing = self.create_publisher(Float64, "~/debug/processing_time_ms", OUTPUT_QOS)
+        self._debug_pipeline = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", OUTPUT_QOS)
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
+        self._extra_findings: dict[str, tuple[Level, str]] = {}
+        self.frames_processed = 0
+        self.frames_skipped = 0
+        self.create_timer(self.params["diagnostics_period"], self.publish_diagnostics)
+
+    # -- parameters -------------------------------------------------------------------------------------------------
+    def _on_set_parameters(self, changes: Sequence[rclpy.parameter.Parameter]) -> SetParametersResult:
+        staged = {}
+        for p in changes:
+            spec = self._specs.get(p.name)
+            if spec is None:
+                continue
+            try:
+                staged[p.name] = validate(spec, p.value)
+            except ConfigError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        self.params.update(staged)
+        self.latency.warn_ms = self.params["latency_warn_ms"]
+        self.latency.error_ms = self.params["latency_error_ms"]
+        for name, monitor in self.inputs.items():
+            monitor.stall_timeout = self.params["input_timeout"] if monitor.required else monitor.stall_timeout
+        return SetParametersResult(successful=True)
+
+    # -- time -------------------------------------------------------------------------------------------------------
+    def now_ns(self) -> int:
+        """The node clock in nanoseconds (wall time, or /clock with use_sim_time)."""
+        return self.get_clock().now().nanoseconds
+
+    # -- logging ----------------------------------------------------------------------------------------------------
+    def log_throttled(self, key: str, level: str, text: str) -> None:
+        """Log ``text`` at most once per ``log_throttle`` seconds per ``key`` (wall clock, so replay cannot flood)."""
+        now = time.monotonic()
+        if now - self._last_log.get(key, -1e9) < self.params["log_throttle"]:
+            return
+        self._last_log[key] = now
+        getattr(self.get_logger(), level)(text)
+
+    def set_finding(self, key: str, level: Level, text: str) -> None:
+        """A node-specific health finding (e.g. "running without depth") reported until cleared."""
+        self._extra_findings[key] = (level, text)
+
+    def clear_finding(self, key: str) -> None:
+        self._extra_findings.pop(key, None)
+
+    # -- inputs -----------------------------------------------------------------------------------------------------
+    def sensor_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None], *,
+                            name: str | None = None, required: bool = True, stall_timeout: float | None = None,
+                            min_rate: float = 0.0, qos=SENSOR_QOS, check_stamp: bool = True):
+        """Subscribe to a sensor input with the sensor-data QoS and the node's guards.
+
+        The callback runs only for messages whose stamp passes the stale/out-of-order checks; a
+        MessageFormatError (or any other exception) raised inside it is logged throttled, counted as a malformed
+        message or failed frame in diagnostics, and the frame is skipped: the node keeps running.
+        """
+        name = name or topic
+        monitor = InputMonitor(name, stall_timeout=stall_timeout or self.params["input_timeout"],
+                               min_rate=min_rate, required=required)
+        self.inputs[name] = monitor
+        guard = StampGuard(self.params["max_input_age"])
+        self._stamp_guards[name] = guard
+
+        def guarded(msg: Any) -> None:
+            now_ns = self.now_ns()
+            monitor.on_message(now_ns / 1e9)
+            header = getattr(msg, "header", None)
+            if check_stamp and header is not None:
+                guard.max_age_ns = int(self.params["max_input_age"] * 1e9)
+                problem = guard.check(stamp_to_ns(header.stamp), now_ns)
+                if problem is not None:
+                    monitor.on_dropped(problem)
+                    self.frames_skipped += 1
+                    self.log_throttled(f"stamp:{name}", "warn", f"{name}: skipping message: {problem}")
+                    return
+                if guard.jumped:
+                    self.get_logger().info(f"{name}: time jumped back; resetting state")
+                    self.on_time_jump()
+            self.run_guarded(name, callback, msg)
+
+        return self.create_subscription(msg_type, topic, guarded, qos)
+
+    def run_guarded(self, name: str, fn: Callable[..., None], *args: Any) -> bool:
+        """Call ``fn(*args)``; on failure log throttled, count it against input ``name`` and return False."""
+        try:
+            fn(*args)
+            return True
+        except MessageFormatError as exc:
+            self.inputs[name].on_malformed(str(exc)) if name in self.inputs else None
+            self.frames_skipped += 1
+            self.log_throttled(f"malformed:{name}", "warn", f"{name}: skipping malformed message: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bad frame must never kill the node
+            if name in self.inputs:
+                self.inputs[name].on_dropped(f"{type(exc).__name__}: {exc}")
+            self.frames_skipped += 1
+            self.log_throttled(f"error:{name}", "error", f"{name}: frame failed and was skipped: "
+                               f"{type(exc).__name__}: {exc}")
+        return False
+
+    def on_time_jump(self) -> None:
+        """Called when an input's stamps jump back (a looping bag); subclasses reset synchronizers/contexts."""
+
+    # -- outputs ----------------------------------------------------------------------------------------------------
+    def output_publisher(self, msg_type: type, topic: str, qos=OUTPUT_QOS):
+        return self.create_publisher(msg_type, topic, qos)
+
+    @staticmethod
+    def has_subscribers(publishers: Iterable[Any]) -> bool:
+        """True when any of ``publishers`` has a subscriber: nodes skip inference when nobody listens."""
+        return any(p.get_subscription_count() > 0 for p in publishers)
+
+    def report_timing(self, input_stamp_ns: int, started_monotonic: float) -> tuple[float, float]:
+        """Publish processing time (since ``started_monotonic``) and pipeline latency (node clock minus input stamp)."""
+        processing_ms = (time.perf_counter() - started_monotonic) * 1e3
+        pipeline_ms = (self.now_ns() - input_stamp_ns) / 1e6
+        self.latency.record(processing_ms, pipeline_ms)
+        self.frames_processed += 1
+        self._debug_processing.publish(Float64(data=processing_ms))
+        self._debug_pipeline.publish(Float64(data=pipeline_ms))
+        return processing_ms, pipeline_ms
+
+    # -- diagnostics ------------------------------------------------------------------------------------------------
+    def health(self):
+        return summarize(list(self.inputs.values()), self.latency, self.now_ns() / 1e9,
+                         list(self._extra_findings.values()))
+
+    def publish_diagnostics(self) -> None:
+        report = self.health()
+        status = DiagnosticStatus(
+            level=bytes([int(report.level)]), name=f"{self.get_fully_qualified_name()}", message=report.message,
+            hardware_id="ros_mmfusion",
+            values=[KeyValue(key=k, value=v) for k, v in {
+                **report.values, "frames_processed": str(self.frames_processed),
+                "frames_skipped": str(self.frames_skipped)}.items()],
+        )
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics.publish(msg)
+
+    def close(self) -> None:
+        """Release resources before destruction (models, files); called by the runner on shutdown."""
