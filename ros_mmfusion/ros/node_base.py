@@ -84,10 +84,14 @@ class MmfusionNode(Node):
         for spec in self._specs.values():
             try:
                 self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-            except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+            except InvalidParameterTypeException as exc:
                 raise ConfigError(f"{self.get_name()}: invalid parameter {spec.name!r}: must be "
                                   f"{spec.kind.__name__}{' list' if spec.is_list else ''} "
                                   f"({spec.constraints_text() or spec.description}); {exc}") from None
+            except InvalidParameterValueException as exc:
+                reason = str(exc).split("Reason: ", 1)[-1]
+                raise ConfigError(f"{self.get_name()}: invalid parameter {spec.name!r}: {reason} "
+                                  f"(allowed: {spec.constraints_text()})") from None
         for spec in self._specs.values():
             value = self.get_parameter(spec.name).value
             try:

@@ -1,0 +1,91 @@
+"""``lidar_depth_node``: LiDAR PointCloud2 + CameraInfo -> depth image (32FC1, metres) in the camera's pixels.
+
+The LiDAR X-modality of the fusion segmentation, also useful on its own (RViz, depth completion). The output
+carries the cloud's stamp and the camera's optical frame. The LiDAR-to-camera extrinsic comes from parameters
+(there is no tf2_ros on the pip-only path); CameraInfo is taken as the latest received (it is static per camera).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from ros_mmfusion.core.errors import MessageFormatError
+from ros_mmfusion.core.geometry import Transform
+from ros_mmfusion.core.health import Level
+from ros_mmfusion.core.modalities.lidar import lidar_depth_image
+from ros_mmfusion.core.params import ParamSpec
+from ros_mmfusion.ros.camera_info import camera_info_to_intrinsics
+from ros_mmfusion.ros.entry import run_node
+from ros_mmfusion.ros.image import numpy_to_image
+from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
+from ros_mmfusion.ros.pointcloud import pointcloud2_to_xyz
+
+
+def _check_extrinsic(values: list[float]) -> str | None:
+    if len(values) != 7:
+        return "needs 7 numbers: x y z qx qy qz qw (camera optical frame <- LiDAR frame)"
+    if abs(np.linalg.norm(values[3:]) - 1.0) > 1e-3:
+        return "the quaternion must be unit length"
+    return None
+
+
+class LidarDepthNode(MmfusionNode):
+    PARAMS = (
+        ParamSpec("camera_from_lidar", [0.0, 0.0, 0.0, -0.5, 0.5, -0.5, 0.5],
+                  "Transform camera optical frame <- LiDAR frame: x y z (m) qx qy qz qw. The default is a camera "
+                  "at the LiDAR origin looking along LiDAR +x.", check=_check_extrinsic),
+        ParamSpec("max_range", 100.0, "Ignore points farther than this from the camera (m).", minimum=0.1),
+        ParamSpec("fill_kernel", 0, "Densify with the nearest depth in a KxK window (0/1: sparse).",
+                  minimum=0, maximum=31),
+        ParamSpec("max_camera_info_age", 5.0, "Seconds after which the last CameraInfo is considered stale.",
+                  minimum=0.0),
+    )
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("lidar_depth", **kwargs)
+        self.camera = None
+        self._camera_info_time = None
+        self.depth_pub = self.output_publisher(Image, "lidar/depth_image")
+        self.sensor_subscription(PointCloud2, "lidar/points", self.on_cloud, name="points")
+        self.sensor_subscription(CameraInfo, "camera/camera_info", self.on_camera_info, name="camera_info",
+                                 stall_timeout=self.params["max_camera_info_age"])
+
+    def extrinsic(self) -> Transform:
+        v = self.params["camera_from_lidar"]
+        return Transform.from_xyz_quat(v[:3], v[3:])
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        self.camera = (camera_info_to_intrinsics(msg).pinhole(), msg.header.frame_id)
+        self._camera_info_time = time.monotonic()
+
+    def on_cloud(self, msg: PointCloud2) -> None:
+        started = time.perf_counter()
+        if self.camera is None:
+            self.set_finding("calibration", Level.WARN, "no CameraInfo received yet; clouds skipped")
+            self.log_throttled("no_info", "warn", "no CameraInfo received yet; skipping clouds")
+            self.frames_skipped += 1
+            return
+        self.clear_finding("calibration")
+        if not self.has_subscribers([self.depth_pub]):
+            return
+        points = pointcloud2_to_xyz(msg)
+        if points.shape[0] == 0:
+            raise MessageFormatError("point cloud has no finite points")
+        camera, frame_id = self.camera
+        depth = lidar_depth_image(points, self.extrinsic(), camera, self.params["max_range"],
+                                  self.params["fill_kernel"])
+        out = numpy_to_image(depth, "32FC1", Header(stamp=msg.header.stamp, frame_id=frame_id or msg.header.frame_id))
+        self.depth_pub.publish(out)
+        self.report_timing(stamp_to_ns(msg.header.stamp), started)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(LidarDepthNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
