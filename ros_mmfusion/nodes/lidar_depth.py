@@ -34,7 +34,7 @@ def _check_extrinsic(values: list[float]) -> str | None:
 
 class LidarDepthNode(MmfusionNode):
     PARAMS = (
-        ParamSpec("camera_from_lidar", [0.0, 0.0, 0.0, -0.5, 0.5, -0.5, 0.5],
+        ParamSpec("camera_from_lidar", [0.0, 0.0, 0.0, 0.5, -0.5, 0.5, 0.5],
                   "Transform camera optical frame <- LiDAR frame: x y z (m) qx qy qz qw. The default is a camera "
                   "at the LiDAR origin looking along LiDAR +x.", check=_check_extrinsic),
         ParamSpec("max_range", 100.0, "Ignore points farther than this from the camera (m).", minimum=0.1),
