@@ -1,0 +1,17 @@
+"""The demo preset: replay a synthetic-world bag and publish the LiDAR depth image (`bag:=DIR`)."""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+
+
+def generate_launch_description() -> LaunchDescription:
+    preset = os.path.join(get_package_share_directory("ros_mmfusion"), "launch", "preset.launch.py")
+    return LaunchDescription([
+        DeclareLaunchArgument("bag", description="bag directory written by `mmfusion sim`"),
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(preset),
+                                 launch_arguments={"preset": "demo", "bag": LaunchConfiguration("bag")}.items()),
+    ])

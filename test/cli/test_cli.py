@@ -1,0 +1,76 @@
+"""The mmfusion CLI as a user runs it: real processes, exit codes and messages, no tracebacks."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MMFUSION = [sys.executable, "-m", "ros_mmfusion.cli"]
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(MMFUSION + args, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_the_subcommands(ros_child_env):
+    proc = run(["--help"], ros_child_env())
+    assert proc.returncode == 0
+    for sub in ("doctor", "run", "sim", "demo"):
+        assert sub in proc.stdout
+
+
+def test_doctor_reports_ros_middleware_profile_and_ml_runtimes(ros_child_env):
+    proc = run(["doctor", "--json"], ros_child_env())
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["rclpy"] and info["vision_msgs_importable"] and info["tf2_msgs_importable"]
+    assert info["dds_profile"].endswith("fastdds_large_messages.xml")
+    assert info["torch"].startswith("2.13.0") and info["onnxruntime"]
+    assert "CPUExecutionProvider" in info["onnxruntime_providers"]
+    assert info["cuda_gpu"] is None or isinstance(info["cuda_gpu"], str)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "no_such_preset"], "unknown preset 'no_such_preset'; available: demo"),
+    (["run", "demo"], "preset 'demo' needs the argument 'bag'"),
+    (["run", "demo", "--bag", "/nonexistent/bag", "--set", "lidar_depth.fill_kernel=99"], "above its maximum 31"),
+    (["run", "demo", "--bag", "/x", "--set", "nobody.rate=1"], "--set names unknown node(s) ['nobody']"),
+    (["run", "demo", "--bag", "/x", "--set", "oops"], "--set expects NODE.PARAM=VALUE"),
+    (["run", "demo", "--bag", "/nonexistent/bag"], "bag not found: /nonexistent/bag"),
+])
+def test_bad_arguments_give_one_clear_line_and_exit_2(ros_child_env, args, message):
+    proc = run(args, ros_child_env())
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_list_shows_presets(ros_child_env):
+    proc = run(["run", "--list"], ros_child_env())
+    assert proc.returncode == 0 and proc.stdout.startswith("demo")
+
+
+def test_node_process_exits_cleanly_on_sigterm_and_sigint(ros_child_env):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen([sys.executable, "-m", "ros_mmfusion.nodes.lidar_depth"], env=ros_child_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3.0)
+        assert proc.poll() is None, proc.communicate()[1]
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, (sig, err[-2000:])
+        assert "Traceback" not in err
+
+
+def test_node_with_bad_parameter_exits_2_with_the_reason(ros_child_env):
+    proc = subprocess.run([sys.executable, "-m", "ros_mmfusion.nodes.lidar_depth", "--ros-args", "-p",
+                           "camera_from_lidar:=[1.0, 2.0]"], env=ros_child_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "camera_from_lidar" in proc.stderr and "needs 7 numbers" in proc.stderr
+    assert "Traceback" not in proc.stderr
