@@ -47,9 +47,11 @@ def matrix_to_quaternion(rot: np.ndarray) -> np.ndarray:
     return out if out[3] >= 0 else -out
 
 
-def yaw_to_quaternion(yaw: float) -> np.ndarray:
-    """Quaternion (x, y, z, w) of a rotation by ``yaw`` radians about +z."""
-    return np.array([0.0, 0.0, np.sin(yaw / 2.0), np.cos(yaw / 2.0)])
+def yaw_to_quaternion(yaw: float | np.ndarray) -> np.ndarray:
+    """Quaternion ``(..., 4)`` as ``(x, y, z, w)`` of a rotation by ``yaw`` radians about +z (scalar or array)."""
+    half = 0.5 * np.asarray(yaw, dtype=np.float64)
+    zeros = np.zeros_like(half)
+    return np.stack([zeros, zeros, np.sin(half), np.cos(half)], axis=-1)
 
 
 def rpy_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
@@ -72,18 +74,18 @@ class Transform:
     translation: np.ndarray = field(default_factory=lambda: np.zeros(3))
 
     @classmethod
-    def from_matrix(cls, matrix: np.ndarray) -> "Transform":
+    def from_matrix(cls, matrix: np.ndarray) -> Transform:
         m = np.asarray(matrix, dtype=np.float64)
         if m.shape != (4, 4):
             raise ConfigError(f"transform matrix must be 4x4, got shape {m.shape}")
         return cls(m[:3, :3].copy(), m[:3, 3].copy())
 
     @classmethod
-    def from_xyz_quat(cls, xyz, q_xyzw) -> "Transform":
+    def from_xyz_quat(cls, xyz, q_xyzw) -> Transform:
         return cls(quaternion_to_matrix(q_xyzw), np.asarray(xyz, dtype=np.float64))
 
     @classmethod
-    def from_xyz_rpy(cls, xyz, rpy) -> "Transform":
+    def from_xyz_rpy(cls, xyz, rpy) -> Transform:
         return cls(rpy_to_matrix(*rpy), np.asarray(xyz, dtype=np.float64))
 
     def matrix(self) -> np.ndarray:
@@ -95,11 +97,11 @@ class Transform:
     def quaternion(self) -> np.ndarray:
         return matrix_to_quaternion(self.rotation)
 
-    def inverse(self) -> "Transform":
+    def inverse(self) -> Transform:
         rt = self.rotation.T
         return Transform(rt, -rt @ self.translation)
 
-    def __matmul__(self, other: "Transform") -> "Transform":
+    def __matmul__(self, other: Transform) -> Transform:
         return Transform(self.rotation @ other.rotation, self.rotation @ other.translation + self.translation)
 
     def apply(self, points: np.ndarray) -> np.ndarray:
@@ -133,7 +135,7 @@ class PinholeCamera:
             raise ConfigError(f"camera size must be positive, got {self.width}x{self.height}")
 
     @classmethod
-    def from_fov(cls, width: int, height: int, hfov_rad: float) -> "PinholeCamera":
+    def from_fov(cls, width: int, height: int, hfov_rad: float) -> PinholeCamera:
         """An undistorted camera with square pixels and the principal point at the image centre."""
         fx = (width / 2.0) / np.tan(hfov_rad / 2.0)
         k = np.array([[fx, 0.0, (width - 1) / 2.0], [0.0, fx, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
@@ -143,7 +145,7 @@ class PinholeCamera:
     def is_distorted(self) -> bool:
         return bool(np.any(self.d != 0.0))
 
-    def scaled(self, width: int, height: int) -> "PinholeCamera":
+    def scaled(self, width: int, height: int) -> PinholeCamera:
         """The same camera resampled to ``width`` x ``height`` pixels (pixel-centre convention)."""
         sx, sy = width / self.width, height / self.height
         k = self.k.copy()

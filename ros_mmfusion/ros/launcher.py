@@ -7,8 +7,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -116,7 +117,8 @@ def run_processes(preset: Preset, duration: float = 0.0) -> int:
                 except subprocess.TimeoutExpired:
                     p.kill()
     codes = [p.returncode for p in procs]
-    failed = [f"{launch.name} exited {code}" for launch, code in zip(preset.nodes, codes) if code not in (0, -2, 130)]
+    failed = [f"{launch.name} exited {code}"
+              for launch, code in zip(preset.nodes, codes, strict=True) if code not in (0, -2, 130)]
     if failed:
         raise ConfigError("; ".join(failed))
     return 0

@@ -10,12 +10,12 @@ reports ``~/debug/processing_time_ms``, ``~/debug/pipeline_latency_ms`` and ``/d
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
-                                SetParametersResult)
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from std_msgs.msg import Float64
@@ -126,7 +126,7 @@ class MmfusionNode(Node):
         self.params.update(staged)
         self.latency.warn_ms = self.params["latency_warn_ms"]
         self.latency.error_ms = self.params["latency_error_ms"]
-        for name, monitor in self.inputs.items():
+        for monitor in self.inputs.values():
             monitor.stall_timeout = self.params["input_timeout"] if monitor.required else monitor.stall_timeout
         return SetParametersResult(successful=True)
 

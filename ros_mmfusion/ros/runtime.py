@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ros_mmfusion.paths import dds_profile
 
