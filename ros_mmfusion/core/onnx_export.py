@@ -1,0 +1,72 @@
+"""ONNX export shared by every model: one exporter configuration (opset 17, TorchScript exporter, constant folding),
+an ONNX Runtime session factory, and an op inventory for TensorRT graph hygiene checks.
+
+The TorchScript-based exporter is used on purpose: it needs no ``onnxscript`` and produces plain graphs that the
+TensorRT ONNX parser accepts; models must be written export-friendly (no in-place slice assignment, no
+data-dependent Python control flow).
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+OPSET = 17
+
+
+def export_onnx(model, example_inputs: tuple, path: str | Path, input_names: Sequence[str],
+                output_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+                opset: int = OPSET) -> Path:
+    """Export ``model`` (eval mode is set) to ``path`` and check the file with the ONNX checker."""
+    import onnx
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer warnings
+        torch.onnx.export(model, example_inputs, str(path), opset_version=opset, dynamo=False,
+                          input_names=list(input_names), output_names=list(output_names),
+                          dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()},
+                          do_constant_folding=True)
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def ort_session(path: str | Path, threads: int = 0, providers: Sequence[str] = ("CPUExecutionProvider",)):
+    """An ONNX Runtime session; ``threads`` 0 lets ONNX Runtime choose."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=list(providers))
+
+
+def run_ort(session, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, dict(inputs)), strict=True))
+
+
+def op_types(path: str | Path) -> set[str]:
+    """Every op type in the graph, subgraphs included."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    found: set[str] = set()
+
+    def walk(graph) -> None:
+        for node in graph.node:
+            found.add(node.op_type)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+                for g in attr.graphs:
+                    walk(g)
+
+    walk(model.graph)
+    return found

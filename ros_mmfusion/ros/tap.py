@@ -1,0 +1,44 @@
+"""A recording subscriber for tools (demo, evaluation): counts, arrival times and the last message of each topic."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rclpy.node import Node
+
+from ros_mmfusion.ros.qos import OUTPUT_QOS
+
+
+@dataclass
+class TopicRecord:
+    count: int = 0
+    first_arrival: float | None = None
+    last_arrival: float | None = None
+    last: Any = None
+    values: list[float] = field(default_factory=list)
+
+    def rate_hz(self) -> float:
+        if self.count < 2 or self.first_arrival is None or self.last_arrival == self.first_arrival:
+            return 0.0
+        return (self.count - 1) / (self.last_arrival - self.first_arrival)
+
+
+class TopicTap(Node):
+    """Subscribes to ``topics`` ({topic: msg type}) and records what arrives; ``std_msgs/Float64`` values are kept."""
+
+    def __init__(self, topics: dict[str, type], name: str = "mmfusion_tap") -> None:
+        super().__init__(name)
+        self.records: dict[str, TopicRecord] = {t: TopicRecord() for t in topics}
+        for topic, msg_type in topics.items():
+            self.create_subscription(msg_type, topic, lambda msg, t=topic: self._on(t, msg), OUTPUT_QOS)
+
+    def _on(self, topic: str, msg: Any) -> None:
+        rec = self.records[topic]
+        now = time.monotonic()
+        rec.count += 1
+        rec.first_arrival = rec.first_arrival or now
+        rec.last_arrival = now
+        rec.last = msg
+        if hasattr(msg, "data") and isinstance(msg.data, float):
+            rec.values.append(msg.data)
