@@ -26,7 +26,7 @@ from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.nodes.registry import NODES
 from ros_mmfusion.paths import config_dir, share_dir
 
-_ARG = re.compile(r"^\$\(arg (\w+)\)$")
+_ARG = re.compile(r"\$\(arg (\w+)\)")
 
 
 @dataclass
@@ -92,6 +92,20 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _substitute(value: str, args: dict[str, str], preset: str, needed: set[str]) -> str:
+    """Replace every ``$(arg NAME)`` in ``value``; ConfigError naming the first missing argument."""
+
+    def one(match: re.Match) -> str:
+        arg = match.group(1)
+        needed.add(arg)
+        if arg not in args:
+            hint = "--bag DIR" if arg == "bag" else f"--arg {arg}=VALUE"
+            raise ConfigError(f"preset {preset!r} needs the argument {arg!r} (mmfusion run {preset} {hint})")
+        return str(args[arg])
+
+    return _ARG.sub(one, value)
+
+
 def load(name: str, args: dict[str, str] | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Preset:
     """Read and resolve preset ``name``; ``args`` fill ``$(arg X)``; ``overrides`` is {node name: {param: value}}."""
     path = config_dir() / "presets" / f"{name}.yaml"
@@ -114,20 +128,15 @@ def load(name: str, args: dict[str, str] | None = None, overrides: dict[str, dic
         if entry.get("params_file"):
             params.update(load_params_file(share_dir() / entry["params_file"], node_name))
         for key, value in (entry.get("parameters") or {}).items():
-            m = _ARG.match(value) if isinstance(value, str) else None
-            if m:
-                needed.add(m.group(1))
-                if m.group(1) not in args:
-                    raise ConfigError(f"preset {name!r} needs the argument {m.group(1)!r} "
-                                      f"(mmfusion run {name} --{m.group(1).replace('_', '-')} VALUE)")
-                value = args[m.group(1)]
+            if isinstance(value, str):
+                value = _substitute(value, args, name, needed)
             params[key] = value
         params.update((overrides or {}).get(node_name, {}))
         nodes.append(NodeLaunch(entry["node"], node_name, params, dict(entry.get("remappings") or {})))
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: node names must be unique, got {names}")
-    unknown_targets = set((overrides or {})) - set(names)
+    unknown_targets = set(overrides or {}) - set(names)
     if unknown_targets:
         raise ConfigError(f"--set names unknown node(s) {sorted(unknown_targets)}; preset nodes: {names}")
     return Preset(name, str(data.get("description", "")), nodes, needed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ros_mmfusion import __version__
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError

@@ -4,10 +4,10 @@ and header-stamp rewriting on serialized CDR (so a replay can be re-timed withou
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.paths import share_dir
@@ -29,7 +29,7 @@ def typestore():
     return store
 
 
-@lru_cache(maxsize=None)
+@cache
 def starts_with_header(msgtype: str) -> bool:
     """True when the message's first field is a ``std_msgs/Header`` (its stamp sits at CDR bytes 4..12)."""
     store = typestore()
@@ -82,7 +82,7 @@ class BagSource:
         except ReaderError as exc:
             raise ConfigError(f"cannot read bag {self.path}: {exc}") from None
 
-    def __enter__(self) -> "BagSource":
+    def __enter__(self) -> BagSource:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -6,8 +6,9 @@ read-only, description) and calls :func:`validate` for start-up values and ``set
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ros_mmfusion.core.errors import ConfigError
 

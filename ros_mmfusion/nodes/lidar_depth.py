@@ -12,11 +12,12 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
-from ros_mmfusion.core.errors import MessageFormatError
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.modalities.lidar import lidar_depth_image
 from ros_mmfusion.core.params import ParamSpec
+from ros_mmfusion.core.sim.calibration import load_calibration
 from ros_mmfusion.ros.camera_info import camera_info_to_intrinsics
 from ros_mmfusion.ros.entry import run_node
 from ros_mmfusion.ros.image import numpy_to_image
@@ -37,6 +38,9 @@ class LidarDepthNode(MmfusionNode):
         ParamSpec("camera_from_lidar", [0.0, 0.0, 0.0, 0.5, -0.5, 0.5, 0.5],
                   "Transform camera optical frame <- LiDAR frame: x y z (m) qx qy qz qw. The default is a camera "
                   "at the LiDAR origin looking along LiDAR +x.", check=_check_extrinsic),
+        ParamSpec("calibration_file", "", "A ros_mmfusion calibration YAML (as written beside `mmfusion sim` bags); "
+                  "when set, camera_from_lidar is computed from it for the camera named by `camera`.", read_only=True),
+        ParamSpec("camera", "color", "Camera name in calibration_file.", read_only=True),
         ParamSpec("max_range", 100.0, "Ignore points farther than this from the camera (m).", minimum=0.1),
         ParamSpec("fill_kernel", 0, "Densify with the nearest depth in a KxK window (0/1: sparse).",
                   minimum=0, maximum=31),
@@ -48,12 +52,21 @@ class LidarDepthNode(MmfusionNode):
         super().__init__("lidar_depth", **kwargs)
         self.camera = None
         self._camera_info_time = None
+        self.camera_from_lidar = self._extrinsic()
         self.depth_pub = self.output_publisher(Image, "lidar/depth_image")
         self.sensor_subscription(PointCloud2, "lidar/points", self.on_cloud, name="points")
         self.sensor_subscription(CameraInfo, "camera/camera_info", self.on_camera_info, name="camera_info",
                                  stall_timeout=self.params["max_camera_info_age"])
 
-    def extrinsic(self) -> Transform:
+    def _extrinsic(self) -> Transform:
+        """camera optical <- LiDAR, from the calibration file when one is given, else from camera_from_lidar."""
+        if self.params["calibration_file"]:
+            calibration = load_calibration(self.params["calibration_file"])
+            name = self.params["camera"]
+            if name not in calibration.cameras:
+                raise ConfigError(f"calibration {self.params['calibration_file']} has no camera {name!r}; "
+                                  f"it has {sorted(calibration.cameras)}")
+            return calibration.cameras[name].T_base_sensor.inverse() @ calibration.lidar.T_base_sensor
         v = self.params["camera_from_lidar"]
         return Transform.from_xyz_quat(v[:3], v[3:])
 
@@ -75,7 +88,7 @@ class LidarDepthNode(MmfusionNode):
         if points.shape[0] == 0:
             raise MessageFormatError("point cloud has no finite points")
         camera, frame_id = self.camera
-        depth = lidar_depth_image(points, self.extrinsic(), camera, self.params["max_range"],
+        depth = lidar_depth_image(points, self.camera_from_lidar, camera, self.params["max_range"],
                                   self.params["fill_kernel"])
         out = numpy_to_image(depth, "32FC1", Header(stamp=msg.header.stamp, frame_id=frame_id or msg.header.frame_id))
         self.depth_pub.publish(out)

@@ -43,9 +43,10 @@ def create_nodes(preset: Preset) -> list:
     """Construct every node of ``preset`` in this process (rclpy must be initialised)."""
     from rclpy.parameter import Parameter
 
+    typed = [typed_parameters(launch) for launch in preset.nodes]  # every value checked before any node starts
     nodes = []
-    for launch in preset.nodes:
-        params = [Parameter(k, value=v) for k, v in typed_parameters(launch).items()]
+    for launch, values in zip(preset.nodes, typed, strict=True):
+        params = [Parameter(k, value=v) for k, v in values.items()]
         remaps = [f"{src}:={dst}" for src, dst in launch.remappings.items()]
         cli = ["--ros-args", "-r", f"__node:={launch.name}"] + [a for r in remaps for a in ("-r", r)]
         nodes.append(node_class(launch)(parameter_overrides=params, cli_args=cli))
@@ -90,10 +91,11 @@ def run_processes(preset: Preset, duration: float = 0.0) -> int:
     env = dict(os.environ)
     env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
     procs: list[subprocess.Popen] = []
+    typed = [typed_parameters(launch) for launch in preset.nodes]  # every value checked before any node starts
     with tempfile.TemporaryDirectory(prefix="mmfusion_run_") as tmp:
-        for launch in preset.nodes:
+        for launch, values in zip(preset.nodes, typed, strict=True):
             params_file = Path(tmp) / f"{launch.name}.yaml"
-            params_file.write_text(yaml.safe_dump({launch.name: {"ros__parameters": typed_parameters(launch)}}))
+            params_file.write_text(yaml.safe_dump({launch.name: {"ros__parameters": values}}))
             cmd = [sys.executable, "-m", launch.module, "--ros-args", "-r", f"__node:={launch.name}",
                    "--params-file", str(params_file)]
             for src, dst in launch.remappings.items():

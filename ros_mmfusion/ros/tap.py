@@ -17,6 +17,7 @@ class TopicRecord:
     last_arrival: float | None = None
     last: Any = None
     values: list[float] = field(default_factory=list)
+    history: dict[int, Any] = field(default_factory=dict)
 
     def rate_hz(self) -> float:
         if self.count < 2 or self.first_arrival is None or self.last_arrival == self.first_arrival:
@@ -27,8 +28,10 @@ class TopicRecord:
 class TopicTap(Node):
     """Subscribes to ``topics`` ({topic: msg type}) and records what arrives; ``std_msgs/Float64`` values are kept."""
 
-    def __init__(self, topics: dict[str, type], name: str = "mmfusion_tap") -> None:
+    def __init__(self, topics: dict[str, type], name: str = "mmfusion_tap", keep: int = 0) -> None:
+        """``keep`` > 0 also keeps the last ``keep`` messages with a header per topic, by header stamp (ns)."""
         super().__init__(name)
+        self.keep = keep
         self.records: dict[str, TopicRecord] = {t: TopicRecord() for t in topics}
         for topic, msg_type in topics.items():
             self.create_subscription(msg_type, topic, lambda msg, t=topic: self._on(t, msg), OUTPUT_QOS)
@@ -42,3 +45,7 @@ class TopicTap(Node):
         rec.last = msg
         if hasattr(msg, "data") and isinstance(msg.data, float):
             rec.values.append(msg.data)
+        if self.keep and hasattr(msg, "header"):
+            rec.history[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = msg
+            while len(rec.history) > self.keep:
+                rec.history.pop(next(iter(rec.history)))

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -74,3 +73,23 @@ def test_node_with_bad_parameter_exits_2_with_the_reason(ros_child_env):
     assert proc.returncode == 2
     assert "camera_from_lidar" in proc.stderr and "needs 7 numbers" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_demo_generates_data_replays_it_and_shows_what_was_published(ros_child_env, tmp_path):
+    out = tmp_path / "demo"
+    proc = run(["demo", "--out", str(out), "--frames", "8", "--size", "160x120"], ros_child_env(), timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "urban_night_bag" / "metadata.yaml").is_file()
+    rows = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
+            if line.startswith("/") and len(line.split()) == 3}
+    assert rows["/camera/color/image_raw"] == 8
+    assert 6 <= rows["/lidar/depth_image"] <= 8, "at most the first clouds may precede the first CameraInfo"
+    assert rows["/lidar_depth/debug/pipeline_latency_ms"] == rows["/lidar/depth_image"]
+    assert (out / "demo_urban_night.png").stat().st_size > 1000
+    again = run(["demo", "--out", str(out), "--frames", "8", "--size", "160x120"], ros_child_env(), timeout=240)
+    assert again.returncode == 0 and "using existing bag" in again.stdout
+
+
+def test_demo_rejects_bad_size(ros_child_env, tmp_path):
+    proc = run(["demo", "--out", str(tmp_path), "--size", "big"], ros_child_env())
+    assert proc.returncode == 2 and "--size expects WxH" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,337 @@
+"""Record a simulation as a rosbag2 (MCAP or sqlite3) with ``rosbags``, plus its calibration and scenario files.
+
+:func:`record` is the entry point (``mmfusion sim`` and ``make demo`` call it). The bag directory holds, besides
+rosbag2's own ``metadata.yaml`` and storage file, ``calibration.yaml`` (:mod:`.calibration`) and ``scenario.yaml``
+(what was generated, with which seed and settings, the label set and the topic table; it also marks the directory as
+written by this generator, which is what ``overwrite=True`` checks before deleting anything).
+
+Messages are serialized by the rosbags typestore of :func:`ros_mmfusion.core.bagio.typestore` (ROS 2 Jazzy plus the
+suite's vision_msgs and tf2_msgs), connections carry the RIHS01 type hash, and every message of frame ``k`` has the
+header stamp (and bag log time) of frame ``k``. ``/tf_static`` and ``/ground_truth/label_info`` are written once,
+before frame 0, and offered transient-local (as a latched publisher would).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ros_mmfusion import __version__
+from ros_mmfusion.core.codec.image import encode_image
+from ros_mmfusion.core.codec.pointcloud import encode_cloud
+from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.geometry import Transform
+from ros_mmfusion.core.sim import labels as L
+from ros_mmfusion.core.sim.calibration import write_calibration
+from ros_mmfusion.core.sim.simulator import SimFrame, Simulation
+
+GENERATOR = "ros_mmfusion sim"
+ODOM_FRAME = "odom"
+BASE_FRAME = "base_link"
+
+#: topic -> (message type, description) of everything a bag holds.
+TOPICS: dict[str, tuple[str, str]] = {
+    "/camera/color/image_raw": ("sensor_msgs/msg/Image", "rgb8 colour image"),
+    "/camera/color/camera_info": ("sensor_msgs/msg/CameraInfo", "colour camera intrinsics"),
+    "/camera/depth/image_rect_raw": ("sensor_msgs/msg/Image",
+                                     "depth registered to colour: 32FC1 metres (NaN invalid) or 16UC1 mm (0 invalid)"),
+    "/camera/depth/camera_info": ("sensor_msgs/msg/CameraInfo", "depth camera intrinsics (= colour)"),
+    "/thermal/image_raw": ("sensor_msgs/msg/Image", "mono16 thermal, centikelvin (kelvin x 100), registered to colour"),
+    "/thermal/camera_info": ("sensor_msgs/msg/CameraInfo", "thermal camera intrinsics (= colour)"),
+    "/lidar/points": ("sensor_msgs/msg/PointCloud2", "x y z intensity float32, ring uint16; LiDAR frame"),
+    "/odom": ("nav_msgs/msg/Odometry", "ground-truth odometry odom -> base_link (the ego trajectory)"),
+    "/tf": ("tf2_msgs/msg/TFMessage", "odom -> base_link"),
+    "/tf_static": ("tf2_msgs/msg/TFMessage", "base_link -> camera, thermal and LiDAR frames; once, transient local"),
+    "/ground_truth/semantic": ("sensor_msgs/msg/Image", "mono8 class ids, aligned with the colour image"),
+    "/ground_truth/instance": ("sensor_msgs/msg/Image", "mono16 instance ids (0: stuff), aligned with colour"),
+    "/ground_truth/boxes": ("vision_msgs/msg/Detection3DArray", "3D boxes of objects with LiDAR returns; LiDAR frame"),
+    "/ground_truth/points": ("sensor_msgs/msg/PointCloud2",
+                             "x y z float32, label uint16, instance uint16; row for row the /lidar/points cloud"),
+    "/ground_truth/label_info": ("vision_msgs/msg/LabelInfo", "class id -> name map; once, transient local"),
+}
+STATIC_TOPICS = ("/tf_static", "/ground_truth/label_info")
+_CAMERA_TOPICS = {"color": "/camera/color", "depth": "/camera/depth", "thermal": "/thermal"}
+_OUR_FILES = {"metadata.yaml", "calibration.yaml", "scenario.yaml"}
+_OUR_SUFFIXES = (".mcap", ".db3", ".db3-shm", ".db3-wal", ".db3-journal")
+GT_POINT_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("label", "<u2"), ("instance", "<u2")])
+
+
+@dataclass
+class RecordSummary:
+    """What :func:`record` wrote: paths, frame and per-topic message counts, wall time, bag size."""
+
+    bag: Path
+    calibration: Path
+    scenario: str
+    frames: int
+    messages: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    bytes: int = 0
+
+
+def depth_image(depth_m: np.ndarray, encoding: str) -> np.ndarray:
+    """Depth in ``encoding``: 32FC1 metres with NaN invalid, or 16UC1 millimetres with 0 invalid (REP-118)."""
+    if encoding == "32FC1":
+        return depth_m.astype(np.float32)
+    if encoding == "16UC1":
+        mm = np.where(np.isfinite(depth_m), np.rint(depth_m * 1000.0), 0.0)
+        return np.clip(mm, 0, 65535).astype(np.uint16)
+    raise ConfigError(f"depth encoding must be 32FC1 or 16UC1, got {encoding!r}")
+
+
+def _is_our_bag(path: Path) -> bool:
+    marker = path / "scenario.yaml"
+    if not marker.is_file() or not (path / "metadata.yaml").is_file():
+        return False
+    try:
+        import yaml
+
+        if (yaml.safe_load(marker.read_text()) or {}).get("generator") != GENERATOR:
+            return False
+    except Exception:  # noqa: BLE001 - unreadable marker: not ours
+        return False
+    return all(p.is_file() and (p.name in _OUR_FILES or p.name.endswith(_OUR_SUFFIXES)) for p in path.iterdir())
+
+
+def prepare_output(out: Path, overwrite: bool) -> None:
+    """Make ``out`` ready for a new bag: absent or an empty directory is fine; a bag this generator wrote is
+    deleted when ``overwrite``; anything else is refused (ConfigError) and left untouched."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    entries = list(out.iterdir())
+    if not entries:
+        out.rmdir()
+        return
+    if not overwrite:
+        raise ConfigError(f"--out {out} exists and is not empty; pass --overwrite to replace a bag written by "
+                          "mmfusion sim, or choose another directory")
+    if not _is_our_bag(out):
+        raise ConfigError(f"--out {out} is not a bag written by mmfusion sim (no matching scenario.yaml, or other "
+                          "files in it); refusing to delete it")
+    for entry in entries:
+        entry.unlink()
+    out.rmdir()
+
+
+class _Messages:
+    """Builds the rosbags message objects of one simulation."""
+
+    def __init__(self, sim: Simulation, depth_encoding: str) -> None:
+        from ros_mmfusion.core.bagio import typestore
+
+        self.sim, self.depth_encoding = sim, depth_encoding
+        self.store = typestore()
+        self.T = self.store.types
+
+    def new(self, msgtype: str, **fields):
+        return self.T[msgtype](**fields)
+
+    def header(self, stamp_ns: int, frame_id: str):
+        sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        return self.new("std_msgs/msg/Header", stamp=self.new("builtin_interfaces/msg/Time", sec=sec, nanosec=nanosec),
+                        frame_id=frame_id)
+
+    def image(self, stamp_ns: int, frame_id: str, array: np.ndarray, encoding: str):
+        f = encode_image(array, encoding)
+        return self.new("sensor_msgs/msg/Image", header=self.header(stamp_ns, frame_id), height=f.height,
+                        width=f.width, encoding=f.encoding, is_bigendian=int(f.is_bigendian), step=f.step, data=f.data)
+
+    def cloud(self, stamp_ns: int, frame_id: str, points: np.ndarray):
+        f = encode_cloud(points)
+        fields = [self.new("sensor_msgs/msg/PointField", name=c.name, offset=c.offset, datatype=c.datatype,
+                           count=c.count) for c in f.fields]
+        return self.new("sensor_msgs/msg/PointCloud2", header=self.header(stamp_ns, frame_id), height=f.height,
+                        width=f.width, fields=fields, is_bigendian=bool(f.is_bigendian), point_step=f.point_step,
+                        row_step=f.row_step, data=f.data, is_dense=bool(f.is_dense))
+
+    def camera_info(self, stamp_ns: int, sensor):
+        cam = sensor.camera
+        p = np.zeros((3, 4))
+        p[:, :3] = cam.k
+        d = cam.d if cam.d.size else np.zeros(5)
+        roi = self.new("sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+        return self.new("sensor_msgs/msg/CameraInfo", header=self.header(stamp_ns, sensor.frame_id), height=cam.height,
+                        width=cam.width, distortion_model=cam.distortion_model, d=np.asarray(d, np.float64),
+                        k=cam.k.ravel().astype(np.float64), r=np.eye(3).ravel(), p=p.ravel(), binning_x=0,
+                        binning_y=0, roi=roi)
+
+    def vector3(self, v):
+        return self.new("geometry_msgs/msg/Vector3", x=float(v[0]), y=float(v[1]), z=float(v[2]))
+
+    def quaternion(self, q):
+        return self.new("geometry_msgs/msg/Quaternion", x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))
+
+    def pose(self, position, q):
+        point = self.new("geometry_msgs/msg/Point", x=float(position[0]), y=float(position[1]), z=float(position[2]))
+        return self.new("geometry_msgs/msg/Pose", position=point, orientation=self.quaternion(q))
+
+    def transform_stamped(self, stamp_ns: int, parent: str, child: str, T: Transform):
+        tf = self.new("geometry_msgs/msg/Transform", translation=self.vector3(T.translation),
+                      rotation=self.quaternion(T.quaternion()))
+        return self.new("geometry_msgs/msg/TransformStamped", header=self.header(stamp_ns, parent),
+                        child_frame_id=child, transform=tf)
+
+    def tf_static(self, stamp_ns: int):
+        rig = self.sim.rig
+        transforms = [self.transform_stamped(stamp_ns, BASE_FRAME, s.frame_id, s.T_base_sensor) for s in rig.cameras]
+        transforms.append(self.transform_stamped(stamp_ns, BASE_FRAME, rig.lidar.frame_id, rig.lidar.T_base_sensor))
+        return self.new("tf2_msgs/msg/TFMessage", transforms=transforms)
+
+    def label_info(self, stamp_ns: int):
+        classes = [self.new("vision_msgs/msg/VisionClass", class_id=label.id, class_name=label.name)
+                   for label in L.LABELS]
+        return self.new("vision_msgs/msg/LabelInfo", header=self.header(stamp_ns, self.sim.rig.color.frame_id),
+                        class_map=classes, threshold=0.0)
+
+    def odometry(self, frame: SimFrame):
+        ego = frame.ego
+        cov = np.zeros(36)
+        cov[[0, 7, 14, 21, 28, 35]] = 1e-6
+        pose = self.new("geometry_msgs/msg/PoseWithCovariance",
+                        pose=self.pose(ego.T_odom_base.translation, ego.T_odom_base.quaternion()), covariance=cov)
+        twist = self.new("geometry_msgs/msg/Twist", linear=self.vector3(ego.linear), angular=self.vector3(ego.angular))
+        return self.new("nav_msgs/msg/Odometry", header=self.header(frame.stamp_ns, ODOM_FRAME),
+                        child_frame_id=BASE_FRAME, pose=pose,
+                        twist=self.new("geometry_msgs/msg/TwistWithCovariance", twist=twist, covariance=cov.copy()))
+
+    def boxes(self, frame: SimFrame):
+        frame_id = self.sim.rig.lidar.frame_id
+        detections = []
+        for box in frame.boxes:
+            pose = self.pose(box.center, box.quaternion)
+            hyp = self.new("vision_msgs/msg/ObjectHypothesisWithPose",
+                           hypothesis=self.new("vision_msgs/msg/ObjectHypothesis", class_id=box.class_name, score=1.0),
+                           pose=self.new("geometry_msgs/msg/PoseWithCovariance", pose=pose, covariance=np.zeros(36)))
+            bbox = self.new("vision_msgs/msg/BoundingBox3D", center=self.pose(box.center, box.quaternion),
+                            size=self.vector3(box.size))
+            detections.append(self.new("vision_msgs/msg/Detection3D", header=self.header(frame.stamp_ns, frame_id),
+                                       results=[hyp], bbox=bbox, id=str(box.instance_id)))
+        return self.new("vision_msgs/msg/Detection3DArray", header=self.header(frame.stamp_ns, frame_id),
+                        detections=detections)
+
+    def frame_messages(self, frame: SimFrame) -> list[tuple[str, object]]:
+        """(topic, message) of every per-frame topic, in a fixed order."""
+        rig, s, cam = self.sim.rig, frame.stamp_ns, frame.camera
+        lidar_frame = rig.lidar.frame_id
+        gt = np.zeros(len(frame.lidar.points), GT_POINT_DTYPE)
+        for name in ("x", "y", "z"):
+            gt[name] = frame.lidar.points[name]
+        gt["label"], gt["instance"] = frame.lidar.labels, frame.lidar.instances
+        return [
+            ("/camera/color/image_raw", self.image(s, rig.color.frame_id, cam.rgb, "rgb8")),
+            ("/camera/color/camera_info", self.camera_info(s, rig.color)),
+            ("/camera/depth/image_rect_raw", self.image(s, rig.depth.frame_id,
+                                                        depth_image(cam.depth, self.depth_encoding),
+                                                        self.depth_encoding)),
+            ("/camera/depth/camera_info", self.camera_info(s, rig.depth)),
+            ("/thermal/image_raw", self.image(s, rig.thermal.frame_id, cam.thermal, "mono16")),
+            ("/thermal/camera_info", self.camera_info(s, rig.thermal)),
+            ("/lidar/points", self.cloud(s, lidar_frame, frame.lidar.points)),
+            ("/odom", self.odometry(frame)),
+            ("/tf", self.new("tf2_msgs/msg/TFMessage", transforms=[
+                self.transform_stamped(s, ODOM_FRAME, BASE_FRAME, frame.ego.T_odom_base)])),
+            ("/ground_truth/semantic", self.image(s, rig.color.frame_id, cam.semantic, "mono8")),
+            ("/ground_truth/instance", self.image(s, rig.color.frame_id, cam.instance, "mono16")),
+            ("/ground_truth/boxes", self.boxes(frame)),
+            ("/ground_truth/points", self.cloud(s, lidar_frame, gt)),
+        ]
+
+
+def _qos(transient_local: bool):
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    zero = QosTime(0, 0)
+    return Qos(QosHistory.KEEP_LAST, 1 if transient_local else 10, QosReliability.RELIABLE,
+               QosDurability.TRANSIENT_LOCAL if transient_local else QosDurability.VOLATILE, zero, zero,
+               QosLiveliness.AUTOMATIC, zero, False)
+
+
+def _scenario_yaml(sim: Simulation, frames: int, storage: str, depth_encoding: str) -> str:
+    import yaml
+
+    data = {
+        "generator": GENERATOR,
+        "version": __version__,
+        "scenario": sim.scenario.name,
+        "description": sim.scenario.description,
+        "seed": sim.seed,
+        "frames": frames,
+        "rate_hz": sim.rate,
+        "size": [sim.size[0], sim.size[1]],
+        "beams": sim.beams,
+        "storage": storage,
+        "depth_encoding": depth_encoding,
+        "start_stamp_ns": sim.start_stamp_ns,
+        "frame_ids": {"odom": ODOM_FRAME, "base": BASE_FRAME, "lidar": sim.rig.lidar.frame_id,
+                       **{f"camera_{c.name}": c.frame_id for c in sim.rig.cameras}},
+        "topics": {topic: {"type": msgtype, "description": text} for topic, (msgtype, text) in TOPICS.items()},
+        "labels": [{"id": lb.id, "name": lb.name, "color": list(lb.color), "thing": lb.is_thing} for lb in L.LABELS],
+    }
+    return "# Written by `mmfusion sim` (ros_mmfusion); see docs/world.md.\n" + yaml.safe_dump(
+        data, sort_keys=False, default_flow_style=None, width=120)
+
+
+def record(scenario: str, out: str | Path, frames: int, *, seed: int = 0, size: tuple[int, int] = (640, 480),
+           beams: int = 32, rate: float = 10.0, storage: str = "mcap", depth_encoding: str = "32FC1",
+           overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> RecordSummary:
+    """Simulate ``frames`` frames of ``scenario`` and write them as a rosbag2 directory ``out``.
+
+    ``storage`` is "mcap" or "sqlite3"; ``depth_encoding`` "32FC1" (metres) or "16UC1" (millimetres). ``out`` must
+    not exist, be empty, or (with ``overwrite``) be a bag this function wrote. ``progress(done, total)`` is called
+    after every frame. Raises ConfigError for bad arguments.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    if frames <= 0:
+        raise ConfigError(f"frames must be positive, got {frames}")
+    plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+    if storage not in plugins:
+        raise ConfigError(f"storage must be mcap or sqlite3, got {storage!r}")
+    depth_image(np.zeros((1, 1), np.float32), depth_encoding)  # validates the encoding
+    sim = Simulation(scenario, seed=seed, size=size, beams=beams, rate=rate)
+    out = Path(out)
+    prepare_output(out, overwrite)
+    started = time.perf_counter()
+    msgs = _Messages(sim, depth_encoding)
+    store = msgs.store
+    counts = {topic: 0 for topic in TOPICS}
+    writer = Writer(out, version=9, storage_plugin=plugins[storage])
+    writer.open()
+    # The marker first: an interrupted recording is still recognisably ours, so --overwrite can replace it.
+    (out / "scenario.yaml").write_text(_scenario_yaml(sim, frames, storage, depth_encoding))
+    try:
+        conns = {
+            topic: writer.add_connection(topic, msgtype, typestore=store,
+                                         offered_qos_profiles=[_qos(topic in STATIC_TOPICS)])
+            for topic, (msgtype, _) in TOPICS.items()
+        }
+
+        def write(topic: str, message, stamp_ns: int) -> None:
+            writer.write(conns[topic], stamp_ns, store.serialize_cdr(message, TOPICS[topic][0]))
+            counts[topic] += 1
+
+        t0 = sim.stamp_ns(0)
+        write("/tf_static", msgs.tf_static(t0), t0)
+        write("/ground_truth/label_info", msgs.label_info(t0), t0)
+        for index in range(frames):
+            frame = sim.frame(index)
+            for topic, message in msgs.frame_messages(frame):
+                write(topic, message, frame.stamp_ns)
+            if progress is not None:
+                progress(index + 1, frames)
+    finally:
+        writer.close()
+    calibration = write_calibration(out / "calibration.yaml", sim.rig, {
+        **{name: f"{prefix}/{'image_rect_raw' if name == 'depth' else 'image_raw'}"
+           for name, prefix in _CAMERA_TOPICS.items()},
+        **{f"{name}_info": f"{prefix}/camera_info" for name, prefix in _CAMERA_TOPICS.items()},
+        "lidar": "/lidar/points",
+    })
+    size_bytes = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    return RecordSummary(out, calibration, sim.scenario.name, frames, counts, time.perf_counter() - started,
+                         size_bytes)
