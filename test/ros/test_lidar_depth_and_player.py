@@ -33,13 +33,20 @@ def camera_info(stamp_ns: int) -> CameraInfo:
                       distortion_model="plumb_bob", p=[F, 0.0, 31.5, 0.0, 0.0, F, 23.5, 0.0, 0.0, 0.0, 1.0, 0.0])
 
 
-def test_lidar_points_land_at_their_pixels_with_the_clouds_stamp(graph):
-    node = graph.add(LidarDepthNode())  # default extrinsic: camera at the LiDAR origin looking along LiDAR +x
+def lidar_depth_graph(graph):
+    """A running lidar_depth_node (default extrinsic: camera at the LiDAR origin looking along LiDAR +x), its output
+    recorder, and publishers for its inputs, all matched."""
+    node = graph.add(LidarDepthNode())
     depth_out = graph.record(Image, "lidar/depth_image")
     info_pub = graph.publisher(CameraInfo, "camera/camera_info", OUTPUT_QOS)
     cloud_pub = graph.publisher(PointCloud2, "lidar/points", OUTPUT_QOS)
     graph.wait_matched(cloud_pub)
     graph.spin_until(lambda: node.depth_pub.get_subscription_count() > 0)
+    return node, depth_out, info_pub, cloud_pub
+
+
+def test_lidar_points_land_at_their_pixels_with_the_clouds_stamp(graph):
+    node, depth_out, info_pub, cloud_pub = lidar_depth_graph(graph)
     stamp = time.time_ns()
     info_pub.publish(camera_info(stamp))
     assert graph.spin_until(lambda: node.camera is not None)
@@ -59,12 +66,7 @@ def test_lidar_points_land_at_their_pixels_with_the_clouds_stamp(graph):
 
 
 def test_empty_cloud_is_skipped_and_counted_not_fatal(graph):
-    node = graph.add(LidarDepthNode())
-    depth_out = graph.record(Image, "lidar/depth_image")
-    info_pub = graph.publisher(CameraInfo, "camera/camera_info", OUTPUT_QOS)
-    cloud_pub = graph.publisher(PointCloud2, "lidar/points", OUTPUT_QOS)
-    graph.wait_matched(cloud_pub)
-    graph.spin_until(lambda: node.depth_pub.get_subscription_count() > 0)
+    node, depth_out, info_pub, cloud_pub = lidar_depth_graph(graph)
     stamp = time.time_ns()
     cloud_pub.publish(array_to_pointcloud2(structured_cloud(np.ones((3, 3), np.float32)), header(stamp, "lidar")))
     assert graph.spin_until(lambda: node.frames_skipped == 1), "a cloud before any CameraInfo must be skipped"
