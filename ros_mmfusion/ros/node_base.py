@@ -101,6 +101,7 @@ class MmfusionNode(Node):
                 raise ConfigError(f"{self.get_name()}: {exc}") from None
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.inputs: dict[str, InputMonitor] = {}
+        self._default_timeout_inputs: set[str] = set()  # follow `input_timeout` changes
         self._stamp_guards: dict[str, StampGuard] = {}
         self._last_log: dict[str, float] = {}
         self.latency = LatencyMonitor(self.params["latency_warn_ms"], self.params["latency_error_ms"])
@@ -126,8 +127,8 @@ class MmfusionNode(Node):
         self.params.update(staged)
         self.latency.warn_ms = self.params["latency_warn_ms"]
         self.latency.error_ms = self.params["latency_error_ms"]
-        for monitor in self.inputs.values():
-            monitor.stall_timeout = self.params["input_timeout"] if monitor.required else monitor.stall_timeout
+        for name in self._default_timeout_inputs:
+            self.inputs[name].stall_timeout = self.params["input_timeout"]
         return SetParametersResult(successful=True)
 
     # -- time -------------------------------------------------------------------------------------------------------
@@ -165,6 +166,8 @@ class MmfusionNode(Node):
         monitor = InputMonitor(name, stall_timeout=stall_timeout or self.params["input_timeout"],
                                min_rate=min_rate, required=required)
         self.inputs[name] = monitor
+        if stall_timeout is None:
+            self._default_timeout_inputs.add(name)
         guard = StampGuard(self.params["max_input_age"])
         self._stamp_guards[name] = guard
 

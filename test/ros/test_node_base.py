@@ -68,6 +68,8 @@ def test_parameter_change_is_validated_and_descriptor_is_published(graph):
     assert not result.successful and "log_throttle" in result.reason
     assert node.set_parameters([Parameter("gain", value=2.5)])[0].successful
     assert node.params["gain"] == 2.5
+    assert node.set_parameters([Parameter("input_timeout", value=4.0)])[0].successful
+    assert node.inputs["image"].stall_timeout == 4.0, "input monitors follow input_timeout"
     desc = node.describe_parameter("gain")
     assert desc.floating_point_range[0].to_value == 10.0 and desc.description == "Multiplier."
     assert node.describe_parameter("mode").read_only

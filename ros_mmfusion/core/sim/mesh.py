@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -90,12 +91,18 @@ def cylinder(radius: float, length: float, segments: int = 12) -> tuple[np.ndarr
 
 def sphere(radius: float, rings: int = 6, segments: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """UV sphere centred on the origin."""
+    verts, tris = _unit_sphere(rings, segments)
+    return radius * verts, tris.copy()
+
+
+@lru_cache(maxsize=None)
+def _unit_sphere(rings: int, segments: int) -> tuple[np.ndarray, np.ndarray]:
     polar = np.linspace(0.0, math.pi, rings + 1)[1:-1]
     azimuth = np.arange(segments) * (2.0 * math.pi / segments)
     p, a = np.meshgrid(polar, azimuth, indexing="ij")
     body = np.column_stack([np.sin(p).ravel() * np.cos(a).ravel(), np.sin(p).ravel() * np.sin(a).ravel(),
                             np.cos(p).ravel()])
-    verts = radius * np.vstack([[0.0, 0.0, 1.0], body, [0.0, 0.0, -1.0]])
+    verts = np.vstack([[0.0, 0.0, 1.0], body, [0.0, 0.0, -1.0]])
     south = len(verts) - 1
     tris = []
     j = np.arange(segments)

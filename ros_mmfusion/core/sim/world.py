@@ -95,6 +95,7 @@ class Actor:
     build: Callable[[float], list[Part]]
     stride: float = 0.0
     _rigid: list[Part] | None = field(default=None, repr=False)
+    _merged: tuple | None = field(default=None, repr=False)
 
     def local_parts(self, t: float) -> list[Part]:
         if self.stride > 0.0 and self.route.speed > 0.0:
@@ -188,26 +189,31 @@ class World:
         """Every triangle with the actors posed at ``t`` seconds, and the actors' boxes (world frame)."""
         if self._static is None:
             self._static = self._merge(self.static_parts, [0] * len(self.static_parts))
-        parts, ids, boxes = [], [], []
+        meshes, boxes = [], []
         for actor in self.actors:
-            local = actor.local_parts(t)
+            rigid = actor.stride <= 0.0 or actor.route.speed <= 0.0
+            local = actor._merged if rigid else None
+            if local is None:  # one actor's parts as one mesh in its own frame
+                parts = actor.local_parts(t)
+                local = self._merge(parts, [actor.instance_id] * len(parts))
+                if rigid:
+                    actor._merged = local
             T_world_actor = actor.route.transform(t)
-            lo = np.min([p.vertices.min(axis=0) for p in local], axis=0) - BOX_MARGIN
-            hi = np.max([p.vertices.max(axis=0) for p in local], axis=0) + BOX_MARGIN
+            lo, hi = local[0].min(axis=0) - BOX_MARGIN, local[0].max(axis=0) + BOX_MARGIN
             boxes.append(ActorBox(actor.instance_id, actor.class_id,
                                   T_world_actor @ Transform(np.eye(3), 0.5 * (lo + hi)), hi - lo))
-            for p in local:
-                parts.append(p.transformed(T_world_actor))
-                ids.append(actor.instance_id)
-        dynamic = self._merge(parts, ids)
+            meshes.append((T_world_actor.apply(local[0]), *local[1:]))
         sv, st, sc, si, sm = self._static
-        dv, dt, dc, di, dm = dynamic
+        offsets = np.cumsum([len(sv)] + [len(m[0]) for m in meshes])
+        dv = [m[0] for m in meshes]
+        dt = [m[1] + offset for m, offset in zip(meshes, offsets[:-1], strict=True)]
+        dc, di, dm = ([m[k] for m in meshes] for k in (2, 3, 4))
         return Snapshot(
-            vertices=np.concatenate([sv, dv]).astype(np.float32),
-            triangles=np.concatenate([st, dt + len(sv)]).astype(np.uint32),
-            tri_class=np.concatenate([sc, dc]),
-            tri_instance=np.concatenate([si, di]),
-            tri_material=np.concatenate([sm, dm]),
+            vertices=np.concatenate([sv, *dv]).astype(np.float32),
+            triangles=np.concatenate([st, *dt]).astype(np.uint32),
+            tri_class=np.concatenate([sc, *dc]),
+            tri_instance=np.concatenate([si, *di]),
+            tri_material=np.concatenate([sm, *dm]),
             boxes=boxes,
         )
 
