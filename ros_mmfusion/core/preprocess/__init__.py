@@ -1,0 +1,1 @@
+"""Pre-processing: sensor images to model input tensors (normalisation, channel order, layout); pure functions."""

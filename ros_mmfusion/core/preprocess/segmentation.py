@@ -1,0 +1,89 @@
+"""RGB-X segmentation inputs: 8-bit images to the normalised ``(1, 3, H, W)`` float32 tensors a model consumes.
+
+The conventions are those the released CMX weights were trained and evaluated with (``UPSTREAM_CMX``):
+
+- RGB: upstream reads images with ``cv2.imread(path, cv2.COLOR_BGR2RGB)``; that constant (4) acts as an imread *flag*
+  (IMREAD_ANYCOLOR), so the network always saw OpenCV's **B,G,R** order: channel 0 = blue, normalised with the
+  ImageNet *red* statistics (mean 0.485, std 0.229). Callers here pass true RGB (as ROS ``rgb8``); it is reordered.
+- X (depth, thermal, LiDAR depth, ... already encoded to 8 bits): a single channel replicated to three and normalised
+  with the same ImageNet mean/std; a three-channel X (e.g. HHA) is used as given.
+- Arithmetic in float64 (``u8 / 255 - mean) / std``), then HWC -> CHW and a float32 cast, which reproduces upstream's
+  tensors bit for bit.
+
+Images are ``(H, W, 3)`` / ``(H, W)`` uint8 arrays in pixel rows/columns; nothing is resized here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class RGBXNormalization:
+    """How a model wants its inputs: per-position mean/std (on the 0..1 scale) and the RGB input's channel order."""
+
+    rgb_mean: tuple[float, float, float] = IMAGENET_MEAN
+    rgb_std: tuple[float, float, float] = IMAGENET_STD
+    x_mean: tuple[float, float, float] = IMAGENET_MEAN
+    x_std: tuple[float, float, float] = IMAGENET_STD
+    rgb_order: str = "bgr"
+    """Order fed to the network: ``"bgr"`` for the released CMX weights, ``"rgb"`` for weights trained on true RGB."""
+
+    def __post_init__(self) -> None:
+        if self.rgb_order not in ("rgb", "bgr"):
+            raise ValueError(f"rgb_order {self.rgb_order!r}: expected 'rgb' or 'bgr'")
+
+
+UPSTREAM_CMX = RGBXNormalization()
+"""The released CMX checkpoints' convention (B,G,R fed; ImageNet mean/std for both inputs)."""
+
+
+def normalize_image(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """``(H, W, C)`` uint8 -> ``(1, C, H, W)`` float32 ``(image / 255 - mean) / std``, computed in float64.
+
+    ``mean`` and ``std`` apply by channel position of ``image``.
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != len(mean) or len(mean) != len(std):
+        raise ValueError(f"expected (H, W, {len(mean)}) uint8, got {image.shape} {image.dtype}")
+    out = image.astype(np.float64) / 255.0
+    out = out - np.asarray(mean, dtype=np.float64)
+    out = out / np.asarray(std, dtype=np.float64)
+    return np.ascontiguousarray(out.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def rgb_input(rgb: np.ndarray, norm: RGBXNormalization = UPSTREAM_CMX) -> np.ndarray:
+    """``(H, W, 3)`` uint8 image in **R,G,B** order -> ``(1, 3, H, W)`` float32 RGB-branch input."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"RGB image: expected (H, W, 3), got {rgb.shape}")
+    fed = rgb[..., ::-1] if norm.rgb_order == "bgr" else rgb
+    return normalize_image(fed, norm.rgb_mean, norm.rgb_std)
+
+
+def x_input(x: np.ndarray, norm: RGBXNormalization = UPSTREAM_CMX) -> np.ndarray:
+    """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` uint8 X image -> ``(1, 3, H, W)`` float32 X-branch input.
+
+    One channel is replicated to three (upstream's ``cv2.merge([x, x, x])``); three channels are used in their order.
+    """
+    if x.ndim == 3 and x.shape[2] == 1:
+        x = x[..., 0]
+    if x.ndim == 2:
+        x = np.repeat(x[..., None], 3, axis=2)
+    if x.ndim != 3 or x.shape[2] != 3:
+        raise ValueError(f"X image: expected (H, W), (H, W, 1) or (H, W, 3), got {x.shape}")
+    return normalize_image(x, norm.x_mean, norm.x_std)
+
+
+def rgbx_inputs(rgb: np.ndarray, x: np.ndarray,
+                norm: RGBXNormalization = UPSTREAM_CMX) -> tuple[np.ndarray, np.ndarray]:
+    """Both model inputs from an R,G,B uint8 image and a pixel-aligned uint8 X image of the same size."""
+    if rgb.shape[:2] != x.shape[:2]:
+        raise ValueError(f"RGB {rgb.shape[:2]} and X {x.shape[:2]} images differ in size; align X to the camera first")
+    return rgb_input(rgb, norm), x_input(x, norm)
+
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RGBXNormalization", "UPSTREAM_CMX", "normalize_image", "rgb_input",
+           "x_input", "rgbx_inputs"]
