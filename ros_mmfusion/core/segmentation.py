@@ -1,0 +1,152 @@
+"""RGB-X fusion segmentation pipeline (ROS-free): resize to the model input, normalise, infer, resize back.
+
+``FusionSegmenter(spec, backend=...)`` turns an RGB image and a pixel-aligned, 8-bit encoded X image (see
+``core/modalities``) into class ids and per-pixel confidence at the RGB image's size.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from ros_mmfusion.core.inference import Backend, create_backend
+from ros_mmfusion.core.preprocess.segmentation import RGBXNormalization, rgbx_inputs
+
+INPUTS = ("rgb", "x")
+OUTPUTS = ("logits",)
+
+
+@dataclass(frozen=True)
+class SegmentationModelSpec:
+    """Which network, its weights and how it wants its inputs.
+
+    ``weights``: our state_dict (``.pt``) or an upstream CMX checkpoint (``.pth``); empty means untrained (random
+    weights: only for tests and timing). ``onnx``: an exported file for the onnxruntime backend; empty means export
+    on first use into the cache directory. ``input_size``: (height, width) the network runs at.
+    """
+
+    variant: str = "cmx_mit_b0"
+    num_classes: int = 12
+    decoder_embed_dim: int = 512
+    input_size: tuple[int, int] = (480, 640)
+    rgb_order: str = "bgr"
+    weights: str = ""
+    onnx: str = ""
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        h, w = self.input_size
+        if h < 32 or w < 32:
+            raise ConfigError(f"input_size must be at least 32x32, got {h}x{w}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ConfigError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+
+    @property
+    def normalization(self) -> RGBXNormalization:
+        return RGBXNormalization(rgb_order=self.rgb_order)
+
+
+@dataclass
+class SegmentationResult:
+    labels: np.ndarray  # (H, W) uint8 class ids
+    confidence: np.ndarray  # (H, W) float32 softmax probability of the chosen class
+
+
+def build_module(spec: SegmentationModelSpec):
+    """The PyTorch CMX model of ``spec`` with its weights loaded (strict)."""
+    import torch
+
+    from ros_mmfusion.core.models.cmx import build_cmx, convert_upstream_checkpoint, load_checkpoint
+
+    model = build_cmx(spec.variant, num_classes=spec.num_classes, decoder_embed_dim=spec.decoder_embed_dim)
+    if spec.weights:
+        path = Path(spec.weights)
+        if not path.is_file():
+            raise ConfigError(f"weights file not found: {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+            raise ConfigError(f"cannot read weights {path}: {exc}") from None
+        load_checkpoint(model, convert_upstream_checkpoint(state), strict=True)
+    return model.eval()
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("MMFUSION_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"),
+                                                                "ros_mmfusion")
+    return Path(base).expanduser()
+
+
+def onnx_for(spec: SegmentationModelSpec) -> Path:
+    """The ONNX file of ``spec``: the configured one (exported there on first use when missing), or one exported
+    into the cache directory, named from the variant, classes, input size and the weights' content hash."""
+    if spec.onnx:
+        path = Path(spec.onnx)
+    else:
+        key = f"{spec.variant}/{spec.num_classes}/{spec.decoder_embed_dim}/{spec.input_size}"
+        digest = hashlib.sha256(key.encode())
+        if spec.weights:
+            digest.update(Path(spec.weights).read_bytes())
+        path = _cache_dir() / "onnx" / f"{spec.variant}-{digest.hexdigest()[:16]}.onnx"
+    if not path.is_file():
+        import torch
+
+        from ros_mmfusion.core.onnx_export import export_onnx
+
+        h, w = spec.input_size
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
+        export_onnx(build_module(spec), (torch.zeros(1, 3, h, w), torch.zeros(1, 3, h, w)), tmp, INPUTS, OUTPUTS,
+                    {"rgb": {0: "batch", 2: "height", 3: "width"}, "x": {0: "batch", 2: "height", 3: "width"},
+                     "logits": {0: "batch", 2: "height", 3: "width"}})
+        tmp.replace(path)  # atomic: concurrent nodes never read a half-written file
+    return path
+
+
+class FusionSegmenter:
+    """Segments RGB + X images with the backend ``backend`` ("torch" or "onnxruntime")."""
+
+    def __init__(self, spec: SegmentationModelSpec, backend: str = "onnxruntime", device: str = "cpu",
+                 precision: str = "fp32", threads: int = 0) -> None:
+        self.spec = spec
+        self.backend: Backend = create_backend(
+            backend, input_names=INPUTS, output_names=OUTPUTS, module_factory=lambda: build_module(spec),
+            onnx_path=onnx_for(spec) if backend == "onnxruntime" else None, device=device, precision=precision,
+            threads=threads)
+
+    def preprocess(self, rgb: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Resize both images to the model input (RGB bilinear; X nearest, so sparse depth stays exact) and
+        normalise them."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise MessageFormatError(f"RGB image must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
+        if x.dtype != np.uint8 or x.shape[:2] != rgb.shape[:2]:
+            raise MessageFormatError(f"X image must be uint8 and the RGB image's size {rgb.shape[:2]}, "
+                                     f"got {x.shape} {x.dtype}")
+        h, w = self.spec.input_size
+        if rgb.shape[:2] != (h, w):
+            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+            x = cv2.resize(x, (w, h), interpolation=cv2.INTER_NEAREST)
+        rgb_t, x_t = rgbx_inputs(rgb, x, self.spec.normalization)
+        return {"rgb": rgb_t, "x": x_t}
+
+    def __call__(self, rgb: np.ndarray, x: np.ndarray) -> SegmentationResult:
+        logits = self.backend.run(self.preprocess(rgb, x))["logits"][0]  # (C, h, w)
+        return postprocess(logits, rgb.shape[:2])
+
+
+def postprocess(logits: np.ndarray, size: tuple[int, int]) -> SegmentationResult:
+    """Class ids and softmax confidence of ``(C, h, w)`` logits, resized (bilinear on logits) to ``size`` (H, W)."""
+    h, w = size
+    c = logits.shape[0]
+    if logits.shape[1:] != (h, w):
+        hwc = cv2.resize(np.ascontiguousarray(logits.transpose(1, 2, 0)), (w, h), interpolation=cv2.INTER_LINEAR)
+        logits = hwc.reshape(h, w, c).transpose(2, 0, 1)  # cv2 drops the channel axis when c == 1
+    labels = np.argmax(logits, axis=0).astype(np.uint8)
+    top = np.max(logits, axis=0)
+    confidence = 1.0 / np.sum(np.exp(logits - top[None]), axis=0)
+    return SegmentationResult(labels, confidence.astype(np.float32))
