@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mmfusion-setup
 SETUP_INPUTS := requirements/ros-jazzy.txt requirements/python.txt requirements/dev.txt requirements/constraints.txt \
-	setup.py setup.cfg package.xml tools/build_interfaces.py tools/install_site_hook.py \
+	setup.py setup.cfg package.xml tools/build_interfaces.py tools/install_site_hook.py tools/system_deps.sh \
 	$(wildcard interfaces/*/msg/*.msg interfaces/*/CMakeLists.txt interfaces/*/package.xml)
 PYTEST_ARGS ?=
 # A child python of another venv must not inherit the ROS wheels' bootstrap marker.
@@ -22,7 +22,7 @@ help:
 setup: $(STAMP)
 
 $(STAMP): $(SETUP_INPUTS)
-	@command -v cmake >/dev/null || { echo "cmake is needed to build vision_msgs: apt-get install cmake"; exit 1; }
+	bash tools/system_deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -r requirements/ros-jazzy.txt -r requirements/python.txt -r requirements/dev.txt \

@@ -24,18 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--regenerate", action="store_true", help="generate the bag even if it exists")
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    from ros_mmfusion.cli.main import UserError
-
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--size expects WxH, e.g. 640x480; got {text!r}") from None
-    if w < 16 or h < 16:
-        raise UserError(f"--size must be at least 16x16, got {text!r}")
-    return w, h
-
-
 def ensure_bag(out: Path, scenario: str, frames: int, size: tuple[int, int], seed: int, regenerate: bool) -> Path:
     """The demo bag under ``out``, generated unless a complete one is there already."""
     from ros_mmfusion.core.sim.recorder import record
@@ -86,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--frames must be positive, got {args.frames}")
     if not 0.01 <= args.rate <= 100:
         raise UserError(f"--rate must be in [0.01, 100], got {args.rate}")
-    size = _parse_size(args.size)
+    from ros_mmfusion.core.sim import parse_size
+
+    size = parse_size(args.size)
     out = Path(args.out)
     bag = ensure_bag(out, args.scenario, args.frames, size, args.seed, args.regenerate)
 

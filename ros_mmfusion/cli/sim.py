@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
                          overwrite=args.overwrite, progress=progress)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
+    except ImportError as exc:  # a broken install (open3d without libusb, say): one line, not a traceback
+        raise UserError(str(exc), code=1) from None
     print(f"wrote {summary.frames} frames, {sum(summary.messages.values())} messages on {len(summary.messages)} "
           f"topics, {summary.bytes / 1e6:.1f} MB in {summary.seconds:.1f} s "
           f"({summary.seconds / summary.frames * 1000:.0f} ms/frame)")

@@ -92,4 +92,4 @@ def test_demo_generates_data_replays_it_and_shows_what_was_published(ros_child_e
 
 def test_demo_rejects_bad_size(ros_child_env, tmp_path):
     proc = run(["demo", "--out", str(tmp_path), "--size", "big"], ros_child_env())
-    assert proc.returncode == 2 and "--size expects WxH" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "is not WIDTHxHEIGHT" in proc.stderr and "Traceback" not in proc.stderr

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -95,7 +95,7 @@ def sphere(radius: float, rings: int = 6, segments: int = 10) -> tuple[np.ndarra
     return radius * verts, tris.copy()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _unit_sphere(rings: int, segments: int) -> tuple[np.ndarray, np.ndarray]:
     polar = np.linspace(0.0, math.pi, rings + 1)[1:-1]
     azimuth = np.arange(segments) * (2.0 * math.pi / segments)

@@ -22,7 +22,7 @@ from ros_mmfusion.core.geometry import R_OPTICAL_FROM_BODY, PinholeCamera, Trans
 from ros_mmfusion.core.sim import appearance as A
 from ros_mmfusion.core.sim import labels as L
 from ros_mmfusion.core.sim.scenarios import Conditions
-from ros_mmfusion.core.sim.world import Snapshot, World
+from ros_mmfusion.core.sim.world import Snapshot, World, open3d_module
 
 _CAMERA_NOISE, _DEPTH_NOISE, _THERMAL_NOISE, _LIDAR_NOISE, _THERMAL_PATTERN = 10, 11, 12, 13, 14
 LIDAR_RANGE_NOISE = 0.005  #: LiDAR range noise sigma, metres; clipped at 2 sigma
@@ -160,8 +160,7 @@ class SensorModel:
 
     @staticmethod
     def _cast(scene, origin: np.ndarray, dirs: np.ndarray) -> dict[str, np.ndarray]:
-        import open3d as o3d
-
+        o3d = open3d_module()
         rays = np.empty((len(dirs), 6), np.float32)
         rays[:, :3] = origin
         rays[:, 3:] = dirs
@@ -171,8 +170,7 @@ class SensorModel:
     def _sunlit(self, scene, points: np.ndarray, normals: np.ndarray) -> np.ndarray | None:
         if self.cond.sun_direction is None:
             return None
-        import open3d as o3d
-
+        o3d = open3d_module()
         sun = np.asarray(self.cond.sun_direction, np.float32)
         rays = np.empty((len(points), 6), np.float32)
         rays[:, :3] = points + 0.02 * normals

@@ -45,6 +45,16 @@ ARC_SAMPLES = 10  #: points per quarter circle of ring meshes
 _LAYOUT, _VEHICLES, _PEOPLE, _ROUTE = 1, 2, 3, 4
 
 
+def open3d_module():
+    """``open3d``, or ImportError saying how to fix the usual cause (its wheel needs the system's libusb)."""
+    try:
+        import open3d
+    except ImportError as exc:
+        hint = " (install it: apt-get install libusb-1.0-0)" if "libusb" in str(exc) else ""
+        raise ImportError(f"open3d cannot be imported: {exc}{hint}") from exc
+    return open3d
+
+
 # --- routes and actors ------------------------------------------------------------------------------------------------
 
 
@@ -138,8 +148,7 @@ class Snapshot:
 
     def raycasting_scene(self):
         """An ``open3d.t.geometry.RaycastingScene`` holding every triangle as geometry 0."""
-        import open3d as o3d
-
+        o3d = open3d_module()
         scene = o3d.t.geometry.RaycastingScene()
         scene.add_triangles(o3d.core.Tensor(self.vertices), o3d.core.Tensor(self.triangles))
         return scene
