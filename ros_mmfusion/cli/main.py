@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "sim": "sim",
     "demo": "demo",
+    "train": "train",
 }
 
 

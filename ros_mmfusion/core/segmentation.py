@@ -38,6 +38,50 @@ class SegmentationModelSpec:
     weights: str = ""
     onnx: str = ""
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    x_modality: str = "depth"
+    x_params: dict = field(default_factory=dict)
+    ignore_index: int = 0
+
+    @classmethod
+    def from_package(cls, directory: str | Path) -> SegmentationModelSpec:
+        """Read a model package: ``model.yaml`` (format ``ros_mmfusion/model/v1``) and the weights beside it."""
+        import yaml
+
+        directory = Path(directory)
+        path = directory / "model.yaml"
+        if not path.is_file():
+            raise ConfigError(f"model package {directory}: no model.yaml")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != "ros_mmfusion/model/v1" \
+                or data.get("task") != "segmentation":
+            raise ConfigError(f"{path}: not a ros_mmfusion segmentation model package")
+        try:
+            x = data.get("x_modality") or {}
+            return cls(variant=data["variant"], num_classes=int(data["num_classes"]),
+                       decoder_embed_dim=int(data["decoder_embed_dim"]),
+                       input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
+                       rgb_order=data.get("rgb_order", "bgr"),
+                       weights=str(directory / data["weights"]) if data.get("weights") else "",
+                       onnx=str(directory / data["onnx"]) if data.get("onnx") else "",
+                       class_names=tuple(data.get("class_names") or ()), x_modality=x.get("name", "depth"),
+                       x_params=dict(x.get("params") or {}), ignore_index=int(data.get("ignore_index", 0)))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ConfigError(f"{path}: missing or bad field: {exc}") from None
+
+    def palette(self) -> np.ndarray:
+        """(256, 3) uint8 RGB colour per class id: the suite's label colours when the classes are the suite's label
+        set, else distinct generated colours."""
+        from ros_mmfusion.core import labels
+
+        if list(self.class_names) == labels.label_names():
+            return labels.palette()
+        rng = np.random.default_rng(12345)
+        lut = rng.integers(40, 255, (256, 3)).astype(np.uint8)
+        lut[0] = 0
+        return lut
 
     def __post_init__(self) -> None:
         h, w = self.input_size

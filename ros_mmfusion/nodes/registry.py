@@ -5,4 +5,5 @@ and the launch files, so a node is registered in exactly one place. The console 
 NODES: dict[str, tuple[str, str]] = {
     "bag_player": ("ros_mmfusion.nodes.bag_player", "BagPlayerNode"),
     "lidar_depth": ("ros_mmfusion.nodes.lidar_depth", "LidarDepthNode"),
+    "fusion_segmentation": ("ros_mmfusion.nodes.fusion_segmentation", "FusionSegmentationNode"),
 }

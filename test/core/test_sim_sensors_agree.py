@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_mmfusion.core.sim import labels as L
+from ros_mmfusion.core import labels as L
 from ros_mmfusion.core.sim.simulator import Simulation
 
 CASES = [("urban_day", 0), ("urban_day", 37), ("urban_night", 12), ("fog", 5), ("indoor_corridor_pass2", 3)]

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
+from ros_mmfusion.core import labels as L
 from ros_mmfusion.core.errors import ConfigError
-from ros_mmfusion.core.sim import labels as L
 from ros_mmfusion.core.sim.calibration import calibration_dict, load_calibration, write_calibration
 from ros_mmfusion.core.sim.ego import Ego
 from ros_mmfusion.core.sim.loop import RoundedRect

@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ros_mmfusion.core.codec.pointcloud import xyz_array
+from ros_mmfusion.core.errors import MessageFormatError
 from ros_mmfusion.core.geometry import PinholeCamera, Transform, rasterize_depth
 
 
@@ -39,3 +41,22 @@ def fill_nearest(depth: np.ndarray, kernel: int) -> np.ndarray:
     grown = cv2.dilate(inverted, np.ones((kernel, kernel), np.uint8))
     filled = np.where(grown > 0, ceiling - grown, 0.0).astype(np.float32)
     return np.where(valid, depth, filled).astype(np.float32)
+
+
+def lidar_points_xyz(points: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` float32 x, y, z (metres, LiDAR frame) of a point array, checked.
+
+    Accepts a structured cloud with ``x``, ``y``, ``z`` fields (as decoded from a PointCloud2; other fields are
+    ignored) or a plain numeric ``(N, C)`` array, ``C >= 3``, whose first three columns are x, y, z (e.g. x y z
+    intensity). Non-finite points are kept (the projection drops them). MessageFormatError for anything else.
+    """
+    if not isinstance(points, np.ndarray):
+        raise MessageFormatError(f"LiDAR points: expected a numpy array, got {type(points).__name__}")
+    if points.dtype.names is not None:
+        return xyz_array(points, remove_nans=False)
+    if points.ndim != 2 or points.shape[1] < 3:
+        raise MessageFormatError(f"LiDAR points: expected an (N, 3+) array or a structured cloud with x, y, z fields, "
+                                 f"got shape {points.shape}")
+    if not (np.issubdtype(points.dtype, np.floating) or np.issubdtype(points.dtype, np.integer)):
+        raise MessageFormatError(f"LiDAR points: expected a numeric array, got {points.dtype}")
+    return np.ascontiguousarray(points[:, :3], dtype=np.float32)

@@ -13,7 +13,7 @@ Entry points::
 
 open3d, OpenCV, rosbags, PyYAML and matplotlib are imported only when rendering, writing or plotting.
 """
-from ros_mmfusion.core.sim.labels import LABELS, Label
+from ros_mmfusion.core.labels import LABELS, Label
 from ros_mmfusion.core.sim.recorder import TOPICS, RecordSummary, record
 from ros_mmfusion.core.sim.scenarios import SCENARIOS, Scenario, get_scenario
 from ros_mmfusion.core.sim.simulator import Box3D, SimFrame, Simulation, parse_size

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ros_mmfusion.core.sim import labels as L
+from ros_mmfusion.core import labels as L
 from ros_mmfusion.core.sim.scenarios import Conditions
 from ros_mmfusion.core.sim.world import URBAN_OFFSETS, PointLight, World
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ros_mmfusion.core import labels as L
 from ros_mmfusion.core.codec.boxes import box_corners
-from ros_mmfusion.core.sim import labels as L
 from ros_mmfusion.core.sim.scenarios import SCENARIOS
 from ros_mmfusion.core.sim.simulator import SimFrame, Simulation
 

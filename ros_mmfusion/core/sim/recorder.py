@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from ros_mmfusion import __version__
+from ros_mmfusion.core import labels as L
 from ros_mmfusion.core.codec.image import encode_image
 from ros_mmfusion.core.codec.pointcloud import encode_cloud
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.geometry import Transform
-from ros_mmfusion.core.sim import labels as L
 from ros_mmfusion.core.sim.calibration import write_calibration
 from ros_mmfusion.core.sim.simulator import SimFrame, Simulation
 

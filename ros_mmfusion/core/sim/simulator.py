@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ros_mmfusion.core import labels as L
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.geometry import Transform
-from ros_mmfusion.core.sim import labels as L
 from ros_mmfusion.core.sim.ego import Ego, EgoState
 from ros_mmfusion.core.sim.scenarios import Scenario, get_scenario
 from ros_mmfusion.core.sim.sensors import CameraImages, LidarScan, SensorModel, make_rig

@@ -20,8 +20,8 @@ from functools import partial
 
 import numpy as np
 
+from ros_mmfusion.core import labels as L
 from ros_mmfusion.core.geometry import Transform
-from ros_mmfusion.core.sim import labels as L
 from ros_mmfusion.core.sim.loop import RoundedRect, fan_triangles, ring_triangles, wall_triangles
 from ros_mmfusion.core.sim.mesh import (
     Material,

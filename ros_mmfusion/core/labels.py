@@ -1,4 +1,5 @@
-"""The suite's one semantic label set: ids, names and colours of every class the synthetic world produces.
+"""The suite's one semantic label set: ids, names and colours of every class the synthetic world, the trained
+models and the evaluation use.
 
 Ids are what the ``/ground_truth/semantic`` mono8 image, the LiDAR ground truth and the segmentation models use;
 names are what ``vision_msgs`` ``ObjectHypothesis.class_id`` strings carry (``/ground_truth/boxes``). Id 0

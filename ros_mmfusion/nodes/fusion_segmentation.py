@@ -1,0 +1,171 @@
+"""``fusion_segmentation_node``: RGB + X (depth, thermal, HHA from depth, or LiDAR points) -> semantic segmentation.
+
+Inputs (relative names, remap them): ``rgb/image`` (sensor_msgs/Image rgb8/bgr8/...), ``rgb/camera_info`` (needed
+for HHA and LiDAR X), and ``x/image`` (Image) or, for LiDAR, ``x/points`` (PointCloud2). RGB and X are paired by an
+approximate-time synchronizer. Outputs, all stamped with the RGB image's header: ``segmentation/labels`` (mono8 class
+ids), ``segmentation/color`` (rgb8), ``segmentation/overlay`` (rgb8, computed only when subscribed),
+``segmentation/confidence`` (32FC1, when ``publish_confidence``) and ``segmentation/label_info``
+(vision_msgs/LabelInfo, latched).
+
+Missing modality (``missing_x_policy``): ``neutral`` (default) keeps segmenting with the X encoder's neutral image
+once X has been silent for ``x_timeout`` seconds and reports WARN; ``skip`` publishes nothing without X and reports
+the stalled input as ERROR. The default model was trained with X dropped on 20% of samples; its measured cost of
+running without X is in the model package's metrics.json and docs/segmentation.md.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from vision_msgs.msg import LabelInfo
+
+from ros_mmfusion.core.errors import MessageFormatError
+from ros_mmfusion.core.geometry import Transform
+from ros_mmfusion.core.health import Level
+from ros_mmfusion.core.modalities.encoders import make_encoder
+from ros_mmfusion.core.params import ParamSpec
+from ros_mmfusion.core.segmentation import FusionSegmenter, SegmentationModelSpec
+from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
+from ros_mmfusion.paths import share_dir
+from ros_mmfusion.ros.builders import label_info
+from ros_mmfusion.ros.camera_info import camera_info_to_intrinsics
+from ros_mmfusion.ros.entry import run_node
+from ros_mmfusion.ros.image import image_to_numpy, numpy_to_image
+from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
+from ros_mmfusion.ros.pointcloud import pointcloud2_to_array
+from ros_mmfusion.ros.qos import LATCHED_QOS
+
+DEFAULT_MODEL = "models/cmx_b0_rgbt_synthetic"
+RGB_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
+
+
+def rgb_from_image(msg: Image) -> np.ndarray:
+    """(H, W, 3) uint8 R,G,B from a colour Image; MessageFormatError for other encodings."""
+    pixels = image_to_numpy(msg)
+    if msg.encoding not in RGB_ENCODINGS:
+        raise MessageFormatError(f"RGB image has encoding {msg.encoding!r}; expected one of {RGB_ENCODINGS}")
+    if msg.encoding.startswith("bgr"):
+        pixels = pixels[..., 2::-1]
+    return np.ascontiguousarray(pixels[..., :3])
+
+
+class FusionSegmentationNode(MmfusionNode):
+    PARAMS = (
+        ParamSpec("model_package", DEFAULT_MODEL, "Model package directory (model.yaml + weights), absolute or "
+                  "relative to the package share directory.", read_only=True),
+        ParamSpec("backend", "onnxruntime", "Inference backend.", choices=("onnxruntime", "torch"), read_only=True),
+        ParamSpec("device", "cpu", "Inference device.", choices=("cpu", "cuda"), read_only=True),
+        ParamSpec("precision", "fp32", "Inference precision (fp16 needs cuda).", choices=("fp32", "fp16"),
+                  read_only=True),
+        ParamSpec("threads", 0, "Inference threads (0: the runtime decides).", minimum=0, maximum=64, read_only=True),
+        ParamSpec("missing_x_policy", "neutral", "When X stops arriving: 'neutral' segments with a neutral X and "
+                  "reports WARN; 'skip' publishes nothing.", choices=("neutral", "skip"), read_only=True),
+        ParamSpec("x_timeout", 0.5, "Seconds (of stamp time) without X before it counts as missing.", minimum=0.01,
+                  read_only=True),
+        ParamSpec("sync_queue_size", 10, "Approximate-time synchronizer queue size per input.", minimum=1,
+                  maximum=100, read_only=True),
+        ParamSpec("sync_max_interval", 0.05, "Largest stamp difference (s) between a paired RGB and X.",
+                  minimum=0.0, maximum=1.0, read_only=True),
+        ParamSpec("publish_confidence", False, "Publish segmentation/confidence (32FC1 softmax probability)."),
+        ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in segmentation/overlay.", minimum=0.0,
+                  maximum=1.0),
+        ParamSpec("camera_from_lidar", [0.0, 0.0, 0.0, 0.5, -0.5, 0.5, 0.5],
+                  "LiDAR X only: camera optical frame <- LiDAR frame as x y z qx qy qz qw.",
+                  check=lambda v: None if len(v) == 7 else "needs 7 numbers: x y z qx qy qz qw"),
+    )
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("fusion_segmentation", **kwargs)
+        package = self.params["model_package"]
+        path = package if package.startswith("/") else str(share_dir() / package)
+        self.spec = SegmentationModelSpec.from_package(path)
+        self.encoder = make_encoder(self.spec.x_modality, self.spec.x_params)
+        self.segmenter = FusionSegmenter(self.spec, backend=self.params["backend"], device=self.params["device"],
+                                         precision=self.params["precision"], threads=self.params["threads"])
+        self.palette = self.spec.palette()
+        v = self.params["camera_from_lidar"]
+        self.camera_from_lidar = Transform.from_xyz_quat(v[:3], v[3:])
+        self.camera = None
+        optional = {"x": self.params["x_timeout"]} if self.params["missing_x_policy"] == "neutral" else None
+        self.sync = ApproximateTimeSynchronizer(inputs=["rgb", "x"], queue_size=self.params["sync_queue_size"],
+                                                max_interval=self.params["sync_max_interval"], optional=optional)
+        self.labels_pub = self.output_publisher(Image, "segmentation/labels")
+        self.color_pub = self.output_publisher(Image, "segmentation/color")
+        self.overlay_pub = self.output_publisher(Image, "segmentation/overlay")
+        self.confidence_pub = self.output_publisher(Image, "segmentation/confidence")
+        self.label_info_pub = self.output_publisher(LabelInfo, "segmentation/label_info", LATCHED_QOS)
+        self.label_info_pub.publish(label_info(dict(enumerate(self.spec.class_names)), 0.0))
+        self.sensor_subscription(Image, "rgb/image", lambda m: self.on_input("rgb", m), name="rgb")
+        x_is_points = self.spec.x_modality == "lidar"
+        self.sensor_subscription(PointCloud2 if x_is_points else Image, "x/points" if x_is_points else "x/image",
+                                 lambda m: self.on_input("x", m), name="x", required=optional is None,
+                                 stall_timeout=self.params["x_timeout"] if optional else None)
+        if self.spec.x_modality in ("lidar", "depth_hha"):
+            self.sensor_subscription(CameraInfo, "rgb/camera_info", self.on_camera_info, name="camera_info",
+                                     stall_timeout=5.0)
+        self.get_logger().info(f"{self.spec.variant} ({self.spec.x_modality} X, {self.spec.num_classes} classes) "
+                               f"on {self.segmenter.backend.info.detail}")
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        self.camera = camera_info_to_intrinsics(msg).pinhole()
+
+    def on_time_jump(self) -> None:
+        self.sync.reset()
+
+    def on_input(self, name: str, msg) -> None:
+        for synced in self.sync.add(name, stamp_to_ns(msg.header.stamp), msg):
+            self.run_guarded("rgb", self.segment, synced)
+        for event in self.sync.pop_events():
+            self.get_logger().warn(str(event))
+        if self.sync.stalled():
+            self.set_finding("x", Level.WARN, "X missing: segmenting with a neutral X (RGB-only accuracy)")
+        else:
+            self.clear_finding("x")
+
+    def encode_x(self, msg, size: tuple[int, int]) -> np.ndarray:
+        if msg is None:
+            return self.encoder.neutral(*size)
+        if self.spec.x_modality == "lidar":
+            if self.camera is None:
+                raise MessageFormatError("no CameraInfo received yet: cannot project LiDAR into the camera")
+            camera = self.camera.scaled(size[1], size[0]) if (self.camera.height, self.camera.width) != size \
+                else self.camera
+            return self.encoder.encode(pointcloud2_to_array(msg), camera, camera_from_lidar=self.camera_from_lidar)
+        x = image_to_numpy(msg)
+        if x.shape[:2] != size:
+            raise MessageFormatError(f"X image is {x.shape[1]}x{x.shape[0]} but RGB is {size[1]}x{size[0]}; "
+                                     "register X to the colour camera first")
+        if self.spec.x_modality == "depth_hha":
+            if self.camera is None:
+                raise MessageFormatError("no CameraInfo received yet: HHA needs the intrinsics")
+            return self.encoder.encode(x, self.camera, encoding=msg.encoding)
+        return self.encoder.encode(x, None, encoding=msg.encoding)
+
+    def segment(self, synced) -> None:
+        started = time.perf_counter()
+        outputs = (self.labels_pub, self.color_pub, self.overlay_pub, self.confidence_pub)
+        if not self.has_subscribers(outputs):
+            return
+        rgb_msg = synced.messages["rgb"]
+        rgb = rgb_from_image(rgb_msg)
+        result = self.segmenter(rgb, self.encode_x(synced.messages["x"], rgb.shape[:2]))
+        header = rgb_msg.header
+        self.labels_pub.publish(numpy_to_image(result.labels, "mono8", header))
+        colour = self.palette[result.labels]
+        self.color_pub.publish(numpy_to_image(colour, "rgb8", header))
+        if self.overlay_pub.get_subscription_count() > 0:
+            a = self.params["overlay_alpha"]
+            overlay = (rgb.astype(np.float32) * (1 - a) + colour.astype(np.float32) * a).astype(np.uint8)
+            self.overlay_pub.publish(numpy_to_image(overlay, "rgb8", header))
+        if self.params["publish_confidence"]:
+            self.confidence_pub.publish(numpy_to_image(result.confidence, "32FC1", header))
+        self.report_timing(stamp_to_ns(header.stamp), started)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(FusionSegmentationNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
