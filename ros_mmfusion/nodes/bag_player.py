@@ -64,9 +64,16 @@ class BagPlayerNode(MmfusionNode):
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._play, name="bag_player", daemon=True)
-        self._thread.start()
+        # Playback starts once the executor spins (not at construction), so nodes built after this one in the same
+        # process, which may take seconds to load a model, do not miss the first messages.
+        self._starter = self.create_timer(0.01, self._start_playback)
         self.get_logger().info(f"replaying {self.params['bag']} ({len(self.publishers_by_topic)} topics, "
                                f"{self.source.duration_ns / 1e9:.1f} s at x{self.params['rate']})")
+
+    def _start_playback(self) -> None:
+        self._starter.cancel()
+        if not self._thread.is_alive() and not self.finished.is_set():
+            self._thread.start()
 
     def _play(self) -> None:
         rate = self.params["rate"]
@@ -99,7 +106,8 @@ class BagPlayerNode(MmfusionNode):
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
         self.source.close()
 
 
