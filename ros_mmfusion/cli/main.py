@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "sim": "sim",
     "demo": "demo",
     "train": "train",
+    "bench": "bench",
 }
 
 

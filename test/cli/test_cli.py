@@ -93,3 +93,22 @@ def test_demo_generates_data_replays_it_and_shows_what_was_published(ros_child_e
 def test_demo_rejects_bad_size(ros_child_env, tmp_path):
     proc = run(["demo", "--out", str(tmp_path), "--size", "big"], ros_child_env())
     assert proc.returncode == 2 and "is not WIDTHxHEIGHT" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_reports_both_backends_and_their_ratio(ros_child_env):
+    proc = run(["bench", "--model", "vint_reduced", "--runs", "2", "--warmup", "1", "--threads", "1", "--json"],
+               ros_child_env(), timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout)
+    assert {r["backend"] for r in results} == {"torch", "onnxruntime"}
+    assert all(r["median_ms"] > 0 and r["batch"] == 1 and (r["height"], r["width"]) == (64, 85) for r in results)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "--model", "resnet"], "unknown model 'resnet'"),
+    (["bench", "--model", "vint", "--size", "100x100"], "takes 64x85 inputs only"),
+    (["bench", "--model", "cmx_mit_b0", "--size", "big"], "--size expects HxW"),
+])
+def test_bench_rejects_bad_arguments(ros_child_env, args, message):
+    proc = run(args, ros_child_env())
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

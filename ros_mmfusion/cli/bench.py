@@ -1,0 +1,65 @@
+"""``mmfusion bench``: latency and throughput of a network through PyTorch and ONNX Runtime on this machine."""
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "benchmark a network's latency through its backends (median/p95 ms, throughput)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="network name (cmx_mit_b0..b5, vint, vint_reduced)")
+    parser.add_argument("--backend", action="append", choices=["torch", "onnxruntime"],
+                        help="backend to time (repeatable; default: both)")
+    parser.add_argument("--batch", type=int, action="append", help="batch size (repeatable; default 1)")
+    parser.add_argument("--size", help="input HxW (default: the model's)")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: the runtime decides)")
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _size(text: str | None):
+    from ros_mmfusion.cli.main import UserError
+
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size expects HxW, e.g. 480x640; got {text!r}") from None
+    if h < 16 or w < 16:
+        raise UserError(f"--size {text!r}: height and width must be at least 16")
+    return h, w
+
+
+def run(args: argparse.Namespace) -> int:
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.bench import bench_network
+    from ros_mmfusion.core.models.registry import network
+
+    spec = network(args.model)
+    size = _size(args.size)
+    if size is not None and spec.fixed_size and size != spec.default_size:
+        raise UserError(f"{args.model} takes {spec.default_size[0]}x{spec.default_size[1]} inputs only")
+    batches = args.batch or [1]
+    if any(b <= 0 for b in batches) or args.runs <= 0 or args.warmup < 0 or args.threads < 0:
+        raise UserError("--batch and --runs must be positive, --warmup and --threads non-negative")
+    results = []
+    for batch in batches:
+        for backend in args.backend or ["torch", "onnxruntime"]:
+            results.append(bench_network(spec, backend, batch, size, args.threads, args.warmup, args.runs))
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+        return 0
+    print(f"{args.model} on {results[0].machine}, {results[0].threads} threads, {results[0].date}")
+    print(f"{'backend':12s} {'batch':>5s} {'input':>9s} {'median ms':>10s} {'p95 ms':>8s} {'items/s':>8s}")
+    for r in results:
+        print(f"{r.backend:12s} {r.batch:5d} {r.height:4d}x{r.width:<4d} {r.median_ms:10.1f} {r.p95_ms:8.1f} "
+              f"{r.throughput_fps:8.1f}")
+    for batch in batches:
+        by = {r.backend: r for r in results if r.batch == batch}
+        if {"torch", "onnxruntime"} <= set(by):
+            print(f"batch {batch}: ONNX Runtime is {by['torch'].median_ms / by['onnxruntime'].median_ms:.2f}x "
+                  "PyTorch eager")
+    return 0

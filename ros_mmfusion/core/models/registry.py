@@ -1,0 +1,70 @@
+"""Every network the suite can export or benchmark: how to build it and feed it example inputs (pure data)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ros_mmfusion.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """``build()`` returns an eval-mode ``nn.Module`` (random weights unless a loader fills them);
+    ``example(batch, (height, width))`` returns its positional inputs; names follow the ONNX files."""
+
+    name: str
+    build: Callable[[], object]
+    example: Callable[[int, tuple[int, int]], tuple]
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    default_size: tuple[int, int]
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    fixed_size: bool = False
+
+
+def _cmx(variant: str) -> NetworkSpec:
+    def build():
+        from ros_mmfusion.core.models.cmx import build_cmx
+
+        return build_cmx(variant, num_classes=40).eval()
+
+    def example(batch: int, size: tuple[int, int]):
+        import torch
+
+        return torch.randn(batch, 3, *size), torch.randn(batch, 3, *size)
+
+    axes = {0: "batch", 2: "height", 3: "width"}
+    return NetworkSpec(variant, build, example, ("rgb", "x"), ("logits",), (480, 640),
+                       {"rgb": axes, "x": axes, "logits": axes})
+
+
+def _vint(variant: str) -> NetworkSpec:
+    def build():
+        from ros_mmfusion.core.models.vint import create_vint
+
+        return create_vint(variant).eval()
+
+    def example(batch: int, size: tuple[int, int]):
+        import torch
+
+        from ros_mmfusion.core.models.vint import VINT_VARIANTS
+
+        context = VINT_VARIANTS[variant].config.context_size
+        return torch.randn(batch, 3 * (context + 1), *size), torch.randn(batch, 3, *size)
+
+    names = ("obs_img", "goal_img", "dist", "action")
+    return NetworkSpec(variant, build, example, names[:2], names[2:], (64, 85), {n: {0: "batch"} for n in names},
+                       fixed_size=True)
+
+
+NETWORKS: dict[str, Callable[[], NetworkSpec]] = {
+    **{f"cmx_mit_b{i}": (lambda v=f"cmx_mit_b{i}": _cmx(v)) for i in range(6)},
+    "vint": lambda: _vint("vint_default"),
+    "vint_reduced": lambda: _vint("vint_reduced"),
+}
+
+
+def network(name: str) -> NetworkSpec:
+    if name not in NETWORKS:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(NETWORKS)}")
+    return NETWORKS[name]()
