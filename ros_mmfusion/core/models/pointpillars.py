@@ -71,10 +71,6 @@ class BEVBackboneConfig:
     num_upsample_filters: tuple[int, ...] = (128, 128, 128)
     use_conv_for_no_stride: bool = False
 
-    @property
-    def out_channels(self) -> int:
-        return sum(self.num_upsample_filters) if self.upsample_strides else self.num_filters[-1]
-
 
 @dataclass(frozen=True)
 class AnchorHeadConfig:
