@@ -53,10 +53,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([r.as_dict() for r in results], indent=2))
         return 0
     print(f"{args.model} on {results[0].machine}, {results[0].threads} threads, {results[0].date}")
-    print(f"{'backend':12s} {'batch':>5s} {'input':>9s} {'median ms':>10s} {'p95 ms':>8s} {'items/s':>8s}")
+    print(f"{'backend':12s} {'graph':9s} {'batch':>5s} {'input':>9s} {'median ms':>10s} {'p95 ms':>8s} "
+          f"{'items/s':>8s}")
     for r in results:
-        print(f"{r.backend:12s} {r.batch:5d} {r.height:4d}x{r.width:<4d} {r.median_ms:10.1f} {r.p95_ms:8.1f} "
-              f"{r.throughput_fps:8.1f}")
+        print(f"{r.backend:12s} {r.graph:9s} {r.batch:5d} {r.height:4d}x{r.width:<4d} {r.median_ms:10.1f} "
+              f"{r.p95_ms:8.1f} {r.throughput_fps:8.1f}")
+    if any(r.graph == "deployed" for r in results):
+        print("deployed: the exported graph is the exact deployment rewrite of the reference (e.g. CMX's folded "
+              "decoder), tested equal to upstream's logits")
     for batch in batches:
         by = {r.backend: r for r in results if r.batch == batch}
         if {"torch", "onnxruntime"} <= set(by):

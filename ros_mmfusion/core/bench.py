@@ -35,6 +35,8 @@ class BenchResult:
     throughput_fps: float
     machine: str
     date: str
+    graph: str = "reference"
+    """"reference": the module as built (upstream structure, eager); "deployed": the exact deployment rewrite."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,11 +73,12 @@ def bench_network(spec: NetworkSpec, backend: str, batch: int = 1, size: tuple[i
         onnx_path = None
         if backend == "onnxruntime":
             onnx_path = Path(workdir or tmp) / f"{spec.name}.onnx"
-            export_onnx(module, inputs, onnx_path, spec.input_names, spec.output_names, spec.dynamic_axes)
+            exported = spec.deploy(module) if spec.deploy else module
+            export_onnx(exported, inputs, onnx_path, spec.input_names, spec.output_names, spec.dynamic_axes)
         runner = create_backend(backend, input_names=spec.input_names, output_names=spec.output_names,
                                 module_factory=lambda: module, onnx_path=onnx_path, device=device, threads=threads)
         times = time_runs(lambda: runner.run(feeds), warmup, runs)
     median = float(np.median(times))
     return BenchResult(spec.name, backend, batch, size[0], size[1], threads or torch.get_num_threads(), runs, median,
                        float(np.percentile(times, 95)), float(times.mean()), 1e3 * batch / median, machine(),
-                       date.today().isoformat())
+                       date.today().isoformat(), "deployed" if onnx_path is not None and spec.deploy else "reference")

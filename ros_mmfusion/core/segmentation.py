@@ -101,13 +101,14 @@ class SegmentationResult:
     confidence: np.ndarray  # (H, W) float32 softmax probability of the chosen class
 
 
-def build_module(spec: SegmentationModelSpec):
-    """The PyTorch CMX model of ``spec`` with its weights loaded (strict)."""
+def build_module(spec: SegmentationModelSpec, deploy: bool = True):
+    """The PyTorch CMX model of ``spec`` with its weights loaded (strict); with ``deploy`` its decoder is folded
+    for inference (:func:`~ros_mmfusion.core.models.cmx.fold_for_inference`: same logits, far less compute)."""
     import torch
 
-    from ros_mmfusion.core.models.cmx import build_cmx, convert_upstream_checkpoint, load_checkpoint
+    from ros_mmfusion.core.models import cmx
 
-    model = build_cmx(spec.variant, num_classes=spec.num_classes, decoder_embed_dim=spec.decoder_embed_dim)
+    model = cmx.build_cmx(spec.variant, num_classes=spec.num_classes, decoder_embed_dim=spec.decoder_embed_dim)
     if spec.weights:
         path = Path(spec.weights)
         if not path.is_file():
@@ -116,8 +117,8 @@ def build_module(spec: SegmentationModelSpec):
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
             raise ConfigError(f"cannot read weights {path}: {exc}") from None
-        load_checkpoint(model, convert_upstream_checkpoint(state), strict=True)
-    return model.eval()
+        cmx.load_checkpoint(model, cmx.convert_upstream_checkpoint(state), strict=True)
+    return cmx.fold_for_inference(model) if deploy else model.eval()
 
 
 def _cache_dir() -> Path:
@@ -132,7 +133,7 @@ def onnx_for(spec: SegmentationModelSpec) -> Path:
     if spec.onnx:
         path = Path(spec.onnx)
     else:
-        key = f"{spec.variant}/{spec.num_classes}/{spec.decoder_embed_dim}/{spec.input_size}"
+        key = f"deploy-v1/{spec.variant}/{spec.num_classes}/{spec.decoder_embed_dim}/{spec.input_size}"
         digest = hashlib.sha256(key.encode())
         if spec.weights:
             digest.update(Path(spec.weights).read_bytes())

@@ -215,3 +215,19 @@ def test_single_branch_mix_transformer_stage_shapes():
     with torch.no_grad():
         feats = MixTransformer("mit_b0").eval()(torch.zeros(1, 3, 66, 98))
     assert [tuple(f.shape[1:]) for f in feats] == [(32, 17, 25), (64, 9, 13), (160, 5, 7), (256, 3, 4)]
+
+
+@pytest.mark.parametrize("pair", "ab")
+def test_folded_inference_decoder_matches_upstream_logits(model, io, pair):
+    """The decoder folded for deployment (ONNX, torch backend) computes upstream's logits too."""
+    from ros_mmfusion.core.models.cmx import FoldedMLPDecoder, fold_for_inference
+
+    folded = fold_for_inference(model)
+    assert isinstance(folded.decode_head, FoldedMLPDecoder) and not isinstance(model.decode_head, FoldedMLPDecoder)
+    with torch.no_grad():
+        ours = folded.forward_head(folded.forward_features(torch.from_numpy(io[f"{pair}_rgb_in"]),
+                                                           torch.from_numpy(io[f"{pair}_x_in"]))).numpy()
+    ref = io[f"{pair}_logits_q"]
+    err = np.abs(ours - ref)
+    assert np.all(err <= LOGITS_ATOL + LOGITS_RTOL * np.abs(ref)), f"max abs diff {err.max():.3g}"
+    assert np.array_equal(ours.argmax(1), ref.argmax(1))

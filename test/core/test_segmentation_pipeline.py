@@ -15,7 +15,7 @@ def spec(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("seg")
     base = SegmentationModelSpec(num_classes=5, decoder_embed_dim=32, input_size=(64, 96))
     weights = tmp / "weights.pt"
-    torch.save(build_module(base).state_dict(), weights)
+    torch.save(build_module(base, deploy=False).state_dict(), weights)
     return SegmentationModelSpec(num_classes=5, decoder_embed_dim=32, input_size=(64, 96), weights=str(weights),
                                  onnx=str(tmp / "model.onnx"))
 

@@ -29,7 +29,7 @@ def package(tmp_path_factory):
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("pkg")
     spec = SegmentationModelSpec(num_classes=len(labels.LABELS), decoder_embed_dim=16, input_size=(32, 48))
-    torch.save(build_module(spec).state_dict(), root / "weights.pt")
+    torch.save(build_module(spec, deploy=False).state_dict(), root / "weights.pt")
     (root / "model.yaml").write_text(yaml.safe_dump({
         "format": "ros_mmfusion/model/v1", "task": "segmentation", "variant": "cmx_mit_b0",
         "num_classes": len(labels.LABELS), "decoder_embed_dim": 16, "input_size": [32, 48], "rgb_order": "rgb",

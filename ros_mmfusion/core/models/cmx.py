@@ -274,6 +274,52 @@ class MLPDecoder(nn.Module):
         return self.linear_pred(self.linear_fuse(torch.cat((*up, self.linear_c1(c1)), dim=1)))
 
 
+class FoldedMLPDecoder(nn.Module):
+    """The same function as a trained :class:`MLPDecoder`, rewritten for inference.
+
+    Bilinear upsampling is linear and its weights sum to one, so it commutes with each stage's per-pixel linear
+    projection; the ``linear_fuse`` 1x1 convolution (4E -> E at 1/4 resolution, most of the decoder's cost) is split
+    by input block and multiplied into each stage's projection, and the evaluation BatchNorm is folded in too. Each
+    stage is then one C_i -> E projection at its own resolution, upsampled and summed: exact up to float rounding.
+    """
+
+    def __init__(self, decoder: MLPDecoder) -> None:
+        super().__init__()
+        fuse, bn = decoder.linear_fuse[0], decoder.linear_fuse[1]
+        embed = fuse.out_channels
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        w_fuse = fuse.weight[:, :, 0, 0]  # (E, 4E) over the concatenation [c4, c3, c2, c1]
+        bias = fuse.bias if fuse.bias is not None else torch.zeros(embed)
+        projs = (decoder.linear_c4.proj, decoder.linear_c3.proj, decoder.linear_c2.proj, decoder.linear_c1.proj)
+        self.stages = nn.ModuleList()
+        with torch.no_grad():
+            for i, proj in enumerate(projs):
+                block = w_fuse[:, i * embed:(i + 1) * embed]  # (E, E)
+                conv = nn.Conv2d(proj.in_features, embed, 1, bias=False)
+                conv.weight.copy_((scale[:, None] * (block @ proj.weight))[:, :, None, None])
+                self.stages.append(conv)
+                bias = bias + block @ proj.bias
+            self.register_buffer("bias", (scale * (bias - bn.running_mean) + bn.bias).detach().clone())
+        self.linear_pred = decoder.linear_pred
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        c1, c2, c3, c4 = features
+        size = c1.shape[2:]
+        fused = self.stages[3](c1) + self.bias[None, :, None, None]
+        for conv, c in ((self.stages[0], c4), (self.stages[1], c3), (self.stages[2], c2)):
+            fused = fused + F.interpolate(conv(c), size=size, mode="bilinear", align_corners=False)
+        return self.linear_pred(F.relu(fused))
+
+
+def fold_for_inference(model: CMX) -> CMX:
+    """A copy of ``model`` (weights loaded, eval mode) with the decoder folded; the same logits, far less compute."""
+    import copy
+
+    folded = copy.deepcopy(model).eval()
+    folded.decode_head = FoldedMLPDecoder(model.decode_head.eval())
+    return folded
+
+
 @dataclass(frozen=True)
 class CMXConfig:
     """What defines a CMX model; ``num_classes`` and ``decoder_embed_dim`` only change the decoder."""

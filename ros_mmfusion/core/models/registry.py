@@ -20,6 +20,8 @@ class NetworkSpec:
     default_size: tuple[int, int]
     dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     fixed_size: bool = False
+    deploy: Callable[[object], object] | None = None
+    """Exact rewrite of the reference module for deployment (exported graphs use it), e.g. CMX's folded decoder."""
 
 
 def _cmx(variant: str) -> NetworkSpec:
@@ -33,9 +35,14 @@ def _cmx(variant: str) -> NetworkSpec:
 
         return torch.randn(batch, 3, *size), torch.randn(batch, 3, *size)
 
+    def deploy(module):
+        from ros_mmfusion.core.models.cmx import fold_for_inference
+
+        return fold_for_inference(module)
+
     axes = {0: "batch", 2: "height", 3: "width"}
     return NetworkSpec(variant, build, example, ("rgb", "x"), ("logits",), (480, 640),
-                       {"rgb": axes, "x": axes, "logits": axes})
+                       {"rgb": axes, "x": axes, "logits": axes}, deploy=deploy)
 
 
 def _vint(variant: str) -> NetworkSpec:
