@@ -197,8 +197,8 @@ def test_missing_unexpected_and_misshapen_keys_raise_config_error_naming_them(up
     assert torch.equal(net.backbone.patch_embed1.proj.weight, before)  # strict failure loads nothing
 
     report = load_checkpoint(net, state, strict=False)  # fine-tuning start: everything that fits
-    assert report.missing == ["backbone.FFMs.2.cross.cross_attn.kv1.weight"]
-    assert report.unexpected == ["decode_head.conv_seg.weight"]
+    assert report.missing == ("backbone.FFMs.2.cross.cross_attn.kv1.weight",)
+    assert report.unexpected == ("decode_head.conv_seg.weight",)
     assert [k for k, _, _ in report.mismatched] == ["decode_head.linear_pred.weight", "decode_head.linear_pred.bias"]
     assert torch.equal(net.backbone.patch_embed1.proj.weight,
                        torch.from_numpy(state["backbone.patch_embed1.proj.weight"]).float())

@@ -130,7 +130,7 @@ def test_strict_load_reports_missing_unexpected_and_misshaped_keys(weights):
         load_checkpoint(net, {"model_state": broken})
     text = str(err.value)
     assert "dense_head.conv_cls.bias" in text and "dense_head.extra.weight" in text
-    assert "shape mismatch dense_head.conv_box.weight: checkpoint [7, 384, 1, 1] vs model [42, 384, 1, 1]" in text
+    assert "dense_head.conv_box.weight (checkpoint [7, 384, 1, 1], model [42, 384, 1, 1])" in text
     report = load_checkpoint(net, {"model_state": broken}, strict=False)
     assert report.missing == ("dense_head.conv_cls.bias",)
     assert report.unexpected == ("dense_head.extra.weight",)

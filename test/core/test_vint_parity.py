@@ -110,7 +110,7 @@ def test_fixture_weights_load_strictly_except_the_unused_keys(manifest, fixture_
     assert model.config == ViNTConfig.from_mapping(manifest["constructor_config"])
     report = load_checkpoint(model, fixture_state, allow_missing=model.unused_state_keys())
     assert sorted(report.missing) == sorted(manifest["weights"]["dropped_keys_unused_in_forward"])
-    assert report.unexpected == []
+    assert report.unexpected == ()
     widened = torch.as_tensor(fixture_state["decoder.output_layers.0.weight"]).float()
     assert model.decoder.output_layers[0].weight.dtype == torch.float32
     assert torch.equal(model.decoder.output_layers[0].weight, widened)
@@ -269,16 +269,16 @@ def test_wrong_key_raises_config_error_naming_it(fixture_state):
     renamed["compress_obs_enc.weights"] = renamed.pop("compress_obs_enc.weight")
     with pytest.raises(ConfigError) as err:
         load_checkpoint(model, renamed, allow_missing=model.unused_state_keys())
-    assert "missing keys: compress_obs_enc.weight" in str(err.value)
-    assert "unexpected keys: compress_obs_enc.weights" in str(err.value)
+    assert "missing keys (1): compress_obs_enc.weight" in str(err.value)
+    assert "unexpected keys (1): compress_obs_enc.weights" in str(err.value)
     with pytest.raises(ConfigError, match=r"obs_encoder\._fc\.weight"):  # strict without allow_missing
         load_checkpoint(model, fixture_state)
 
 
 def test_reduced_weights_do_not_fit_the_default_variant(fixture_state):
-    with pytest.raises(ConfigError, match=r"shape mismatches: compress_obs_enc\.weight \(checkpoint \[256, 1280\], "
-                                          r"model \[512, 1280\]\)"):
-        load_checkpoint(create_vint("vint_default"), fixture_state, strict=False)
+    with pytest.raises(ConfigError, match=r"shape mismatches \(32\): compress_obs_enc\.weight "
+                                          r"\(checkpoint \[256, 1280\], model \[512, 1280\]\)"):
+        load_checkpoint(create_vint("vint_default"), fixture_state)
 
 
 def test_waypoints_scale_to_metres_by_the_waypoint_spacing():

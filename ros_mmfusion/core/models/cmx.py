@@ -25,7 +25,7 @@ expect B,G,R order).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.models.checkpoints import LoadReport, load_state
 from ros_mmfusion.core.models.mit import (
     EMBED_NORM_EPS,
     MIT_VARIANTS,
@@ -459,51 +460,10 @@ def convert_upstream_checkpoint(obj: Mapping, dtype: torch.dtype | None = torch.
     return out
 
 
-@dataclass
-class LoadReport:
-    """What ``load_checkpoint`` did: keys loaded, and the ones that did not fit (shapes as (checkpoint, model))."""
-
-    loaded: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
-
-    def __str__(self) -> str:
-        lines = [f"loaded {len(self.loaded)} tensors; {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
-                 f"{len(self.mismatched)} shape-mismatched"]
-        lines += [f"  missing (in the model, not in the checkpoint): {k}" for k in self.missing]
-        lines += [f"  unexpected (in the checkpoint, not in the model): {k}" for k in self.unexpected]
-        lines += [f"  shape mismatch: {k}: checkpoint {list(c)} vs model {list(m)}" for k, c, m in self.mismatched]
-        return "\n".join(lines)
-
-
 def load_checkpoint(model: nn.Module, obj: Mapping, strict: bool = True) -> LoadReport:
-    """Load an upstream (or our own) checkpoint into ``model``; see ``convert_upstream_checkpoint`` for the formats.
-
-    With ``strict`` any missing, unexpected or shape-mismatched key raises ``ConfigError`` listing them all and
-    nothing is loaded; otherwise the fitting tensors are loaded and the report says what was left out.
-    """
-    state = convert_upstream_checkpoint(obj)
-    target = model.state_dict()
-    report = LoadReport()
-    fitting: dict[str, Tensor] = {}
-    for key, tensor in state.items():
-        if key not in target:
-            report.unexpected.append(key)
-        elif tuple(tensor.shape) != tuple(target[key].shape):
-            report.mismatched.append((key, tuple(tensor.shape), tuple(target[key].shape)))
-        else:
-            fitting[key] = tensor
-            report.loaded.append(key)
-    report.missing = [k for k in target if k not in state]
-    if strict and not report.ok:
-        raise ConfigError(f"checkpoint does not fit {type(model).__name__}: {report}")
-    model.load_state_dict(fitting, strict=False)
-    return report
+    """Load an upstream (or our own) checkpoint into ``model``; see ``convert_upstream_checkpoint`` for the formats
+    and :func:`~ros_mmfusion.core.models.checkpoints.load_state` for ``strict``."""
+    return load_state(model, convert_upstream_checkpoint(obj), strict)
 
 
 __all__ = ["CMX", "CMXConfig", "CMX_VARIANTS", "DualMiT", "MLPDecoder", "FeatureRectifyModule", "FeatureFusionModule",

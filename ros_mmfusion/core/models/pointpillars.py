@@ -41,6 +41,7 @@ from ros_mmfusion.core.detection3d.centerpoint import CenterHeadDecoder
 from ros_mmfusion.core.detection3d.pillarize import PillarGrid, num_decorated_features
 from ros_mmfusion.core.detection3d.postprocess import AnchorHeadDecoder, NmsConfig, PostProcessConfig
 from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.models.checkpoints import LoadReport, load_state
 
 BN_EPS = 1e-3
 """BatchNorm epsilon of the pillar feature net and the BEV backbone (OpenPCDet); the centre head uses PyTorch's 1e-5."""
@@ -574,50 +575,10 @@ def convert_upstream_checkpoint(obj) -> OrderedDict[str, Tensor]:
     return out
 
 
-@dataclass(frozen=True)
-class LoadReport:
-    """What ``load_checkpoint`` found: keys the model lacks in the checkpoint, extra keys, and shape mismatches."""
-
-    loaded: tuple[str, ...]
-    missing: tuple[str, ...]
-    unexpected: tuple[str, ...]
-    mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
-
-    def __str__(self) -> str:
-        lines = [f"{len(self.loaded)} tensors loaded"]
-        if self.missing:
-            lines.append(f"missing from the checkpoint ({len(self.missing)}): " + ", ".join(self.missing[:20])
-                         + (" ..." if len(self.missing) > 20 else ""))
-        if self.unexpected:
-            lines.append(f"not in the model ({len(self.unexpected)}): " + ", ".join(self.unexpected[:20])
-                         + (" ..." if len(self.unexpected) > 20 else ""))
-        for key, got, want in self.mismatched:
-            lines.append(f"shape mismatch {key}: checkpoint {list(got)} vs model {list(want)}")
-        return "\n".join(lines)
-
-
 def load_checkpoint(model: nn.Module, obj, strict: bool = True) -> LoadReport:
-    """Load an OpenPCDet checkpoint (see ``convert_upstream_checkpoint``) into ``model``.
-
-    With ``strict`` any missing, unexpected or mis-shaped key raises ``ConfigError`` with the report and nothing is
-    loaded; otherwise the matching tensors are loaded and the report says what was skipped.
-    """
-    state = convert_upstream_checkpoint(obj)
-    own = model.state_dict()
-    mismatched = tuple((k, tuple(state[k].shape), tuple(own[k].shape)) for k in own
-                       if k in state and state[k].shape != own[k].shape)
-    bad = {k for k, _, _ in mismatched}
-    report = LoadReport(loaded=tuple(k for k in own if k in state and k not in bad),
-                        missing=tuple(k for k in own if k not in state),
-                        unexpected=tuple(k for k in state if k not in own), mismatched=mismatched)
-    if strict and not report.ok:
-        raise ConfigError(f"checkpoint does not fit {type(model).__name__}:\n{report}")
-    model.load_state_dict({k: state[k] for k in report.loaded}, strict=strict)
-    return report
+    """Load an OpenPCDet checkpoint (see ``convert_upstream_checkpoint``) into ``model``; ``strict`` as in
+    :func:`~ros_mmfusion.core.models.checkpoints.load_state`."""
+    return load_state(model, convert_upstream_checkpoint(obj), strict)
 
 
 # ------------------------------------------------------------------------------------------------------------- ONNX

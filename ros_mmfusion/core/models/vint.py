@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.models.checkpoints import LoadReport, load_state
 from ros_mmfusion.core.models.efficientnet import EFFICIENTNET_VARIANTS, EfficientNet, efficientnet
 from ros_mmfusion.core.preprocess.navigation import VINT_IMAGE_SIZE
 from ros_mmfusion.core.preprocess.segmentation import IMAGENET_MEAN, IMAGENET_STD
@@ -422,45 +423,14 @@ def convert_upstream_checkpoint(obj: Any) -> OrderedDict[str, torch.Tensor]:
     return state
 
 
-@dataclass
-class LoadReport:
-    """What :func:`load_checkpoint` found: keys the model has but the checkpoint lacks, and the reverse."""
-
-    missing: list[str]
-    unexpected: list[str]
-
-
-def _listed(keys: list[str], limit: int = 12) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
 def load_checkpoint(model: nn.Module, obj: Any, strict: bool = True, allow_missing: Iterable[str] = ()) -> LoadReport:
     """Load any form :func:`convert_upstream_checkpoint` accepts into ``model``; floats are cast to the model's dtype.
 
     ``strict`` raises ``ConfigError`` naming every missing key (except those in ``allow_missing``, e.g.
-    ``model.unused_state_keys()`` for a checkpoint that dropped them) and every unexpected key. A shape mismatch is
-    always an error (it usually means the wrong variant: ``vint_default`` has 512-d tokens and 4 layers).
+    ``model.unused_state_keys()`` for a checkpoint that dropped them), every unexpected key and every shape mismatch
+    (usually the wrong variant: ``vint_default`` has 512-d tokens and 4 layers).
     """
-    state = convert_upstream_checkpoint(obj)
-    expected = model.state_dict()
-    allowed = set(allow_missing)
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} (checkpoint {list(state[k].shape)}, model {list(expected[k].shape)})"
-                  for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
-    problems = []
-    if strict and [k for k in missing if k not in allowed]:
-        problems.append(f"missing keys: {_listed([k for k in missing if k not in allowed])}")
-    if strict and unexpected:
-        problems.append(f"unexpected keys: {_listed(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatches: {_listed(mismatched)}")
-    if problems:
-        raise ConfigError(f"checkpoint does not fit {type(model).__name__}: " + "; ".join(problems))
-    loadable = {k: v.to(expected[k].dtype) if v.is_floating_point() else v for k, v in state.items() if k in expected}
-    model.load_state_dict(loadable, strict=False)
-    return LoadReport(missing=missing, unexpected=unexpected)
+    return load_state(model, convert_upstream_checkpoint(obj), strict, allow_missing)
 
 
 __all__ = ["LoadReport", "MultiLayerDecoder", "ONNX_INPUT_NAMES", "ONNX_OUTPUT_NAMES", "PositionalEncoding",
