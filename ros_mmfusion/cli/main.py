@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "train": "train",
     "bench": "bench",
+    "convert-checkpoint": "convert_checkpoint",
 }
 
 
