@@ -8,6 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mmfusion-setup
 SETUP_INPUTS := requirements/ros-jazzy.txt requirements/python.txt requirements/dev.txt requirements/constraints.txt \
+	requirements/stubs-nodeps.txt \
 	setup.py setup.cfg package.xml tools/build_interfaces.py tools/install_site_hook.py tools/system_deps.sh \
 	$(wildcard interfaces/*/msg/*.msg interfaces/*/CMakeLists.txt interfaces/*/package.xml)
 PYTEST_ARGS ?=
@@ -27,6 +28,7 @@ $(STAMP): $(SETUP_INPUTS)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -r requirements/ros-jazzy.txt -r requirements/python.txt -r requirements/dev.txt \
 		-c requirements/constraints.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements/stubs-nodeps.txt
 	$(PY) tools/build_interfaces.py
 	$(PY) tools/install_site_hook.py
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+IMAGE_OUTPUTS = ("/camera/color/image_raw", "/lidar/depth_image", "/segmentation/labels", "/segmentation/color")
+
 HELP = "generate the default synthetic bag and run the demo preset on it, printing what was published"
 
 
@@ -44,8 +46,8 @@ def ensure_bag(out: Path, scenario: str, frames: int, size: tuple[int, int], see
     return bag
 
 
-def overlay_picture(rgb: np.ndarray, depth: np.ndarray, path: Path) -> Path:
-    """RGB with the LiDAR depth drawn on it (turbo colour map, near = red) beside the depth image alone."""
+def _depth_colours(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """BGR turbo colours of a sparse depth image (near = red) dilated to visible dots, and the dot mask."""
     import cv2
 
     valid = depth > 0
@@ -53,17 +55,29 @@ def overlay_picture(rgb: np.ndarray, depth: np.ndarray, path: Path) -> Path:
     if np.any(valid):
         near, far = np.percentile(depth[valid], [2, 98])
         scaled[valid] = np.clip(255 * (1 - (depth[valid] - near) / max(far - near, 1e-3)), 0, 255).astype(np.uint8)
-    colour = cv2.applyColorMap(scaled, cv2.COLORMAP_TURBO)
-    dots = cv2.dilate(valid.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    colour = cv2.dilate(colour, np.ones((3, 3), np.uint8))
-    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-    brightened = cv2.convertScaleAbs(bgr, alpha=3.0, beta=20)  # night scenes: make the scene visible under the dots
-    over = brightened.copy()
-    over[dots] = colour[dots]
-    side = np.zeros_like(over)
-    side[dots] = colour[dots]
+    kernel = np.ones((3, 3), np.uint8)
+    colour = cv2.dilate(cv2.applyColorMap(scaled, cv2.COLORMAP_TURBO), kernel)
+    return colour, cv2.dilate(valid.astype(np.uint8), kernel).astype(bool)
+
+
+def demo_picture(rgb: np.ndarray, path: Path, depth: np.ndarray | None = None,
+                 segmentation: np.ndarray | None = None) -> Path:
+    """One row: the camera image (brightened for night scenes) with LiDAR depth dots, and the segmentation colours
+    blended over the camera image, whichever of the two were published."""
+    import cv2
+
+    bgr = cv2.convertScaleAbs(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR), alpha=3.0, beta=20)
+    panels = []
+    if depth is not None:
+        colour, dots = _depth_colours(depth)
+        with_dots = bgr.copy()
+        with_dots[dots] = colour[dots]
+        panels.append(with_dots)
+    if segmentation is not None:
+        seg_bgr = cv2.cvtColor(np.ascontiguousarray(segmentation), cv2.COLOR_RGB2BGR)
+        panels.append(cv2.addWeighted(bgr, 0.4, seg_bgr, 0.6, 0.0))
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.concatenate([over, side], axis=1))
+    cv2.imwrite(str(path), np.concatenate(panels or [bgr], axis=1))
     return path
 
 
@@ -92,49 +106,56 @@ def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.ros.tap import TopicTap
 
     preset = presets.load("demo", {"bag": str(bag)}, {"bag_player": {"rate": args.rate}})
-    outputs = {
-        "/lidar/depth_image": Image,
-        "/camera/color/image_raw": Image,
-        "/lidar_depth/debug/processing_time_ms": Float64,
-        "/lidar_depth/debug/pipeline_latency_ms": Float64,
-        "/diagnostics": DiagnosticArray,
-    }
+    workers = [launch.name for launch in preset.nodes if launch.key != "bag_player"]
+    outputs: dict[str, type] = {topic: Image for topic in IMAGE_OUTPUTS}
+    for name in workers:
+        outputs[f"/{name}/debug/processing_time_ms"] = Float64
+        outputs[f"/{name}/debug/pipeline_latency_ms"] = Float64
+    outputs["/diagnostics"] = DiagnosticArray
     rclpy.init()
     try:
         tap = TopicTap(outputs, keep=20)
         finished_at: list[float] = []
 
         def done(nodes: list) -> bool:
-            player = next(n for n in nodes if n.get_name() == "bag_player")
-            if player.finished.is_set() and not finished_at:
+            if nodes[0].finished.is_set() and not finished_at:
                 finished_at.append(time.monotonic())
-            return bool(finished_at) and time.monotonic() - finished_at[0] > 1.5
+            return bool(finished_at) and time.monotonic() - finished_at[0] > 2.0
 
         print(f"replaying {bag} through: {', '.join(n.name for n in preset.nodes)}", flush=True)
         started = time.monotonic()
         nodes = run_in_process(preset, until=done, extra_nodes=[tap])
         elapsed = time.monotonic() - started
         by_name = dict(zip((launch.name for launch in preset.nodes), nodes, strict=True))
-        player, lidar = by_name["bag_player"], by_name["lidar_depth"]
-        print(f"\nreplayed in {elapsed:.1f} s: " + ", ".join(f"{t} {n}" for t, n in sorted(player.published.items())
-                                                         if t.startswith(("/camera/color", "/lidar"))))
+        player = by_name["bag_player"]
+        replayed = [f"{t} {n}" for t, n in sorted(player.published.items())
+                    if t.startswith(("/camera/color/image", "/lidar", "/thermal/image"))]
+        print(f"\nreplayed in {elapsed:.1f} s: " + ", ".join(replayed))
         print(f"{'published topic':45s} {'messages':>8s} {'rate Hz':>8s}")
         for topic, rec in tap.records.items():
             print(f"{topic:45s} {rec.count:8d} {rec.rate_hz():8.1f}")
-        latency = np.array(tap.records["/lidar_depth/debug/pipeline_latency_ms"].values)
-        processing = np.array(tap.records["/lidar_depth/debug/processing_time_ms"].values)
-        if latency.size:
-            print(f"lidar_depth: processing p50 {np.median(processing):.1f} ms, pipeline latency p50 "
-                  f"{np.median(latency):.1f} ms p95 {np.percentile(latency, 95):.1f} ms, "
-                  f"frames processed {lidar.frames_processed}, skipped {lidar.frames_skipped}")
-        depth_rec, rgb_rec = tap.records["/lidar/depth_image"], tap.records["/camera/color/image_raw"]
-        common = sorted(set(depth_rec.history) & set(rgb_rec.history))
+        for name in workers:
+            latency = np.array(tap.records[f"/{name}/debug/pipeline_latency_ms"].values)
+            processing = np.array(tap.records[f"/{name}/debug/processing_time_ms"].values)
+            node = by_name[name]
+            if latency.size:
+                print(f"{name}: processing p50 {np.median(processing):.1f} ms, pipeline latency p50 "
+                      f"{np.median(latency):.1f} ms p95 {np.percentile(latency, 95):.1f} ms; frames processed "
+                      f"{node.frames_processed}, skipped {node.frames_skipped}")
+            else:
+                print(f"{name}: published nothing (frames skipped {node.frames_skipped})")
+        rgb_rec = tap.records["/camera/color/image_raw"]
+        depth_rec, seg_rec = tap.records["/lidar/depth_image"], tap.records["/segmentation/color"]
+        common = sorted(set(rgb_rec.history) & (set(depth_rec.history) | set(seg_rec.history)))
         if not common:
-            raise UserError("the demo published no LiDAR depth image matching a camera frame")
+            raise UserError("the demo published no output matching a camera frame")
         stamp = common[-1]
-        picture = overlay_picture(image_to_numpy(rgb_rec.history[stamp]), image_to_numpy(depth_rec.history[stamp]),
-                                  out / f"demo_{args.scenario}.png")
-        print(f"picture of the last frame (camera | LiDAR depth in the camera): {picture}")
+        depth = depth_rec.history.get(stamp)
+        seg = seg_rec.history.get(stamp)
+        picture = demo_picture(image_to_numpy(rgb_rec.history[stamp]), out / f"demo_{args.scenario}.png",
+                               image_to_numpy(depth) if depth is not None else None,
+                               image_to_numpy(seg) if seg is not None else None)
+        print(f"picture of the last frame (camera + LiDAR depth | segmentation): {picture}")
     finally:
         rclpy.try_shutdown()
     return 0

@@ -23,7 +23,10 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "train": "train",
     "bench": "bench",
+    "topomap": "topomap",
     "convert-checkpoint": "convert_checkpoint",
+    "export": "export",
+    "build-engine": "build_engine",
 }
 
 

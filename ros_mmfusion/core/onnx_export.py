@@ -7,8 +7,10 @@ data-dependent Python control flow).
 """
 from __future__ import annotations
 
+import os
+import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,40 @@ def export_onnx(model, example_inputs: tuple, path: str | Path, input_names: Seq
                           dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()},
                           do_constant_folding=True)
     onnx.checker.check_model(str(path))
+    return path
+
+
+def cache_dir() -> Path:
+    """Where networks exported on first use are kept: ``$MMFUSION_CACHE_DIR``, else ``$XDG_CACHE_HOME/ros_mmfusion``
+    (``~/.cache/ros_mmfusion``)."""
+    base = os.environ.get("MMFUSION_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"),
+                                                                "ros_mmfusion")
+    return Path(base).expanduser()
+
+
+def export_once(path: str | Path, export: Callable[[Path], object]) -> Path:
+    """``path`` (a file, or a directory of files), made by ``export(tmp)`` unless it already exists.
+
+    ``export`` writes to a temporary sibling that is then renamed into place, so concurrent processes never read a
+    half-written export; when another process won the race its result is kept and ours discarded.
+    """
+    path = Path(path)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        export(tmp)
+        try:
+            os.replace(tmp, path)  # atomic for a file; a directory only lands if the target is still absent
+        except OSError:
+            if not path.exists():
+                raise
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
     return path
 
 

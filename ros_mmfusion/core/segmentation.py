@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.inference import Backend, create_backend
+from ros_mmfusion.core.onnx_export import cache_dir, export_once, export_onnx
 from ros_mmfusion.core.preprocess.segmentation import RGBXNormalization, rgbx_inputs
 
 INPUTS = ("rgb", "x")
@@ -121,12 +121,6 @@ def build_module(spec: SegmentationModelSpec, deploy: bool = True):
     return cmx.fold_for_inference(model) if deploy else model.eval()
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("MMFUSION_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"),
-                                                                "ros_mmfusion")
-    return Path(base).expanduser()
-
-
 def onnx_for(spec: SegmentationModelSpec) -> Path:
     """The ONNX file of ``spec``: the configured one (exported there on first use when missing), or one exported
     into the cache directory, named from the variant, classes, input size and the weights' content hash."""
@@ -137,32 +131,40 @@ def onnx_for(spec: SegmentationModelSpec) -> Path:
         digest = hashlib.sha256(key.encode())
         if spec.weights:
             digest.update(Path(spec.weights).read_bytes())
-        path = _cache_dir() / "onnx" / f"{spec.variant}-{digest.hexdigest()[:16]}.onnx"
-    if not path.is_file():
+        path = cache_dir() / "onnx" / f"{spec.variant}-{digest.hexdigest()[:16]}.onnx"
+
+    def export(tmp: Path) -> None:
         import torch
 
-        from ros_mmfusion.core.onnx_export import export_onnx
-
         h, w = spec.input_size
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
         export_onnx(build_module(spec), (torch.zeros(1, 3, h, w), torch.zeros(1, 3, h, w)), tmp, INPUTS, OUTPUTS,
                     {"rgb": {0: "batch", 2: "height", 3: "width"}, "x": {0: "batch", 2: "height", 3: "width"},
                      "logits": {0: "batch", 2: "height", 3: "width"}})
-        tmp.replace(path)  # atomic: concurrent nodes never read a half-written file
-    return path
+
+    return export_once(path, export)  # atomic: concurrent nodes never read a half-written file
+
+
+def _onnx_path(spec: SegmentationModelSpec, backend: str, precision: str) -> Path | None:
+    """The ONNX file ``backend`` runs: the INT8 (QDQ) model for onnxruntime-int8 and TensorRT int8 (quantized on
+    first use, see ``core/inference/segmentation_calibration.py``), the fp32 export for onnxruntime and tensorrt."""
+    if backend == "onnxruntime-int8" or (backend == "tensorrt" and precision == "int8"):
+        from ros_mmfusion.core.inference.segmentation_calibration import int8_onnx_for
+
+        return int8_onnx_for(spec, tensorrt=backend == "tensorrt")
+    return onnx_for(spec) if backend in ("onnxruntime", "tensorrt") else None
 
 
 class FusionSegmenter:
-    """Segments RGB + X images with the backend ``backend`` ("torch" or "onnxruntime")."""
+    """Segments RGB + X images with the backend ``backend`` ("torch", "onnxruntime", "onnxruntime-int8" or
+    "tensorrt")."""
 
     def __init__(self, spec: SegmentationModelSpec, backend: str = "onnxruntime", device: str = "cpu",
                  precision: str = "fp32", threads: int = 0) -> None:
         self.spec = spec
         self.backend: Backend = create_backend(
             backend, input_names=INPUTS, output_names=OUTPUTS, module_factory=lambda: build_module(spec),
-            onnx_path=onnx_for(spec) if backend == "onnxruntime" else None, device=device, precision=precision,
-            threads=threads)
+            onnx_path=_onnx_path(spec, backend, precision), device=device, precision=precision, threads=threads,
+            shapes={name: (1, 3, *spec.input_size) for name in INPUTS})
 
     def preprocess(self, rgb: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
         """Resize both images to the model input (RGB bilinear; X nearest, so sparse depth stays exact) and

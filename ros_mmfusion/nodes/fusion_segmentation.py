@@ -20,6 +20,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from vision_msgs.msg import LabelInfo
 
+from ros_mmfusion.core.codec.image import decode_rgb
 from ros_mmfusion.core.errors import MessageFormatError
 from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.health import Level
@@ -37,27 +38,22 @@ from ros_mmfusion.ros.pointcloud import pointcloud2_to_array
 from ros_mmfusion.ros.qos import LATCHED_QOS
 
 DEFAULT_MODEL = "models/cmx_b0_rgbt_synthetic"
-RGB_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
 
 
 def rgb_from_image(msg: Image) -> np.ndarray:
     """(H, W, 3) uint8 R,G,B from a colour Image; MessageFormatError for other encodings."""
-    pixels = image_to_numpy(msg)
-    if msg.encoding not in RGB_ENCODINGS:
-        raise MessageFormatError(f"RGB image has encoding {msg.encoding!r}; expected one of {RGB_ENCODINGS}")
-    if msg.encoding.startswith("bgr"):
-        pixels = pixels[..., 2::-1]
-    return np.ascontiguousarray(pixels[..., :3])
+    return decode_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data)
 
 
 class FusionSegmentationNode(MmfusionNode):
     PARAMS = (
         ParamSpec("model_package", DEFAULT_MODEL, "Model package directory (model.yaml + weights), absolute or "
                   "relative to the package share directory.", read_only=True),
-        ParamSpec("backend", "onnxruntime", "Inference backend.", choices=("onnxruntime", "torch"), read_only=True),
+        ParamSpec("backend", "onnxruntime", "Inference backend.",
+                  choices=("onnxruntime", "torch", "onnxruntime-int8", "tensorrt"), read_only=True),
         ParamSpec("device", "cpu", "Inference device.", choices=("cpu", "cuda"), read_only=True),
-        ParamSpec("precision", "fp32", "Inference precision (fp16 needs cuda).", choices=("fp32", "fp16"),
-                  read_only=True),
+        ParamSpec("precision", "fp32", "Inference precision (fp16 needs cuda; int8: onnxruntime-int8 or tensorrt).",
+                  choices=("fp32", "fp16", "int8"), read_only=True),
         ParamSpec("threads", 0, "Inference threads (0: the runtime decides).", minimum=0, maximum=64, read_only=True),
         ParamSpec("missing_x_policy", "neutral", "When X stops arriving: 'neutral' segments with a neutral X and "
                   "reports WARN; 'skip' publishes nothing.", choices=("neutral", "skip"), read_only=True),

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
-from ros_mmfusion.core.errors import ConfigError, MessageFormatError
-from ros_mmfusion.core.geometry import Transform
+from ros_mmfusion.core.errors import MessageFormatError
+from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.modalities.lidar import lidar_depth_image
 from ros_mmfusion.core.params import ParamSpec
-from ros_mmfusion.core.sim.calibration import load_calibration
 from ros_mmfusion.ros.camera_info import camera_info_to_intrinsics
 from ros_mmfusion.ros.entry import run_node
 from ros_mmfusion.ros.image import numpy_to_image
@@ -25,22 +23,9 @@ from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
 from ros_mmfusion.ros.pointcloud import pointcloud2_to_xyz
 
 
-def _check_extrinsic(values: list[float]) -> str | None:
-    if len(values) != 7:
-        return "needs 7 numbers: x y z qx qy qz qw (camera optical frame <- LiDAR frame)"
-    if abs(np.linalg.norm(values[3:]) - 1.0) > 1e-3:
-        return "the quaternion must be unit length"
-    return None
-
-
 class LidarDepthNode(MmfusionNode):
     PARAMS = (
-        ParamSpec("camera_from_lidar", [0.0, 0.0, 0.0, 0.5, -0.5, 0.5, 0.5],
-                  "Transform camera optical frame <- LiDAR frame: x y z (m) qx qy qz qw. The default is a camera "
-                  "at the LiDAR origin looking along LiDAR +x.", check=_check_extrinsic),
-        ParamSpec("calibration_file", "", "A ros_mmfusion calibration YAML (as written beside `mmfusion sim` bags); "
-                  "when set, camera_from_lidar is computed from it for the camera named by `camera`.", read_only=True),
-        ParamSpec("camera", "color", "Camera name in calibration_file.", read_only=True),
+        *EXTRINSIC_PARAMS,
         ParamSpec("max_range", 100.0, "Ignore points farther than this from the camera (m).", minimum=0.1),
         ParamSpec("fill_kernel", 0, "Densify with the nearest depth in a KxK window (0/1: sparse).",
                   minimum=0, maximum=31),
@@ -52,23 +37,11 @@ class LidarDepthNode(MmfusionNode):
         super().__init__("lidar_depth", **kwargs)
         self.camera = None
         self._camera_info_time = None
-        self.camera_from_lidar = self._extrinsic()
+        self.camera_from_lidar = camera_from_lidar(self.params)
         self.depth_pub = self.output_publisher(Image, "lidar/depth_image")
         self.sensor_subscription(PointCloud2, "lidar/points", self.on_cloud, name="points")
         self.sensor_subscription(CameraInfo, "camera/camera_info", self.on_camera_info, name="camera_info",
                                  stall_timeout=self.params["max_camera_info_age"])
-
-    def _extrinsic(self) -> Transform:
-        """camera optical <- LiDAR, from the calibration file when one is given, else from camera_from_lidar."""
-        if self.params["calibration_file"]:
-            calibration = load_calibration(self.params["calibration_file"])
-            name = self.params["camera"]
-            if name not in calibration.cameras:
-                raise ConfigError(f"calibration {self.params['calibration_file']} has no camera {name!r}; "
-                                  f"it has {sorted(calibration.cameras)}")
-            return calibration.cameras[name].T_base_sensor.inverse() @ calibration.lidar.T_base_sensor
-        v = self.params["camera_from_lidar"]
-        return Transform.from_xyz_quat(v[:3], v[3:])
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self.camera = (camera_info_to_intrinsics(msg).pinhole(), msg.header.frame_id)

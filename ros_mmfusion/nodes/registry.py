@@ -6,4 +6,7 @@ NODES: dict[str, tuple[str, str]] = {
     "bag_player": ("ros_mmfusion.nodes.bag_player", "BagPlayerNode"),
     "lidar_depth": ("ros_mmfusion.nodes.lidar_depth", "LidarDepthNode"),
     "fusion_segmentation": ("ros_mmfusion.nodes.fusion_segmentation", "FusionSegmentationNode"),
+    "detection3d": ("ros_mmfusion.nodes.detection3d", "Detection3DNode"),
+    "vint_navigation": ("ros_mmfusion.nodes.vint_navigation", "VintNavigationNode"),
+    "waypoint_controller": ("ros_mmfusion.nodes.waypoint_controller", "WaypointControllerNode"),
 }

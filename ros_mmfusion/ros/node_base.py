@@ -143,7 +143,17 @@ class MmfusionNode(Node):
         if now - self._last_log.get(key, -1e9) < self.params["log_throttle"]:
             return
         self._last_log[key] = now
-        getattr(self.get_logger(), level)(text)
+        # One call site per severity: rclpy keys its logging state by call site and raises ValueError when one site
+        # logs with two severities ("Logger severity cannot be changed between calls").
+        logger = self.get_logger()
+        if level == "error":
+            logger.error(text)
+        elif level == "warn":
+            logger.warn(text)
+        elif level == "info":
+            logger.info(text)
+        else:
+            getattr(logger, level)(text)
 
     def set_finding(self, key: str, level: Level, text: str) -> None:
         """A node-specific health finding (e.g. "running without depth") reported until cleared."""

@@ -108,6 +108,7 @@ def test_bench_reports_both_backends_and_their_ratio(ros_child_env):
     (["bench", "--model", "resnet"], "unknown model 'resnet'"),
     (["bench", "--model", "vint", "--size", "100x100"], "takes 64x85 inputs only"),
     (["bench", "--model", "cmx_mit_b0", "--size", "big"], "--size expects HxW"),
+    (["bench", "--model", "pointpillars", "--batch", "2"], "no --batch or --size"),
 ])
 def test_bench_rejects_bad_arguments(ros_child_env, args, message):
     proc = run(args, ros_child_env())

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ros_mmfusion.core.codec import decode_compressed, decode_image, encode_compressed, encode_image, encoding_format
-from ros_mmfusion.core.codec.image import parse_compressed_format
+from ros_mmfusion.core.codec.image import decode_rgb, parse_compressed_format
 from ros_mmfusion.core.errors import MessageFormatError
 
 HOST_BIG = sys.byteorder == "big"
@@ -271,3 +271,21 @@ def test_rosbags_image_decodes_through_the_core_codec():
     decoded = decode_image(back.height, back.width, back.encoding, back.is_bigendian, back.step, back.data)
     np.testing.assert_array_equal(decoded, depth)
     assert np.shares_memory(decoded, back.data)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8"])
+def test_decode_rgb_gives_rgb_order_without_alpha_for_every_colour_encoding(encoding):
+    rgb = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    pixels = rgb[..., ::-1] if encoding.startswith("bgr") else rgb
+    if encoding.endswith("a8"):
+        pixels = np.dstack([pixels, np.full((5, 7), 200, np.uint8)])
+    f = encode_image(pixels, encoding, step=pixels.shape[1] * pixels.shape[2] + 3)  # padded rows
+    out = decode_rgb(f.height, f.width, f.encoding, f.is_bigendian, f.step, f.data)
+    assert out.flags.c_contiguous and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_decode_rgb_refuses_non_colour_encodings():
+    f = encode_image(np.zeros((2, 2), np.uint8), "mono8")
+    with pytest.raises(MessageFormatError, match="colour image has encoding 'mono8'"):
+        decode_rgb(f.height, f.width, f.encoding, f.is_bigendian, f.step, f.data)

@@ -14,10 +14,12 @@ from ros_mmfusion.core.codec.boxes import (
 )
 from ros_mmfusion.core.codec.camera import CameraIntrinsics, RegionOfInterest, intrinsics_from_fields
 from ros_mmfusion.core.codec.image import (
+    RGB_ENCODINGS,
     CompressedFormat,
     ImageFields,
     decode_compressed,
     decode_image,
+    decode_rgb,
     encode_compressed,
     encode_image,
     encoding_format,
@@ -46,6 +48,7 @@ __all__ = [
     "CompressedFormat",
     "ImageFields",
     "PointFieldType",
+    "RGB_ENCODINGS",
     "RegionOfInterest",
     "box_corners",
     "box_line_list",
@@ -53,6 +56,7 @@ __all__ = [
     "decode_cloud",
     "decode_compressed",
     "decode_image",
+    "decode_rgb",
     "dtype_to_fields",
     "encode_cloud",
     "encode_compressed",

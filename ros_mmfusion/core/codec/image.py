@@ -112,6 +112,24 @@ def decode_image(height: int, width: int, encoding: str, is_bigendian: Any, step
     return pixels
 
 
+RGB_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
+"""Colour encodings :func:`decode_rgb` accepts."""
+
+
+def decode_rgb(height: int, width: int, encoding: str, is_bigendian: Any, step: int, data: Any) -> np.ndarray:
+    """A colour Image's pixels as contiguous ``(H, W, 3)`` uint8 in R,G,B order (a copy; alpha dropped).
+
+    Accepts ``rgb8``, ``bgr8``, ``rgba8`` and ``bgra8``; any other encoding (mono, depth, 16-bit) raises
+    MessageFormatError, as do malformed payloads (see :func:`decode_image`).
+    """
+    if encoding not in RGB_ENCODINGS:
+        raise MessageFormatError(f"colour image has encoding {encoding!r}; expected one of {RGB_ENCODINGS}")
+    pixels = decode_image(height, width, encoding, is_bigendian, step, data)
+    if encoding.startswith("bgr"):
+        pixels = pixels[..., 2::-1]
+    return np.ascontiguousarray(pixels[..., :3])
+
+
 def encode_image(
     array: np.ndarray, encoding: str, *, is_bigendian: bool | None = None, step: int | None = None
 ) -> ImageFields:

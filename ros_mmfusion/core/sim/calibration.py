@@ -102,6 +102,14 @@ class Calibration:
     platform: str
     cameras: dict[str, CameraCalibration]
     lidar: LidarCalibration
+    source: str = ""
+    """The file it was read from, for messages."""
+
+    def camera_from_lidar(self, camera: str) -> Transform:
+        """camera ``camera``'s optical frame <- LiDAR frame; ConfigError naming the cameras when there is none."""
+        if camera not in self.cameras:
+            raise ConfigError(f"calibration {self.source} has no camera {camera!r}; it has {sorted(self.cameras)}")
+        return self.cameras[camera].T_base_sensor.inverse() @ self.lidar.T_base_sensor
 
 
 def _transform(entry: dict, where: str) -> Transform:
@@ -140,4 +148,4 @@ def load_calibration(path: str | Path) -> Calibration:
                                  int(lid["columns"]), float(lid["min_range"]), float(lid["max_range"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"calibration {path}: lidar: {exc}") from None
-    return Calibration(str(data.get("platform", "")), cameras, lidar)
+    return Calibration(str(data.get("platform", "")), cameras, lidar, str(path))

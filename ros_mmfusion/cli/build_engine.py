@@ -1,0 +1,125 @@
+"""``mmfusion build-engine``: build (only) the inference artifact of an ONNX file into the engine cache, so that
+nodes start without building: a TensorRT engine (``--target tensorrt``, the default; needs TensorRT and a GPU) or,
+for ``--precision int8`` on CPU machines, ONNX Runtime's INT8 (QDQ) model (``--target onnxruntime``), whose accuracy
+against fp32 is reported on frames of the calibration source that were not used for calibrating.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "build a TensorRT engine (or the ONNX Runtime INT8 model) of an ONNX file into the engine cache"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--onnx", required=True, help="ONNX file (see `mmfusion export`)")
+    parser.add_argument("--precision", required=True, choices=["fp32", "fp16", "int8"])
+    parser.add_argument("--target", choices=["tensorrt", "onnxruntime"], default="tensorrt",
+                        help="tensorrt: a TensorRT engine; onnxruntime: the CPU INT8 (QDQ) model (int8 only)")
+    parser.add_argument("--calib", help="INT8 calibration frames: a rosbag2 directory, or 'sim' for the synthetic "
+                                        "world (segmentation models; needs --package)")
+    parser.add_argument("--package", help="segmentation model package (model.yaml) describing the ONNX file's "
+                                          "inputs: X encoder and input size")
+    parser.add_argument("--frames", type=int, default=16, help="calibration frames (as many again are evaluated)")
+    parser.add_argument("--shape", action="append", default=[],
+                        help="input profile NAME=1x3x480x640 (fixed) or NAME=MIN:OPT:MAX (repeatable; TensorRT)")
+    parser.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT workspace memory-pool limit")
+    parser.add_argument("--cache-dir", help="where artifacts go (default: beside the ONNX file)")
+    parser.add_argument("--force", action="store_true", help="rebuild even when the cache holds a valid artifact")
+    parser.add_argument("--threads", type=int, default=0, help="threads for the accuracy/latency check")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _shapes(items: list[str]) -> dict[str, object]:
+    from ros_mmfusion.cli.main import UserError
+
+    out: dict[str, object] = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        try:
+            shapes = [tuple(int(d) for d in part.lower().split("x")) for part in text.split(":")]
+        except ValueError:
+            raise UserError(f"--shape {item!r}: expected NAME=1x3x480x640 or NAME=MIN:OPT:MAX") from None
+        if not name or len(shapes) not in (1, 3):
+            raise UserError(f"--shape {item!r}: expected NAME=1x3x480x640 or NAME=MIN:OPT:MAX")
+        out[name] = shapes[0] if len(shapes) == 1 else tuple(shapes)
+    return out
+
+
+def _frames(args: argparse.Namespace, spec):
+    """(calibration frames, evaluation frames): alternate frames of the source, so evaluation is on unseen ones."""
+    from ros_mmfusion.core.inference.segmentation_calibration import frames_from
+
+    frames = frames_from(spec, args.calib, count=2 * args.frames)
+    calib, held_out = frames[0::2], frames[1::2]
+    return calib, held_out or calib
+
+
+def _onnxruntime_int8(args: argparse.Namespace, onnx: Path, spec) -> dict:
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.inference.engine_cache import EngineCache
+    from ros_mmfusion.core.inference.int8 import compare_int8, quantized_model
+    from ros_mmfusion.core.inference.segmentation_calibration import describe_source, feeds_of
+    from ros_mmfusion.core.segmentation import postprocess
+
+    if args.precision != "int8":
+        raise UserError("--target onnxruntime builds the INT8 model only; fp32/fp16 ONNX files run as they are")
+    if spec is None:
+        raise UserError("INT8 calibration needs --package (how the model's inputs are made) and --calib BAG|sim")
+    calib, held_out = _frames(args, spec)
+    source = describe_source(args.calib, calib)
+    result = quantized_model(onnx, lambda: feeds_of(spec, calib), cache=EngineCache(args.cache_dir),
+                             force=args.force or args.calib is not None,
+                             notes_of=lambda: {"calibration": source})
+    report = compare_int8(onnx, result.artifact, feeds_of(spec, held_out), labels=[f.labels for f in held_out],
+                          num_classes=spec.num_classes, ignore_index=spec.ignore_index, threads=args.threads,
+                          label_of=lambda out, size: postprocess(out[0], size).labels)
+    report.notes = {"calibration": source, "evaluation": describe_source(args.calib, held_out)}
+    return {"artifact": str(result.artifact), "status": result.status, "reason": result.reason,
+            "target": "onnxruntime-int8", "accuracy": report.as_dict(), "summary": report.summary()}
+
+
+def _tensorrt(args: argparse.Namespace, onnx: Path, spec) -> dict:
+    from ros_mmfusion.core.inference.engine_cache import EngineCache
+    from ros_mmfusion.core.inference.segmentation_calibration import feeds_of
+    from ros_mmfusion.core.inference.tensorrt_backend import TensorRTBackend
+
+    shapes = _shapes(args.shape)
+    if spec is not None:
+        for name in ("rgb", "x"):
+            shapes.setdefault(name, (1, 3, *spec.input_size))
+    calibration = None
+    if args.precision == "int8" and spec is not None and args.calib:
+        calibration = lambda: feeds_of(spec, _frames(args, spec)[0])  # noqa: E731
+    backend = TensorRTBackend(onnx, args.precision, shapes, workspace_bytes=args.workspace_mb << 20,
+                              calibration=calibration, cache=EngineCache(args.cache_dir), force_rebuild=args.force)
+    return {"artifact": str(backend.artifact), "target": "tensorrt", "status": "ready", "summary": backend.info.detail}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.inference.tensorrt_support import tensorrt_unavailable
+    from ros_mmfusion.core.segmentation import SegmentationModelSpec
+
+    onnx = Path(args.onnx)
+    if not onnx.is_file():
+        raise UserError(f"ONNX file not found: {onnx}")
+    if args.frames <= 0 or args.workspace_mb <= 0:
+        raise UserError("--frames and --workspace-mb must be positive")
+    spec = SegmentationModelSpec.from_package(args.package) if args.package else None
+    if args.target == "tensorrt":
+        reason = tensorrt_unavailable()
+        if reason:
+            hint = " For the CPU INT8 model add --target onnxruntime." if args.precision == "int8" else ""
+            raise UserError(f"{reason}; no engine was built.{hint}")
+        result = _tensorrt(args, onnx, spec)
+    else:
+        result = _onnxruntime_int8(args, onnx, spec)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        reason = f": {result['reason']}" if result.get("reason") else ""
+        print(f"{result['target']}: {result['artifact']} ({result['status']}{reason})")
+        print(result["summary"])
+    return 0

@@ -1,0 +1,87 @@
+"""``mmfusion export``: write a registered network (or a segmentation model package) as an ONNX file."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+HELP = "export a network to ONNX (opset 17, dynamic batch; dynamic image size where the network allows it)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="network name from the registry (see `mmfusion bench --help`), or a segmentation model "
+                             "package directory (model.yaml + weights)")
+    parser.add_argument("--out", required=True, help="ONNX file to write")
+    parser.add_argument("--weights", help="state_dict (.pt/.pth) to load into a registry network (default: random "
+                                          "weights, for timing and graph checks only)")
+    parser.add_argument("--size", help="example input HxW (default: the network's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+
+
+def _export_registry(args: argparse.Namespace, out: Path) -> str:
+    import torch
+
+    from ros_mmfusion.cli.bench import _size
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.models.checkpoints import load_state
+    from ros_mmfusion.core.models.registry import network
+    from ros_mmfusion.core.onnx_export import export_onnx
+
+    spec = network(args.model)
+    size = _size(args.size) or spec.default_size
+    if spec.fixed_size and size != spec.default_size:
+        raise UserError(f"{args.model} takes {spec.default_size[0]}x{spec.default_size[1]} inputs only")
+    torch.manual_seed(0)
+    module: Any = spec.build()
+    if args.weights:
+        path = Path(args.weights)
+        if not path.is_file():
+            raise UserError(f"weights file not found: {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+            raise UserError(f"cannot read weights {path}: {exc}") from None
+        load_state(module, state.get("state_dict", state))  # strict: a ConfigError names every mismatched key
+    exported = spec.deploy(module) if spec.deploy else module  # the exact deployment rewrite, where one exists
+    export_onnx(exported, spec.example(1, size), out, spec.input_names, spec.output_names, spec.dynamic_axes)
+    return f"{args.model} ({'weights ' + args.weights if args.weights else 'random weights'}, example input " \
+           f"{size[0]}x{size[1]})"
+
+
+def _export_package(args: argparse.Namespace, out: Path) -> str:
+    import torch
+
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.onnx_export import export_onnx
+    from ros_mmfusion.core.segmentation import INPUTS, OUTPUTS, SegmentationModelSpec, build_module
+
+    if args.weights or args.size:
+        raise UserError("--weights and --size come from the model package's model.yaml; leave them out")
+    spec = SegmentationModelSpec.from_package(args.model)
+    h, w = spec.input_size
+    axes = {0: "batch", 2: "height", 3: "width"}
+    export_onnx(build_module(spec), (torch.zeros(1, 3, h, w), torch.zeros(1, 3, h, w)), out, INPUTS, OUTPUTS,
+                {name: axes for name in (*INPUTS, *OUTPUTS)})
+    return f"segmentation package {args.model} ({spec.variant}, {spec.num_classes} classes)"
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.onnx_export import op_types
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out} exists; pass --overwrite to replace it")
+    if out.suffix != ".onnx":
+        raise UserError(f"--out should name a .onnx file, got {out}")
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.onnx")
+    try:
+        what = _export_package(args, tmp) if Path(args.model).is_dir() else _export_registry(args, tmp)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {what}; ops: {' '.join(sorted(op_types(out)))}")
+    return 0

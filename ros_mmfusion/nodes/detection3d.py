@@ -1,0 +1,260 @@
+"""``detection3d_node``: LiDAR PointCloud2 -> 3D boxes (PointPillars / CenterPoint-pillar), optionally PointPainted.
+
+Inputs (relative names, remap them): ``points`` (sensor_msgs/PointCloud2, any field layout with ``x``, ``y``, ``z``
+and ``intensity``; a cloud without intensity is malformed), and with ``painting`` on, ``segmentation/labels``
+(sensor_msgs/Image mono8/mono16 class ids, e.g. fusion_segmentation_node's) and ``camera_info`` (the labels'
+camera). The cloud and the labels are paired by an approximate-time synchronizer; the labels are optional with a
+``painting_timeout``: without them the node keeps detecting with every point painted "unseen" (the output of the
+unpainted checkpoint for a zero-initialised painted model) and reports WARN.
+
+Outputs, stamped with the cloud's header (boxes in the cloud's frame): ``detections`` (vision_msgs/Detection3DArray:
+class id string, score, box centre pose and size) and ``detections/markers`` (visualization_msgs/MarkerArray: a
+DELETEALL, then per box its edges in the class colour and a "class score" label). Inference is skipped while nobody
+subscribes to either. Empty and all-NaN clouds are skipped with a log line and counted; more occupied pillars than
+``max_pillars`` are truncated (as the reference does) and reported; both show in ``/diagnostics``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from vision_msgs.msg import Detection3DArray
+from visualization_msgs.msg import MarkerArray
+
+from ros_mmfusion.core import labels
+from ros_mmfusion.core.detection3d.painting import SegmentationScores, paint_class_ids
+from ros_mmfusion.core.detection3d.pipeline import DETECTORS, DetectorSpec, PillarDetector, with_range
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar
+from ros_mmfusion.core.geometry import PinholeCamera
+from ros_mmfusion.core.health import Level
+from ros_mmfusion.core.params import ParamSpec
+from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
+from ros_mmfusion.ros.builders import box_markers, detection3d_array
+from ros_mmfusion.ros.camera_info import camera_info_to_intrinsics
+from ros_mmfusion.ros.entry import run_node
+from ros_mmfusion.ros.image import image_to_numpy
+from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
+from ros_mmfusion.ros.pointcloud import pointcloud2_to_array
+
+FINDING_HOLD_S = 3.0
+"""Seconds a finding about one bad frame (empty, all-NaN, truncated) stays in /diagnostics after the last one."""
+LABEL_ENCODINGS = ("mono8", "mono16", "8UC1", "16UC1")
+
+
+def _check_thresholds(values: list[float]) -> str | None:
+    return None if all(0.0 <= v <= 1.0 for v in values) else "scores are probabilities: every value in [0, 1]"
+
+
+def _check_range(values: list[float]) -> str | None:
+    if len(values) != 6:
+        return "needs 6 numbers: x_min y_min z_min x_max y_max z_max (all 0: the model's own range)"
+    return None
+
+
+def output_class_name(name: str) -> str:
+    """The ``class_id`` string published for a model class: the suite's label name when the class is one of its labels
+    (``Car`` -> ``car``, as ``/ground_truth/boxes`` names them), else the model's own name."""
+    try:
+        return labels.label_by_name(name.lower()).name
+    except ConfigError:
+        return name
+
+
+class Detection3DNode(MmfusionNode):
+    PARAMS = (
+        ParamSpec("model", "pointpillars_synthetic", "Detector configuration.", choices=tuple(DETECTORS),
+                  read_only=True),
+        ParamSpec("weights", "", "Checkpoint: OpenPCDet .pth ({'model_state': ...}), our state_dict, or .npz; "
+                  "empty: random weights (tests and timing only).", read_only=True),
+        ParamSpec("seed", 0, "Seed of the random weights when `weights` is empty.", minimum=0, read_only=True),
+        ParamSpec("onnx_dir", "", "Directory holding (or receiving on first use) pillar_encoder.onnx and "
+                  "backbone_head.onnx; empty: the cache directory.", read_only=True),
+        ParamSpec("backend", "onnxruntime", "Inference backend.", choices=("onnxruntime", "torch"), read_only=True),
+        ParamSpec("device", "cpu", "Inference device.", choices=("cpu", "cuda"), read_only=True),
+        ParamSpec("precision", "fp32", "Inference precision (fp16 needs cuda).", choices=("fp32", "fp16"),
+                  read_only=True),
+        ParamSpec("threads", 0, "Inference threads (0: the runtime decides).", minimum=0, maximum=64, read_only=True),
+        ParamSpec("point_cloud_range", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                  "Detection range x_min y_min z_min x_max y_max z_max (m, cloud frame); all 0: the model's own. "
+                  "Extents must hold multiples of 8 pillars.", check=_check_range, read_only=True),
+        ParamSpec("max_pillars", 0, "Most pillars encoded per frame; more are dropped and reported (0: the model's).",
+                  minimum=0, maximum=1_000_000, read_only=True),
+        ParamSpec("intensity_scale", 1.0 / 255.0, "Factor from the cloud's intensity to the model's (KITTI-trained "
+                  "models expect 0..1; the synthetic world and many drivers publish 0..255).", minimum=0.0),
+        ParamSpec("score_thresholds", [0.1], "Minimum score: one value, or one per model class in its order "
+                  "(car, pedestrian, cyclist).", check=_check_thresholds),
+        ParamSpec("painting", False, "PointPainting: append segmentation scores of `paint_classes` to every point "
+                  "(needs segmentation/labels and camera_info).", read_only=True),
+        ParamSpec("paint_classes", ["car", "pedestrian", "cyclist"], "Segmentation classes painted, one channel "
+                  "each (names of the suite's label set).", read_only=True),
+        ParamSpec("painting_timeout", 0.5, "Seconds (of stamp time) without segmentation labels before detecting "
+                  "without them (unpainted-equivalent) and reporting WARN.", minimum=0.01, read_only=True),
+        ParamSpec("sync_queue_size", 10, "Approximate-time synchronizer queue size per input.", minimum=1,
+                  maximum=100, read_only=True),
+        ParamSpec("sync_max_interval", 0.05, "Largest stamp difference (s) between a paired cloud and labels.",
+                  minimum=0.0, maximum=1.0, read_only=True),
+        *EXTRINSIC_PARAMS,
+        ParamSpec("marker_line_width", 0.05, "Box edge width in the markers (m).", minimum=0.001, maximum=1.0),
+    )
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("detection3d", **kwargs)
+        p = self.params
+        config = DETECTORS[p["model"]]
+        if any(p["point_cloud_range"]):
+            config = with_range(config, p["point_cloud_range"])
+        if p["max_pillars"]:
+            config = dataclasses.replace(config, max_pillars=p["max_pillars"])
+        self.paint_ids = paint_class_ids(p["paint_classes"]) if p["painting"] else ()
+        spec = DetectorSpec(config, weights=p["weights"], seed=p["seed"], paint_channels=len(self.paint_ids),
+                            onnx_dir=p["onnx_dir"])
+        self.detector = PillarDetector(spec, backend=p["backend"], device=p["device"], precision=p["precision"],
+                                       threads=p["threads"], intensity_scale=p["intensity_scale"],
+                                       score_thresholds=p["score_thresholds"])
+        self.class_ids = [output_class_name(n) for n in self.detector.class_names]
+        self.colors = {name: (r / 255.0, g / 255.0, b / 255.0) for name in self.class_ids
+                       if name in labels.label_names() for r, g, b in [labels.label_by_name(name).color]}
+        self.camera_from_lidar = camera_from_lidar(p) if p["painting"] else None  # painting only
+        self.camera: PinholeCamera | None = None
+        self.empty_clouds = 0
+        self.nan_clouds = 0
+        self.truncated_frames = 0
+        self.painted_frames = 0  # painting on: frames with segmentation scores ...
+        self.unpainted_frames = 0  # ... and without (unpainted-equivalent)
+        self._finding_times: dict[str, float] = {}
+        self.detections_pub = self.output_publisher(Detection3DArray, "detections")
+        self.markers_pub = self.output_publisher(MarkerArray, "detections/markers")
+        self.sync: ApproximateTimeSynchronizer | None = None
+        if p["painting"]:
+            self.sync = ApproximateTimeSynchronizer(
+                inputs=["points", "labels"], queue_size=p["sync_queue_size"], max_interval=p["sync_max_interval"],
+                optional={"labels": p["painting_timeout"]})
+            self.sensor_subscription(PointCloud2, "points", lambda m: self.on_input("points", m), name="points")
+            self.sensor_subscription(Image, "segmentation/labels", lambda m: self.on_input("labels", m),
+                                     name="labels", required=False, stall_timeout=p["painting_timeout"])
+            self.sensor_subscription(CameraInfo, "camera_info", self.on_camera_info, name="camera_info",
+                                     required=False, stall_timeout=5.0)
+        else:
+            self.sensor_subscription(PointCloud2, "points", lambda m: self.detect(m, None), name="points")
+        self.add_on_set_parameters_callback(self._check_tuning)
+        self.add_post_set_parameters_callback(self._apply_tuning)
+        painted = f", painted with {list(p['paint_classes'])}" if p["painting"] else ""
+        self.get_logger().info(f"{config.name}{painted} over {list(config.point_cloud_range)} on "
+                               f"{self.detector.encoder.info.detail}")
+
+    def _check_tuning(self, changes) -> SetParametersResult:
+        """Reject score thresholds whose count fits neither one value nor one per class (the base checks the rest)."""
+        for change in changes:
+            if change.name == "score_thresholds" and len(change.value) not in (1, len(self.class_ids)):
+                return SetParametersResult(successful=False, reason=f"score_thresholds needs 1 or "
+                                           f"{len(self.class_ids)} values ({', '.join(self.class_ids)})")
+        return SetParametersResult(successful=True)
+
+    def _apply_tuning(self, changes) -> None:
+        """Run-time changes of ``score_thresholds`` and ``intensity_scale``, once every check passed."""
+        names = {change.name for change in changes}
+        if "score_thresholds" in names:
+            self.detector.set_score_thresholds(self.params["score_thresholds"])
+        if "intensity_scale" in names:
+            self.detector.intensity_scale = self.params["intensity_scale"]
+
+    # -- inputs -----------------------------------------------------------------------------------------------------
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        self.camera = camera_info_to_intrinsics(msg).pinhole()
+
+    def on_time_jump(self) -> None:
+        if self.sync is not None:
+            self.sync.reset()
+
+    def on_input(self, name: str, msg) -> None:
+        assert self.sync is not None  # painting on
+        for synced in self.sync.add(name, stamp_to_ns(msg.header.stamp), msg):
+            self.run_guarded("points", self.detect, synced.messages["points"], synced.messages["labels"])
+        for event in self.sync.pop_events():
+            self.get_logger().warn(str(event))
+        if self.sync.stalled():
+            self.set_finding("painting", Level.WARN, "segmentation labels missing: detecting unpainted-equivalent")
+        else:
+            self.clear_finding("painting")
+
+    def segmentation_scores(self, msg: Image | None) -> SegmentationScores | None:
+        """The painting input of a labels image, or None (and a WARN) when it cannot be used."""
+        if msg is None:
+            return None
+        if self.camera is None or self.camera_from_lidar is None:
+            self._flag("painting_camera", "no CameraInfo received yet: detecting unpainted-equivalent")
+            return None
+        if msg.encoding not in LABEL_ENCODINGS:
+            raise MessageFormatError(f"segmentation labels have encoding {msg.encoding!r}; expected one of "
+                                     f"{LABEL_ENCODINGS}")
+        return SegmentationScores(self.camera, self.camera_from_lidar, labels=image_to_numpy(msg),
+                                  class_ids=self.paint_ids)
+
+    # -- findings ---------------------------------------------------------------------------------------------------
+    def _flag(self, key: str, text: str) -> None:
+        self._finding_times[key] = time.monotonic()
+        self.set_finding(key, Level.WARN, text)
+
+    def _expire_findings(self) -> None:
+        now = time.monotonic()
+        for key, since in list(self._finding_times.items()):
+            if now - since > FINDING_HOLD_S:
+                del self._finding_times[key]
+                self.clear_finding(key)
+
+    def skip_cloud(self, kind: str, msg: PointCloud2) -> None:
+        """Count and report a cloud without a usable point."""
+        if kind == "empty":
+            self.empty_clouds += 1
+        else:
+            self.nan_clouds += 1
+        self.frames_skipped += 1
+        self.inputs["points"].on_dropped(f"{kind} cloud")
+        text = f"{self.empty_clouds} empty and {self.nan_clouds} all-NaN clouds skipped"
+        self._flag("cloud", text)
+        self.log_throttled(f"cloud:{kind}", "warn", f"skipping a {kind} cloud ({msg.width}x{msg.height} points, "
+                                                    f"stamp {stamp_to_ns(msg.header.stamp)}); {text}")
+
+    # -- detection --------------------------------------------------------------------------------------------------
+    def detect(self, msg: PointCloud2, labels_msg: Image | None) -> None:
+        started = time.perf_counter()
+        if not self.has_subscribers((self.detections_pub, self.markers_pub)):
+            return
+        cloud = pointcloud2_to_array(msg)
+        if cloud.size == 0:
+            self.skip_cloud("empty", msg)
+            return
+        scores = self.segmentation_scores(labels_msg)
+        result = self.detector(cloud, scores)
+        if result.num_points == 0:
+            self.skip_cloud("all-NaN", msg)
+            return
+        if result.truncated:
+            self.truncated_frames += 1
+            self._flag("pillars", f"too many pillars: {result.num_occupied} occupied, {result.num_pillars} "
+                                  "(max_pillars) encoded, the rest dropped")
+        self._expire_findings()
+        if result.painted is not None:
+            self.painted_frames += result.painted
+            self.unpainted_frames += not result.painted
+        det = result.detections
+        names = [self.class_ids[int(label) - 1] for label in det.labels]
+        boxes = det.boxes.astype(np.float64)
+        header = msg.header
+        self.detections_pub.publish(detection3d_array(header, boxes[:, :3], boxes[:, 3:6], boxes[:, 6], names,
+                                                      det.scores))
+        self.markers_pub.publish(box_markers(header, boxes[:, :3], boxes[:, 3:6], boxes[:, 6], names, det.scores,
+                                             line_width=self.params["marker_line_width"], colors=self.colors))
+        self.report_timing(stamp_to_ns(header.stamp), started)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(Detection3DNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""``vint_navigation_node``: ViNT topological navigation: camera frames in, localisation and waypoints out.
+
+Input (relative names, remap them): ``image`` (sensor_msgs/Image rgb8/bgr8/rgba8/bgra8), sampled into a context of
+past frames at the model's frame rate (4 Hz for the released ViNT); ``odom`` (nav_msgs/Odometry) only with
+``distance_source: odometry``. Every frame the context takes (once the context is full) is scored against the nodes
+of the localisation window of the topomap (``topomap_dir``, built with ``mmfusion topomap build``) or against one
+goal image (``goal_image``). Outputs, stamped with that camera frame's stamp:
+
+* ``navigation/path`` (nav_msgs/Path): the predicted waypoints towards the current subgoal, ``base_frame``, metres;
+* ``navigation/waypoint`` (geometry_msgs/PoseStamped): the waypoint to follow (``waypoint_index``), heading included;
+* ``navigation/goal_reached`` (std_msgs/Bool) and ``navigation/closest_node`` (std_msgs/Int32, the localised node).
+
+``distance_source: odometry`` replaces the model's temporal distances by ground-truth ones computed from the live
+odometry and the topomap's recorded poses (``localization.odometry_temporal_distances``; the model still predicts
+the waypoints): a documented test hook for driving the pipeline with known localisation where untrained weights
+cannot localise, reported as a WARN finding. See docs/navigation.md.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry, Path
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, Int32
+
+from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
+from ros_mmfusion.core.codec.image import decode_rgb
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from ros_mmfusion.core.health import Level
+from ros_mmfusion.core.models.vint import VINT_VARIANTS
+from ros_mmfusion.core.navigation.localization import extrapolate_pose, odometry_temporal_distances
+from ros_mmfusion.core.navigation.policy import NavigationPolicy, NavigationResult
+from ros_mmfusion.core.navigation.topomap import load_topomap, topomap_from_goal_image
+from ros_mmfusion.core.params import ParamSpec
+from ros_mmfusion.ros.builders import header as make_header
+from ros_mmfusion.ros.builders import path_msg
+from ros_mmfusion.ros.entry import run_node
+from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
+
+MAX_ODOM_EXTRAPOLATION_S = 0.5
+
+
+class VintNavigationNode(MmfusionNode):
+    PARAMS = (
+        ParamSpec("topomap_dir", "", "Topological map directory (topomap.yaml + numbered images, or an upstream "
+                  "ViNT topomap); leave empty when goal_image is set.", read_only=True),
+        ParamSpec("goal_image", "", "Single-goal-image mode: navigate towards this image file instead of a topomap.",
+                  read_only=True),
+        ParamSpec("goal_node", -1, "Goal node of the topomap; negative counts from the end (-1: the last node).",
+                  read_only=True),
+        ParamSpec("radius", 4, "Nodes either side of the closest node scored each step (the localisation window).",
+                  minimum=0, maximum=100),
+        ParamSpec("close_threshold", 3.0, "Temporal distance (frames) within which the closest node counts as "
+                  "reached, so the robot heads for the next node (single goal image: the goal is reached).",
+                  minimum=0.0),
+        ParamSpec("waypoint_index", 2, "Which predicted waypoint (0-based, of 5) is published to follow.",
+                  minimum=0, maximum=4),
+        ParamSpec("waypoint_spacing", 0.05, "Metres per unit of the model's normalised waypoints (the deployment's "
+                  "max_v / frame_rate: 0.2 m/s / 4 Hz).", minimum=1e-4, maximum=10.0),
+        ParamSpec("variant", "vint_default", "ViNT configuration.", choices=tuple(VINT_VARIANTS), read_only=True),
+        ParamSpec("weights", "", "ViNT weights: our state_dict or the released vint.pth; '' runs untrained random "
+                  "weights (plumbing only, reported as WARN).", read_only=True),
+        ParamSpec("onnx", "", "ONNX file for the onnxruntime backend; '' exports into the cache on first use.",
+                  read_only=True),
+        ParamSpec("backend", "onnxruntime", "Inference backend.", choices=("onnxruntime", "torch"), read_only=True),
+        ParamSpec("device", "cpu", "Inference device.", choices=("cpu", "cuda"), read_only=True),
+        ParamSpec("threads", 0, "Inference threads (0: the runtime decides).", minimum=0, maximum=64, read_only=True),
+        ParamSpec("frame_rate", 0.0, "Context frames per second of stamp time (0: the model's, 4 Hz).", minimum=0.0,
+                  maximum=100.0, read_only=True),
+        ParamSpec("center_crop", False, "Centre-crop frames to 4:3 before resizing (the deployment does not).",
+                  read_only=True),
+        ParamSpec("base_frame", "base_link", "frame_id of the published path and waypoint (the robot body frame)."),
+        ParamSpec("distance_source", "model", "Temporal distances for localisation: 'model' (ViNT), or 'odometry' "
+                  "(ground truth from the odom input and the topomap's poses: a test hook, not for deployment).",
+                  choices=("model", "odometry"), read_only=True),
+    )
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("vint_navigation", **kwargs)
+        p = self.params
+        if bool(p["topomap_dir"]) == bool(p["goal_image"]):
+            raise ConfigError(f"{self.get_name()}: set exactly one of 'topomap_dir' and 'goal_image'")
+        topomap = load_topomap(p["topomap_dir"]) if p["topomap_dir"] else topomap_from_goal_image(p["goal_image"])
+        self.policy = NavigationPolicy(
+            topomap, variant=p["variant"], weights=p["weights"], backend=p["backend"], device=p["device"],
+            threads=p["threads"], onnx=p["onnx"], goal_node=p["goal_node"], radius=p["radius"],
+            close_threshold=p["close_threshold"], waypoint_index=p["waypoint_index"],
+            waypoint_spacing=p["waypoint_spacing"], frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"])
+        self.node_poses = None
+        self.odometry: deque[tuple[int, np.ndarray, tuple[float, float], float]] = deque(maxlen=200)
+        if p["distance_source"] == "odometry":
+            self.node_poses = topomap.poses_xy_yaw()  # ConfigError when the map has no poses
+            self.sensor_subscription(Odometry, "odom", self.on_odometry, name="odom")
+            self.set_finding("distance_source", Level.WARN, "localising with odometry-oracle distances, not the "
+                             "model's (distance_source: odometry)")
+        if self.policy.untrained:
+            self.set_finding("weights", Level.WARN, "untrained random ViNT weights: distances and waypoints are "
+                             "meaningless (set 'weights')")
+            self.get_logger().warn("no 'weights' given: running untrained random ViNT weights (plumbing only)")
+        self.path_pub = self.output_publisher(Path, "navigation/path")
+        self.waypoint_pub = self.output_publisher(PoseStamped, "navigation/waypoint")
+        self.goal_pub = self.output_publisher(Bool, "navigation/goal_reached")
+        self.node_pub = self.output_publisher(Int32, "navigation/closest_node")
+        self.sensor_subscription(Image, "image", self.on_image, name="image")
+        self.last_result: NavigationResult | None = None
+        mode = f"topomap {p['topomap_dir']}" if p["topomap_dir"] else f"goal image {p['goal_image']}"
+        self.get_logger().info(f"ViNT {p['variant']} on {self.policy.backend.info.detail}; {mode}: "
+                               f"{len(topomap)} node(s), goal node {self.policy.localizer.goal_node}, "
+                               f"context {self.policy.context_size + 1} frames at {self.policy.frame_rate_hz:g} Hz")
+
+    def on_time_jump(self) -> None:
+        self.policy.reset()
+        self.odometry.clear()
+
+    def on_odometry(self, msg: Odometry) -> None:
+        q = msg.pose.pose.orientation
+        pose = np.array([msg.pose.pose.position.x, msg.pose.pose.position.y,
+                         quaternion_to_yaw((q.x, q.y, q.z, q.w))])
+        twist = msg.twist.twist
+        self.odometry.append((stamp_to_ns(msg.header.stamp), pose, (twist.linear.x, twist.linear.y),
+                              twist.angular.z))
+
+    def oracle_distances(self, stamp_ns: int):
+        """The odometry-oracle distance function for the frame stamped ``stamp_ns``."""
+        if not self.odometry:
+            raise MessageFormatError("distance_source is 'odometry' but no odometry has arrived yet")
+        odom_stamp, pose, linear, angular = min(self.odometry, key=lambda o: abs(o[0] - stamp_ns))
+        dt = (stamp_ns - odom_stamp) / 1e9
+        if abs(dt) > MAX_ODOM_EXTRAPOLATION_S:
+            raise MessageFormatError(f"the nearest odometry is {dt:+.2f} s from the image")
+        robot = extrapolate_pose(pose, linear, angular, dt)
+        spacing = self.params["waypoint_spacing"]
+        return lambda start, end: odometry_temporal_distances(robot, self.node_poses[start:end + 1], spacing)
+
+    def on_image(self, msg: Image) -> None:
+        started = time.perf_counter()
+        stamp = stamp_to_ns(msg.header.stamp)
+        rgb = decode_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data)
+        if not self.policy.add_frame(stamp, rgb) or not self.policy.ready:
+            return
+        if not self.has_subscribers((self.path_pub, self.waypoint_pub, self.goal_pub, self.node_pub)):
+            return
+        p = self.params
+        self.policy.localizer.radius = p["radius"]
+        self.policy.localizer.close_threshold = p["close_threshold"]
+        self.policy.waypoint_index, self.policy.waypoint_spacing = p["waypoint_index"], p["waypoint_spacing"]
+        distance_fn = self.oracle_distances(stamp) if self.node_poses is not None else None
+        result = self.policy.step(distance_fn)
+        self.publish(result, msg.header.stamp)
+        self.report_timing(stamp, started)
+
+    def publish(self, result: NavigationResult, stamp) -> None:
+        header = make_header(stamp, self.params["base_frame"])
+        yaws = np.arctan2(result.waypoints[:, 3], result.waypoints[:, 2])
+        path = path_msg(header, result.waypoints[:, :2], yaws)
+        chosen = path_msg(header, result.chosen_waypoint[None, :2],
+                          [math.atan2(result.chosen_waypoint[3], result.chosen_waypoint[2])]).poses[0]
+        self.path_pub.publish(path)
+        self.waypoint_pub.publish(chosen)
+        self.goal_pub.publish(Bool(data=bool(result.goal_reached)))
+        self.node_pub.publish(Int32(data=int(result.closest_node)))
+        if result.goal_reached and not (self.last_result and self.last_result.goal_reached):
+            self.get_logger().info(f"goal node {self.policy.localizer.goal_node} reached")
+        self.last_result = result
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(VintNavigationNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

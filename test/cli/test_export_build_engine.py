@@ -1,0 +1,59 @@
+"""``mmfusion export`` and ``mmfusion build-engine`` (build-only mode) on a machine without TensorRT."""
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from ros_mmfusion.cli.main import main
+from ros_mmfusion.core.inference.tensorrt_support import tensorrt_unavailable
+
+needs_no_tensorrt = pytest.mark.skipif(tensorrt_unavailable() is None, reason="TensorRT is usable here")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "vint_reduced.onnx"
+    assert main(["export", "--model", "vint_reduced", "--out", str(out)]) == 0
+    return out
+
+
+def test_export_writes_a_checked_onnx_file_and_refuses_to_overwrite(exported, capsys):
+    onnx.checker.check_model(str(exported))
+    assert [i.name for i in onnx.load(str(exported)).graph.input] == ["obs_img", "goal_img"]
+    assert main(["export", "--model", "vint_reduced", "--out", str(exported)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_export_rejects_unknown_models_bad_sizes_and_missing_weights(tmp_path, capsys):
+    assert main(["export", "--model", "nope", "--out", str(tmp_path / "a.onnx")]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["export", "--model", "vint_reduced", "--out", str(tmp_path / "a.onnx"), "--size", "32x32"]) == 2
+    assert "inputs only" in capsys.readouterr().err
+    assert main(["export", "--model", "vint_reduced", "--out", str(tmp_path / "a.onnx"), "--weights", "x.pt"]) == 2
+    assert "weights file not found" in capsys.readouterr().err
+    assert not (tmp_path / "a.onnx").exists()
+
+
+@needs_no_tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_build_engine_without_tensorrt_exits_2_and_says_so(exported, precision, capsys):
+    assert main(["build-engine", "--onnx", str(exported), "--precision", precision]) == 2
+    err = capsys.readouterr().err
+    assert "TensorRT is not installed" in err and "no engine was built" in err
+    assert ("--target onnxruntime" in err) == (precision == "int8")
+    assert not list(exported.parent.glob("*.engine*"))
+
+
+def test_build_engine_cpu_int8_needs_a_package_and_int8(exported, capsys):
+    assert main(["build-engine", "--onnx", str(exported), "--precision", "fp16", "--target", "onnxruntime"]) == 2
+    assert "INT8 model only" in capsys.readouterr().err
+    assert main(["build-engine", "--onnx", str(exported), "--precision", "int8", "--target", "onnxruntime"]) == 2
+    assert "needs --package" in capsys.readouterr().err
+    assert main(["build-engine", "--onnx", "missing.onnx", "--precision", "int8"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+@needs_no_tensorrt
+def test_bench_accepts_the_new_backends_and_explains_a_missing_tensorrt(capsys):
+    assert main(["bench", "--model", "vint_reduced", "--backend", "tensorrt"]) == 2
+    assert "--backend tensorrt: TensorRT is not installed" in capsys.readouterr().err

@@ -1,0 +1,132 @@
+"""Topological localisation as the ViNT deployment does it, driven by known distances: the candidate window, the
+closest-node update, subgoal choice with the close threshold, goal reached, single-goal-image mode; the frame-rate
+sampler behind the context buffer; the odometry oracle."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.navigation import (
+    PeriodicSampler,
+    TopomapLocalizer,
+    candidate_window,
+    choose_subgoal,
+    extrapolate_pose,
+    odometry_temporal_distances,
+)
+
+S = 1_000_000_000
+
+
+@pytest.mark.parametrize("closest, radius, goal, window", [
+    (0, 4, 20, (0, 5)),     # clipped at the start; radius + 1 ahead
+    (10, 4, 20, (6, 15)),
+    (18, 4, 20, (14, 20)),  # clipped at the goal
+    (20, 4, 20, (16, 20)),
+    (3, 0, 20, (3, 4)),
+    (0, 2, 0, (0, 0)),      # goal is the first node
+])
+def test_window_spans_radius_behind_and_radius_plus_one_ahead_clipped_to_the_map(closest, radius, goal, window):
+    assert candidate_window(closest, radius, goal) == window
+
+
+def test_subgoal_is_the_closest_node_until_it_is_within_the_close_threshold():
+    assert choose_subgoal(np.array([9.0, 5.0, 7.0]), 10, 3.0) == (11, 11)   # far: head for the closest node
+    assert choose_subgoal(np.array([9.0, 2.0, 7.0]), 10, 3.0) == (11, 12)   # close: head for the next one
+    assert choose_subgoal(np.array([9.0, 3.0, 7.0]), 10, 3.0) == (11, 12)   # at the threshold counts as close
+    assert choose_subgoal(np.array([9.0, 7.0, 1.0]), 10, 3.0) == (12, 12)   # close but last in the window
+
+
+def fake_route_distances(position: float, start: int, end: int, spacing: float = 1.0) -> np.ndarray:
+    """Known answers: nodes every ``spacing`` m on a line, frames = metres ahead / 0.25, behind = +100."""
+    nodes = np.arange(start, end + 1) * spacing
+    ahead = nodes - position
+    return np.abs(ahead) / 0.25 + np.where(ahead >= 0, 0.0, 100.0)
+
+
+def test_localizer_follows_a_robot_along_the_route_and_reaches_the_goal():
+    loc = TopomapLocalizer(num_nodes=8, goal_node=-1, radius=2, close_threshold=3.0)
+    history = []
+    for position in np.arange(0.0, 8.0, 0.25):
+        start, end = loc.window()
+        step = loc.update(fake_route_distances(position, start, end))
+        history.append((position, step.closest_node, step.subgoal_node, step.goal_reached))
+        assert step.window == (start, end)
+        assert 0 <= step.subgoal_node - step.closest_node <= 1
+    closest = [h[1] for h in history]
+    assert closest == sorted(closest), "the closest node only moves forward along the route"
+    assert closest[0] == 0 and closest[-1] == 7
+    # within 0.75 m (3 frames) of the next node the robot heads one node further
+    at_1_5 = next(h for h in history if h[0] == 1.5)
+    assert at_1_5[1:3] == (2, 3)
+    reached = [h[3] for h in history]
+    first = reached.index(True)
+    assert history[first][1] == 7 and all(reached[first:]), "goal reached when localised at the last node, and kept"
+
+
+def test_closest_node_moves_back_at_most_the_radius_per_step():
+    loc = TopomapLocalizer(num_nodes=30, radius=3)
+    loc.closest_node = 20
+    step = loc.update(np.r_[0.0, np.full(7, 50.0)])  # nodes 17..24: the first is best
+    assert step.closest_node == 17 and step.window == (17, 24)
+    step = loc.update(np.r_[0.0, np.full(7, 50.0)])
+    assert step.closest_node == 14
+
+
+def test_explicit_goal_node_bounds_the_window_and_counts_as_reached_there():
+    loc = TopomapLocalizer(num_nodes=10, goal_node=3, radius=4)
+    assert loc.window() == (0, 3)
+    step = loc.update([9.0, 8.0, 7.0, 6.0])
+    assert step.closest_node == 3 and step.goal_reached
+    with pytest.raises(ConfigError, match="outside"):
+        TopomapLocalizer(num_nodes=10, goal_node=10)
+    with pytest.raises(ValueError, match="4 distances for the 6 nodes 0..5"):
+        TopomapLocalizer(num_nodes=10, radius=4).update([1.0, 2.0, 3.0, 4.0])
+
+
+def test_single_goal_image_is_reached_within_the_close_threshold_only():
+    loc = TopomapLocalizer(num_nodes=1, close_threshold=3.0)
+    assert loc.window() == (0, 0)
+    assert not loc.update([12.0]).goal_reached
+    assert not loc.update([3.5]).goal_reached
+    assert loc.update([2.5]).goal_reached
+    assert loc.update([9.0]).goal_reached, "stays reached until reset"
+    loc.reset()
+    assert not loc.goal_reached and loc.closest_node == 0
+
+
+def test_sampler_takes_4_hz_from_a_10_hz_camera_on_a_fixed_schedule():
+    sampler = PeriodicSampler(0.25)
+    taken = [t for t in range(0, 40) if sampler.offer(t * S // 10)]  # 4 s of 10 Hz frames (tenths of a second)
+    assert taken == [0, 3, 5, 8, 10, 13, 15, 18, 20, 23, 25, 28, 30, 33, 35, 38]
+
+
+def test_sampler_keeps_every_frame_of_a_jittery_camera_at_the_sampling_rate():
+    rng = np.random.default_rng(0)
+    stamps = (np.arange(40) * 0.25 + rng.uniform(-0.01, 0.01, 40)) * S
+    sampler = PeriodicSampler(0.25)
+    assert all(sampler.offer(int(s)) for s in stamps)
+
+
+def test_sampler_restarts_after_a_gap_or_a_jump_back():
+    sampler = PeriodicSampler(0.25)
+    assert sampler.offer(0) and not sampler.offer(S // 10)
+    assert sampler.offer(2 * S)  # a gap: taken, schedule restarts at 2 s
+    assert not sampler.offer(2 * S + S // 10) and sampler.offer(2 * S + S // 4)
+    assert sampler.offer(S // 2), "a stamp before the last taken (a looping bag) restarts the schedule"
+    assert sampler.last_ns == S // 2
+
+
+def test_odometry_oracle_counts_frames_ahead_and_penalises_nodes_behind():
+    nodes = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    d = odometry_temporal_distances(np.array([0.5, 0.0, 0.0]), nodes, metres_per_frame=0.25)
+    np.testing.assert_allclose(d, [2.0 + 100.0, 2.0, 6.0])
+    # facing backwards, "ahead" flips
+    d = odometry_temporal_distances(np.array([0.5, 0.0, np.pi]), nodes, metres_per_frame=0.25)
+    np.testing.assert_allclose(d, [2.0, 102.0, 106.0])
+
+
+def test_pose_extrapolation_uses_the_body_frame_twist():
+    moved = extrapolate_pose(np.array([1.0, 2.0, np.pi / 2]), (1.0, 0.0), 0.5, 0.2)
+    np.testing.assert_allclose(moved, [1.0, 2.2, np.pi / 2 + 0.1], atol=1e-12)
