@@ -24,7 +24,7 @@ def _export_registry(args: argparse.Namespace, out: Path) -> str:
 
     from ros_mmfusion.cli.bench import _size
     from ros_mmfusion.cli.main import UserError
-    from ros_mmfusion.core.models.checkpoints import load_state
+    from ros_mmfusion.core.models.checkpoints import load_state, load_weights_file
     from ros_mmfusion.core.models.registry import network
     from ros_mmfusion.core.onnx_export import export_onnx
 
@@ -35,13 +35,7 @@ def _export_registry(args: argparse.Namespace, out: Path) -> str:
     torch.manual_seed(0)
     module: Any = spec.build()
     if args.weights:
-        path = Path(args.weights)
-        if not path.is_file():
-            raise UserError(f"weights file not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-            raise UserError(f"cannot read weights {path}: {exc}") from None
+        state = load_weights_file(args.weights)
         load_state(module, state.get("state_dict", state))  # strict: a ConfigError names every mismatched key
     exported = spec.deploy(module) if spec.deploy else module  # the exact deployment rewrite, where one exists
     export_onnx(exported, spec.example(1, size), out, spec.input_names, spec.output_names, spec.dynamic_axes)

@@ -104,20 +104,12 @@ class SegmentationResult:
 def build_module(spec: SegmentationModelSpec, deploy: bool = True):
     """The PyTorch CMX model of ``spec`` with its weights loaded (strict); with ``deploy`` its decoder is folded
     for inference (:func:`~ros_mmfusion.core.models.cmx.fold_for_inference`: same logits, far less compute)."""
-    import torch
-
     from ros_mmfusion.core.models import cmx
+    from ros_mmfusion.core.models.checkpoints import load_weights_file
 
     model = cmx.build_cmx(spec.variant, num_classes=spec.num_classes, decoder_embed_dim=spec.decoder_embed_dim)
     if spec.weights:
-        path = Path(spec.weights)
-        if not path.is_file():
-            raise ConfigError(f"weights file not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-            raise ConfigError(f"cannot read weights {path}: {exc}") from None
-        cmx.load_checkpoint(model, cmx.convert_upstream_checkpoint(state), strict=True)
+        cmx.load_checkpoint(model, load_weights_file(spec.weights), strict=True)
     return cmx.fold_for_inference(model) if deploy else model.eval()
 
 

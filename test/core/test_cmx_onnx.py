@@ -4,7 +4,6 @@ Uses the mit_b0 parity fixture weights (``../shared/fixtures/cmx``) so the graph
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,9 @@ import torch
 
 from ros_mmfusion.core.models.cmx import cmx_mit_b0, load_checkpoint
 from ros_mmfusion.core.onnx_export import OPSET, export_onnx, op_types, ort_session, run_ort
+from test.fixtures import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(os.environ.get("MMFUSION_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures"))
+FIXTURES = ALL_FIXTURES
 CMX_DIR = FIXTURES / "cmx"
 pytestmark = pytest.mark.skipif(not (CMX_DIR / "io.npz").exists(), reason=f"no CMX fixture in {CMX_DIR}")
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,8 +23,9 @@ from ros_mmfusion.core.models.cmx import (
     load_checkpoint,
 )
 from ros_mmfusion.core.preprocess.segmentation import rgb_input, rgbx_inputs, x_input
+from test.fixtures import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(os.environ.get("MMFUSION_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures"))
+FIXTURES = ALL_FIXTURES
 CMX_DIR = FIXTURES / "cmx"
 pytestmark = pytest.mark.skipif(not (CMX_DIR / "manifest.json").exists(), reason=f"no CMX fixture in {CMX_DIR}")
 

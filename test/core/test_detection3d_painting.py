@@ -3,9 +3,6 @@ mask or class probabilities), unseen points take the outside score, and a painte
 zero reproduces the unpainted detector exactly."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -23,9 +20,9 @@ from ros_mmfusion.core.detection3d.pipeline import DETECTORS, DetectorSpec, Pill
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.geometry import PinholeCamera, Transform
 from ros_mmfusion.core.labels import CAR, CYCLIST, PEDESTRIAN, ROAD
+from test.fixtures import FIXTURES as ALL_FIXTURES
 
-FIXTURE = Path(os.environ.get("MMFUSION_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures")) \
-    / "pointpillars"
+FIXTURE = ALL_FIXTURES / "pointpillars"
 
 # A 40 x 30 camera, f = 20 px, principal point (19.5, 14.5), at the LiDAR origin looking along LiDAR +x: a LiDAR point
 # (x, y, z) is at optical (-y, -z, x), so it lands on u = 19.5 - 20 y / x, v = 14.5 - 20 z / x.

@@ -29,9 +29,9 @@ from ros_mmfusion.core.detection3d.pipeline import (
     with_range,
 )
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from test.fixtures import FIXTURES as ALL_FIXTURES
 
-FIXTURE = Path(os.environ.get("MMFUSION_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures")) \
-    / "pointpillars"
+FIXTURE = ALL_FIXTURES / "pointpillars"
 WEIGHTS = FIXTURE / "state_pointpillars_kitti_fp16.npz"
 needs_fixture = pytest.mark.skipif(not (FIXTURE / "io.npz").is_file(), reason="pointpillars fixture not available")
 NEAR = (0.0, -10.24, -3.0, 20.48, 10.24, 1.0)

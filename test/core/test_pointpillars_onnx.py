@@ -6,9 +6,6 @@ KITTI model runs with the parity fixture's weights and cloud, through the whole 
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -23,9 +20,9 @@ from ros_mmfusion.core.models.pointpillars import (
     scatter_to_bev,
 )
 from ros_mmfusion.core.onnx_export import op_types, ort_session, run_ort
+from test.fixtures import FIXTURES as ALL_FIXTURES
 
-FIXTURE = Path(os.environ.get("MMFUSION_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures")) \
-    / "pointpillars"
+FIXTURE = ALL_FIXTURES / "pointpillars"
 needs_fixture = pytest.mark.skipif(not (FIXTURE / "io.npz").is_file(), reason="pointpillars fixture not available")
 FORBIDDEN = {"ScatterND", "ScatterElements", "Scatter", "Loop", "If", "NonZero"}
 

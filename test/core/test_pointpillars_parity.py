@@ -7,8 +7,6 @@ float16-rounded weights widened to float32. Tolerances are the manifest's ``reco
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,9 +30,9 @@ from ros_mmfusion.core.models.pointpillars import (
     pointpillars_kitti,
     scatter_to_bev,
 )
+from test.fixtures import FIXTURES as ALL_FIXTURES
 
-FIXTURE = Path(os.environ.get("MMFUSION_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures")) \
-    / "pointpillars"
+FIXTURE = ALL_FIXTURES / "pointpillars"
 pytestmark = pytest.mark.skipif(not (FIXTURE / "io.npz").is_file(), reason="pointpillars fixture not available")
 
 FP16_TOL = {"atol": 2e-3, "rtol": 2e-3}

@@ -2,17 +2,15 @@
 reproduces PyTorch; the graph stays free of ops TensorRT handles badly."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from ros_mmfusion.core.models.vint import ONNX_INPUT_NAMES, create_vint, load_checkpoint, vint_onnx_spec
 from ros_mmfusion.core.onnx_export import export_onnx, op_types, ort_session, run_ort
+from test.fixtures import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(os.environ.get("MMFUSION_FIXTURES", "/work/shared/fixtures")) / "vint"
+FIXTURES = ALL_FIXTURES / "vint"
 pytestmark = pytest.mark.skipif(not (FIXTURES / "io.npz").exists(), reason="ViNT fixtures not available")
 
 

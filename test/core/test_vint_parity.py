@@ -24,8 +24,9 @@ from ros_mmfusion.core.models.vint import (
     waypoints_to_metric,
 )
 from ros_mmfusion.core.preprocess.navigation import center_crop_to_aspect, preprocess_context, preprocess_frame
+from test.fixtures import FIXTURES as ALL_FIXTURES
 
-FIXTURES = Path(os.environ.get("MMFUSION_FIXTURES", "/work/shared/fixtures")) / "vint"
+FIXTURES = ALL_FIXTURES / "vint"
 pytestmark = pytest.mark.skipif(not (FIXTURES / "manifest.json").exists(), reason="ViNT fixtures not available")
 
 # fixture array suffix -> ViNT.forward_intermediates name

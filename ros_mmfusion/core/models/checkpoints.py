@@ -81,22 +81,30 @@ class Converted:
     details: dict
 
 
-def read_checkpoint(path: str | Path, architecture: str):
-    """The checkpoint object of ``path``; released ViNT files are pickled training objects, read without the
-    upstream package (``vint.load_released_checkpoint``); the others with ``torch.load(weights_only=True)``."""
+def load_weights_file(path: str | Path):
+    """``torch.load`` of a weights file with ``weights_only=True`` (no code runs); clear errors for a missing or
+    unreadable file."""
     import torch
 
     path = Path(path)
     if not path.is_file():
+        raise ConfigError(f"weights file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad or foreign file
+        raise ConfigError(f"cannot read weights {path}: {exc}") from None
+
+
+def read_checkpoint(path: str | Path, architecture: str):
+    """The checkpoint object of ``path``; released ViNT files are pickled training objects, read without the
+    upstream package (``vint.load_released_checkpoint``); the others with :func:`load_weights_file`."""
+    if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if architecture == "vint":
         from ros_mmfusion.core.models.vint import load_released_checkpoint
 
         return load_released_checkpoint(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad or foreign file
-        raise ConfigError(f"cannot read checkpoint {path}: {exc}") from None
+    return load_weights_file(path)
 
 
 def _shape(state: Mapping, key: str) -> tuple[int, ...]:
