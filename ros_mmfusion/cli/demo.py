@@ -6,7 +6,6 @@ Replays the bag through the ``demo`` preset's nodes over real DDS, records what 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     import ros_mmfusion.ros  # noqa: F401  (DDS profile)
     from ros_mmfusion import presets
     from ros_mmfusion.ros.image import image_to_numpy
-    from ros_mmfusion.ros.launcher import run_in_process
+    from ros_mmfusion.ros.launcher import replay_in_process
     from ros_mmfusion.ros.tap import TopicTap
 
     preset = presets.load("demo", {"bag": str(bag)}, {"bag_player": {"rate": args.rate}})
@@ -115,17 +114,8 @@ def run(args: argparse.Namespace) -> int:
     rclpy.init()
     try:
         tap = TopicTap(outputs, keep=20)
-        finished_at: list[float] = []
-
-        def done(nodes: list) -> bool:
-            if nodes[0].finished.is_set() and not finished_at:
-                finished_at.append(time.monotonic())
-            return bool(finished_at) and time.monotonic() - finished_at[0] > 2.0
-
         print(f"replaying {bag} through: {', '.join(n.name for n in preset.nodes)}", flush=True)
-        started = time.monotonic()
-        nodes = run_in_process(preset, until=done, extra_nodes=[tap])
-        elapsed = time.monotonic() - started
+        nodes, elapsed = replay_in_process(preset, extra_nodes=[tap], grace=2.0)
         by_name = dict(zip((launch.name for launch in preset.nodes), nodes, strict=True))
         player = by_name["bag_player"]
         replayed = [f"{t} {n}" for t, n in sorted(player.published.items())

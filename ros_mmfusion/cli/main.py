@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "sim": "sim",
     "demo": "demo",
+    "eval": "eval",
+    "benchmark": "benchmark",
     "train": "train",
     "bench": "bench",
     "topomap": "topomap",

@@ -86,8 +86,44 @@ def run_in_process(preset: Preset, until: Callable[[list], bool] | None = None, 
     return nodes
 
 
-def run_processes(preset: Preset, duration: float = 0.0) -> int:
-    """One OS process per node, each its console entry with a generated params file; stops them all together."""
+def replay_in_process(preset: Preset, extra_nodes: list | None = None, grace: float = 2.0,
+                      last_activity: Callable[[], float] | None = None,
+                      progress: Callable[[dict[str, int], float], None] | None = None,
+                      progress_period: float = 5.0) -> tuple[list, float]:
+    """Run ``preset`` (which must contain a ``bag_player``) in this process until the bag is played out.
+
+    Stops ``grace`` seconds after the player finished, or, with ``last_activity()`` (a ``time.monotonic()`` value, say
+    of the last output a tap received), once nothing happened for ``grace`` seconds after the player finished.
+    ``progress(published counts, elapsed s)`` is called every ``progress_period`` seconds. Returns the nodes (see
+    :func:`run_in_process`) and the elapsed seconds.
+    """
+    keys = [launch.key for launch in preset.nodes]
+    if "bag_player" not in keys:
+        raise ConfigError(f"preset {preset.name!r} has no bag_player node to replay a bag with")
+    player_index = keys.index("bag_player")
+    started = time.monotonic()
+    state = {"finished_at": None, "next_progress": started + progress_period}
+
+    def done(nodes: list) -> bool:
+        now = time.monotonic()
+        player = nodes[player_index]
+        if progress is not None and now >= state["next_progress"]:
+            state["next_progress"] = now + progress_period
+            progress(dict(player.published), now - started)
+        if state["finished_at"] is None:
+            if not player.finished.is_set():
+                return False
+            state["finished_at"] = now
+        quiet_since = max(state["finished_at"], last_activity() if last_activity is not None else 0.0)
+        return now - quiet_since > grace
+
+    nodes = run_in_process(preset, until=done, extra_nodes=extra_nodes)
+    return nodes, time.monotonic() - started
+
+
+def run_processes(preset: Preset, duration: float = 0.0, until: Callable[[], bool] | None = None) -> int:
+    """One OS process per node, each its console entry with a generated params file; stops them all together
+    on SIGINT, after ``duration`` seconds, when a node exits, or when ``until()`` is true."""
     env = dict(os.environ)
     env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
     procs: list[subprocess.Popen] = []
@@ -105,6 +141,8 @@ def run_processes(preset: Preset, duration: float = 0.0) -> int:
         try:
             while all(p.poll() is None for p in procs):
                 if deadline is not None and time.monotonic() > deadline:
+                    break
+                if until is not None and until():
                     break
                 time.sleep(0.2)
         except KeyboardInterrupt:

@@ -1,0 +1,408 @@
+"""``mmfusion eval``: replay a bag through a preset's nodes, record their outputs, and report accuracy and latency.
+
+How predictions meet ground truth: the bag player restamps every header stamp onto the wall clock with one formula
+(``stamp = wall_start + (stamp_in_bag - bag_start) / rate``), and it replays the bag's ground-truth topics too. A
+ground-truth image and the camera image of the same frame share a stamp in the bag, so they share the restamped stamp;
+a node stamps its output with its input's header, so a prediction's stamp equals its frame's ground-truth stamp
+exactly, with no offset to recover. This works the same in one process and with ``--processes``.
+
+Latency per output topic is the arrival time (wall clock, in this process) minus the output's header stamp (the
+restamped input stamp, i.e. when the input was published); dropped frames are input frames whose stamp never came
+out. Outputs are recorded with their input stamps into ``REPORT_DIR/outputs`` (MCAP; the log time is the arrival).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HELP = "replay a bag through a preset and report segmentation accuracy and latency (metrics.json, report.md/html)"
+
+GT_SEMANTIC = "/ground_truth/semantic"
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """What ``eval`` knows of a node: its main input (counts expected frames), outputs, a segmentation output."""
+
+    main_input: str
+    required_inputs: tuple[str, ...]
+    outputs: tuple[str, ...]  # Image topics (relative names, remappable)
+    labels: str | None = None  # the mono8 class-id output compared with GT_SEMANTIC
+    inputs: tuple[str, ...] = ()  # every input topic (relative), preloaded by ``mmfusion benchmark``
+
+
+#: node key -> what is evaluated; nodes not listed run but only their debug latency is reported
+EVALUATED: dict[str, Evaluated] = {
+    "fusion_segmentation": Evaluated("rgb/image", ("rgb/image",), ("segmentation/labels", "segmentation/color"),
+                                     labels="segmentation/labels",
+                                     inputs=("rgb/image", "rgb/camera_info", "x/image")),
+    "lidar_depth": Evaluated("lidar/points", ("lidar/points",), ("lidar/depth_image",),
+                             inputs=("lidar/points", "camera/camera_info")),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bag", required=True, help="rosbag2 directory to replay (e.g. from `mmfusion sim record`)")
+    parser.add_argument("--preset", default="segmentation", help="preset whose nodes are evaluated")
+    parser.add_argument("--out", default="eval_out", help="report directory")
+    parser.add_argument("--processes", action="store_true", help="one process per node over DDS (default: one "
+                        "process, one executor)")
+    parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    parser.add_argument("--ignore-index", type=int, default=None,
+                        help="ground-truth class id left out of the metrics (default: the label set's 'unlabeled', "
+                             "0; -1 for none)")
+    parser.add_argument("--no-record", action="store_true", help="do not write the outputs bag")
+    parser.add_argument("--startup", type=float, default=10.0,
+                        help="with --processes: seconds the player waits for the other processes to load")
+
+
+def _resolve(name: str, remappings: dict[str, str]) -> str:
+    return remappings.get(name, name if name.startswith("/") else f"/{name}")
+
+
+@dataclass
+class BagFacts:
+    topics: dict[str, str]
+    counts: dict[str, int]
+    duration_s: float
+
+
+def scan_bag(path: Path) -> BagFacts:
+    """Open and read the whole bag once, so a corrupt or truncated one fails here with a clear message."""
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.bagio import BagSource
+    from ros_mmfusion.core.errors import ConfigError
+
+    if not path.exists():
+        raise UserError(f"bag not found: {path}")
+    try:
+        with BagSource(path) as source:
+            topics, counts = source.topics, source.message_counts
+            seen = sum(1 for _ in source.messages())
+            duration = source.duration_ns / 1e9
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - rosbags raises many kinds for broken files
+        raise UserError(f"cannot read bag {path} (corrupt or truncated?): {type(exc).__name__}: {exc}") from None
+    if seen != sum(counts.values()):
+        raise UserError(f"bag {path} is truncated: metadata lists {sum(counts.values())} messages, {seen} readable")
+    if not topics:
+        raise UserError(f"bag {path} has no topics")
+    return BagFacts(topics, counts, duration)
+
+
+def _msgtype(msg: Any) -> str:
+    cls = type(msg)
+    return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
+
+
+class OutputsBag:
+    """Records rclpy messages (serialized as they are) into an MCAP rosbag2 with rosbags; log time = arrival."""
+
+    def __init__(self, path: Path) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        if path.exists():
+            if not all(p.name == "metadata.yaml" or p.suffix == ".mcap" for p in path.iterdir()):
+                from ros_mmfusion.cli.main import UserError
+
+                raise UserError(f"{path} exists and is not an outputs bag of ours; choose another --out")
+            shutil.rmtree(path)
+        self.path = path
+        self._writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        self._conns: dict[str, Any] = {}
+        self.count = 0
+
+    def write(self, topic: str, msg: Any, log_time_ns: int) -> None:
+        from rclpy.serialization import serialize_message
+
+        from ros_mmfusion.core.bagio import typestore
+
+        if topic not in self._conns:
+            self._conns[topic] = self._writer.add_connection(topic, _msgtype(msg), typestore=typestore())
+        self._writer.write(self._conns[topic], log_time_ns, serialize_message(msg))
+        self.count += 1
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+@dataclass
+class SegmentationAccumulator:
+    """Pairs predictions with ground truth by (restamped) stamp and accumulates one confusion matrix."""
+
+    num_classes: int
+    ignore_index: int | None
+    sample_after: int = 0  # the sample frame is the first matched frame at or after this many matched frames
+    pending_limit: int = 100
+    confusion: np.ndarray = field(init=False)
+    matched: int = 0
+    size_mismatch: int = 0
+    evicted: int = 0
+    sample: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    last: tuple[np.ndarray, np.ndarray, None] | None = None
+    _gt: OrderedDict = field(default_factory=OrderedDict)
+    _pred: OrderedDict = field(default_factory=OrderedDict)
+    _rgb: OrderedDict = field(default_factory=OrderedDict)
+
+    def __post_init__(self) -> None:
+        self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
+
+    def _keep(self, store: OrderedDict, stamp: int, value: Any) -> None:
+        store[stamp] = value
+        while len(store) > self.pending_limit:
+            store.popitem(last=False)
+            if store is not self._rgb:
+                self.evicted += 1
+
+    def add_rgb(self, stamp: int, rgb: np.ndarray) -> None:
+        self._keep(self._rgb, stamp, rgb)
+
+    def add(self, stamp: int, gt: np.ndarray | None = None, pred: np.ndarray | None = None) -> None:
+        from ros_mmfusion.core.evaluation.segmentation import confusion_matrix
+
+        if gt is not None:
+            self._keep(self._gt, stamp, gt)
+        if pred is not None:
+            self._keep(self._pred, stamp, pred)
+        if stamp not in self._gt or stamp not in self._pred:
+            return
+        gt, pred = self._gt.pop(stamp), self._pred.pop(stamp)
+        if gt.shape != pred.shape:
+            self.size_mismatch += 1
+            return
+        self.confusion += confusion_matrix(gt, pred, self.num_classes, self.ignore_index)
+        if self.sample is None and self.matched >= self.sample_after and stamp in self._rgb:
+            self.sample = (gt, pred, self._rgb[stamp])
+        self.last = (gt, pred, None)
+        self.matched += 1
+
+    def sample_frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """A frame from the second half with its camera image, else the last matched frame without one."""
+        return self.sample or self.last
+
+
+def run(args: argparse.Namespace) -> int:
+    from ros_mmfusion.cli.main import UserError
+
+    if not 0.01 <= args.rate <= 100:
+        raise UserError(f"--rate must be in [0.01, 100], got {args.rate}")
+    from ros_mmfusion import presets
+    from ros_mmfusion.core import labels as label_set
+
+    bag = Path(args.bag)
+    facts = scan_bag(bag)
+    overrides: dict[str, dict[str, Any]] = {"bag_player": {"rate": args.rate, "restamp": True}}
+    if args.processes:
+        overrides["bag_player"]["start_delay"] = float(args.startup)
+    preset = presets.load(args.preset, {"bag": str(bag)}, overrides)
+    if "bag_player" not in [n.key for n in preset.nodes]:
+        raise UserError(f"preset {args.preset!r} has no bag_player node; eval needs one to replay the bag")
+    evaluated = [(n, EVALUATED[n.key]) for n in preset.nodes if n.key in EVALUATED]
+    missing = []
+    for launch, ev in evaluated:
+        for name in ev.required_inputs:
+            topic = _resolve(name, launch.remappings)
+            if topic not in facts.topics:
+                missing.append(f"{topic} (input {name} of {launch.name})")
+    if missing:
+        raise UserError(f"bag {bag} lacks the topic(s) the preset needs: {', '.join(missing)}; "
+                        f"it has {', '.join(sorted(facts.topics))}")
+    names = label_set.label_names()
+    ignore = label_set.UNLABELED if args.ignore_index is None else args.ignore_index
+    ignore = None if ignore < 0 else ignore
+    if ignore is not None and ignore >= len(names):
+        raise UserError(f"--ignore-index must be below {len(names)} (or -1 for none), got {ignore}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    import rclpy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Float64
+
+    import ros_mmfusion.ros  # noqa: F401  (DDS profile)
+    from ros_mmfusion.core.evaluation.latency import latency_stats
+    from ros_mmfusion.core.evaluation.report import LatencySeries, SampleFrame, write_report
+    from ros_mmfusion.core.evaluation.segmentation import scores
+    from ros_mmfusion.ros.image import image_to_numpy
+    from ros_mmfusion.ros.launcher import replay_in_process, run_processes
+    from ros_mmfusion.ros.tap import TopicTap
+
+    notes: list[str] = []
+    outputs: dict[str, type] = {}
+    expected: dict[str, int] = {}
+    labels_topics: set[str] = set()
+    main_inputs: set[str] = set()
+    for launch, ev in evaluated:
+        main = _resolve(ev.main_input, launch.remappings)
+        main_inputs.add(main)
+        for name in ev.outputs:
+            topic = _resolve(name, launch.remappings)
+            outputs[topic] = Image
+            expected[topic] = facts.counts.get(main, 0)
+        if ev.labels:
+            labels_topics.add(_resolve(ev.labels, launch.remappings))
+    workers = [n.name for n in preset.nodes if n.key != "bag_player"]
+    for name in workers:
+        outputs[f"/{name}/debug/pipeline_latency_ms"] = Float64
+    for launch in preset.nodes:
+        if launch.key != "bag_player" and launch.key not in EVALUATED:
+            notes.append(f"node {launch.name} ({launch.key}): no metrics in eval yet; only its debug latency is shown")
+    has_gt = GT_SEMANTIC in facts.topics
+    seg: SegmentationAccumulator | None = None
+    rgb_topic = "/camera/color/image_raw"
+    if labels_topics and has_gt:
+        outputs[GT_SEMANTIC] = Image
+        frames = facts.counts.get(GT_SEMANTIC, 0)
+        seg = SegmentationAccumulator(len(names), ignore, sample_after=frames // 2)
+        if rgb_topic in facts.topics:
+            outputs[rgb_topic] = Image
+    elif labels_topics:
+        notes.append(f"segmentation metrics skipped: the bag has no {GT_SEMANTIC}")
+    else:
+        notes.append("segmentation metrics skipped: the preset has no segmentation node")
+
+    recorder = None if args.no_record else OutputsBag(out / "outputs")
+    recorded = {t for t in outputs if t not in (GT_SEMANTIC, rgb_topic)}
+    last_output = [0.0]
+    lock = threading.Lock()
+
+    def on_message(topic: str, msg: Any, arrival_ns: int) -> None:
+        with lock:
+            if topic in recorded:
+                last_output[0] = time.monotonic()
+                if recorder is not None:
+                    recorder.write(topic, msg, arrival_ns)
+            if seg is None or not hasattr(msg, "header"):
+                return
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            if topic == GT_SEMANTIC:
+                seg.add(stamp, gt=image_to_numpy(msg).copy())
+            elif topic in labels_topics:
+                seg.add(stamp, pred=image_to_numpy(msg).copy())
+            elif topic == rgb_topic:
+                seg.add_rgb(stamp, image_to_numpy(msg).copy())
+
+    main_counts = {t: facts.counts.get(t, 0) for t in sorted(main_inputs)}
+    total = sum(main_counts.values())
+
+    def progress(published: dict[str, int], elapsed: float) -> None:
+        done = sum(published.get(t, 0) for t in main_counts)
+        print(f"  {elapsed:5.0f} s: replayed {done}/{total} input frames", flush=True)
+
+    print(f"evaluating preset {args.preset!r} on {bag} ({facts.duration_s:.1f} s of data at x{args.rate}, "
+          f"{'one process per node' if args.processes else 'one process'}): "
+          + ", ".join(f"{t} {n} frames" for t, n in main_counts.items()), flush=True)
+    rclpy.init()
+    started = time.monotonic()
+    try:
+        tap = TopicTap(outputs, name="mmfusion_eval_tap", timing=True, on_message=on_message)
+        if args.processes:
+            _replay_processes(preset, tap, facts.duration_s / args.rate + args.startup, last_output, progress,
+                              run_processes)
+        else:
+            replay_in_process(preset, extra_nodes=[tap], grace=3.0, last_activity=lambda: last_output[0],
+                              progress=progress)
+    finally:
+        if recorder is not None:
+            recorder.close()
+        rclpy.try_shutdown()
+    elapsed = time.monotonic() - started
+
+    latency: dict[str, dict] = {}
+    series: dict[str, LatencySeries] = {}
+    for topic in outputs:
+        if topic in expected:
+            rec = tap.records[topic]
+            latency[topic] = latency_stats(rec.stamps_ns, rec.arrivals_ns, expected[topic]).as_dict()
+            series[topic] = LatencySeries(rec.stamps_ns, rec.arrivals_ns)
+            if rec.count == 0:
+                notes.append(f"{topic}: no output arrived")
+    node_latency = {}
+    for name in workers:
+        values = np.asarray(tap.records[f"/{name}/debug/pipeline_latency_ms"].values)
+        if values.size:
+            node_latency[name] = {"messages": int(values.size), "p50_ms": float(np.median(values)),
+                                  "p95_ms": float(np.percentile(values, 95))}
+    metrics: dict[str, Any] = {
+        "run": {"preset": args.preset, "bag": str(bag), "mode": "processes" if args.processes else "in-process",
+                "rate": args.rate, "seconds": round(elapsed, 1), "input_frames": main_counts,
+                "outputs_bag": None if recorder is None else str(recorder.path),
+                "outputs_recorded": 0 if recorder is None else recorder.count},
+        "latency": latency, "node_pipeline_latency": node_latency, "notes": notes,
+    }
+    sample = None
+    if seg is not None:
+        if seg.matched:
+            s = scores(seg.confusion, ignore)
+            metrics["segmentation"] = {**s.as_dict(names), "frames": seg.matched, "ignore_index": ignore,
+                                       "ground_truth_frames": facts.counts.get(GT_SEMANTIC, 0),
+                                       "class_names": names, "confusion": seg.confusion.tolist()}
+            if seg.size_mismatch:
+                notes.append(f"{seg.size_mismatch} predictions differ in size from their ground truth: skipped")
+            if seg.sample_frame() is not None:
+                gt, pred, rgb = seg.sample_frame()
+                rgb = rgb if rgb is not None and rgb.shape[:2] == gt.shape else np.zeros((*gt.shape, 3), np.uint8)
+                sample = SampleFrame(rgb[..., :3], gt, pred, label_set.palette())
+        else:
+            notes.append("segmentation metrics skipped: no prediction matched a ground-truth frame by stamp")
+    paths = write_report(out, metrics, series, sample)
+    if "segmentation" in metrics:
+        m = metrics["segmentation"]
+        print(f"segmentation: mIoU {m['mIoU']:.3f}, pixel accuracy {m['pixel_accuracy']:.3f} over {m['frames']} frames")
+    for topic, s in latency.items():
+        p50 = "-" if s["p50_ms"] is None else f"{s['p50_ms']:.1f}"
+        p95 = "-" if s["p95_ms"] is None else f"{s['p95_ms']:.1f}"
+        print(f"{topic}: {s['count']} messages, dropped {s['dropped']}/{s['expected']}, latency p50 {p50} ms "
+              f"p95 {p95} ms, {s['rate_hz'] or 0:.1f} Hz")
+    for note in notes:
+        print(f"note: {note}")
+    print(f"report: {paths['html']} ({paths['markdown'].name}, {paths['metrics'].name})")
+    return 0
+
+
+def _replay_processes(preset, tap, expected_s: float, last_output: list[float], progress, run_processes) -> None:
+    """Spin ``tap`` here while the preset runs one process per node; stop once outputs went quiet (or time ran out)."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    executor.add_node(tap)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
+
+    spinner = threading.Thread(target=spin, name="eval_tap", daemon=True)
+    spinner.start()
+    started = time.monotonic()
+    deadline = started + expected_s + 60.0
+    state = {"next": started + 5.0}
+
+    def until() -> bool:
+        now = time.monotonic()
+        if now >= state["next"]:
+            state["next"] = now + 5.0
+            print(f"  {now - started:5.0f} s: {sum(r.count for r in tap.records.values())} messages received",
+                  flush=True)
+        if now > deadline:
+            return True
+        return now - started > expected_s and last_output[0] > 0 and now - last_output[0] > 3.0
+
+    try:
+        run_processes(preset, until=until)
+    finally:
+        stop.set()
+        spinner.join(timeout=5.0)
+        executor.remove_node(tap)
+        tap.destroy_node()
+        executor.shutdown()

@@ -1,0 +1,217 @@
+"""Evaluation reports (ROS-free): ``metrics.json`` for machines, ``report.md`` and ``report.html`` with plots.
+
+The plots are PNG files next to the reports (matplotlib, Agg backend): per-class IoU bars, a latency histogram and a
+latency timeline per output topic, and one sample frame (camera | ground truth | prediction).
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class LatencySeries:
+    """Per output topic: input stamps and arrival times (ns, same clock), for the plots."""
+
+    stamps_ns: list[int] = field(default_factory=list)
+    arrivals_ns: list[int] = field(default_factory=list)
+
+
+@dataclass
+class SampleFrame:
+    rgb: np.ndarray  # HxWx3 uint8
+    ground_truth: np.ndarray  # HxW class ids
+    prediction: np.ndarray  # HxW class ids
+    palette: np.ndarray  # (C, 3) uint8
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _clean(obj):
+    """NaN/inf -> None so metrics.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _plot_iou(iou: dict[str, float | None], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    names = [n for n, v in iou.items() if v is not None]
+    values = [iou[n] for n in names]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(names) + 1.5), 3.2))
+    ax.bar(names, values, color="#4a7fb5")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("IoU")
+    ax.set_title("per-class IoU")
+    ax.tick_params(axis="x", labelrotation=45)
+    for i, v in enumerate(values):
+        ax.text(i, v + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _plot_latency(series: dict[str, LatencySeries], hist_path: Path, timeline_path: Path) -> tuple[Path, Path]:
+    import matplotlib.pyplot as plt
+
+    fig_h, ax_h = plt.subplots(figsize=(6, 3.2))
+    fig_t, ax_t = plt.subplots(figsize=(6, 3.2))
+    for topic, s in series.items():
+        if not s.stamps_ns:
+            continue
+        stamps = np.asarray(s.stamps_ns, np.int64)
+        ms = (np.asarray(s.arrivals_ns, np.int64) - stamps) / 1e6
+        ax_h.hist(ms, bins=min(40, max(5, ms.size // 2)), alpha=0.6, label=topic)
+        ax_t.plot((stamps - stamps.min()) / 1e9, ms, marker=".", linewidth=0.8, label=topic)
+    for ax, xlabel, title in ((ax_h, "latency (ms)", "latency histogram"),
+                              (ax_t, "input stamp (s from first)", "latency timeline")):
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    ax_h.set_ylabel("messages")
+    ax_t.set_ylabel("latency (ms)")
+    for fig, path in ((fig_h, hist_path), (fig_t, timeline_path)):
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+    return hist_path, timeline_path
+
+
+def _plot_sample(sample: SampleFrame, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    palette = np.asarray(sample.palette, np.uint8)
+
+    def colour(labels: np.ndarray) -> np.ndarray:
+        return palette[np.clip(labels, 0, len(palette) - 1)]
+
+    rgb = np.clip(sample.rgb.astype(np.float32) * 3.0 + 20, 0, 255).astype(np.uint8)  # night scenes are dark
+    blended = (0.4 * rgb + 0.6 * colour(sample.prediction)).astype(np.uint8)
+    panels = ((rgb, "camera (brightened)"), (colour(sample.ground_truth), "ground truth"),
+              (blended, "prediction over camera"))
+    fig, axes = plt.subplots(1, 3, figsize=(10, 2.9))
+    for ax, (image, title) in zip(axes, panels, strict=True):
+        ax.imshow(image)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def _latency_table(latency: dict[str, dict]) -> list[list[str]]:
+    rows = [["topic", "messages", "expected", "dropped", "p50 ms", "p95 ms", "p99 ms", "max ms", "rate Hz"]]
+    for topic, s in latency.items():
+        rows.append([topic] + [_fmt(s.get(k)) for k in ("count", "expected", "dropped", "p50_ms", "p95_ms", "p99_ms",
+                                                          "max_ms", "rate_hz")])
+    return rows
+
+
+def _iou_table(seg: dict) -> list[list[str]]:
+    return [["class", "IoU"]] + [[n, _fmt(v)] for n, v in seg["IoU"].items() if v is not None]
+
+
+def _md_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def _html_table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeries] | None = None,
+                 sample: SampleFrame | None = None) -> dict[str, Path]:
+    """Write ``metrics.json``, the plots, ``report.md`` and ``report.html`` under ``out``; returns their paths.
+
+    ``metrics`` holds ``run`` (what was replayed), optional ``segmentation`` (SegmentationScores.as_dict() plus
+    ``confusion``), ``latency`` ({topic: LatencyStats.as_dict()}) and ``notes`` (skipped metrics, with reasons).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = _clean(metrics)
+    paths: dict[str, Path] = {"metrics": out / "metrics.json"}
+    paths["metrics"].write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
+    figures: list[tuple[str, str]] = []  # (file name, caption)
+    seg = metrics.get("segmentation")
+    if seg and any(v is not None for v in seg["IoU"].values()):
+        paths["iou_plot"] = _plot_iou(seg["IoU"], out / "iou_per_class.png")
+        figures.append((paths["iou_plot"].name, "Per-class IoU"))
+    if latency_series and any(s.stamps_ns for s in latency_series.values()):
+        hist, timeline = _plot_latency(latency_series, out / "latency_histogram.png", out / "latency_timeline.png")
+        paths["latency_histogram"], paths["latency_timeline"] = hist, timeline
+        figures += [(hist.name, "Latency histogram (input stamp to arrival)"), (timeline.name, "Latency timeline")]
+    if sample is not None:
+        paths["sample"] = _plot_sample(sample, out / "sample_frame.png")
+        figures.append((paths["sample"].name, "Sample frame"))
+
+    run = metrics.get("run", {})
+    title = f"mmfusion eval: preset {run.get('preset', '?')} on {run.get('bag', '?')}"
+    md = [f"# {title}", ""]
+    md += [f"- {k}: {_fmt(v)}" for k, v in run.items() if not isinstance(v, dict | list)]
+    md.append("")
+    html_parts = [f"<h1>{html.escape(title)}</h1>", "<ul>"]
+    html_parts += [f"<li>{html.escape(k)}: {html.escape(_fmt(v))}</li>" for k, v in run.items()
+                   if not isinstance(v, dict | list)]
+    html_parts.append("</ul>")
+    if seg:
+        summary = (f"mIoU {_fmt(seg['mIoU'])}, pixel accuracy {_fmt(seg['pixel_accuracy'])} over "
+                   f"{seg.get('frames', '?')} frames (ignore label {seg.get('ignore_index')})")
+        md += ["## Segmentation", "", summary, "", _md_table(_iou_table(seg)), ""]
+        html_parts += ["<h2>Segmentation</h2>", f"<p>{html.escape(summary)}</p>", _html_table(_iou_table(seg))]
+    if metrics.get("latency"):
+        rows = _latency_table(metrics["latency"])
+        md += ["## Latency", "", _md_table(rows), ""]
+        html_parts += ["<h2>Latency</h2>", _html_table(rows)]
+    if metrics.get("notes"):
+        md += ["## Notes", ""] + [f"- {n}" for n in metrics["notes"]] + [""]
+        html_parts += ["<h2>Notes</h2>", "<ul>"] + [f"<li>{html.escape(n)}</li>" for n in metrics["notes"]]
+        html_parts.append("</ul>")
+    if figures:
+        md += ["## Plots", ""] + [f"![{cap}]({name})" for name, cap in figures] + [""]
+        html_parts.append("<h2>Plots</h2>")
+        html_parts += [f'<figure><img src="{html.escape(name)}" alt="{html.escape(cap)}">'
+                       f"<figcaption>{html.escape(cap)}</figcaption></figure>" for name, cap in figures]
+    paths["markdown"] = out / "report.md"
+    paths["markdown"].write_text("\n".join(md))
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;"
+             "text-align:right}th{background:#eee}td:first-child{text-align:left}img{max-width:100%}")
+    paths["html"] = out / "report.html"
+    paths["html"].write_text("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+                             f"<title>{html.escape(title)}</title><style>{style}</style></head><body>\n"
+                             + "\n".join(html_parts) + "\n</body></html>\n")
+    return paths

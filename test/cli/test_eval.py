@@ -1,0 +1,118 @@
+"""``mmfusion eval`` end to end: a tiny synthetic bag through the segmentation preset, and its error messages."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+MMFUSION = [sys.executable, "-m", "ros_mmfusion.cli"]
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(MMFUSION + args, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny_bag(tmp_path_factory):
+    from ros_mmfusion.core.sim.recorder import record
+
+    bag = tmp_path_factory.mktemp("eval") / "urban_night_bag"
+    record("urban_night", bag, 5, seed=3, size=(160, 120))
+    return bag
+
+
+def _copy_without(bag, out, drop: set[str]):
+    """A copy of ``bag`` without the topics in ``drop`` (raw messages, same connections otherwise)."""
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    from ros_mmfusion.core.bagio import typestore
+
+    with Reader(bag) as reader:
+        writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
+        writer.open()
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=typestore())
+                 for c in reader.connections if c.topic not in drop}
+        for conn, t, data in reader.messages():
+            if conn.id in conns:
+                writer.write(conns[conn.id], t, data)
+        writer.close()
+    return out
+
+
+def test_eval_reports_segmentation_metrics_latency_and_recorded_outputs(tiny_bag, tmp_path, ros_child_env):
+    out = tmp_path / "report"
+    proc = run(["eval", "--bag", str(tiny_bag), "--preset", "segmentation", "--out", str(out)], ros_child_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "replayed" in proc.stdout and "mIoU" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    seg = metrics["segmentation"]
+    assert 0.0 <= seg["mIoU"] <= 1.0 and 0.0 <= seg["pixel_accuracy"] <= 1.0
+    assert seg["frames"] >= 4 and seg["ignore_index"] == 0 and seg["IoU"]["unlabeled"] is None
+    assert sum(map(sum, seg["confusion"])) > 0.9 * 160 * 120 * seg["frames"] * 0.5
+    for topic in ("/segmentation/labels", "/segmentation/color"):
+        lat = metrics["latency"][topic]
+        assert lat["expected"] == 5 and lat["count"] + lat["dropped"] >= 5 and lat["count"] >= 4
+        assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"] < 10_000
+    for name in ("report.md", "report.html", "iou_per_class.png", "latency_histogram.png", "latency_timeline.png",
+                 "sample_frame.png"):
+        assert (out / name).stat().st_size > 200, name
+    assert "mIoU" in (out / "report.md").read_text() and "<img" in (out / "report.html").read_text()
+
+    from ros_mmfusion.core.bagio import BagSource, read_header_stamp
+
+    with BagSource(out / "outputs") as outputs:
+        assert outputs.message_counts["/segmentation/labels"] == metrics["latency"]["/segmentation/labels"]["count"]
+        for message in outputs.messages(["/segmentation/labels"]):  # input stamp kept, logged at arrival
+            assert 0 < message.log_time_ns - read_header_stamp(message.data) < 10**10
+
+
+def test_eval_without_ground_truth_skips_accuracy_with_a_note(tiny_bag, tmp_path, ros_child_env):
+    bag = _copy_without(tiny_bag, tmp_path / "no_gt", {"/ground_truth/semantic"})
+    shutil.copy(tiny_bag / "calibration.yaml", bag)
+    out = tmp_path / "report"
+    proc = run(["eval", "--bag", str(bag), "--out", str(out), "--no-record"], ros_child_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "segmentation" not in metrics and metrics["latency"]["/segmentation/labels"]["count"] >= 4
+    assert any("no /ground_truth/semantic" in note for note in metrics["notes"])
+    assert not (out / "outputs").exists()
+
+
+def test_eval_errors_are_one_clear_line_and_exit_2(tiny_bag, tmp_path, ros_child_env):
+    truncated = tmp_path / "truncated"
+    shutil.copytree(tiny_bag, truncated)
+    mcap = next(truncated.glob("*.mcap"))
+    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
+    no_camera = _copy_without(tiny_bag, tmp_path / "no_camera", {"/camera/color/image_raw"})
+    cases = [
+        (["--bag", str(tiny_bag), "--preset", "no_such_preset"], "unknown preset 'no_such_preset'"),
+        (["--bag", str(tmp_path / "missing")], "bag not found"),
+        (["--bag", str(truncated)], "cannot read bag"),
+        (["--bag", str(no_camera)], "lacks the topic(s) the preset needs: /camera/color/image_raw"),
+    ]
+    for args, message in cases:
+        proc = run(["eval", "--out", str(tmp_path / "out"), *args], ros_child_env(), timeout=60)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_benchmark_writes_fixed_rate_and_peak_figures(tiny_bag, tmp_path, ros_child_env):
+    out = tmp_path / "bench"
+    proc = run(["benchmark", "--bag", str(tiny_bag), "--out", str(out), "--rates", "4", "--duration", "1.5",
+                "--repeats", "1", "--peak-steps", "1"], ros_child_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "benchmark.json").read_text())
+    (fixed,) = result["fixed_rate"]
+    assert fixed["target_rate_hz"] == 4 and fixed["p50_ms"] > 0 and fixed["rss_mb_max"] > 50
+    assert fixed["all_runs"][0]["published"] >= 5
+    assert len(result["peak"]["probes"]) == 1
+    assert "| input Hz |" in (out / "benchmark.md").read_text()
+
+
+def test_benchmark_rejects_bad_rates(tiny_bag, ros_child_env):
+    proc = run(["benchmark", "--bag", str(tiny_bag), "--rates", "fast"], ros_child_env(), timeout=60)
+    assert proc.returncode == 2 and "--rates expects numbers" in proc.stderr and "Traceback" not in proc.stderr
