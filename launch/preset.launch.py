@@ -5,11 +5,11 @@
 The preset file is the single description of which nodes run with which parameters; `mmfusion run` reads the same
 file when there is no `ros2 launch` (pip-only installs).
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from launch import LaunchDescription
 from ros_mmfusion import presets
 from ros_mmfusion.ros.launcher import typed_parameters
 

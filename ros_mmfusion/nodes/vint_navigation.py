@@ -66,7 +66,9 @@ class VintNavigationNode(MmfusionNode):
                   "weights (plumbing only, reported as WARN).", read_only=True),
         ParamSpec("onnx", "", "ONNX file for the onnxruntime backend; '' exports into the cache on first use.",
                   read_only=True),
-        ParamSpec("backend", "onnxruntime", "Inference backend.", choices=("onnxruntime", "torch"), read_only=True),
+        ParamSpec("backend", "onnxruntime", "Inference backend (onnxruntime-int8: the QDQ model, calibrated on "
+                  "synthetic corridor frames on first use).", choices=("onnxruntime", "onnxruntime-int8", "torch"),
+                  read_only=True),
         ParamSpec("device", "cpu", "Inference device.", choices=("cpu", "cuda"), read_only=True),
         ParamSpec("threads", 0, "Inference threads (0: the runtime decides).", minimum=0, maximum=64, read_only=True),
         ParamSpec("frame_rate", 0.0, "Context frames per second of stamp time (0: the model's, 4 Hz).", minimum=0.0,

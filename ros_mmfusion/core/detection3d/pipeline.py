@@ -13,10 +13,11 @@ Stages, in order (``STAGES``)::
       -> decode      anchor residuals + direction bins, or centre-head peaks -> candidate boxes
       -> nms         per-class score thresholds, top-k, rotated BEV or circle NMS -> ``Detections``
 
-The two graphs run on any backend of ``core/inference`` (``torch`` or ``onnxruntime``); the ONNX files are exported
-on first use into the cache (``core/onnx_export.cache_dir``), named by the configuration and the weights' content,
-as the segmentation pipeline does. Weights are an OpenPCDet checkpoint (``{'model_state': ...}``), our state_dict
-or an ``.npz`` of one; without weights the network is randomly initialised from ``seed`` (tests and timing only).
+The two graphs run on ``torch``, ``onnxruntime`` or ``onnxruntime-int8`` (``core/inference``); the ONNX files are
+exported on first use into the cache (``core/onnx_export.cache_dir``), named by the configuration and the weights'
+content, as the segmentation pipeline does. Weights are an OpenPCDet checkpoint (``{'model_state': ...}``), our
+state_dict or an ``.npz`` of one; without weights the network is randomly initialised from ``seed`` (tests and timing
+only).
 
 Named detectors (``DETECTORS``): ``pointpillars_kitti`` and ``centerpoint_pillar`` (OpenPCDet's KITTI range,
 0..69.12 m ahead, +-39.68 m to the side, 432 x 496 pillars of 0.16 m) and ``pointpillars_synthetic``, the same
@@ -75,8 +76,10 @@ STAGES = ("crop", "paint", "pillarize", "decorate", "encoder", "scatter", "backb
 PREPROCESS = ("crop", "paint", "pillarize", "decorate", "scatter")
 """Stages outside the networks before the head maps (the scatter between the two graphs included)."""
 POSTPROCESS = ("decode", "nms")
-PIPELINE_BACKENDS = ("torch", "onnxruntime")
-"""Backends both graphs run on here (INT8 and TensorRT need a pillar-count profile and calibration pillars: not yet)."""
+PIPELINE_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
+"""Backends both graphs run on here (``onnxruntime-int8``: both graphs quantized, calibrated on synthetic ``urban_day``
+clouds on first use, see ``core/inference/detection3d_calibration.py``; TensorRT needs a pillar-count profile: not
+yet)."""
 ENCODER_ONNX = "pillar_encoder.onnx"
 BACKBONE_HEAD_ONNX = "backbone_head.onnx"
 _ONNX_CACHE_VERSION = "pillars-v1"
@@ -323,7 +326,7 @@ class PillarDetector:
         self._decoder = decoder_for(self.config)
         module = build_module(spec) if backend == "torch" else None
         encoder, backbone_head = module.split() if module is not None else (None, None)
-        encoder_path, head_path = onnx_files(spec) if backend == "onnxruntime" else (None, None)
+        encoder_path, head_path = self._onnx_paths(spec, backend)
         self.encoder: Backend = create_backend(
             backend, input_names=PillarEncoder.input_names, output_names=PillarEncoder.output_names,
             module_factory=lambda: encoder, onnx_path=encoder_path, device=device, precision=precision,
@@ -337,6 +340,16 @@ class PillarDetector:
         self._check_graph_inputs()
         self.set_score_thresholds(self.config.post_processing.score_thresh if score_thresholds is None
                                   else score_thresholds)
+
+    def _onnx_paths(self, spec: DetectorSpec, backend: str) -> tuple[Path | None, Path | None]:
+        """The fp32 exports for ``onnxruntime``, their INT8 (QDQ) models for ``onnxruntime-int8``."""
+        if backend == "onnxruntime":
+            return onnx_files(spec)
+        if backend == "onnxruntime-int8":
+            from ros_mmfusion.core.inference.detection3d_calibration import int8_onnx_files
+
+            return int8_onnx_files(spec, self.intensity_scale)
+        return None, None
 
     def _check_graph_inputs(self) -> None:
         """ConfigError when exported graphs do not fit this configuration (an ``onnx_dir`` of another range, or of

@@ -114,7 +114,8 @@ class NavigationResult:
 
 
 class NavigationPolicy:
-    """ViNT over a topomap (or one goal image) with the backend ``backend`` ("onnxruntime" or "torch").
+    """ViNT over a topomap (or one goal image) with the backend ``backend`` ("onnxruntime", "onnxruntime-int8" or
+    "torch").
 
     ``goal_node`` (-1 = last), ``radius`` and ``close_threshold`` are the deployment's localisation settings (defaults
     -1, 4, 3 as there); ``waypoint_index`` selects the waypoint to follow (default 2, the third of five);
@@ -150,8 +151,19 @@ class NavigationPolicy:
         self.backend: Backend = create_backend(
             backend, input_names=ONNX_INPUT_NAMES, output_names=ONNX_OUTPUT_NAMES,
             module_factory=lambda: build_vint(variant, weights),
-            onnx_path=vint_onnx(variant, weights, onnx) if backend == "onnxruntime" else None, device=device,
-            threads=threads)
+            onnx_path=self._onnx_path(backend, variant, weights, onnx), device=device, threads=threads)
+
+    @staticmethod
+    def _onnx_path(backend: str, variant: str, weights: str, onnx: str) -> Path | None:
+        """The file the backend runs: the fp32 export for ``onnxruntime``, its INT8 (QDQ) model for
+        ``onnxruntime-int8`` (calibrated on ``indoor_corridor`` contexts on first use, then cached beside it)."""
+        if backend == "onnxruntime":
+            return vint_onnx(variant, weights, onnx)
+        if backend == "onnxruntime-int8":
+            from ros_mmfusion.core.inference.navigation_calibration import vint_int8_onnx
+
+            return vint_int8_onnx(variant, weights, onnx)
+        return None
 
     # -- context ------------------------------------------------------------------------------------------------------
     def add_frame(self, stamp_ns: int, rgb: np.ndarray) -> bool:

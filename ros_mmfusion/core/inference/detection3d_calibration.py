@@ -1,0 +1,223 @@
+"""PointPillars INT8: both graphs quantized on clouds of the synthetic world's ``urban_day``, and the accuracy check.
+
+The pillar encoder is calibrated on the decorated pillars of the clouds (``input_features``, as many pillars as each
+cloud has); the backbone/head on the BEV canvases the **fp32** encoder makes of them, so that each graph's ranges are
+those of its fp32 inputs. ``int8_onnx_files(spec, intensity_scale)`` are the pipeline's INT8 files, quantized (QDQ,
+``CPU_INT8``) on first use and cached beside the fp32 exports; ``compare_pillars_int8`` measures the head outputs'
+relative error and how many boxes the INT8 detector agrees on (BEV IoU >= 0.5, same class) with the fp32 one.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ros_mmfusion.core.inference.engine_cache import EngineCache
+from ros_mmfusion.core.inference.int8 import CPU_INT8, Int8Settings, quantized_model
+
+SCENARIO = "urban_day"
+SIM_SEED = 900  # neither a training nor a validation seed
+CALIBRATION_START = 0
+EVALUATION_START = 300  # frames (30 s at 10 Hz): another stretch of the ring road
+MATCH_IOU = 0.5
+CONFIDENT_SCORE = 0.3
+
+
+def clouds_from_simulation(count: int = 16, start: int = CALIBRATION_START, stride: int = 5,
+                           scenario: str = SCENARIO, seed: int = SIM_SEED, beams: int = 32) -> list[np.ndarray]:
+    """``count`` structured LiDAR clouds (x, y, z, intensity 0..255) of ``scenario``, frames ``start``,
+    ``start + stride``, ..."""
+    from ros_mmfusion.core.sim import Simulation
+
+    sim = Simulation(scenario, seed=seed, size=(64, 48), beams=beams)
+    return [sim.frame(start + i * stride).lidar.points for i in range(count)]
+
+
+def network_inputs(detector, points: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The encoder's and the backbone/head's feeds for one cloud, as ``detector`` (fp32) makes them."""
+    from ros_mmfusion.core.detection3d.painting import OUTSIDE_SCORE, paint_points
+    from ros_mmfusion.core.detection3d.pillarize import crop_to_range, decorate_pillars
+    from ros_mmfusion.core.detection3d.pipeline import point_features
+    from ros_mmfusion.core.models.pointpillars import scatter_to_bev
+
+    config = detector.config
+    cropped = crop_to_range(point_features(points, detector.intensity_scale), config.point_cloud_range)
+    if detector.paint_channels:
+        cropped = paint_points(cropped, None, detector.paint_channels, OUTSIDE_SCORE)
+    pillars, _ = detector.pillars(cropped)
+    decorated = decorate_pillars(pillars, detector.grid, config.vfe.use_absolute_xyz, config.vfe.with_distance)
+    embedded = detector.encoder.run({"input_features": decorated})["pillar_features"]
+    canvas = scatter_to_bev(embedded, pillars.coords, detector.grid.bev_shape)
+    return {"input_features": decorated}, {"spatial_features": canvas}
+
+
+def describe(count: int, start: int = CALIBRATION_START) -> str:
+    return f"{count} clouds of the synthetic world ({SCENARIO}, seed {SIM_SEED}, from frame {start})"
+
+
+def int8_onnx_files(spec, intensity_scale: float = 1.0, count: int = 16, settings: Int8Settings = CPU_INT8,
+                    cache: EngineCache | None = None, force: bool = False) -> tuple[Path, Path]:
+    """``(encoder, backbone_head)`` INT8 (QDQ) files of ``spec``: the cached ones beside the fp32 exports, else
+    quantized now on ``count`` ``urban_day`` clouds (intensity times ``intensity_scale``, as the detector sees them).
+
+    The calibration data is recorded in the sidecars, not keyed: a later detector with another ``intensity_scale``
+    finds the same entries (``force`` requantizes)."""
+    from ros_mmfusion.core.detection3d.pipeline import PillarDetector, onnx_files
+
+    encoder, head = onnx_files(spec)
+    feeds: list[tuple[dict, dict]] = []
+
+    def samples() -> list[tuple[dict, dict]]:
+        if not feeds:
+            fp32 = PillarDetector(spec, "onnxruntime", intensity_scale=intensity_scale)
+            feeds.extend(network_inputs(fp32, c) for c in clouds_from_simulation(count))
+        return feeds
+
+    def encoder_feeds() -> Iterator[dict[str, np.ndarray]]:
+        yield from (f[0] for f in samples() if len(f[0]["input_features"]))
+
+    def head_feeds() -> Iterator[dict[str, np.ndarray]]:
+        yield from (f[1] for f in samples())
+
+    cache = cache or EngineCache()
+    notes = {"calibration": describe(count), "intensity_scale": intensity_scale}
+    return (quantized_model(encoder, encoder_feeds, settings, cache, force, lambda: notes).artifact,
+            quantized_model(head, head_feeds, settings, cache, force, lambda: notes).artifact)
+
+
+@dataclass
+class PillarsInt8Report:
+    """INT8 against fp32 PointPillars on the same clouds. ``head_relative_rmse``: per head output, RMS of the INT8
+    error over RMS of the fp32 values (both graphs INT8, end to end); ``matched``: fp32 detections with an INT8
+    detection of the same class at BEV IoU >= ``MATCH_IOU`` (greedy by fp32 score); ``confident_*``: the same for
+    the fp32 detections scoring at least ``confident_score``, matched against every INT8 detection (a box near the
+    score threshold may fall on either side of it); ``latency``: median per cloud of the two graphs (encoder +
+    backbone/head), ms."""
+
+    clouds: int
+    head_relative_rmse: dict[str, float]
+    detections_fp32: int
+    detections_int8: int
+    matched: int
+    matched_mean_iou: float
+    confident_score: float
+    confident_fp32: int
+    confident_matched: int
+    latency_fp32_ms: float = 0.0
+    latency_int8_ms: float = 0.0
+
+    @property
+    def recall(self) -> float:
+        """Fraction of fp32 detections INT8 reproduces."""
+        return self.matched / self.detections_fp32 if self.detections_fp32 else float("nan")
+
+    @property
+    def confident_recall(self) -> float:
+        """Fraction of the confident fp32 detections INT8 reproduces."""
+        return self.confident_matched / self.confident_fp32 if self.confident_fp32 else float("nan")
+
+    @property
+    def precision(self) -> float:
+        """Fraction of INT8 detections fp32 also has."""
+        return self.matched / self.detections_int8 if self.detections_int8 else float("nan")
+
+    @property
+    def speedup(self) -> float:
+        return self.latency_fp32_ms / self.latency_int8_ms if self.latency_int8_ms else float("nan")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "recall": self.recall, "precision": self.precision,
+                "confident_recall": self.confident_recall, "speedup": self.speedup}
+
+    def summary(self) -> str:
+        rel = ", ".join(f"{k} {100 * v:.2f} %" for k, v in self.head_relative_rmse.items())
+        return (f"PointPillars INT8 vs fp32 on {self.clouds} clouds: head relative RMSE {rel}; detections fp32 "
+                f"{self.detections_fp32}, int8 {self.detections_int8}, matched {self.matched} (IoU >= {MATCH_IOU}, "
+                f"mean IoU {self.matched_mean_iou:.3f}): recall {100 * self.recall:.1f} %, precision "
+                f"{100 * self.precision:.1f} %; confident (score >= {self.confident_score}) fp32 detections "
+                f"{self.confident_fp32}, matched {self.confident_matched} ({100 * self.confident_recall:.1f} %); "
+                f"median latency of the graphs fp32 {self.latency_fp32_ms:.1f} ms, int8 {self.latency_int8_ms:.1f} ms "
+                f"({self.speedup:.2f}x)")
+
+
+def match_detections(a, b, iou: float = MATCH_IOU) -> list[tuple[int, int, float]]:
+    """Greedy one-to-one matches ``(i, j, IoU)`` of ``a``'s boxes (by descending score) to ``b``'s of the same label
+    at BEV IoU >= ``iou``."""
+    from ros_mmfusion.core.detection3d.nms import rotated_iou_matrix
+
+    if not len(a) or not len(b):
+        return []
+    ious = rotated_iou_matrix(a.boxes, b.boxes)
+    ious[a.labels[:, None] != b.labels[None, :]] = 0.0
+    taken: set[int] = set()
+    out = []
+    for i in np.argsort(-a.scores, kind="stable"):
+        for j in np.argsort(-ious[i], kind="stable"):
+            if ious[i, j] < iou:
+                break
+            if int(j) not in taken:
+                taken.add(int(j))
+                out.append((int(i), int(j), float(ious[i, j])))
+                break
+    return out
+
+
+def compare_pillars_int8(fp32, int8, clouds: Sequence[np.ndarray], timing_runs: int = 5,
+                         confident_score: float = CONFIDENT_SCORE) -> PillarsInt8Report:
+    """Run the ``fp32`` and ``int8`` ``PillarDetector``s on ``clouds`` and compare head outputs and detections."""
+    import time
+
+    err: dict[str, float] = {}
+    ref: dict[str, float] = {}
+    n32 = n8 = matched = n_conf = conf_matched = 0
+    ious: list[float] = []
+    for cloud in clouds:
+        enc, head = network_inputs(fp32, cloud)
+        maps32 = fp32.backbone_head.run(head)
+        embedded8 = int8.encoder.run(enc)["pillar_features"]
+        maps8 = _head_of(int8, cloud, embedded8)
+        for name in maps32:
+            a, b = maps32[name].astype(np.float64), maps8[name].astype(np.float64)
+            err[name] = err.get(name, 0.0) + float(((a - b) ** 2).sum())
+            ref[name] = ref.get(name, 0.0) + float((a ** 2).sum())
+        d32, d8 = fp32(cloud).detections, int8(cloud).detections
+        pairs = match_detections(d32, d8)
+        n32, n8, matched = n32 + len(d32), n8 + len(d8), matched + len(pairs)
+        ious.extend(p[2] for p in pairs)
+        confident = d32.scores >= confident_score
+        n_conf += int(confident.sum())
+        conf_matched += len(match_detections(_subset(d32, confident), d8))
+    report = PillarsInt8Report(len(clouds), {k: float(np.sqrt(err[k] / max(ref[k], 1e-30))) for k in err}, n32, n8,
+                               matched, float(np.mean(ious)) if ious else float("nan"), confident_score, n_conf,
+                               conf_matched)
+    if timing_runs and clouds:
+        enc, head = network_inputs(fp32, clouds[0])
+        times = np.empty((timing_runs, 2))
+        for detector in (fp32, int8):
+            detector.encoder.run(enc), detector.backbone_head.run(head)
+        for i in range(timing_runs):
+            for j, detector in enumerate((fp32, int8)):
+                started = time.perf_counter()
+                detector.encoder.run(enc)
+                detector.backbone_head.run(head)
+                times[i, j] = (time.perf_counter() - started) * 1e3
+        report.latency_fp32_ms, report.latency_int8_ms = (float(v) for v in np.median(times, axis=0))
+    return report
+
+
+def _subset(detections, keep: np.ndarray):
+    return type(detections)(boxes=detections.boxes[keep], scores=detections.scores[keep],
+                            labels=detections.labels[keep])
+
+
+def _head_of(detector, cloud: np.ndarray, embedded: np.ndarray) -> dict[str, np.ndarray]:
+    from ros_mmfusion.core.detection3d.pillarize import crop_to_range
+    from ros_mmfusion.core.detection3d.pipeline import point_features
+    from ros_mmfusion.core.models.pointpillars import scatter_to_bev
+
+    cropped = crop_to_range(point_features(cloud, detector.intensity_scale), detector.config.point_cloud_range)
+    pillars, _ = detector.pillars(cropped)
+    return detector.backbone_head.run({"spatial_features": scatter_to_bev(embedded, pillars.coords,
+                                                                          detector.grid.bev_shape)})

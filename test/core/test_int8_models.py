@@ -1,0 +1,124 @@
+"""ONNX Runtime INT8 (QDQ) for ViNT and PointPillars: the ``onnxruntime-int8`` backend runs through the navigation
+policy and the pillar detector, calibrated on the synthetic world (``indoor_corridor`` contexts, ``urban_day``
+clouds), and its accuracy delta against fp32 on held-out inputs stays within the bounds stated here (measured values
+and the full-size figures: docs/backends.md). Negative control: the detection agreement of boxes from different clouds
+stays below its bound.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ros_mmfusion.core.inference.int8 import is_quantized
+from ros_mmfusion.core.inference.navigation_calibration import EVALUATION_START, compare_vint_int8, vint_samples
+from test.fixtures import FIXTURES
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+# ViNT (vint_default, untrained seeded weights; their outputs are small: |distance| ~0.01, |waypoint| ~7 mm)
+VINT_DISTANCE_MAX_ABS_ERROR = 0.01  # measured 0.002
+VINT_WAYPOINT_MAX_ERROR_M = 0.003  # metric, waypoint_spacing 0.05 m; measured 1.0 mm
+# PointPillars (fixture weights: random, BN statistics and head redrawn; KITTI network over 40 x 40 m)
+PILLARS_CLS_RELATIVE_RMSE = 0.08  # measured 4.1 %
+PILLARS_BOX_RELATIVE_RMSE = 0.5  # measured 33 % (box_preds and dir_cls_preds)
+PILLARS_CONFIDENT_RECALL = 0.2  # confident fp32 boxes INT8 reproduces (IoU >= 0.5): 51 % of 81 on 16 clouds
+PILLARS_WEIGHTS = FIXTURES / "pointpillars" / "state_pointpillars_kitti_fp16.npz"
+NEAR = (0.0, -19.84, -3.0, 39.68, 19.84, 1.0)
+S = 1_000_000_000
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("mmfusion_cache")
+        mp.setenv("MMFUSION_CACHE_DIR", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def vint_policy(cache):
+    from PIL import Image
+
+    from ros_mmfusion.core.inference.navigation_calibration import vint_int8_onnx
+    from ros_mmfusion.core.navigation import load_topomap
+    from ros_mmfusion.core.navigation.policy import NavigationPolicy
+
+    rng = np.random.default_rng(0)
+    root = cache / "topomap"
+    root.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    vint_int8_onnx(count=8)  # the cache entry the policy then finds (it would calibrate on 16 contexts itself)
+    return NavigationPolicy(load_topomap(root), backend="onnxruntime-int8", threads=1, radius=2)
+
+
+def test_vint_int8_policy_runs_the_calibrated_qdq_model(vint_policy, cache):
+    from ros_mmfusion.core.navigation.policy import vint_onnx
+
+    info = vint_policy.backend.info
+    assert (info.kind, info.precision) == ("onnxruntime-int8", "int8")
+    int8 = next(cache.rglob("*.onnxruntime-qdq-int8-u8s8.*.onnx"))
+    assert is_quantized(int8) and not is_quantized(vint_onnx())
+    assert "indoor_corridor" in next(cache.rglob("*.onnxruntime-qdq-int8-u8s8.*.onnx.json")).read_text()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        vint_policy.add_frame(i * S // 4, rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    result = vint_policy.step()
+    assert result.waypoints.shape == (5, 4) and np.isfinite(result.waypoints).all()
+
+
+def vint_report(int8, timing_runs: int = 0):
+    from ros_mmfusion.core.navigation.policy import vint_onnx
+
+    return compare_vint_int8(vint_onnx(), int8, vint_samples(count=8, start=EVALUATION_START), threads=1,
+                             timing_runs=timing_runs)
+
+
+def test_vint_int8_accuracy_delta_is_within_the_stated_bounds(vint_policy, cache):
+    report = vint_report(next(cache.rglob("*.onnxruntime-qdq-int8-u8s8.*.onnx")), timing_runs=3)
+    assert report.samples == 8 and report.distance_fp32_abs_mean > 0 and report.waypoint_fp32_norm_mean_m > 0
+    assert report.distance_abs_error_max < VINT_DISTANCE_MAX_ABS_ERROR
+    assert report.waypoint_error_max_m < VINT_WAYPOINT_MAX_ERROR_M
+    assert 0 < report.waypoint_error_mean_m <= report.waypoint_error_max_m  # INT8 is not the fp32 model
+    assert report.latency_fp32_ms > 0 and report.latency_int8_ms > 0
+
+
+@pytest.mark.skipif(not PILLARS_WEIGHTS.is_file(), reason="pointpillars fixture not available")
+def test_pointpillars_int8_runs_both_graphs_quantized_within_the_stated_bounds(cache):
+    from ros_mmfusion.core.detection3d.pipeline import DETECTORS, DetectorSpec, PillarDetector, with_range
+    from ros_mmfusion.core.inference.detection3d_calibration import (
+        EVALUATION_START as CLOUDS_START,
+    )
+    from ros_mmfusion.core.inference.detection3d_calibration import (
+        clouds_from_simulation,
+        compare_pillars_int8,
+        match_detections,
+    )
+
+    spec = DetectorSpec(with_range(DETECTORS["pointpillars_kitti"], NEAR), weights=str(PILLARS_WEIGHTS))
+    fp32 = PillarDetector(spec, "onnxruntime", threads=1, intensity_scale=1 / 255)
+    int8 = PillarDetector(spec, "onnxruntime-int8", threads=1, intensity_scale=1 / 255)
+    for backend in (int8.encoder, int8.backbone_head):
+        assert (backend.info.kind, backend.info.precision) == ("onnxruntime-int8", "int8")
+    sidecars = list(cache.rglob("pillar_encoder.onnxruntime-qdq-int8-u8s8.*.onnx.json")) + list(
+        cache.rglob("backbone_head.onnxruntime-qdq-int8-u8s8.*.onnx.json"))
+    assert len(sidecars) == 2 and all("urban_day" in s.read_text() for s in sidecars)
+    assert all(is_quantized(s.with_suffix("")) for s in sidecars)
+
+    clouds = clouds_from_simulation(2, CLOUDS_START)
+    report = compare_pillars_int8(fp32, int8, clouds, timing_runs=2)
+    rel = report.head_relative_rmse
+    assert set(rel) == {"cls_preds", "box_preds", "dir_cls_preds"}
+    assert 0 < rel["cls_preds"] < PILLARS_CLS_RELATIVE_RMSE
+    assert rel["box_preds"] < PILLARS_BOX_RELATIVE_RMSE and rel["dir_cls_preds"] < PILLARS_BOX_RELATIVE_RMSE
+    assert report.confident_fp32 >= 5, "the fixture weights should give confident boxes on synthetic clouds"
+    assert report.confident_recall >= PILLARS_CONFIDENT_RECALL
+    assert report.latency_int8_ms > 0 and report.latency_fp32_ms > 0
+
+    # the agreement measure can fail: fp32 boxes of one cloud against INT8 boxes of another match far less
+    other = int8(clouds_from_simulation(1, CLOUDS_START + 200)[0]).detections
+    mine = fp32(clouds[0]).detections
+    confident = mine.scores >= report.confident_score
+    shifted = len(match_detections(type(mine)(mine.boxes[confident], mine.scores[confident],
+                                              mine.labels[confident]), other)) / max(int(confident.sum()), 1)
+    assert shifted < PILLARS_CONFIDENT_RECALL
