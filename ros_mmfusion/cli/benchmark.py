@@ -202,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
 
     import rclpy
     from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection3DArray
 
     import ros_mmfusion.ros  # noqa: F401  (DDS profile)
     from ros_mmfusion.nodes.bag_player import message_class
@@ -212,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rclpy.init()
     try:
-        harness = _Harness(preset_under_test, frames, classes, {main_output: Image}, main_output)
+        output_type = Detection3DArray if ev.detections else Image
+        harness = _Harness(preset_under_test, frames, classes, {main_output: output_type}, main_output)
         try:
             harness.run(min(rates), min(2.0, args.duration))  # warm-up (model load, first inferences, discovery)
             fixed = []

@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
-HELP = "replay a bag through a preset and report segmentation accuracy and latency (metrics.json, report.md/html)"
+HELP = "replay a bag through a preset and report accuracy and latency (metrics.json, report.md/html)"
 
 GT_SEMANTIC = "/ground_truth/semantic"
+GT_BOXES = "/ground_truth/boxes"
+DEFAULT_DETECTION_CLASSES = ("car", "pedestrian", "cyclist")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Evaluated:
     outputs: tuple[str, ...]  # Image topics (relative names, remappable)
     labels: str | None = None  # the mono8 class-id output compared with GT_SEMANTIC
     inputs: tuple[str, ...] = ()  # every input topic (relative), preloaded by ``mmfusion benchmark``
+    detections: str | None = None  # the Detection3DArray output compared with GT_BOXES (not an Image)
 
 
 #: node key -> what is evaluated; nodes not listed run but only their debug latency is reported
@@ -46,6 +49,8 @@ EVALUATED: dict[str, Evaluated] = {
                                      inputs=("rgb/image", "rgb/camera_info", "x/image")),
     "lidar_depth": Evaluated("lidar/points", ("lidar/points",), ("lidar/depth_image",),
                              inputs=("lidar/points", "camera/camera_info")),
+    "detection3d": Evaluated("points", ("points",), ("detections",), detections="detections",
+                             inputs=("points",)),  # painting (off in the preset) would add labels and camera_info
 }
 
 
@@ -59,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-index", type=int, default=None,
                         help="ground-truth class id left out of the metrics (default: the label set's 'unlabeled', "
                              "0; -1 for none)")
+    parser.add_argument("--iou-thresholds", default="0.5,0.7",
+                        help="3D detection: comma-separated IoU thresholds for BEV and 3D AP")
+    parser.add_argument("--ap-interpolation", choices=("r40", "all"), default="r40",
+                        help="3D detection AP: KITTI 40 recall points (r40) or the all-point VOC area (all)")
+    parser.add_argument("--detection-classes", default=",".join(DEFAULT_DETECTION_CLASSES),
+                        help="3D detection: comma-separated class names evaluated")
     parser.add_argument("--no-record", action="store_true", help="do not write the outputs bag")
     parser.add_argument("--startup", type=float, default=10.0,
                         help="with --processes: seconds the player waits for the other processes to load")
@@ -191,6 +202,73 @@ class SegmentationAccumulator:
         return self.sample or self.last
 
 
+def detections_to_arrays(msg: Any) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """A vision_msgs Detection3DArray as ``(N, 7)`` boxes (x y z dx dy dz yaw), class names and scores."""
+    from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
+
+    boxes, names, scores = [], [], []
+    for det in msg.detections:
+        c, q, size = det.bbox.center.position, det.bbox.center.orientation, det.bbox.size
+        yaw = quaternion_to_yaw(np.array([q.x, q.y, q.z, q.w]))
+        boxes.append([c.x, c.y, c.z, size.x, size.y, size.z, yaw])
+        hyp = max(det.results, key=lambda r: r.hypothesis.score).hypothesis if det.results else None
+        names.append(hyp.class_id if hyp is not None else "")
+        scores.append(hyp.score if hyp is not None else 0.0)
+    return np.asarray(boxes, np.float64).reshape(-1, 7), names, np.asarray(scores, np.float64)
+
+
+@dataclass
+class DetectionAccumulator:
+    """Pairs detections with ``/ground_truth/boxes`` by (restamped) stamp and feeds a DetectionEvaluator."""
+
+    evaluator: Any
+    pending_limit: int = 100
+    matched: int = 0
+    evicted: int = 0
+    _gt: OrderedDict = field(default_factory=OrderedDict)
+    _pred: OrderedDict = field(default_factory=OrderedDict)
+
+    def add(self, stamp: int, gt: Any = None, pred: Any = None) -> None:
+        for store, value in ((self._gt, gt), (self._pred, pred)):
+            if value is not None:
+                store[stamp] = value
+                while len(store) > self.pending_limit:
+                    store.popitem(last=False)
+                    self.evicted += 1
+        if stamp in self._gt and stamp in self._pred:
+            (gb, gl, _), (db, dl, ds) = self._gt.pop(stamp), self._pred.pop(stamp)
+            self.evaluator.add_frame(gb, gl, db, dl, ds)
+            self.matched += 1
+
+
+def _detector_bev_range(preset: Any) -> tuple[float, float, float, float] | None:
+    """The BEV range (x_min, y_min, x_max, y_max) of the preset's detector: boxes outside it are not evaluated."""
+    for launch in preset.nodes:
+        if launch.key != "detection3d":
+            continue
+        values = [float(v) for v in launch.parameters.get("point_cloud_range") or []]
+        if len(values) != 6 or not any(values):
+            from ros_mmfusion.core.detection3d.pipeline import DETECTORS
+
+            config = DETECTORS.get(str(launch.parameters.get("model", "pointpillars_synthetic")))
+            values = list(config.point_cloud_range) if config is not None else []
+        if len(values) == 6:
+            return values[0], values[1], values[3], values[4]
+    return None
+
+
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    from ros_mmfusion.cli.main import UserError
+
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{option} expects comma-separated numbers, got {text!r}") from None
+    if not values or not all(0 < v <= 1 for v in values):
+        raise UserError(f"{option} expects numbers in (0, 1], got {text!r}")
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.cli.main import UserError
 
@@ -198,6 +276,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--rate must be in [0.01, 100], got {args.rate}")
     from ros_mmfusion import presets
     from ros_mmfusion.core import labels as label_set
+
+    iou_thresholds = _floats(args.iou_thresholds, "--iou-thresholds")
+    det_classes = tuple(c.strip() for c in args.detection_classes.split(",") if c.strip())
 
     bag = Path(args.bag)
     facts = scan_bag(bag)
@@ -228,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
     import rclpy
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float64
+    from vision_msgs.msg import Detection3DArray
 
     import ros_mmfusion.ros  # noqa: F401  (DDS profile)
     from ros_mmfusion.core.evaluation.latency import latency_stats
@@ -241,14 +323,17 @@ def run(args: argparse.Namespace) -> int:
     outputs: dict[str, type] = {}
     expected: dict[str, int] = {}
     labels_topics: set[str] = set()
+    detection_topics: set[str] = set()
     main_inputs: set[str] = set()
     for launch, ev in evaluated:
         main = _resolve(ev.main_input, launch.remappings)
         main_inputs.add(main)
         for name in ev.outputs:
             topic = _resolve(name, launch.remappings)
-            outputs[topic] = Image
+            outputs[topic] = Detection3DArray if name == ev.detections else Image
             expected[topic] = facts.counts.get(main, 0)
+        if ev.detections:
+            detection_topics.add(_resolve(ev.detections, launch.remappings))
         if ev.labels:
             labels_topics.add(_resolve(ev.labels, launch.remappings))
     workers = [n.name for n in preset.nodes if n.key != "bag_player"]
@@ -271,8 +356,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         notes.append("segmentation metrics skipped: the preset has no segmentation node")
 
+    det: DetectionAccumulator | None = None
+    if detection_topics and GT_BOXES in facts.topics:
+        from ros_mmfusion.core.evaluation.detection import DetectionEvaluator
+
+        outputs[GT_BOXES] = Detection3DArray
+        det = DetectionAccumulator(DetectionEvaluator(classes=det_classes, iou_thresholds=iou_thresholds,
+                                                      interpolation=args.ap_interpolation,
+                                                      bev_range=_detector_bev_range(preset)))
+    elif detection_topics:
+        notes.append(f"3D detection metrics skipped: the bag has no {GT_BOXES}")
+
     recorder = None if args.no_record else OutputsBag(out / "outputs")
-    recorded = {t for t in outputs if t not in (GT_SEMANTIC, rgb_topic)}
+    recorded = {t for t in outputs if t not in (GT_SEMANTIC, GT_BOXES, rgb_topic)}
     last_output = [0.0]
     lock = threading.Lock()
 
@@ -282,9 +378,15 @@ def run(args: argparse.Namespace) -> int:
                 last_output[0] = time.monotonic()
                 if recorder is not None:
                     recorder.write(topic, msg, arrival_ns)
-            if seg is None or not hasattr(msg, "header"):
+            if not hasattr(msg, "header"):
                 return
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            if det is not None and topic == GT_BOXES:
+                det.add(stamp, gt=detections_to_arrays(msg))
+            elif det is not None and topic in detection_topics:
+                det.add(stamp, pred=detections_to_arrays(msg))
+            if seg is None:
+                return
             if topic == GT_SEMANTIC:
                 seg.add(stamp, gt=image_to_numpy(msg).copy())
             elif topic in labels_topics:
@@ -355,10 +457,21 @@ def run(args: argparse.Namespace) -> int:
                 sample = SampleFrame(rgb[..., :3], gt, pred, label_set.palette())
         else:
             notes.append("segmentation metrics skipped: no prediction matched a ground-truth frame by stamp")
+    if det is not None:
+        if det.matched:
+            metrics["detection"] = {**det.evaluator.results(), "ground_truth_frames": facts.counts.get(GT_BOXES, 0)}
+        else:
+            notes.append("3D detection metrics skipped: no detection matched a ground-truth frame by stamp")
     paths = write_report(out, metrics, series, sample)
     if "segmentation" in metrics:
         m = metrics["segmentation"]
         print(f"segmentation: mIoU {m['mIoU']:.3f}, pixel accuracy {m['pixel_accuracy']:.3f} over {m['frames']} frames")
+    if "detection" in metrics:
+        m = metrics["detection"]
+        first = f"{iou_thresholds[0]:g}"
+        print(f"3D detection: BEV mAP@{first} {m['bev'][first]['mAP'] or 0:.3f}, 3D mAP@{first} "
+              f"{m['3d'][first]['mAP'] or 0:.3f}, centre-distance mAP {m['center_distance_mAP']['mAP'] or 0:.3f} "
+              f"over {m['frames']} frames")
     for topic, s in latency.items():
         p50 = "-" if s["p50_ms"] is None else f"{s['p50_ms']:.1f}"
         p95 = "-" if s["p95_ms"] is None else f"{s['p95_ms']:.1f}"

@@ -116,3 +116,39 @@ def test_benchmark_writes_fixed_rate_and_peak_figures(tiny_bag, tmp_path, ros_ch
 def test_benchmark_rejects_bad_rates(tiny_bag, ros_child_env):
     proc = run(["benchmark", "--bag", str(tiny_bag), "--rates", "fast"], ros_child_env(), timeout=60)
     assert proc.returncode == 2 and "--rates expects numbers" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_day_bag(tmp_path_factory):
+    from ros_mmfusion.core.sim.recorder import record
+
+    bag = tmp_path_factory.mktemp("eval_day") / "urban_day_bag"
+    record("urban_day", bag, 5, seed=3, size=(160, 120), beams=16)
+    return bag
+
+
+def test_eval_detection_preset_reports_average_precision(tiny_day_bag, tmp_path, ros_child_env):
+    out = tmp_path / "report"
+    proc = run(["eval", "--bag", str(tiny_day_bag), "--preset", "detection", "--out", str(out), "--no-record"],
+               ros_child_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "3D detection: BEV mAP" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    det = metrics["detection"]  # untrained weights: the values are meaningless, their presence and range are not
+    assert det["frames"] >= 4 and det["classes"] == ["car", "pedestrian", "cyclist"] and sum(det["num_gt"].values())
+    iou, dist = ("0.5", "0.7"), ("0.5", "1", "2", "4")
+    for kind, thresholds in (("bev", iou), ("3d", iou), ("center_distance", dist)):
+        for thr in thresholds:
+            for value in [det[kind][thr]["mAP"], *det[kind][thr]["AP"].values()]:
+                assert value is None or 0.0 <= value <= 1.0, (kind, thr, value)
+    assert 0.0 <= det["center_distance_mAP"]["mAP"] <= 1.0
+    assert metrics["latency"]["/detections"]["count"] >= 4
+    assert (out / "pr_curves.png").stat().st_size > 200 and "3D detection" in (out / "report.md").read_text()
+
+    bag = _copy_without(tiny_day_bag, tmp_path / "no_boxes", {"/ground_truth/boxes"})
+    shutil.copy(tiny_day_bag / "calibration.yaml", bag)
+    proc = run(["eval", "--bag", str(bag), "--preset", "detection", "--out", str(tmp_path / "r2"), "--no-record"],
+               ros_child_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "r2" / "metrics.json").read_text())
+    assert "detection" not in metrics and any("no /ground_truth/boxes" in n for n in metrics["notes"])

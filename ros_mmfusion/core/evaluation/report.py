@@ -1,7 +1,8 @@
 """Evaluation reports (ROS-free): ``metrics.json`` for machines, ``report.md`` and ``report.html`` with plots.
 
 The plots are PNG files next to the reports (matplotlib, Agg backend): per-class IoU bars, a latency histogram and a
-latency timeline per output topic, and one sample frame (camera | ground truth | prediction).
+latency timeline per output topic, one sample frame (camera | ground truth | prediction) and, with detection metrics,
+precision-recall curves (BEV and 3D at the first IoU threshold, centre distance at 2 m).
 """
 from __future__ import annotations
 
@@ -118,6 +119,50 @@ def _plot_sample(sample: SampleFrame, path: Path) -> Path:
     return path
 
 
+def _plot_pr(det: dict, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for kind, label in (("bev", "BEV IoU"), ("3d", "3D IoU"), ("center_distance", "centre distance")):
+        section = det.get(kind) or {}
+        key = "2" if kind == "center_distance" and "2" in section else next(iter(section), None)
+        if key is not None:
+            panels.append((f"{label} {key}{' m' if kind == 'center_distance' else ''}", section[key]))
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.6 * max(1, len(panels)), 3.2), squeeze=False)
+    for ax, (title, section) in zip(axes[0], panels, strict=False):
+        for name, curve in section["curves"].items():
+            if curve["num_gt"] and curve["recall"]:
+                ap = "-" if curve["AP"] is None else f"{curve['AP']:.2f}"
+                ax.plot(curve["recall"], curve["precision"], marker=".", linewidth=1, label=f"{name} AP {ap}")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_title(title, fontsize=9)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _detection_tables(det: dict) -> list[list[list[str]]]:
+    """One table per kind: class x threshold AP, with mAP as the last row."""
+    tables = []
+    for kind, unit in (("bev", "BEV AP @IoU"), ("3d", "3D AP @IoU"), ("center_distance", "AP @centre distance m")):
+        section = det.get(kind) or {}
+        if not section:
+            continue
+        keys = list(section)
+        rows = [[f"class ({unit})"] + keys]
+        for name in det.get("classes", []):
+            rows.append([name] + [_fmt(section[k]["AP"].get(name)) for k in keys])
+        rows.append(["mAP"] + [_fmt(section[k]["mAP"]) for k in keys])
+        tables.append(rows)
+    return tables
+
+
 def _fmt(v) -> str:
     if v is None:
         return "-"
@@ -155,7 +200,8 @@ def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeri
     """Write ``metrics.json``, the plots, ``report.md`` and ``report.html`` under ``out``; returns their paths.
 
     ``metrics`` holds ``run`` (what was replayed), optional ``segmentation`` (SegmentationScores.as_dict() plus
-    ``confusion``), ``latency`` ({topic: LatencyStats.as_dict()}) and ``notes`` (skipped metrics, with reasons).
+    ``confusion``), optional ``detection`` (``DetectionEvaluator.results()``) and ``navigation``,
+    ``latency`` ({topic: LatencyStats.as_dict()}) and ``notes`` (skipped metrics, with reasons).
     """
     import matplotlib
 
@@ -174,6 +220,10 @@ def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeri
         hist, timeline = _plot_latency(latency_series, out / "latency_histogram.png", out / "latency_timeline.png")
         paths["latency_histogram"], paths["latency_timeline"] = hist, timeline
         figures += [(hist.name, "Latency histogram (input stamp to arrival)"), (timeline.name, "Latency timeline")]
+    det = metrics.get("detection")
+    if det:
+        paths["pr_curves"] = _plot_pr(det, out / "pr_curves.png")
+        figures.append((paths["pr_curves"].name, "Precision-recall curves (3D detection)"))
     if sample is not None:
         paths["sample"] = _plot_sample(sample, out / "sample_frame.png")
         figures.append((paths["sample"].name, "Sample frame"))
@@ -192,6 +242,22 @@ def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeri
                    f"{seg.get('frames', '?')} frames (ignore label {seg.get('ignore_index')})")
         md += ["## Segmentation", "", summary, "", _md_table(_iou_table(seg)), ""]
         html_parts += ["<h2>Segmentation</h2>", f"<p>{html.escape(summary)}</p>", _html_table(_iou_table(seg))]
+    if det:
+        nd = det.get("center_distance_mAP", {}).get("mAP")
+        summary = (f"{det.get('frames', '?')} frames, {det.get('interpolation')} interpolated AP (IoU), "
+                   f"nuScenes centre-distance mAP {_fmt(nd)}; ground-truth boxes per class: "
+                   + ", ".join(f"{k} {v}" for k, v in det.get("num_gt", {}).items()))
+        md += ["## 3D detection", "", summary, ""]
+        html_parts += ["<h2>3D detection</h2>", f"<p>{html.escape(summary)}</p>"]
+        for rows in _detection_tables(det):
+            md += [_md_table(rows), ""]
+            html_parts.append(_html_table(rows))
+    if metrics.get("navigation"):
+        nav = metrics["navigation"]
+        rows = [["metric", "value"]] + [[f"{part} {k}", _fmt(v)] for part in ("localisation", "waypoints")
+                                        for k, v in (nav.get(part) or {}).items()]
+        md += ["## Navigation", "", _md_table(rows), ""]
+        html_parts += ["<h2>Navigation</h2>", _html_table(rows)]
     if metrics.get("latency"):
         rows = _latency_table(metrics["latency"])
         md += ["## Latency", "", _md_table(rows), ""]

@@ -1,0 +1,281 @@
+"""3D detection metrics (ROS-free): average precision per class in bird's-eye view, in 3D, and by centre distance.
+
+Implemented from the published metric definitions (PASCAL VOC / KITTI object benchmark / nuScenes detection task):
+
+* **Boxes** are ``(N, 7)`` ``(x, y, z, dx, dy, dz, yaw)``: centre, length/width/height (metres), yaw about +z
+  (radians), all in one frame (the LiDAR frame for ``/ground_truth/boxes`` and ``detection3d_node``'s output).
+* **BEV IoU** is the exact rotated-rectangle IoU of ``core.detection3d.nms`` (CPU). **3D IoU** = BEV intersection area
+  x vertical overlap of the two ``[z - dz/2, z + dz/2]`` intervals / (volume a + volume b - that intersection).
+* **Matching** (per frame and class): detections in descending score order (ties in input order); each takes the
+  still unmatched ground-truth box of its class with the highest IoU, a true positive when that IoU is
+  ``>= threshold``, else a false positive; ground truth left unmatched are misses. Centre-distance matching is the same
+  with the BEV (x, y) centre distance, the nearest unmatched box, a true positive when ``<= threshold`` metres.
+  Classes never meet: a ``car`` detection cannot match a ``pedestrian`` box. No difficulty levels and no "don't care"
+  regions. With ``bev_range`` ``(x_min, y_min, x_max, y_max)`` (the detector's range), ground-truth boxes and
+  detections whose centre lies outside it are left out before matching; without it every box counts.
+* **AP (IoU)**: the detections of all frames are ranked by score; ``precision(k) = TP(k) / k`` and
+  ``recall(k) = TP(k) / num_gt``. ``interpolation="r40"`` (default, the KITTI benchmark's since 2019): the mean over
+  the 40 recall levels ``1/40, 2/40, ..., 1`` of the interpolated precision ``max{precision(k) : recall(k) >= r}``
+  (0 when recall ``r`` is never reached). ``interpolation="all"`` (PASCAL VOC 2010+): the exact area under the
+  precision envelope (precision made monotonically non-increasing in recall), summed over every recall step.
+* **Centre-distance AP** (nuScenes): thresholds 0.5, 1, 2, 4 m; precision interpolated at 101 recall levels
+  ``0, 0.01, ..., 1`` as above; levels with recall <= 0.1 are dropped and 0.1 subtracted from precision (clipped at
+  0); AP is the mean of what remains divided by 0.9, so a perfect detector scores 1. mAP per class averages the four
+  thresholds; the overall mAP averages classes.
+* A class without ground truth has AP ``None`` (undefined; its detections are counted); a class with ground truth
+  but no detections has AP 0. mAP figures average the classes whose AP is defined.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ros_mmfusion.core.detection3d.nms import intersection_area_pairs
+
+INTERPOLATIONS = ("r40", "all")
+CENTER_DISTANCE_THRESHOLDS = (0.5, 1.0, 2.0, 4.0)
+DEFAULT_IOU_THRESHOLDS = (0.5, 0.7)
+
+
+def _boxes(boxes) -> np.ndarray:
+    b = np.asarray(boxes, dtype=np.float64)
+    if b.size == 0:
+        return np.zeros((0, 7))
+    b = b.reshape(-1, b.shape[-1])
+    if b.shape[1] < 7:
+        raise ValueError(f"boxes must be (N, 7) (x, y, z, dx, dy, dz, yaw), got {b.shape}")
+    return b[:, :7]
+
+
+def _pairwise_bev_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return np.zeros((a.shape[0], b.shape[0]))
+    i, j = np.meshgrid(np.arange(a.shape[0]), np.arange(b.shape[0]), indexing="ij")
+    inter = intersection_area_pairs(a[i.ravel()], b[j.ravel()]).reshape(a.shape[0], b.shape[0])
+    return np.minimum(inter, np.minimum.outer(a[:, 3] * a[:, 4], b[:, 3] * b[:, 4]))
+
+
+def bev_iou_matrix(boxes_a, boxes_b) -> np.ndarray:
+    """``(Na, Nb)`` exact rotated BEV IoU."""
+    a, b = _boxes(boxes_a), _boxes(boxes_b)
+    inter = _pairwise_bev_intersection(a, b)
+    union = np.add.outer(a[:, 3] * a[:, 4], b[:, 3] * b[:, 4]) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def iou3d_matrix(boxes_a, boxes_b) -> np.ndarray:
+    """``(Na, Nb)`` 3D IoU of yawed boxes: BEV intersection x vertical overlap / union volume."""
+    a, b = _boxes(boxes_a), _boxes(boxes_b)
+    inter_bev = _pairwise_bev_intersection(a, b)
+    top = np.minimum.outer(a[:, 2] + a[:, 5] / 2, b[:, 2] + b[:, 5] / 2)
+    bottom = np.maximum.outer(a[:, 2] - a[:, 5] / 2, b[:, 2] - b[:, 5] / 2)
+    inter = inter_bev * np.clip(top - bottom, 0.0, None)
+    vol_a, vol_b = a[:, 3] * a[:, 4] * a[:, 5], b[:, 3] * b[:, 4] * b[:, 5]
+    union = np.add.outer(vol_a, vol_b) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def center_distance_matrix(boxes_a, boxes_b) -> np.ndarray:
+    """``(Na, Nb)`` BEV (x, y) centre distances in metres."""
+    a, b = _boxes(boxes_a), _boxes(boxes_b)
+    return np.hypot(np.subtract.outer(a[:, 0], b[:, 0]), np.subtract.outer(a[:, 1], b[:, 1]))
+
+
+def greedy_match(affinity: np.ndarray, scores, accept: np.ndarray) -> np.ndarray:
+    """True-positive flags ``(D,)`` (in input order) of greedy score-ordered matching.
+
+    ``affinity`` ``(D, G)``: higher is better (IoU, or minus the distance); ``accept`` ``(D, G)``: whether a pair may
+    match at all (IoU >= threshold, distance <= threshold). Each detection, best score first, takes the unmatched
+    ground truth of highest affinity among those it may match.
+    """
+    d, g = affinity.shape
+    tp = np.zeros(d, dtype=bool)
+    if d == 0 or g == 0:
+        return tp
+    taken = np.zeros(g, dtype=bool)
+    for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
+        ok = accept[i] & ~taken
+        if ok.any():
+            j = int(np.argmax(np.where(ok, affinity[i], -np.inf)))
+            taken[j] = True
+            tp[i] = True
+    return tp
+
+
+@dataclass
+class PRCurve:
+    """Precision and recall after each ranked detection (best score first), and the AP computed from them."""
+
+    recall: np.ndarray
+    precision: np.ndarray
+    ap: float | None
+    num_gt: int
+    num_det: int
+
+    def as_dict(self, max_points: int = 101) -> dict:
+        """JSON-friendly; the curve is subsampled to at most ``max_points`` points (ends kept) for plotting."""
+        idx = np.arange(self.recall.size)
+        if idx.size > max_points:
+            idx = np.unique(np.linspace(0, idx.size - 1, max_points).round().astype(int))
+        return {"AP": self.ap, "num_gt": self.num_gt, "num_det": self.num_det,
+                "recall": self.recall[idx].tolist(), "precision": self.precision[idx].tolist()}
+
+
+def pr_curve(tp, scores, num_gt: int) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision of the detections ranked by descending score (ties in input order)."""
+    tp = np.asarray(tp, dtype=bool)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    ctp = np.cumsum(tp[order])
+    precision = ctp / np.arange(1, tp.size + 1)
+    recall = ctp / num_gt if num_gt > 0 else np.zeros(tp.size)
+    return recall.astype(np.float64), precision.astype(np.float64)
+
+
+def _interpolated_precision(recall: np.ndarray, precision: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """max{precision(k) : recall(k) >= r} for each level r (0 where no point reaches r)."""
+    if recall.size == 0:
+        return np.zeros(levels.size)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]  # envelope[k] = max precision at index >= k
+    # recall is non-decreasing: the first index with recall >= r
+    first = np.searchsorted(recall, levels - 1e-12, side="left")
+    return np.where(first < recall.size, envelope[np.minimum(first, recall.size - 1)], 0.0)
+
+
+def average_precision(recall, precision, interpolation: str = "r40") -> float:
+    """AP from a ranked precision-recall curve: ``r40`` (KITTI 40 recall levels) or ``all`` (VOC all points)."""
+    recall, precision = np.asarray(recall, np.float64), np.asarray(precision, np.float64)
+    if interpolation == "r40":
+        return float(_interpolated_precision(recall, precision, np.arange(1, 41) / 40.0).mean())
+    if interpolation == "all":
+        if recall.size == 0:
+            return 0.0
+        r = np.concatenate([[0.0], recall])
+        p = np.concatenate([[0.0], precision])
+        envelope = np.maximum.accumulate(p[::-1])[::-1]
+        return float(np.sum((r[1:] - r[:-1]) * envelope[1:]))
+    raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+
+
+def nuscenes_ap(recall, precision, min_recall: float = 0.1, min_precision: float = 0.1) -> float:
+    """nuScenes AP: 101 recall levels, those <= ``min_recall`` dropped, precision above ``min_precision`` normalised."""
+    levels = np.linspace(0.0, 1.0, 101)
+    prec = _interpolated_precision(np.asarray(recall, np.float64), np.asarray(precision, np.float64), levels)
+    prec = prec[levels > min_recall + 1e-12]
+    return float(np.mean(np.clip(prec - min_precision, 0.0, None)) / (1.0 - min_precision))
+
+
+@dataclass
+class _Ranked:
+    scores: list[np.ndarray] = field(default_factory=list)
+    tp: list[np.ndarray] = field(default_factory=list)
+    num_gt: int = 0
+
+
+def _key(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclass
+class DetectionEvaluator:
+    """Accumulates frames of ground truth and detections; ``results()`` gives AP per class, kind and threshold.
+
+    ``classes``: class names evaluated (default: every name seen in ground truth or detections, sorted);
+    ``iou_thresholds``: applied to every class for both BEV and 3D AP; ``distance_thresholds``: metres, centre distance.
+    """
+
+    classes: Sequence[str] | None = None
+    iou_thresholds: Sequence[float] = DEFAULT_IOU_THRESHOLDS
+    distance_thresholds: Sequence[float] = CENTER_DISTANCE_THRESHOLDS
+    interpolation: str = "r40"
+    bev_range: Sequence[float] | None = None
+    frames: int = 0
+    _ranked: dict = field(default_factory=dict)  # (kind, threshold, class) -> _Ranked
+    _seen: set = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+
+    def _kinds(self) -> Iterable[tuple[str, float]]:
+        yield from (("bev", t) for t in self.iou_thresholds)
+        yield from (("3d", t) for t in self.iou_thresholds)
+        yield from (("center_distance", t) for t in self.distance_thresholds)
+
+    def add_frame(self, gt_boxes, gt_labels: Sequence[str], det_boxes, det_labels: Sequence[str], det_scores) -> None:
+        """One frame: ground-truth boxes and class names, detected boxes, class names and scores."""
+        gt, det = _boxes(gt_boxes), _boxes(det_boxes)
+        gt_labels, det_labels = np.asarray(list(gt_labels), dtype=object), np.asarray(list(det_labels), dtype=object)
+        det_scores = np.asarray(det_scores, dtype=np.float64).reshape(-1)
+        if gt.shape[0] != gt_labels.size or det.shape[0] != det_labels.size or det.shape[0] != det_scores.size:
+            raise ValueError("boxes, labels and scores disagree in number")
+        if self.bev_range is not None:
+            x0, y0, x1, y1 = (float(v) for v in self.bev_range)
+            keep_gt = (gt[:, 0] >= x0) & (gt[:, 0] <= x1) & (gt[:, 1] >= y0) & (gt[:, 1] <= y1)
+            keep_det = (det[:, 0] >= x0) & (det[:, 0] <= x1) & (det[:, 1] >= y0) & (det[:, 1] <= y1)
+            gt, gt_labels = gt[keep_gt], gt_labels[keep_gt]
+            det, det_labels, det_scores = det[keep_det], det_labels[keep_det], det_scores[keep_det]
+        self.frames += 1
+        self._seen.update(gt_labels.tolist())
+        self._seen.update(det_labels.tolist())
+        classes = self.classes if self.classes is not None else sorted(set(gt_labels) | set(det_labels))
+        for name in classes:
+            g, d = gt[gt_labels == name], det[det_labels == name]
+            s = det_scores[det_labels == name]
+            bev = iou3d = dist = None
+            for kind, thr in self._kinds():
+                if kind == "bev":
+                    bev = bev_iou_matrix(d, g) if bev is None else bev
+                    tp = greedy_match(bev, s, bev >= thr)
+                elif kind == "3d":
+                    iou3d = iou3d_matrix(d, g) if iou3d is None else iou3d
+                    tp = greedy_match(iou3d, s, iou3d >= thr)
+                else:
+                    dist = center_distance_matrix(d, g) if dist is None else dist
+                    tp = greedy_match(-dist, s, dist <= thr)
+                ranked = self._ranked.setdefault((kind, thr, name), _Ranked())
+                ranked.scores.append(s)
+                ranked.tp.append(tp)
+                ranked.num_gt += g.shape[0]
+
+    def curve(self, kind: str, threshold: float, name: str) -> PRCurve:
+        ranked = self._ranked.get((kind, threshold, name), _Ranked())
+        scores = np.concatenate(ranked.scores) if ranked.scores else np.zeros(0)
+        tp = np.concatenate(ranked.tp) if ranked.tp else np.zeros(0, bool)
+        recall, precision = pr_curve(tp, scores, ranked.num_gt)
+        if ranked.num_gt == 0:
+            ap = None
+        elif kind == "center_distance":
+            ap = nuscenes_ap(recall, precision)
+        else:
+            ap = average_precision(recall, precision, self.interpolation)
+        return PRCurve(recall, precision, ap, ranked.num_gt, int(scores.size))
+
+    def results(self, curve_points: int = 101) -> dict:
+        """``{"bev"|"3d": {thr: {"AP": {class: ap}, "mAP": m, "curves": {class: ...}}}, "center_distance": {...}}``."""
+        classes = list(self.classes) if self.classes is not None else sorted(self._seen)
+        out: dict = {"frames": self.frames, "classes": classes, "interpolation": self.interpolation,
+                     "iou_thresholds": list(self.iou_thresholds),
+                     "distance_thresholds": list(self.distance_thresholds),
+                     "bev_range": None if self.bev_range is None else [float(v) for v in self.bev_range]}
+        for kind, thresholds in (("bev", self.iou_thresholds), ("3d", self.iou_thresholds),
+                                 ("center_distance", self.distance_thresholds)):
+            section: dict = {}
+            for thr in thresholds:
+                curves = {c: self.curve(kind, thr, c) for c in classes}
+                aps = {c: cv.ap for c, cv in curves.items()}
+                defined = [v for v in aps.values() if v is not None]
+                section[_key(thr)] = {"AP": aps, "mAP": float(np.mean(defined)) if defined else None,
+                                      "curves": {c: cv.as_dict(curve_points) for c, cv in curves.items()}}
+            out[kind] = section
+        per_class = {}
+        for c in classes:
+            values = [out["center_distance"][_key(t)]["AP"][c] for t in self.distance_thresholds]
+            values = [v for v in values if v is not None]
+            per_class[c] = float(np.mean(values)) if values else None
+        defined = [v for v in per_class.values() if v is not None]
+        out["center_distance_mAP"] = {"per_class": per_class, "mAP": float(np.mean(defined)) if defined else None}
+        out["num_gt"] = {c: self._ranked.get(("bev", self.iou_thresholds[0], c), _Ranked()).num_gt
+                         for c in classes} if self.iou_thresholds else {}
+        return out
