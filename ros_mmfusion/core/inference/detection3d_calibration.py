@@ -9,13 +9,13 @@ relative error and how many boxes the INT8 detector agrees on (BEV IoU >= 0.5, s
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ros_mmfusion.core.inference.engine_cache import EngineCache
-from ros_mmfusion.core.inference.int8 import CPU_INT8, Int8Settings, quantized_model
+from ros_mmfusion.core.inference.int8 import CPU_INT8, Int8Comparison, Int8Settings, quantized_model
 
 SCENARIO = "urban_day"
 SIM_SEED = 900  # neither a training nor a validation seed
@@ -88,7 +88,7 @@ def int8_onnx_files(spec, intensity_scale: float = 1.0, count: int = 16, setting
 
 
 @dataclass
-class PillarsInt8Report:
+class PillarsInt8Report(Int8Comparison):
     """INT8 against fp32 PointPillars on the same clouds. ``head_relative_rmse``: per head output, RMS of the INT8
     error over RMS of the fp32 values (both graphs INT8, end to end); ``matched``: fp32 detections with an INT8
     detection of the same class at BEV IoU >= ``MATCH_IOU`` (greedy by fp32 score); ``confident_*``: the same for
@@ -123,13 +123,9 @@ class PillarsInt8Report:
         """Fraction of INT8 detections fp32 also has."""
         return self.matched / self.detections_int8 if self.detections_int8 else float("nan")
 
-    @property
-    def speedup(self) -> float:
-        return self.latency_fp32_ms / self.latency_int8_ms if self.latency_int8_ms else float("nan")
-
     def as_dict(self) -> dict:
-        return {**asdict(self), "recall": self.recall, "precision": self.precision,
-                "confident_recall": self.confident_recall, "speedup": self.speedup}
+        return {**super().as_dict(), "recall": self.recall, "precision": self.precision,
+                "confident_recall": self.confident_recall}
 
     def summary(self) -> str:
         rel = ", ".join(f"{k} {100 * v:.2f} %" for k, v in self.head_relative_rmse.items())

@@ -155,8 +155,23 @@ def quantized_model(onnx: str | Path, feeds: Callable[[], Iterable[Mapping[str, 
     return (cache or EngineCache()).get_or_build(int8_spec(onnx, settings), build, _check_loads, force=force)
 
 
+class Int8Comparison:
+    """Shared by the INT8 comparison reports: their fp32/INT8 latencies (``latency_fp32_ms``, ``latency_int8_ms``,
+    measured alternately in one run) give the speed-up; ``as_dict`` adds it to the fields."""
+
+    latency_fp32_ms: float
+    latency_int8_ms: float
+
+    @property
+    def speedup(self) -> float:
+        return self.latency_fp32_ms / self.latency_int8_ms if self.latency_int8_ms else float("nan")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "speedup": self.speedup}  # type: ignore[call-overload]
+
+
 @dataclass
-class AccuracyReport:
+class AccuracyReport(Int8Comparison):
     """INT8 against fp32 on the same inputs. Logits errors are absolute (logit units); ``argmax_agreement`` is the
     fraction of pixels (or items) whose top class is the same; mIoU is against ground truth where it exists."""
 
@@ -171,12 +186,6 @@ class AccuracyReport:
     latency_int8_ms: float = 0.0
     notes: dict = field(default_factory=dict)
 
-    @property
-    def speedup(self) -> float:
-        return self.latency_fp32_ms / self.latency_int8_ms if self.latency_int8_ms else float("nan")
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "speedup": self.speedup}
 
     def summary(self) -> str:
         lines = [f"INT8 vs fp32 on {self.frames} frames: argmax agreement {100 * self.argmax_agreement:.2f} %, "

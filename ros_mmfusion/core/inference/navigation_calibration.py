@@ -11,13 +11,19 @@ on first use and cached beside it; ``compare_vint_int8`` measures temporal-dista
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ros_mmfusion.core.inference.engine_cache import EngineCache
-from ros_mmfusion.core.inference.int8 import CPU_INT8, Int8Settings, interleaved_latency, quantized_model
+from ros_mmfusion.core.inference.int8 import (
+    CPU_INT8,
+    Int8Comparison,
+    Int8Settings,
+    interleaved_latency,
+    quantized_model,
+)
 
 SCENARIO = "indoor_corridor"
 SIM_SEED = 900  # neither a training nor a validation seed (as for the segmentation calibration)
@@ -75,7 +81,7 @@ def vint_int8_onnx(variant: str = "vint_default", weights: str = "", onnx: str =
 
 
 @dataclass
-class NavigationInt8Report:
+class NavigationInt8Report(Int8Comparison):
     """INT8 against fp32 ViNT on the same samples: temporal distance (model units, frames) and waypoint errors, the
     waypoints in metres after ``waypoints_to_metric`` with ``waypoint_spacing``; heading error in degrees."""
 
@@ -91,12 +97,6 @@ class NavigationInt8Report:
     latency_fp32_ms: float = 0.0
     latency_int8_ms: float = 0.0
 
-    @property
-    def speedup(self) -> float:
-        return self.latency_fp32_ms / self.latency_int8_ms if self.latency_int8_ms else float("nan")
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "speedup": self.speedup}
 
     def summary(self) -> str:
         return (f"ViNT INT8 vs fp32 on {self.samples} contexts: distance |error| mean "
