@@ -40,6 +40,9 @@ class Evaluated:
     labels: str | None = None  # the mono8 class-id output compared with GT_SEMANTIC
     inputs: tuple[str, ...] = ()  # every input topic (relative), preloaded by ``mmfusion benchmark``
     detections: str | None = None  # the Detection3DArray output compared with GT_BOXES (not an Image)
+    path: str | None = None  # the nav_msgs/Path of waypoints compared with the future odometry (not an Image)
+    closest_node: str | None = None  # the std_msgs/Int32 localised node (no header: paired with ``path`` in order)
+    odom: str | None = None  # the nav_msgs/Odometry input used as ground-truth trajectory
 
 
 #: node key -> what is evaluated; nodes not listed run but only their debug latency is reported
@@ -51,12 +54,18 @@ EVALUATED: dict[str, Evaluated] = {
                              inputs=("lidar/points", "camera/camera_info")),
     "detection3d": Evaluated("points", ("points",), ("detections",), detections="detections",
                              inputs=("points",)),  # painting (off in the preset) would add labels and camera_info
+    "vint_navigation": Evaluated("image", ("image",), ("navigation/path",), inputs=("image",),
+                                 path="navigation/path", closest_node="navigation/closest_node", odom="odom"),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bag", required=True, help="rosbag2 directory to replay (e.g. from `mmfusion sim record`)")
     parser.add_argument("--preset", default="segmentation", help="preset whose nodes are evaluated")
+    parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
+                        help="other preset arguments (e.g. topomap=DIR for the navigation preset)")
+    parser.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                        help="override a node parameter (YAML value)")
     parser.add_argument("--out", default="eval_out", help="report directory")
     parser.add_argument("--processes", action="store_true", help="one process per node over DDS (default: one "
                         "process, one executor)")
@@ -269,6 +278,87 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
     return values
 
 
+def _yaw(q: Any) -> float:
+    return float(np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)))
+
+
+@dataclass
+class NavigationRecord:
+    """What eval collects for navigation: the published paths (stamp, waypoints), closest nodes and odometry.
+
+    ``navigation/closest_node`` (Int32) has no header: the node publishes one per path, after it, so the k-th index
+    belongs to the k-th path. The ground truth is the replayed ``/odom``, restamped by the player like the outputs,
+    so both share one clock. Waypoint k of a path at stamp t is compared with the odometry at t + (k + 1) * dt_s,
+    dt_s = 1 / the policy's context frame rate (4 Hz for ViNT; ``core/navigation/policy.py``).
+    """
+
+    path_topic: str
+    closest_topic: str
+    odom_topic: str
+    node_xy: np.ndarray
+    dt_s: float
+    tolerance: int = 0
+    paths: list[tuple[int, list[tuple[float, float]]]] = field(default_factory=list)
+    closest: list[int] = field(default_factory=list)
+    odom: list[tuple[int, float, float, float]] = field(default_factory=list)
+
+    def results(self, notes: list[str]) -> dict | None:
+        from ros_mmfusion.core.evaluation.navigation import Trajectory, WaypointAccumulator, localisation_accuracy
+
+        if not self.paths:
+            notes.append("navigation metrics skipped: no navigation/path arrived")
+            return None
+        if len(self.odom) < 2:
+            notes.append(f"navigation metrics skipped: fewer than 2 {self.odom_topic} messages arrived")
+            return None
+        odom = np.asarray(self.odom, np.float64)
+        trajectory = Trajectory.build(odom[:, 0] / 1e9, odom[:, 1:3], odom[:, 3])
+        pairs = min(len(self.paths), len(self.closest))
+        if len(self.paths) != len(self.closest):
+            notes.append(f"navigation: {len(self.paths)} paths but {len(self.closest)} closest-node indices "
+                         f"arrived; the first {pairs} were paired")
+        times = np.array([stamp / 1e9 for stamp, _ in self.paths[:pairs]])
+        covered = np.array([trajectory.covers(t) for t in times], bool)
+        truth_xy, _ = trajectory.at(times[covered]) if covered.any() else (np.zeros((0, 2)), None)
+        localisation = localisation_accuracy(np.asarray(self.closest[:pairs])[covered], self.node_xy, truth_xy,
+                                             self.tolerance)
+        waypoints = WaypointAccumulator(self.dt_s)
+        for stamp, xy in self.paths:
+            waypoints.add(trajectory, stamp / 1e9, xy)
+        return {"localisation": localisation, "waypoints": waypoints.results(), "paths": len(self.paths),
+                "topomap_nodes": int(self.node_xy.shape[0])}
+
+
+def _navigation_setup(preset: Any, facts: BagFacts, notes: list[str]) -> NavigationRecord | None:
+    """The navigation record of the preset's ViNT node, or None (with a note) when it cannot be evaluated."""
+    from ros_mmfusion.core.errors import ConfigError
+    from ros_mmfusion.core.navigation.topomap import load_topomap
+
+    for launch in preset.nodes:
+        ev = EVALUATED.get(launch.key)
+        if ev is None or ev.path is None:
+            continue
+        odom_topic = _resolve(ev.odom, launch.remappings)
+        if odom_topic not in facts.topics:
+            notes.append(f"navigation metrics skipped: the bag has no {odom_topic}")
+            return None
+        try:
+            topomap = load_topomap(str(launch.parameters.get("topomap_dir", "")))
+            node_xy = topomap.poses_xy_yaw()[:, :2]
+        except ConfigError as exc:
+            notes.append(f"navigation metrics skipped: {exc}")
+            return None
+        rate = float(launch.parameters.get("frame_rate") or 0.0)
+        if rate <= 0:
+            from ros_mmfusion.core.models.vint import VINT_VARIANTS
+
+            variant = VINT_VARIANTS.get(str(launch.parameters.get("variant", "vint_default")))
+            rate = variant.frame_rate_hz if variant is not None else 4.0
+        return NavigationRecord(_resolve(ev.path, launch.remappings), _resolve(ev.closest_node, launch.remappings),
+                                odom_topic, node_xy, 1.0 / rate)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.cli.main import UserError
 
@@ -282,10 +372,18 @@ def run(args: argparse.Namespace) -> int:
 
     bag = Path(args.bag)
     facts = scan_bag(bag)
-    overrides: dict[str, dict[str, Any]] = {"bag_player": {"rate": args.rate, "restamp": True}}
+    preset_args: dict[str, str] = {}
+    for item in args.arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--arg expects NAME=VALUE, got {item!r}")
+        preset_args[key] = value
+    preset_args["bag"] = str(bag)
+    overrides: dict[str, dict[str, Any]] = presets.parse_set(args.set)
+    overrides.setdefault("bag_player", {}).update({"rate": args.rate, "restamp": True})
     if args.processes:
         overrides["bag_player"]["start_delay"] = float(args.startup)
-    preset = presets.load(args.preset, {"bag": str(bag)}, overrides)
+    preset = presets.load(args.preset, preset_args, overrides)
     if "bag_player" not in [n.key for n in preset.nodes]:
         raise UserError(f"preset {args.preset!r} has no bag_player node; eval needs one to replay the bag")
     evaluated = [(n, EVALUATED[n.key]) for n in preset.nodes if n.key in EVALUATED]
@@ -307,8 +405,10 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     import rclpy
+    from nav_msgs.msg import Odometry
+    from nav_msgs.msg import Path as PathMsg
     from sensor_msgs.msg import Image
-    from std_msgs.msg import Float64
+    from std_msgs.msg import Float64, Int32
     from vision_msgs.msg import Detection3DArray
 
     import ros_mmfusion.ros  # noqa: F401  (DDS profile)
@@ -330,7 +430,7 @@ def run(args: argparse.Namespace) -> int:
         main_inputs.add(main)
         for name in ev.outputs:
             topic = _resolve(name, launch.remappings)
-            outputs[topic] = Detection3DArray if name == ev.detections else Image
+            outputs[topic] = Detection3DArray if name == ev.detections else PathMsg if name == ev.path else Image
             expected[topic] = facts.counts.get(main, 0)
         if ev.detections:
             detection_topics.add(_resolve(ev.detections, launch.remappings))
@@ -367,8 +467,14 @@ def run(args: argparse.Namespace) -> int:
     elif detection_topics:
         notes.append(f"3D detection metrics skipped: the bag has no {GT_BOXES}")
 
+    nav = _navigation_setup(preset, facts, notes)
+    if nav is not None:
+        outputs[nav.closest_topic] = Int32
+        outputs[nav.odom_topic] = Odometry
+
     recorder = None if args.no_record else OutputsBag(out / "outputs")
-    recorded = {t for t in outputs if t not in (GT_SEMANTIC, GT_BOXES, rgb_topic)}
+    recorded = {t for t in outputs if t not in (GT_SEMANTIC, GT_BOXES, rgb_topic) and (nav is None or
+                                                                                       t != nav.odom_topic)}
     last_output = [0.0]
     lock = threading.Lock()
 
@@ -378,9 +484,17 @@ def run(args: argparse.Namespace) -> int:
                 last_output[0] = time.monotonic()
                 if recorder is not None:
                     recorder.write(topic, msg, arrival_ns)
+            if nav is not None and topic == nav.closest_topic:
+                nav.closest.append(int(msg.data))
             if not hasattr(msg, "header"):
                 return
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            if nav is not None:
+                if topic == nav.path_topic:
+                    nav.paths.append((stamp, [(p.pose.position.x, p.pose.position.y) for p in msg.poses]))
+                elif topic == nav.odom_topic:
+                    pose = msg.pose.pose
+                    nav.odom.append((stamp, pose.position.x, pose.position.y, _yaw(pose.orientation)))
             if det is not None and topic == GT_BOXES:
                 det.add(stamp, gt=detections_to_arrays(msg))
             elif det is not None and topic in detection_topics:
@@ -462,6 +576,10 @@ def run(args: argparse.Namespace) -> int:
             metrics["detection"] = {**det.evaluator.results(), "ground_truth_frames": facts.counts.get(GT_BOXES, 0)}
         else:
             notes.append("3D detection metrics skipped: no detection matched a ground-truth frame by stamp")
+    if nav is not None:
+        nav_metrics = nav.results(notes)
+        if nav_metrics is not None:
+            metrics["navigation"] = nav_metrics
     paths = write_report(out, metrics, series, sample)
     if "segmentation" in metrics:
         m = metrics["segmentation"]
@@ -472,6 +590,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"3D detection: BEV mAP@{first} {m['bev'][first]['mAP'] or 0:.3f}, 3D mAP@{first} "
               f"{m['3d'][first]['mAP'] or 0:.3f}, centre-distance mAP {m['center_distance_mAP']['mAP'] or 0:.3f} "
               f"over {m['frames']} frames")
+    if "navigation" in metrics:
+        loc, wp = metrics["navigation"]["localisation"], metrics["navigation"]["waypoints"]
+        print(f"navigation: localisation accuracy {loc['accuracy'] if loc['accuracy'] is not None else '-'} over "
+              f"{loc['frames']} frames, ADE {wp['ADE_m'] if wp['ADE_m'] is not None else '-'} m, "
+              f"FDE {wp['FDE_m'] if wp['FDE_m'] is not None else '-'} m over {wp['frames']} frames")
     for topic, s in latency.items():
         p50 = "-" if s["p50_ms"] is None else f"{s['p50_ms']:.1f}"
         p95 = "-" if s["p95_ms"] is None else f"{s['p95_ms']:.1f}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -152,3 +153,30 @@ def test_eval_detection_preset_reports_average_precision(tiny_day_bag, tmp_path,
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "r2" / "metrics.json").read_text())
     assert "detection" not in metrics and any("no /ground_truth/boxes" in n for n in metrics["notes"])
+
+
+def test_eval_navigation_reports_localisation_accuracy_and_waypoint_errors(tmp_path, ros_child_env):
+    """A corridor pass-1 topomap and a short pass-2 bag through the navigation preset; untrained weights, so the
+    documented test hook ``distance_source: odometry`` localises (test/ros/test_navigation_nodes.py)."""
+    from ros_mmfusion.core.navigation import build_topomap
+    from ros_mmfusion.core.sim import record
+
+    record("indoor_corridor", tmp_path / "pass1", 12, size=(64, 48), beams=16, rate=4.0)  # 3 s: nodes at 0..2 m
+    record("indoor_corridor_pass2", tmp_path / "pass2", 16, size=(64, 48), beams=16, rate=4.0)  # 4 s
+    build_topomap(tmp_path / "pass1", "/camera/color/image_raw", 1.0, tmp_path / "map", "/odom")
+    out = tmp_path / "report"
+    env = ros_child_env()
+    env["MMFUSION_CACHE_DIR"] = str(tmp_path / "cache")
+    proc = run(["eval", "--preset", "navigation", "--bag", str(tmp_path / "pass2"), "--arg",
+                f"topomap={tmp_path / 'map'}", "--set", "vint_navigation.distance_source=odometry",
+                "--set", "vint_navigation.threads=1", "--out", str(out)], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "navigation: localisation accuracy" in proc.stdout, proc.stdout[-2000:]
+    nav = json.loads((out / "metrics.json").read_text())["navigation"]
+    loc, wp = nav["localisation"], nav["waypoints"]
+    assert nav["paths"] >= 4 and nav["topomap_nodes"] >= 2
+    assert loc["frames"] >= 4 and 0.0 <= loc["accuracy"] <= 1.0
+    assert wp["dt_s"] == 0.25 and wp["frames"] >= 1 and wp["frames"] + wp["skipped"] == nav["paths"]
+    for value in (wp["ADE_m"], wp["FDE_m"]):
+        assert math.isfinite(value) and value >= 0.0
+    assert "## Navigation" in (out / "report.md").read_text()

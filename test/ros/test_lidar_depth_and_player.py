@@ -128,12 +128,14 @@ def test_bag_player_replays_a_bag_restamped_into_a_running_pipeline(graph, tmp_p
     player = graph.add(BagPlayerNode(parameter_overrides=[Parameter("bag", value=str(bag)),
                                                           Parameter("start_delay", value=1.0)]))
     # The first cloud may beat the first CameraInfo (no ordering across topics): it is skipped, not fatal.
-    ok = graph.spin_until(lambda: player.finished.is_set() and len(images) == 5 and len(depth_out) >= 4, 15.0)
+    ok = graph.spin_until(lambda: player.finished.is_set() and len(images) == 5
+                          and len(depth_out) + lidar.frames_skipped == 5, 15.0)
     assert ok, (player.finished.is_set(), len(images), len(depth_out), player.published, lidar.frames_skipped)
     assert [int(image_to_numpy(m)[0, 0]) for m in images] == [0, 1, 2, 3, 4]
     new = [stamp_to_ns(m.header.stamp) for m in images]
     assert all(n > started for n in new), "restamped onto the wall clock at playback"
     assert np.allclose(np.diff(new), np.diff(stamps)), "the recorded spacing is kept"
-    assert [stamp_to_ns(m.header.stamp) for m in depth_out] == new[-len(depth_out):], "outputs keep input stamps"
-    assert len(depth_out) + lidar.frames_skipped == 5
+    out_stamps = [stamp_to_ns(m.header.stamp) for m in depth_out]
+    assert set(out_stamps) <= set(new) and out_stamps == sorted(set(out_stamps)), "outputs keep input stamps"
+    assert lidar.frames_skipped <= 1, "only a cloud that beats the first CameraInfo may be skipped"
     assert player.published == {"/camera/camera_info": 5, "/camera/image": 5, "/lidar/points": 5}
