@@ -236,6 +236,7 @@ class DetectionAccumulator:
     evicted: int = 0
     _gt: OrderedDict = field(default_factory=OrderedDict)
     _pred: OrderedDict = field(default_factory=OrderedDict)
+    sample: dict | None = None  # the matched frame with the most ground-truth boxes, for the report's BEV picture
 
     def add(self, stamp: int, gt: Any = None, pred: Any = None) -> None:
         for store, value in ((self._gt, gt), (self._pred, pred)):
@@ -248,6 +249,10 @@ class DetectionAccumulator:
             (gb, gl, _), (db, dl, ds) = self._gt.pop(stamp), self._pred.pop(stamp)
             self.evaluator.add_frame(gb, gl, db, dl, ds)
             self.matched += 1
+            if self.sample is None or len(gl) > len(self.sample["gt_labels"]):
+                self.sample = {"stamp_ns": stamp, "gt_boxes": np.asarray(gb).round(3).tolist(),
+                               "gt_labels": list(gl), "det_boxes": np.asarray(db).round(3).tolist(),
+                               "det_labels": list(dl), "det_scores": np.asarray(ds).round(3).tolist()}
 
 
 def _detector_bev_range(preset: Any) -> tuple[float, float, float, float] | None:
@@ -325,8 +330,12 @@ class NavigationRecord:
         waypoints = WaypointAccumulator(self.dt_s)
         for stamp, xy in self.paths:
             waypoints.add(trajectory, stamp / 1e9, xy)
+        closest = np.asarray(self.closest[:pairs], np.intp)[covered]
         return {"localisation": localisation, "waypoints": waypoints.results(), "paths": len(self.paths),
-                "topomap_nodes": int(self.node_xy.shape[0])}
+                "topomap_nodes": int(self.node_xy.shape[0]),
+                "trajectory": {"odom_xy": odom[:, 1:3].round(3).tolist(), "nodes_xy": self.node_xy.round(3).tolist(),
+                               "truth_xy": np.asarray(truth_xy).round(3).tolist(),
+                               "localised_node": closest.tolist()}}
 
 
 def _navigation_setup(preset: Any, facts: BagFacts, notes: list[str]) -> NavigationRecord | None:
@@ -573,7 +582,8 @@ def run(args: argparse.Namespace) -> int:
             notes.append("segmentation metrics skipped: no prediction matched a ground-truth frame by stamp")
     if det is not None:
         if det.matched:
-            metrics["detection"] = {**det.evaluator.results(), "ground_truth_frames": facts.counts.get(GT_BOXES, 0)}
+            metrics["detection"] = {**det.evaluator.results(), "ground_truth_frames": facts.counts.get(GT_BOXES, 0),
+                                    "sample_bev": det.sample}
         else:
             notes.append("3D detection metrics skipped: no detection matched a ground-truth frame by stamp")
     if nav is not None:

@@ -145,6 +145,7 @@ def test_eval_detection_preset_reports_average_precision(tiny_day_bag, tmp_path,
     assert 0.0 <= det["center_distance_mAP"]["mAP"] <= 1.0
     assert metrics["latency"]["/detections"]["count"] >= 4
     assert (out / "pr_curves.png").stat().st_size > 200 and "3D detection" in (out / "report.md").read_text()
+    assert (out / "detection_sample_bev.png").stat().st_size > 1000, "a frame with boxes drawn in the report"
 
     bag = _copy_without(tiny_day_bag, tmp_path / "no_boxes", {"/ground_truth/boxes"})
     shutil.copy(tiny_day_bag / "calibration.yaml", bag)
@@ -180,3 +181,4 @@ def test_eval_navigation_reports_localisation_accuracy_and_waypoint_errors(tmp_p
     for value in (wp["ADE_m"], wp["FDE_m"]):
         assert math.isfinite(value) and value >= 0.0
     assert "## Navigation" in (out / "report.md").read_text()
+    assert (out / "trajectory.png").stat().st_size > 1000 and nav["trajectory"]["nodes_xy"]

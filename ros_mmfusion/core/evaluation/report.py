@@ -147,6 +147,63 @@ def _plot_pr(det: dict, path: Path) -> Path:
     return path
 
 
+def _plot_trajectory(traj: dict, path: Path) -> Path:
+    """Ground-truth trajectory (odometry), the topological map's nodes, and where the robot was localised: a line
+    from each ground-truth position to the node the policy chose there."""
+    import matplotlib.pyplot as plt
+
+    odom, nodes = np.asarray(traj["odom_xy"]), np.asarray(traj["nodes_xy"])
+    truth, chosen = np.asarray(traj["truth_xy"]).reshape(-1, 2), np.asarray(traj["localised_node"], np.intp)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot(odom[:, 0], odom[:, 1], "-", color="0.5", label="ground truth (/odom)")
+    ax.scatter(nodes[:, 0], nodes[:, 1], marker="s", color="tab:blue", label="topomap nodes", zorder=3)
+    for i, (x, y) in enumerate(nodes):
+        ax.annotate(str(i), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for (x, y), k in zip(truth, chosen, strict=False):
+        if 0 <= k < len(nodes):
+            ax.plot([x, nodes[k, 0]], [y, nodes[k, 1]], "-", color="tab:orange", alpha=0.5, lw=1)
+    ax.scatter(truth[:, 0], truth[:, 1], s=10, color="tab:orange", label="localised -> chosen node", zorder=4)
+    ax.set_xlabel("x (m, odom)")
+    ax.set_ylabel("y (m, odom)")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(fontsize=8)
+    ax.set_title("trajectory and localisation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _plot_bev_sample(sample: dict, path: Path, bev_range: tuple[float, float, float, float] | None = None) -> Path:
+    """One frame in bird's-eye view (LiDAR frame): ground-truth boxes in green, detections in red with scores."""
+    import matplotlib.pyplot as plt
+
+    from ros_mmfusion.core.codec.boxes import box_corners
+
+    fig, ax = plt.subplots(figsize=(6, 6))
+    for key, colour in (("gt", "tab:green"), ("det", "tab:red")):
+        boxes = np.asarray(sample[f"{key}_boxes"], np.float64).reshape(-1, 7)
+        if boxes.size:
+            corners = box_corners(boxes[:, :3], boxes[:, 3:6], boxes[:, 6])[:, :4, :2]
+            for i, quad in enumerate(corners):
+                closed = np.vstack([quad, quad[:1]])
+                ax.plot(closed[:, 0], closed[:, 1], "-", color=colour, lw=1.2,
+                        label=("ground truth" if key == "gt" else "detections") if i == 0 else None)
+                if key == "det":
+                    ax.annotate(f"{sample['det_labels'][i]} {sample['det_scores'][i]:.2f}", quad.mean(axis=0),
+                                fontsize=6, color=colour)
+    ax.scatter([0], [0], marker="^", color="k", label="LiDAR")
+    ax.set_xlabel("x (m, LiDAR frame)")
+    ax.set_ylabel("y (m)")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("sample frame, bird's-eye view")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _detection_tables(det: dict) -> list[list[list[str]]]:
     """One table per kind: class x threshold AP, with mAP as the last row."""
     tables = []
@@ -224,6 +281,13 @@ def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeri
     if det:
         paths["pr_curves"] = _plot_pr(det, out / "pr_curves.png")
         figures.append((paths["pr_curves"].name, "Precision-recall curves (3D detection)"))
+        if det.get("sample_bev"):
+            paths["bev_sample"] = _plot_bev_sample(det["sample_bev"], out / "detection_sample_bev.png")
+            figures.append((paths["bev_sample"].name, "Sample frame with ground-truth and detected boxes (BEV)"))
+    nav = metrics.get("navigation")
+    if nav and nav.get("trajectory"):
+        paths["trajectory"] = _plot_trajectory(nav["trajectory"], out / "trajectory.png")
+        figures.append((paths["trajectory"].name, "Trajectory, topomap nodes and localisation"))
     if sample is not None:
         paths["sample"] = _plot_sample(sample, out / "sample_frame.png")
         figures.append((paths["sample"].name, "Sample frame"))
