@@ -70,6 +70,21 @@ def test_eval_reports_segmentation_metrics_latency_and_recorded_outputs(tiny_bag
             assert 0 < message.log_time_ns - read_header_stamp(message.data) < 10**10
 
 
+def test_eval_across_processes_matches_the_in_process_accuracy(tiny_bag, tmp_path, ros_child_env):
+    """--processes: every node in its own OS process, DDS between them; the same frames give the same masks."""
+    results = {}
+    for mode, extra in (("one", []), ("many", ["--processes"])):
+        out = tmp_path / mode
+        proc = run(["eval", "--bag", str(tiny_bag), "--preset", "segmentation", "--out", str(out), "--no-record",
+                    *extra], ros_child_env())
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[mode] = json.loads((out / "metrics.json").read_text())
+    one, many = results["one"]["segmentation"], results["many"]["segmentation"]
+    assert many["frames"] >= 4 and results["many"]["latency"]["/segmentation/labels"]["count"] >= 4
+    if many["frames"] == one["frames"]:
+        assert abs(many["mIoU"] - one["mIoU"]) < 1e-9, "the same frames must give the same masks in both modes"
+
+
 def test_eval_without_ground_truth_skips_accuracy_with_a_note(tiny_bag, tmp_path, ros_child_env):
     bag = _copy_without(tiny_bag, tmp_path / "no_gt", {"/ground_truth/semantic"})
     shutil.copy(tiny_bag / "calibration.yaml", bag)
