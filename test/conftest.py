@@ -23,11 +23,10 @@ def child_env(**extra: str) -> dict[str, str]:
 
     Drops the PyPI ROS wheels' bootstrap marker, which would otherwise make the child's rclpy fail to load.
     """
-    env = dict(os.environ)
-    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    env.update(extra)
-    return env
+    from ros_mmfusion.ros.runtime import child_environment
+
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return child_environment(**{"PYTHONPATH": pythonpath, **extra})
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import Image, PointCloud2
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
@@ -34,7 +34,6 @@ from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
 from ros_mmfusion.ros.builders import box_markers, detection3d_array
-from ros_mmfusion.ros.camera_info import camera_info_to_intrinsics
 from ros_mmfusion.ros.entry import run_node
 from ros_mmfusion.ros.image import image_to_numpy
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
@@ -138,8 +137,7 @@ class Detection3DNode(MmfusionNode):
             self.sensor_subscription(PointCloud2, "points", lambda m: self.on_input("points", m), name="points")
             self.sensor_subscription(Image, "segmentation/labels", lambda m: self.on_input("labels", m),
                                      name="labels", required=False, stall_timeout=p["painting_timeout"])
-            self.sensor_subscription(CameraInfo, "camera_info", self.on_camera_info, name="camera_info",
-                                     required=False, stall_timeout=5.0)
+            self.camera_info_subscription("camera_info", required=False)
         else:
             self.sensor_subscription(PointCloud2, "points", lambda m: self.detect(m, None), name="points")
         self.add_on_set_parameters_callback(self._check_tuning)
@@ -165,9 +163,6 @@ class Detection3DNode(MmfusionNode):
             self.detector.intensity_scale = self.params["intensity_scale"]
 
     # -- inputs -----------------------------------------------------------------------------------------------------
-    def on_camera_info(self, msg: CameraInfo) -> None:
-        self.camera = camera_info_to_intrinsics(msg).pinhole()
-
     def on_time_jump(self) -> None:
         if self.sync is not None:
             self.sync.reset()

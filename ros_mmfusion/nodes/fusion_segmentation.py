@@ -17,12 +17,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import Image, PointCloud2
 from vision_msgs.msg import LabelInfo
 
 from ros_mmfusion.core.codec.image import decode_rgb
 from ros_mmfusion.core.errors import MessageFormatError
-from ros_mmfusion.core.geometry import Transform
+from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.modalities.encoders import make_encoder
 from ros_mmfusion.core.params import ParamSpec
@@ -30,7 +30,6 @@ from ros_mmfusion.core.segmentation import FusionSegmenter, SegmentationModelSpe
 from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
 from ros_mmfusion.paths import share_dir
 from ros_mmfusion.ros.builders import label_info
-from ros_mmfusion.ros.camera_info import camera_info_to_intrinsics
 from ros_mmfusion.ros.entry import run_node
 from ros_mmfusion.ros.image import image_to_numpy, numpy_to_image
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
@@ -66,9 +65,7 @@ class FusionSegmentationNode(MmfusionNode):
         ParamSpec("publish_confidence", False, "Publish segmentation/confidence (32FC1 softmax probability)."),
         ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in segmentation/overlay.", minimum=0.0,
                   maximum=1.0),
-        ParamSpec("camera_from_lidar", [0.0, 0.0, 0.0, 0.5, -0.5, 0.5, 0.5],
-                  "LiDAR X only: camera optical frame <- LiDAR frame as x y z qx qy qz qw.",
-                  check=lambda v: None if len(v) == 7 else "needs 7 numbers: x y z qx qy qz qw"),
+        *EXTRINSIC_PARAMS,  # LiDAR X only
     )
 
     def __init__(self, **kwargs) -> None:
@@ -80,9 +77,7 @@ class FusionSegmentationNode(MmfusionNode):
         self.segmenter = FusionSegmenter(self.spec, backend=self.params["backend"], device=self.params["device"],
                                          precision=self.params["precision"], threads=self.params["threads"])
         self.palette = self.spec.palette()
-        v = self.params["camera_from_lidar"]
-        self.camera_from_lidar = Transform.from_xyz_quat(v[:3], v[3:])
-        self.camera = None
+        self.camera_from_lidar = camera_from_lidar(self.params)
         optional = {"x": self.params["x_timeout"]} if self.params["missing_x_policy"] == "neutral" else None
         self.sync = ApproximateTimeSynchronizer(inputs=["rgb", "x"], queue_size=self.params["sync_queue_size"],
                                                 max_interval=self.params["sync_max_interval"], optional=optional)
@@ -98,13 +93,9 @@ class FusionSegmentationNode(MmfusionNode):
                                  lambda m: self.on_input("x", m), name="x", required=optional is None,
                                  stall_timeout=self.params["x_timeout"] if optional else None)
         if self.spec.x_modality in ("lidar", "depth_hha"):
-            self.sensor_subscription(CameraInfo, "rgb/camera_info", self.on_camera_info, name="camera_info",
-                                     stall_timeout=5.0)
+            self.camera_info_subscription("rgb/camera_info")
         self.get_logger().info(f"{self.spec.variant} ({self.spec.x_modality} X, {self.spec.num_classes} classes) "
                                f"on {self.segmenter.backend.info.detail}")
-
-    def on_camera_info(self, msg: CameraInfo) -> None:
-        self.camera = camera_info_to_intrinsics(msg).pinhole()
 
     def on_time_jump(self) -> None:
         self.sync.reset()

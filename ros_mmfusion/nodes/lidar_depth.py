@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 
 from ros_mmfusion.core.errors import MessageFormatError
@@ -16,7 +16,6 @@ from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.modalities.lidar import lidar_depth_image
 from ros_mmfusion.core.params import ParamSpec
-from ros_mmfusion.ros.camera_info import camera_info_to_intrinsics
 from ros_mmfusion.ros.entry import run_node
 from ros_mmfusion.ros.image import numpy_to_image
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
@@ -35,17 +34,10 @@ class LidarDepthNode(MmfusionNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("lidar_depth", **kwargs)
-        self.camera = None
-        self._camera_info_time = None
         self.camera_from_lidar = camera_from_lidar(self.params)
         self.depth_pub = self.output_publisher(Image, "lidar/depth_image")
         self.sensor_subscription(PointCloud2, "lidar/points", self.on_cloud, name="points")
-        self.sensor_subscription(CameraInfo, "camera/camera_info", self.on_camera_info, name="camera_info",
-                                 stall_timeout=self.params["max_camera_info_age"])
-
-    def on_camera_info(self, msg: CameraInfo) -> None:
-        self.camera = (camera_info_to_intrinsics(msg).pinhole(), msg.header.frame_id)
-        self._camera_info_time = time.monotonic()
+        self.camera_info_subscription("camera/camera_info", stall_timeout=self.params["max_camera_info_age"])
 
     def on_cloud(self, msg: PointCloud2) -> None:
         started = time.perf_counter()
@@ -60,10 +52,10 @@ class LidarDepthNode(MmfusionNode):
         points = pointcloud2_to_xyz(msg)
         if points.shape[0] == 0:
             raise MessageFormatError("point cloud has no finite points")
-        camera, frame_id = self.camera
-        depth = lidar_depth_image(points, self.camera_from_lidar, camera, self.params["max_range"],
+        depth = lidar_depth_image(points, self.camera_from_lidar, self.camera, self.params["max_range"],
                                   self.params["fill_kernel"])
-        out = numpy_to_image(depth, "32FC1", Header(stamp=msg.header.stamp, frame_id=frame_id or msg.header.frame_id))
+        frame_id = self.camera_frame_id or msg.header.frame_id
+        out = numpy_to_image(depth, "32FC1", Header(stamp=msg.header.stamp, frame_id=frame_id))
         self.depth_pub.publish(out)
         self.report_timing(stamp_to_ns(msg.header.stamp), started)
 

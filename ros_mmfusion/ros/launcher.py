@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -124,8 +123,9 @@ def replay_in_process(preset: Preset, extra_nodes: list | None = None, grace: fl
 def run_processes(preset: Preset, duration: float = 0.0, until: Callable[[], bool] | None = None) -> int:
     """One OS process per node, each its console entry with a generated params file; stops them all together
     on SIGINT, after ``duration`` seconds, when a node exits, or when ``until()`` is true."""
-    env = dict(os.environ)
-    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    from ros_mmfusion.ros.runtime import child_environment
+
+    env = child_environment()
     procs: list[subprocess.Popen] = []
     typed = [typed_parameters(launch) for launch in preset.nodes]  # every value checked before any node starts
     with tempfile.TemporaryDirectory(prefix="mmfusion_run_") as tmp:

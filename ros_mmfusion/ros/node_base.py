@@ -23,7 +23,10 @@ from std_msgs.msg import Float64
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.health import InputMonitor, LatencyMonitor, Level, StampGuard, summarize
 from ros_mmfusion.core.params import ParamSpec, validate
+from ros_mmfusion.ros.builders import stamp_to_ns
 from ros_mmfusion.ros.qos import OUTPUT_QOS, SENSOR_QOS
+
+__all__ = ["COMMON_PARAMS", "MmfusionNode", "stamp_to_ns"]
 
 _PARAM_TYPES = {
     (bool, False): ParameterType.PARAMETER_BOOL, (int, False): ParameterType.PARAMETER_INTEGER,
@@ -45,10 +48,6 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
               "(0 disables; use with live sensors, not with sim time jumps).", minimum=0.0),
     ParamSpec("log_throttle", 5.0, "Seconds between repeated log lines about the same input problem.", minimum=0.0),
 )
-
-
-def stamp_to_ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -216,6 +215,23 @@ class MmfusionNode(Node):
             self.log_throttled(f"error:{name}", "error", f"{name}: frame failed and was skipped: "
                                f"{type(exc).__name__}: {exc}")
         return False
+
+    def camera_info_subscription(self, topic: str, *, required: bool = True, stall_timeout: float = 5.0):
+        """Keep the latest CameraInfo of ``topic`` as ``self.camera`` (a PinholeCamera; None until one arrived) and
+        its frame as ``self.camera_frame_id``: calibration is static per camera, so nodes use the latest one."""
+        from sensor_msgs.msg import CameraInfo
+
+        from ros_mmfusion.ros.camera_info import camera_info_to_intrinsics
+
+        self.camera = None
+        self.camera_frame_id = ""
+
+        def on_camera_info(msg: CameraInfo) -> None:
+            self.camera = camera_info_to_intrinsics(msg).pinhole()
+            self.camera_frame_id = msg.header.frame_id
+
+        return self.sensor_subscription(CameraInfo, topic, on_camera_info, name="camera_info", required=required,
+                                        stall_timeout=stall_timeout)
 
     def on_time_jump(self) -> None:
         """Called when an input's stamps jump back (a looping bag); subclasses reset synchronizers/contexts."""

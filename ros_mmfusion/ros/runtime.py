@@ -35,6 +35,20 @@ def configure_middleware(profile: Path | None = None) -> str | None:
     return str(path)
 
 
+BOOTSTRAP_MARKER = "_ROS_WHEELS_BOOTSTRAP_COMPLETE"
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment for a child python (a node process, a tool), plus ``extra``.
+
+    Drops the PyPI ROS wheels' bootstrap marker: a child that inherits it skips the wheels' start-up set-up and its
+    rclpy fails to load.
+    """
+    env = {k: v for k, v in os.environ.items() if k != BOOTSTRAP_MARKER}
+    env.update(extra)
+    return env
+
+
 def active_profile() -> str | None:
     for var in PROFILE_ENV_VARS:
         if os.environ.get(var):

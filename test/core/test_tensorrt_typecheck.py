@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import keyword
-import os
 import re
 import subprocess
 import sys
@@ -97,8 +96,9 @@ def stub_path(tmp_path_factory) -> Path:
 
 
 def _mypy(stub_path: Path, *files: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, MYPYPATH=str(stub_path))
-    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    from ros_mmfusion.ros.runtime import child_environment
+
+    env = child_environment(MYPYPATH=str(stub_path))
     cache = stub_path / "mypy_cache"
     return subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(stub_path / "mypy.ini"),
                            "--cache-dir", str(cache), "--no-error-summary", *map(str, files)],

@@ -56,8 +56,9 @@ def console_scripts_from_setup_py(package_dir: Path) -> list[str]:
 def child_env(tmp_path: Path) -> dict[str, str]:
     """Environment for colcon and the import check: no ROS-wheels bootstrap marker, no user colcon defaults, and
     no PYTHONPATH pointing back at the source tree."""
-    env = dict(os.environ)
-    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    from ros_mmfusion.ros.runtime import child_environment
+
+    env = child_environment()
     env.pop("PYTHONPATH", None)
     env["COLCON_HOME"] = str(tmp_path / "colcon_home")
     env["PYTHONDONTWRITEBYTECODE"] = "1"

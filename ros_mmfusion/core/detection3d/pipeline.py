@@ -162,15 +162,15 @@ class DetectorSpec:
 
 
 def read_checkpoint(path: str | Path) -> Mapping:
-    """The mapping stored in a checkpoint file: ``.npz`` through numpy (key -> array), anything else as
-    ``mmfusion convert-checkpoint`` reads it (``torch.load``, weights only)."""
-    from ros_mmfusion.core.models.checkpoints import read_checkpoint as read_torch_checkpoint
+    """The mapping stored in a checkpoint file: ``.npz`` through numpy (key -> array), anything else with
+    :func:`~ros_mmfusion.core.models.checkpoints.load_weights_file` (``torch.load``, weights only)."""
+    from ros_mmfusion.core.models.checkpoints import load_weights_file
 
     path = Path(path)
+    if path.suffix != ".npz":
+        return load_weights_file(path)
     if not path.is_file():
         raise ConfigError(f"weights file not found: {path}")
-    if path.suffix != ".npz":
-        return read_torch_checkpoint(path, "pointpillars")
     try:
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
