@@ -11,6 +11,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from ros_mmfusion.core.timejump import BackstepRule, Step
+
 
 class Level(IntEnum):
     OK = 0
@@ -40,6 +42,8 @@ class InputMonitor:
     _problems_at_report: int = 0
 
     def on_message(self, now: float) -> None:
+        if self.last_arrival is not None and now < self.last_arrival:
+            self._arrivals.clear()  # the clock went back (sim time of a looping bag): the old rate window is void
         self.received += 1
         self.last_arrival = now
         self._arrivals.append(now)
@@ -142,27 +146,35 @@ def summarize(inputs: list[InputMonitor], latency: LatencyMonitor, now: float, e
 class StampGuard:
     """Rejects stale and out-of-order header stamps of one input; detects time jumps back (a bag that loops).
 
-    ``check(stamp_ns, now_ns)`` returns None to accept, or the reason to skip. A stamp more than ``jump_back_s``
-    older than the previous one is a time jump: accepted, and ``jumped`` is set so the caller can reset its state.
+    ``check(stamp_ns, now_ns)`` returns None to accept, or the reason to skip. A lone message at most
+    ``reorder_tolerance_s`` older than the previous one is out of order and skipped; a larger step back, or a second
+    message in a row behind the last accepted stamp, is a time jump (rule in ``core/timejump.py``): accepted, and
+    ``jumped`` is set so the caller resets its time-dependent state. So a looping bag of any length resumes after at
+    most one skipped message. A stale message (older than ``max_age_s`` on the caller's clock, 0 disables) is skipped
+    but still advances the stream, so stamps that keep coming are never refused for good.
     """
 
-    def __init__(self, max_age_s: float, jump_back_s: float = 2.0) -> None:
+    def __init__(self, max_age_s: float, reorder_tolerance_s: float = 0.05) -> None:
         self.max_age_ns = int(max_age_s * 1e9)
-        self.jump_back_ns = int(jump_back_s * 1e9)
         self.last_ns: int | None = None
         self.jumped = False
+        self._rule = BackstepRule(int(reorder_tolerance_s * 1e9))
 
     def check(self, stamp_ns: int, now_ns: int) -> str | None:
         self.jumped = False
         if stamp_ns <= 0:
             return "header stamp is zero (unset by the driver)"
-        if self.last_ns is not None and stamp_ns < self.last_ns:
-            if self.last_ns - stamp_ns > self.jump_back_ns:
-                self.jumped = True
-            else:
-                return f"out-of-order stamp ({(self.last_ns - stamp_ns) / 1e6:.1f} ms older than the previous one)"
-        if self.max_age_ns > 0 and now_ns - stamp_ns > self.max_age_ns:
-            self.last_ns = stamp_ns
-            return f"stale stamp ({(now_ns - stamp_ns) / 1e9:.2f} s old, limit {self.max_age_ns / 1e9:.2f} s)"
+        last = self.last_ns
+        step = self._rule.classify(last, stamp_ns)
+        if step is Step.OUT_OF_ORDER and last is not None:
+            return f"out-of-order stamp ({(last - stamp_ns) / 1e6:.1f} ms older than the previous one)"
+        self.jumped = step is Step.JUMP
         self.last_ns = stamp_ns
+        if self.max_age_ns > 0 and now_ns - stamp_ns > self.max_age_ns:
+            return f"stale stamp ({(now_ns - stamp_ns) / 1e9:.2f} s old, limit {self.max_age_ns / 1e9:.2f} s)"
         return None
+
+    def forget(self) -> None:
+        """Start a new timeline: the next stamp is accepted whatever it is (after another input's time jump)."""
+        self.last_ns = None
+        self._rule.forget()

@@ -52,7 +52,9 @@ Differences from message_filters
   newer than the last one accepted on its input is dropped and counted in :attr:`out_of_order` (an equal stamp is a
   duplicate and counts too).
 * Time jumps backwards: a stamp older than the last one on its input by more than ``reset_on_jump_back`` seconds
-  (a bag that loops, a simulator restart) clears all queues (:meth:`reset`), is counted in :attr:`resets`, reported
+  (a bag that loops, a simulator restart), or the second message in a row on one input that is older than that
+  input's last accepted stamp (a loop shorter than the threshold; rule in ``core/timejump.py``), clears all queues
+  (:meth:`reset`), is counted in :attr:`resets`, reported
   as a :class:`SyncEvent` of kind ``RESET``, and then accepted as the first message of the new timeline. A message
   of the old timeline still arriving on another input after that is accepted too, so that input's next message jumps
   back in turn and resets once more.
@@ -81,6 +83,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Any, NamedTuple
+
+from ros_mmfusion.core.timejump import BackstepRule, Step
 
 NS_PER_S = 1_000_000_000
 
@@ -155,8 +159,9 @@ class ApproximateTimeSynchronizer:
         max_interval: the largest spread (s) of an emitted set; ``None`` for no limit.
         optional: optional input name -> stall timeout (s, in stamp time). At least one input must stay required.
         age_penalty: bias towards older sets when two candidate sets compare (message_filters' default 0.1).
-        reset_on_jump_back: a stamp this many seconds older than the last one on its input resets the
-            synchronizer; ``None`` treats every backwards stamp as merely out of order.
+        reset_on_jump_back: a stamp this many seconds older than the last one on its input (or a second older
+            stamp in a row on one input) resets the synchronizer; ``None`` treats every backwards stamp as merely
+            out of order.
         max_events: unread events kept; the oldest are discarded beyond this.
 
     Example::
@@ -223,6 +228,7 @@ class ApproximateTimeSynchronizer:
         self._pivot_ns = 0
 
         self._last_ns: dict[str, int | None] = dict.fromkeys(names, None)
+        self._backsteps = {n: BackstepRule(self._jump_ns) for n in names}
         self._first_required_ns: int | None = None
         self._newest_required_ns: int | None = None
         self._last_emitted_start_ns: int | None = None
@@ -272,12 +278,13 @@ class ApproximateTimeSynchronizer:
         stamp = int(stamp_ns)
 
         last = self._last_ns[name]
-        if last is not None and stamp <= last:
-            if self._jump_ns is not None and last - stamp > self._jump_ns:
-                self._reset_after_jump(name, stamp, last)
-            else:
-                self._out_of_order[name] += 1
-                return []
+        step = self._backsteps[name].classify(last, stamp)
+        if step is Step.JUMP:
+            assert last is not None
+            self._reset_after_jump(name, stamp, last)
+        elif step is not Step.FORWARD:
+            self._out_of_order[name] += 1
+            return []
         self._last_ns[name] = stamp
 
         if name in self._timeout_ns:
@@ -334,6 +341,7 @@ class ApproximateTimeSynchronizer:
             self._past[name].clear()
             self._overflowed_flag[name] = False
             self._last_ns[name] = None
+            self._backsteps[name].forget()
         self._candidate = None
         self._pivot = None
         self._first_required_ns = None

@@ -80,6 +80,9 @@ class WaypointControllerNode(MmfusionNode):
         self.follower.on_waypoint((msg.pose.position.x, msg.pose.position.y, math.cos(yaw), math.sin(yaw)),
                                   self.now_ns() / 1e9)
 
+    def on_time_jump(self) -> None:
+        self.follower.reset()  # a waypoint of the old timeline must not steer the robot
+
     def on_goal_reached(self, msg: Bool) -> None:
         if msg.data and not self.follower.goal_reached:
             self.get_logger().info("goal reached: stopping")

@@ -110,6 +110,7 @@ class MmfusionNode(Node):
         self._extra_findings: dict[str, tuple[Level, str]] = {}
         self.frames_processed = 0
         self.frames_skipped = 0
+        self.time_jumps = 0
         self.create_timer(self.params["diagnostics_period"], self.publish_diagnostics)
 
     # -- parameters -------------------------------------------------------------------------------------------------
@@ -187,14 +188,13 @@ class MmfusionNode(Node):
             if check_stamp and header is not None:
                 guard.max_age_ns = int(self.params["max_input_age"] * 1e9)
                 problem = guard.check(stamp_to_ns(header.stamp), now_ns)
+                if guard.jumped:
+                    self._time_jumped(name, guard)
                 if problem is not None:
                     monitor.on_dropped(problem)
                     self.frames_skipped += 1
                     self.log_throttled(f"stamp:{name}", "warn", f"{name}: skipping message: {problem}")
                     return
-                if guard.jumped:
-                    self.get_logger().info(f"{name}: time jumped back; resetting state")
-                    self.on_time_jump()
             self.run_guarded(name, callback, msg)
 
         return self.create_subscription(msg_type, topic, guarded, qos)
@@ -233,6 +233,19 @@ class MmfusionNode(Node):
         return self.sensor_subscription(CameraInfo, topic, on_camera_info, name="camera_info", required=required,
                                         stall_timeout=stall_timeout)
 
+    def _time_jumped(self, name: str, guard: StampGuard) -> None:
+        """Input ``name`` started a new timeline: every other input starts one too (its next stamp is accepted
+        whatever it is, so one jump resets the node once, not once per input), arrival-rate windows restart, and the
+        subclass resets its time-dependent state (:meth:`on_time_jump`)."""
+        self.time_jumps += 1
+        for other in self._stamp_guards.values():
+            if other is not guard:
+                other.forget()
+        self.log_throttled(f"time_jump:{name}", "info",
+                           f"{name}: time jumped back (a looping bag or a restarted clock); resetting state "
+                           f"({self.time_jumps} jump(s) so far)")
+        self.on_time_jump()
+
     def on_time_jump(self) -> None:
         """Called when an input's stamps jump back (a looping bag); subclasses reset synchronizers/contexts."""
 
@@ -267,7 +280,7 @@ class MmfusionNode(Node):
             hardware_id="ros_mmfusion",
             values=[KeyValue(key=k, value=v) for k, v in {
                 **report.values, "frames_processed": str(self.frames_processed),
-                "frames_skipped": str(self.frames_skipped)}.items()],
+                "frames_skipped": str(self.frames_skipped), "time_jumps": str(self.time_jumps)}.items()],
         )
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()

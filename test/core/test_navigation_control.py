@@ -102,3 +102,15 @@ def test_follower_stops_at_the_goal_and_idles_before_the_first_waypoint():
     follower.on_waypoint((0.2, 0.0), 0.3)
     stop = follower.command(0.35)
     assert stop.state == "goal" and (stop.linear, stop.angular) == (0.0, 0.0)
+
+
+def test_follower_forgets_its_waypoint_when_the_clock_goes_back():
+    follower = WaypointFollower(VelocityLimits(0.2, 0.4), waypoint_dt=DT, timeout=1.0)
+    follower.on_waypoint((0.2, 0.0), 10.0)
+    assert follower.command(10.1).state == "tracking"
+    # Sim time of a looping bag restarts at 0.5 s: the old waypoint's age is unknown, so the robot must not keep
+    # tracking it until the clock catches up with 11 s (which it would, were the age computed as now - 10.0 < 0).
+    after = follower.command(0.5)
+    assert after.state == "idle" and (after.linear, after.angular) == (0.0, 0.0)
+    follower.on_waypoint((0.2, 0.0), 0.6)
+    assert follower.command(0.7).state == "tracking"

@@ -122,7 +122,12 @@ class WaypointFollower:
         self.goal_reached = bool(reached)
 
     def command(self, now: float) -> VelocityCommand:
-        """The velocity to send at time ``now``."""
+        """The velocity to send at time ``now``. A clock that went back past the last waypoint or command (sim time
+        of a looping bag, a restarted simulator) voids the state: the age of that waypoint is unknown, so the
+        follower forgets it and stops until the next one."""
+        if (self.waypoint_time is not None and now < self.waypoint_time) or \
+                (self.last_time is not None and now < self.last_time):
+            self.reset()
         if self.waypoint is None or self.waypoint_time is None:
             state, target = "idle", (0.0, 0.0)
         elif self.goal_reached:
