@@ -309,11 +309,14 @@ def xyz_array(cloud: np.ndarray, remove_nans: bool = True) -> np.ndarray:
 
     Points with a non-finite coordinate are dropped when ``remove_nans``; missing fields raise MessageFormatError.
     """
-    out = np.empty((*cloud.shape, 3), np.float32)
-    for axis, name in enumerate("xyz"):
+    columns = []
+    for name in "xyz":  # all checked before the output is allocated
         values = _require_field(cloud, name)
         if values.shape != cloud.shape:
             raise MessageFormatError(f"cloud field {name!r} has count {values.shape[cloud.ndim:]}, expected 1")
+        columns.append(values)
+    out = np.empty((*cloud.shape, 3), np.float32)
+    for axis, values in enumerate(columns):
         out[..., axis] = values
     out = out.reshape(-1, 3)
     if remove_nans:
