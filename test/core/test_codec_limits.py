@@ -170,6 +170,13 @@ def test_huge_image_headers_are_refused_before_the_data_is_read(height, width, s
             decode(height, width, "rgb8", 0, step, b"")
 
 
+def test_colour_images_without_pixels_are_malformed():
+    """decode_rgb feeds models (segmentation, navigation): an empty image would fail inside OpenCV instead."""
+    assert decode_image(0, 5, "rgb8", 0, 15, b"").shape == (0, 5, 3)  # the plain codec keeps empty images
+    with pytest.raises(MessageFormatError, match=r"colour image has no pixels \(Image.width x height = 5 x 0\)"):
+        decode_rgb(0, 5, "rgb8", 0, 15, b"")
+
+
 # --- PointCloud2 ------------------------------------------------------------------------------------------------------
 
 def test_point_step_beyond_numpy_is_malformed():

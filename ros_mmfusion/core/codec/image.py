@@ -137,11 +137,14 @@ def decode_rgb(
     """A colour Image's pixels as contiguous ``(H, W, 3)`` uint8 in R,G,B order (a copy; alpha dropped).
 
     Accepts ``rgb8``, ``bgr8``, ``rgba8`` and ``bgra8``; any other encoding (mono, depth, 16-bit) raises
-    MessageFormatError, as do malformed payloads and sizes over ``limits`` (see :func:`decode_image`).
+    MessageFormatError, as do malformed payloads, sizes over ``limits`` (see :func:`decode_image`) and an image
+    without pixels (nothing a model or a map could use).
     """
     if encoding not in RGB_ENCODINGS:
         raise MessageFormatError(f"colour image has encoding {encoding!r}; expected one of {RGB_ENCODINGS}")
     pixels = decode_image(height, width, encoding, is_bigendian, step, data, limits=limits)
+    if pixels.size == 0:
+        raise MessageFormatError(f"colour image has no pixels (Image.width x height = {width} x {height})")
     if encoding.startswith("bgr"):
         pixels = pixels[..., 2::-1]
     return np.ascontiguousarray(pixels[..., :3])
