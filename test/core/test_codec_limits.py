@@ -187,9 +187,9 @@ def test_point_step_beyond_numpy_is_malformed():
 
 
 @pytest.mark.parametrize(("height", "width", "row_step", "pattern"), [
-    (1, 2**32 - 1, 0, r"PointCloud2.width x height = 4294967295 x 1 = 4294967295 exceeds the limit of 4000000 "
-                      r"points \(parameter max_points\)"),
+    (1, 2**32 - 1, 0, r"PointCloud2.width 4294967295 exceeds the limit of 4000000 points \(parameter max_points\)"),
     (3000, 3000, 36000, r"= 9000000 exceeds the limit of 4000000 points"),
+    (2**63, 0, 0, r"PointCloud2.height 9223372036854775808 exceeds the limit of 4000000 points"),  # found by fuzzing
     (1, 1, 2**31, r"PointCloud2.row_step 2147483648 exceeds the limit of 268435456 bytes \(parameter max_data_bytes\)"),
     (2000, 1000, 200_000, r"PointCloud2.row_step x height = 200000 x 2000 = 400000000 exceeds the limit"),
 ])

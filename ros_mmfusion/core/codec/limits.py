@@ -72,7 +72,10 @@ class MessageLimits:
                                self.max_image_pixels, "max_image_pixels", "pixels")
 
     def check_points(self, message: str, width: int, height: int) -> None:
-        """Refuse a cloud of ``width * height`` points."""
+        """Refuse a cloud of ``width * height`` points, or a side longer than that (an empty cloud of 2^63 rows)."""
+        for name, value in (("width", width), ("height", height)):
+            if value > self.max_points:
+                raise self._refuse(f"{message}.{name}", value, self.max_points, "max_points", "points")
         if width * height > self.max_points:
             raise self._refuse(f"{message}.width x height = {width} x {height} =", width * height, self.max_points,
                                "max_points", "points")
