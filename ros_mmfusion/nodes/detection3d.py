@@ -188,7 +188,7 @@ class Detection3DNode(MmfusionNode):
         if msg.encoding not in LABEL_ENCODINGS:
             raise MessageFormatError(f"segmentation labels have encoding {msg.encoding!r}; expected one of "
                                      f"{LABEL_ENCODINGS}")
-        return SegmentationScores(self.camera, self.camera_from_lidar, labels=image_to_numpy(msg),
+        return SegmentationScores(self.camera, self.camera_from_lidar, labels=image_to_numpy(msg, limits=self.limits),
                                   class_ids=self.paint_ids)
 
     # -- findings ---------------------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ class Detection3DNode(MmfusionNode):
         started = time.perf_counter()
         if not self.has_subscribers((self.detections_pub, self.markers_pub)):
             return
-        cloud = pointcloud2_to_array(msg)
+        cloud = pointcloud2_to_array(msg, limits=self.limits)
         if cloud.size == 0:
             self.skip_cloud("empty", msg)
             return

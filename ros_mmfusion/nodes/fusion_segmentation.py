@@ -21,6 +21,7 @@ from sensor_msgs.msg import Image, PointCloud2
 from vision_msgs.msg import LabelInfo
 
 from ros_mmfusion.core.codec.image import decode_rgb
+from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, MessageLimits
 from ros_mmfusion.core.errors import MessageFormatError
 from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar
 from ros_mmfusion.core.health import Level
@@ -39,9 +40,9 @@ from ros_mmfusion.ros.qos import LATCHED_QOS
 DEFAULT_MODEL = "models/cmx_b0_rgbt_synthetic"
 
 
-def rgb_from_image(msg: Image) -> np.ndarray:
-    """(H, W, 3) uint8 R,G,B from a colour Image; MessageFormatError for other encodings."""
-    return decode_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data)
+def rgb_from_image(msg: Image, limits: MessageLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """(H, W, 3) uint8 R,G,B from a colour Image; MessageFormatError for other encodings or sizes over ``limits``."""
+    return decode_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data, limits=limits)
 
 
 class FusionSegmentationNode(MmfusionNode):
@@ -118,8 +119,9 @@ class FusionSegmentationNode(MmfusionNode):
                 raise MessageFormatError("no CameraInfo received yet: cannot project LiDAR into the camera")
             camera = self.camera.scaled(size[1], size[0]) if (self.camera.height, self.camera.width) != size \
                 else self.camera
-            return self.encoder.encode(pointcloud2_to_array(msg), camera, camera_from_lidar=self.camera_from_lidar)
-        x = image_to_numpy(msg)
+            cloud = pointcloud2_to_array(msg, limits=self.limits)
+            return self.encoder.encode(cloud, camera, camera_from_lidar=self.camera_from_lidar)
+        x = image_to_numpy(msg, limits=self.limits)
         if x.shape[:2] != size:
             raise MessageFormatError(f"X image is {x.shape[1]}x{x.shape[0]} but RGB is {size[1]}x{size[0]}; "
                                      "register X to the colour camera first")
@@ -135,7 +137,7 @@ class FusionSegmentationNode(MmfusionNode):
         if not self.has_subscribers(outputs):
             return
         rgb_msg = synced.messages["rgb"]
-        rgb = rgb_from_image(rgb_msg)
+        rgb = rgb_from_image(rgb_msg, self.limits)
         result = self.segmenter(rgb, self.encode_x(synced.messages["x"], rgb.shape[:2]))
         header = rgb_msg.header
         self.labels_pub.publish(numpy_to_image(result.labels, "mono8", header))

@@ -49,7 +49,7 @@ class LidarDepthNode(MmfusionNode):
         self.clear_finding("calibration")
         if not self.has_subscribers([self.depth_pub]):
             return
-        points = pointcloud2_to_xyz(msg)
+        points = pointcloud2_to_xyz(msg, limits=self.limits)
         if points.shape[0] == 0:
             raise MessageFormatError("point cloud has no finite points")
         depth = lidar_depth_image(points, self.camera_from_lidar, self.camera, self.params["max_range"],

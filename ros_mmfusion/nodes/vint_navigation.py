@@ -141,7 +141,7 @@ class VintNavigationNode(MmfusionNode):
     def on_image(self, msg: Image) -> None:
         started = time.perf_counter()
         stamp = stamp_to_ns(msg.header.stamp)
-        rgb = decode_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data)
+        rgb = decode_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data, limits=self.limits)
         if not self.policy.add_frame(stamp, rgb) or not self.policy.ready:
             return
         if not self.has_subscribers((self.path_pub, self.waypoint_pub, self.goal_pub, self.node_pub)):

@@ -5,19 +5,21 @@ from sensor_msgs.msg import CameraInfo, RegionOfInterest
 from std_msgs.msg import Header
 
 from ros_mmfusion.core.codec.camera import CameraIntrinsics, intrinsics_from_fields
+from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, MessageLimits
 
 __all__ = ["CameraIntrinsics", "camera_info_to_intrinsics", "intrinsics_to_camera_info"]
 
 
-def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
+def camera_info_to_intrinsics(msg: CameraInfo, *, limits: MessageLimits = DEFAULT_LIMITS) -> CameraIntrinsics:
     """Validated intrinsics of ``msg`` (pixels; optical frame ``msg.header.frame_id``).
 
-    Raises MessageFormatError for an uncalibrated camera (K all zeros) or inconsistent fields; works on rosbags'
-    CameraInfo dataclasses too (same field names).
+    Raises MessageFormatError for an uncalibrated camera (K all zeros), inconsistent fields, or an image size over
+    ``limits`` (the sensor's and the published one after ROI/binning); works on rosbags' CameraInfo dataclasses too
+    (same field names).
     """
     return intrinsics_from_fields(
         msg.height, msg.width, msg.distortion_model, msg.d, msg.k, msg.r, msg.p,
-        msg.binning_x, msg.binning_y, msg.roi, msg.header.frame_id,
+        msg.binning_x, msg.binning_y, msg.roi, msg.header.frame_id, limits=limits,
     )
 
 

@@ -8,16 +8,18 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from ros_mmfusion.core.codec.image import decode_compressed, decode_image, encode_compressed, encode_image
+from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, MessageLimits
 from ros_mmfusion.ros._msg_data import uint8_field
 
 
-def image_to_numpy(msg: Image) -> np.ndarray:
+def image_to_numpy(msg: Image, *, limits: MessageLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Pixels of ``msg`` as ``(H, W)`` or ``(H, W, C)``, a view of ``msg.data`` unless a byte swap was needed.
 
     Units are the encoding's (``16UC1`` depth in mm, ``32FC1`` in m); copy before modifying. Raises
-    MessageFormatError for malformed messages (see :func:`ros_mmfusion.core.codec.decode_image`).
+    MessageFormatError for malformed messages and sizes over ``limits`` (a node passes its own, from its
+    parameters; see :func:`ros_mmfusion.core.codec.decode_image`).
     """
-    return decode_image(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data)
+    return decode_image(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data, limits=limits)
 
 
 def numpy_to_image(
@@ -45,9 +47,12 @@ def numpy_to_image(
     return msg
 
 
-def compressed_to_numpy(msg: CompressedImage, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarray:
-    """Decode a CompressedImage: colour as ``(H, W, 3)`` uint8 RGB by default; see ``core.codec.decode_compressed``."""
-    return decode_compressed(msg.format, msg.data, order=order)
+def compressed_to_numpy(
+    msg: CompressedImage, order: Literal["rgb", "bgr"] = "rgb", *, limits: MessageLimits = DEFAULT_LIMITS
+) -> np.ndarray:
+    """Decode a CompressedImage: colour as ``(H, W, 3)`` uint8 RGB by default; its header's size is checked against
+    ``limits`` before decoding (see ``core.codec.decode_compressed``)."""
+    return decode_compressed(msg.format, msg.data, order=order, limits=limits)
 
 
 def numpy_to_compressed(

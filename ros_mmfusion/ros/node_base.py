@@ -20,6 +20,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.node import Node
 from std_msgs.msg import Float64
 
+from ros_mmfusion.core.codec.limits import LIMIT_PARAMS, MessageLimits
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.health import InputMonitor, LatencyMonitor, Level, StampGuard, summarize
 from ros_mmfusion.core.params import ParamSpec, validate
@@ -47,6 +48,7 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("max_input_age", 0.0, "Skip inputs whose header stamp is older than this many seconds "
               "(0 disables; use with live sensors, not with sim time jumps).", minimum=0.0),
     ParamSpec("log_throttle", 5.0, "Seconds between repeated log lines about the same input problem.", minimum=0.0),
+    *LIMIT_PARAMS,  # max_image_side, max_image_pixels, max_points, ...: what one message may cost (core/codec/limits)
 )
 
 
@@ -130,6 +132,11 @@ class MmfusionNode(Node):
         for name in self._default_timeout_inputs:
             self.inputs[name].stall_timeout = self.params["input_timeout"]
         return SetParametersResult(successful=True)
+
+    @property
+    def limits(self) -> MessageLimits:
+        """The message limits of this node's parameters: pass them to every decode call (``limits=self.limits``)."""
+        return MessageLimits.from_params(self.params)
 
     # -- time -------------------------------------------------------------------------------------------------------
     def now_ns(self) -> int:
@@ -227,7 +234,7 @@ class MmfusionNode(Node):
         self.camera_frame_id = ""
 
         def on_camera_info(msg: CameraInfo) -> None:
-            self.camera = camera_info_to_intrinsics(msg).pinhole()
+            self.camera = camera_info_to_intrinsics(msg, limits=self.limits).pinhole()
             self.camera_frame_id = msg.header.frame_id
 
         return self.sensor_subscription(CameraInfo, topic, on_camera_info, name="camera_info", required=required,

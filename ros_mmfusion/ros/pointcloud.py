@@ -5,22 +5,27 @@ import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
+from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, MessageLimits
 from ros_mmfusion.core.codec.pointcloud import decode_cloud, encode_cloud, xyz_array
 from ros_mmfusion.ros._msg_data import uint8_field
 
 
-def pointcloud2_to_array(msg: PointCloud2) -> np.ndarray:
+def pointcloud2_to_array(msg: PointCloud2, *, limits: MessageLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Points of ``msg`` as a structured array (``(N,)`` if ``height == 1``, else ``(height, width)``).
 
     A view of ``msg.data`` unless a byte swap was needed; field units are the sender's (x, y, z in metres in
-    ``msg.header.frame_id``). Raises MessageFormatError for malformed messages.
+    ``msg.header.frame_id``). Raises MessageFormatError for malformed messages and sizes over ``limits`` (points,
+    point_step, row_step, bytes; a node passes its own, from its parameters).
     """
-    return decode_cloud(msg.height, msg.width, msg.fields, msg.is_bigendian, msg.point_step, msg.row_step, msg.data)
+    return decode_cloud(msg.height, msg.width, msg.fields, msg.is_bigendian, msg.point_step, msg.row_step, msg.data,
+                        limits=limits)
 
 
-def pointcloud2_to_xyz(msg: PointCloud2, remove_nans: bool = True) -> np.ndarray:
+def pointcloud2_to_xyz(
+    msg: PointCloud2, remove_nans: bool = True, *, limits: MessageLimits = DEFAULT_LIMITS
+) -> np.ndarray:
     """``(N, 3)`` float32 x, y, z in metres (``msg.header.frame_id``), non-finite points dropped by default."""
-    return xyz_array(pointcloud2_to_array(msg), remove_nans=remove_nans)
+    return xyz_array(pointcloud2_to_array(msg, limits=limits), remove_nans=remove_nans)
 
 
 def array_to_pointcloud2(

@@ -2,7 +2,8 @@
 
 Every function takes or returns plain field values named like the message fields, so rclpy messages
 (``ros_mmfusion.ros``) and rosbags' message dataclasses (the synthetic world) share one implementation.
-Malformed payloads raise :class:`ros_mmfusion.core.errors.MessageFormatError`.
+Malformed payloads, and messages over the :class:`MessageLimits` the decoders take, raise
+:class:`ros_mmfusion.core.errors.MessageFormatError`.
 """
 from ros_mmfusion.core.codec.boxes import (
     BOX_EDGES,
@@ -25,6 +26,7 @@ from ros_mmfusion.core.codec.image import (
     encoding_format,
     parse_compressed_format,
 )
+from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, LIMIT_PARAMS, MessageLimits
 from ros_mmfusion.core.codec.pointcloud import (
     CloudField,
     CloudFields,
@@ -46,7 +48,10 @@ __all__ = [
     "CloudField",
     "CloudFields",
     "CompressedFormat",
+    "DEFAULT_LIMITS",
     "ImageFields",
+    "LIMIT_PARAMS",
+    "MessageLimits",
     "PointFieldType",
     "RGB_ENCODINGS",
     "RegionOfInterest",

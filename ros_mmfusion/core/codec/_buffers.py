@@ -38,7 +38,7 @@ def as_count(value: Any, what: str) -> int:
     """``value`` as a non-negative int (message size fields are unsigned); MessageFormatError otherwise."""
     try:
         number = int(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise MessageFormatError(f"{what} must be an unsigned integer, got {value!r}") from exc
     if number != value or number < 0:
         raise MessageFormatError(f"{what} must be an unsigned integer, got {value!r}")

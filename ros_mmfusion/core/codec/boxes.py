@@ -34,9 +34,16 @@ def quaternion_to_yaw(quaternion: np.ndarray) -> np.ndarray | float:
     return float(yaw) if yaw.ndim == 0 else yaw
 
 
+def _triples(values: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.size % 3:
+        raise MessageFormatError(f"box {name} must be (N, 3), got shape {array.shape}")
+    return array.reshape(-1, 3)
+
+
 def _boxes(centers: np.ndarray, sizes: np.ndarray, yaws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    centers = np.asarray(centers, dtype=np.float64).reshape(-1, 3)
-    sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 3)
+    centers = _triples(centers, "centres")
+    sizes = _triples(sizes, "sizes")
     yaws = np.asarray(yaws, dtype=np.float64).reshape(-1)
     if not len(centers) == len(sizes) == len(yaws):
         raise MessageFormatError(

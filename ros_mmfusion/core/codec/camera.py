@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ros_mmfusion.core.codec._buffers import as_count
+from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, MessageLimits
 from ros_mmfusion.core.errors import MessageFormatError
 from ros_mmfusion.core.geometry import PinholeCamera
 
@@ -22,6 +23,8 @@ _DISTORTION_LENGTHS: dict[str, tuple[int, ...]] = {
     "rational_polynomial": (0, 8, 12, 14),
     "equidistant": (0, 4),
 }
+# Models PinholeCamera can project with non-zero coefficients.
+_PROJECTABLE_MODELS = tuple(_DISTORTION_LENGTHS)
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,16 @@ class CameraIntrinsics:
         return k
 
     def pinhole(self) -> PinholeCamera:
-        """The :class:`~ros_mmfusion.core.geometry.PinholeCamera` of the published (ROI/binned, raw) image."""
+        """The :class:`~ros_mmfusion.core.geometry.PinholeCamera` of the published (ROI/binned, raw) image.
+
+        Raises MessageFormatError when ``d`` has non-zero coefficients of a model it cannot project (one other than
+        plumb_bob, rational_polynomial and equidistant, e.g. ``fisheye``).
+        """
+        if self.is_distorted and self.distortion_model not in _PROJECTABLE_MODELS:
+            raise MessageFormatError(
+                f"CameraInfo.distortion_model {self.distortion_model!r} with non-zero d cannot be projected: "
+                f"supported models are {', '.join(_PROJECTABLE_MODELS)} (or all-zero d)"
+            )
         width, height = self.image_size()
         return PinholeCamera(k=self.image_k(), width=width, height=height, d=self.d.copy(),
                              distortion_model=self.distortion_model)
@@ -99,8 +111,16 @@ class CameraIntrinsics:
         return width // self.binning_x, height // self.binning_y
 
 
+def _floats(values: Any, name: str) -> np.ndarray:
+    """A message's float64[] field as a flat array; MessageFormatError for values that are not numbers."""
+    try:
+        return np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MessageFormatError(f"CameraInfo.{name} must be a sequence of numbers: {exc}") from None
+
+
 def _matrix(values: Any, size: int, shape: tuple[int, int], name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    array = _floats(values, name)
     if array.size != size:
         raise MessageFormatError(f"CameraInfo.{name} has {array.size} values, expected {size}")
     if not np.isfinite(array).all():
@@ -120,12 +140,17 @@ def intrinsics_from_fields(
     binning_y: int = 0,
     roi: Any = None,
     frame_id: str = "",
+    *,
+    limits: MessageLimits = DEFAULT_LIMITS,
 ) -> CameraIntrinsics:
     """Validate CameraInfo fields into :class:`CameraIntrinsics`; ``roi``: any object with RegionOfInterest's fields.
 
     Raises MessageFormatError when ``k`` is all zeros (the camera is uncalibrated), when fx/fy are not positive or
-    the last row of ``k`` is not ``[0, 0, 1]``, when an array has the wrong length, or when ``d``'s length does not fit
-    a known ``distortion_model``. Unknown models are kept as they are (the caller decides whether it can use them).
+    the last row of ``k`` is not ``[0, 0, 1]``, when an array has the wrong length or a non-finite value, or when
+    ``d``'s length does not fit a known ``distortion_model``; and for sizes: an empty image, a ROI outside the sensor,
+    binning that leaves no pixel, or a sensor or published image over ``limits`` (width/height/pixels), checked
+    before anything is allocated. Unknown models are kept as they are (:meth:`CameraIntrinsics.pinhole` refuses them
+    with non-zero ``d``).
     """
     k_matrix = _matrix(k, 9, (3, 3), "k")
     if not k_matrix.any():
@@ -136,7 +161,9 @@ def intrinsics_from_fields(
         )
     if not np.allclose(k_matrix[2], (0.0, 0.0, 1.0)):
         raise MessageFormatError(f"CameraInfo.k's last row is {k_matrix[2].tolist()}, expected [0, 0, 1]")
-    d_array = np.asarray(d, dtype=np.float64).reshape(-1)
+    d_array = _floats(d, "d")
+    if not np.isfinite(d_array).all():
+        raise MessageFormatError(f"CameraInfo.d contains non-finite values: {d_array.tolist()}")
     allowed = _DISTORTION_LENGTHS.get(distortion_model)
     if allowed is not None and d_array.size not in allowed:
         raise MessageFormatError(
@@ -149,6 +176,10 @@ def intrinsics_from_fields(
     p_from_k = not p_matrix.any()
     if p_from_k:
         p_matrix = np.hstack([k_matrix, np.zeros((3, 1))])
+    height, width = as_count(height, "CameraInfo.height"), as_count(width, "CameraInfo.width")
+    limits.check_image("CameraInfo", width, height)
+    if width == 0 or height == 0:
+        raise MessageFormatError(f"CameraInfo.width x height is {width} x {height}: a calibrated camera has pixels")
     region = RegionOfInterest()
     if roi is not None:
         region = RegionOfInterest(
@@ -158,9 +189,15 @@ def intrinsics_from_fields(
             as_count(roi.width, "CameraInfo.roi.width"),
             bool(roi.do_rectify),
         )
-    return CameraIntrinsics(
-        height=as_count(height, "CameraInfo.height"),
-        width=as_count(width, "CameraInfo.width"),
+    for axis, offset, extent, size in (("x", region.x_offset, region.width, width),
+                                       ("y", region.y_offset, region.height, height)):
+        if offset + (extent or size) > size:
+            side = "width" if axis == "x" else "height"
+            raise MessageFormatError(f"CameraInfo.roi.{axis}_offset {offset} + {side} {extent or size} lies outside "
+                                     f"the {size}-pixel sensor {side}")
+    intrinsics = CameraIntrinsics(
+        height=height,
+        width=width,
         k=k_matrix,
         d=d_array,
         distortion_model=str(distortion_model),
@@ -172,3 +209,10 @@ def intrinsics_from_fields(
         frame_id=frame_id,
         p_from_k=p_from_k,
     )
+    published_width, published_height = intrinsics.image_size()
+    if published_width == 0 or published_height == 0:
+        raise MessageFormatError(
+            f"CameraInfo.binning_x x binning_y = {intrinsics.binning_x} x {intrinsics.binning_y} leaves no pixel of "
+            f"the {region.width or width} x {region.height or height} image"
+        )
+    return intrinsics

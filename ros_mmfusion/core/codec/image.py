@@ -24,6 +24,8 @@ from ros_mmfusion.core.codec._buffers import (
     dtype_is_bigendian,
     padded_rows,
 )
+from ros_mmfusion.core.codec._headers import ImageHeader, image_header, sniff_codec
+from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, MAX_CHANNELS, MessageLimits
 from ros_mmfusion.core.errors import MessageFormatError
 
 # Named encodings of sensor_msgs/image_encodings -> (element dtype, channels).
@@ -49,7 +51,8 @@ def encoding_format(encoding: str) -> tuple[np.dtype, int]:
     """(native-order element dtype, channels) for an Image ``encoding``; MessageFormatError if unknown.
 
     Covers rgb8/bgr8/rgba8/bgra8 (and their 16-bit forms), mono8/mono16, bayer_*8/16, packed yuv422 variants and every
-    ``<8U|8S|16U|16S|32S|32F|64F>C<n>`` (``8UC1``, ``16UC1`` depth in mm, ``32FC1`` depth in m, ...).
+    ``<8U|8S|16U|16S|32S|32F|64F>C<n>`` (``8UC1``, ``16UC1`` depth in mm, ``32FC1`` depth in m, ...) with
+    ``n`` from 1 to 512 (OpenCV's channel limit).
     """
     if not isinstance(encoding, str):
         raise MessageFormatError(f"Image.encoding must be a string, got {type(encoding).__name__}")
@@ -57,8 +60,13 @@ def encoding_format(encoding: str) -> tuple[np.dtype, int]:
     if named is not None:
         return np.dtype(named[0]), named[1]
     match = _CV_PATTERN.match(encoding)
-    if match is not None and int(match.group(2)) > 0:
+    if match is not None and 0 < int(match.group(2)) <= MAX_CHANNELS:
         return np.dtype(_CV_DEPTHS[match.group(1)]), int(match.group(2))
+    if match is not None:
+        raise MessageFormatError(
+            f"Image.encoding {encoding!r} has {match.group(2)} channels: 1 to {MAX_CHANNELS} (OpenCV's CV_CN_MAX) "
+            "are supported"
+        )
     if encoding.lower() in _PLANAR_ENCODINGS:
         raise MessageFormatError(f"Image.encoding {encoding!r} is a planar YUV format, which is not supported")
     raise MessageFormatError(
@@ -85,7 +93,10 @@ class ImageFields:
     data: np.ndarray
 
 
-def decode_image(height: int, width: int, encoding: str, is_bigendian: Any, step: int, data: Any) -> np.ndarray:
+def decode_image(
+    height: int, width: int, encoding: str, is_bigendian: Any, step: int, data: Any, *,
+    limits: MessageLimits = DEFAULT_LIMITS,
+) -> np.ndarray:
     """The pixels of an Image as a numpy array, a view of ``data`` whenever possible.
 
     Shape ``(height, width)`` for one channel, else ``(height, width, channels)``; dtype per :func:`encoding_format`.
@@ -93,12 +104,15 @@ def decode_image(height: int, width: int, encoding: str, is_bigendian: Any, step
     whose ``is_bigendian`` differs from the host is byte-swapped into a new native-order array; otherwise the result
     shares memory with ``data`` (read-only when ``data`` is ``bytes``): copy it before modifying it in place.
     Bytes beyond ``step * height`` are ignored. Raises MessageFormatError for an unknown encoding, a ``step`` smaller
-    than a row, or ``data`` shorter than ``step * height``.
+    than a row, ``data`` shorter than ``step * height``, or a size over ``limits`` (width/height/pixels,
+    ``step * height`` against ``max_data_bytes``), checked before anything is allocated.
     """
     element, channels = encoding_format(encoding)
     height = as_count(height, "Image.height")
     width = as_count(width, "Image.width")
     step = as_count(step, "Image.step")
+    limits.check_image("Image", width, height)
+    limits.check_data_bytes(f"Image.step x height = {step} x {height} =", step * height)
     pixel_bytes = element.itemsize * channels
     item = f"{pixel_bytes} bytes per pixel ({encoding})"
     rows = padded_rows(data, "Image", height, width, pixel_bytes, step, "step", item)
@@ -116,15 +130,21 @@ RGB_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
 """Colour encodings :func:`decode_rgb` accepts."""
 
 
-def decode_rgb(height: int, width: int, encoding: str, is_bigendian: Any, step: int, data: Any) -> np.ndarray:
+def decode_rgb(
+    height: int, width: int, encoding: str, is_bigendian: Any, step: int, data: Any, *,
+    limits: MessageLimits = DEFAULT_LIMITS,
+) -> np.ndarray:
     """A colour Image's pixels as contiguous ``(H, W, 3)`` uint8 in R,G,B order (a copy; alpha dropped).
 
     Accepts ``rgb8``, ``bgr8``, ``rgba8`` and ``bgra8``; any other encoding (mono, depth, 16-bit) raises
-    MessageFormatError, as do malformed payloads (see :func:`decode_image`).
+    MessageFormatError, as do malformed payloads, sizes over ``limits`` (see :func:`decode_image`) and an image
+    without pixels (nothing a model or a map could use).
     """
     if encoding not in RGB_ENCODINGS:
         raise MessageFormatError(f"colour image has encoding {encoding!r}; expected one of {RGB_ENCODINGS}")
-    pixels = decode_image(height, width, encoding, is_bigendian, step, data)
+    pixels = decode_image(height, width, encoding, is_bigendian, step, data, limits=limits)
+    if pixels.size == 0:
+        raise MessageFormatError(f"colour image has no pixels (Image.width x height = {width} x {height})")
     if encoding.startswith("bgr"):
         pixels = pixels[..., 2::-1]
     return np.ascontiguousarray(pixels[..., :3])
@@ -177,8 +197,6 @@ def encode_image(
 
 # --- CompressedImage --------------------------------------------------------------------------------------------------
 
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # compressed_depth_image_transport prefixes the PNG with a 12-byte header: int32 format, float32 depthParam[2].
 _DEPTH_HEADER = struct.Struct("<iff")
 
@@ -211,8 +229,7 @@ def parse_compressed_format(format: str, data: np.ndarray | None = None) -> Comp
     if not codec and depth:
         codec = "png"  # the oldest compressedDepth publishers wrote no codec name
     if not codec and data is not None:
-        head_bytes = bytes(data[:8])
-        codec = "jpeg" if head_bytes.startswith(_JPEG_MAGIC) else "png" if head_bytes.startswith(_PNG_MAGIC) else ""
+        codec = sniff_codec(data) or ""
     if not codec:
         raise MessageFormatError(
             f"CompressedImage.format {format!r} names no supported codec: expected 'jpeg', 'png' or "
@@ -221,42 +238,80 @@ def parse_compressed_format(format: str, data: np.ndarray | None = None) -> Comp
     return CompressedFormat(original or None, codec, depth)
 
 
-def decode_compressed(format: str, data: Any, *, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarray:  # noqa: A002
+def decode_compressed(
+    format: str,  # noqa: A002 - the message field's name
+    data: Any,
+    *,
+    order: Literal["rgb", "bgr"] = "rgb",
+    limits: MessageLimits = DEFAULT_LIMITS,
+) -> np.ndarray:
     """Decode a CompressedImage payload (JPEG, PNG, WebP, or compressedDepth PNG) with OpenCV.
 
     Colour images come back as ``(H, W, 3)`` uint8 in RGB order by default (``order="bgr"`` for OpenCV order), RGBA
     when the PNG has alpha; grey ones as ``(H, W)`` (uint8 or, for 16-bit PNG, uint16). compressedDepth payloads
     return depth in the original encoding's units: ``16UC1`` uint16 millimetres, ``32FC1`` float32 metres with NaN
-    where no depth was recorded. Raises MessageFormatError for an unknown format or bytes that do not decode.
+    where no depth was recorded. Before decoding, the size of ``data`` is checked against ``max_compressed_bytes``
+    and the width and height the PNG/JPEG/WebP header declares against ``limits`` (the decoded size, at up to 4
+    channels, against ``max_data_bytes``). Raises MessageFormatError for an unknown format, data that is not a PNG,
+    JPEG or WebP image, a size over a limit, or bytes that do not decode.
     """
-    import cv2  # local: keeps the raw codec importable where OpenCV is absent
-
     raw = as_uint8(data, "CompressedImage.data")
+    limits.check_compressed_bytes("CompressedImage", raw.size)
     parsed = parse_compressed_format(format, raw)
     if parsed.codec == "rvl":
         raise MessageFormatError(f"CompressedImage.format {format!r}: RVL depth compression is not supported")
     if parsed.compressed_depth:
-        return _decode_compressed_depth(format, parsed, raw)
-    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    if image is None:
-        raise MessageFormatError(
-            f"CompressedImage.data ({raw.size} bytes) does not decode as {parsed.codec} (format {format!r})"
-        )
+        return _decode_compressed_depth(format, parsed, raw, limits)
+    header = _bounded_header(raw, "CompressedImage.data", parsed.codec, limits)
+    image = _imdecode(raw, header, format)
     if image.ndim == 3 and order == "rgb":
+        import cv2
+
         code = cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
         image = cv2.cvtColor(image, code)
     return image
 
 
-def _decode_compressed_depth(format: str, parsed: CompressedFormat, raw: np.ndarray) -> np.ndarray:  # noqa: A002
-    import cv2
+def _bounded_header(raw: np.ndarray, what: str, declared: str, limits: MessageLimits) -> ImageHeader:
+    """The header of the compressed image in ``raw``, refused when what it declares exceeds ``limits``."""
+    header = image_header(raw, what, declared)
+    limits.check_image("CompressedImage", header.width, header.height)
+    decoded = header.width * header.height * 4 * header.sample_bytes
+    limits.check_data_bytes(f"CompressedImage decoded size {header.width} x {header.height} x 4 channels x "
+                            f"{header.sample_bytes} bytes =", decoded)
+    return header
 
+
+def _imdecode(raw: np.ndarray, header: ImageHeader, format: str) -> np.ndarray:  # noqa: A002
+    """OpenCV's decode of ``raw``, checked to have the size its ``header`` declared."""
+    import cv2  # local: keeps the raw codec importable where OpenCV is absent
+
+    try:
+        image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise MessageFormatError(f"CompressedImage.data ({raw.size} bytes) does not decode as {header.codec} "
+                                 f"(format {format!r}): {exc}") from None
+    if image is None:
+        raise MessageFormatError(
+            f"CompressedImage.data ({raw.size} bytes) does not decode as {header.codec} (format {format!r})"
+        )
+    if image.shape[:2] not in ((header.height, header.width), (header.width, header.height)):  # EXIF may rotate
+        raise MessageFormatError(f"CompressedImage.data decoded to {image.shape[1]} x {image.shape[0]} pixels but its "
+                                 f"{header.codec} header declares {header.width} x {header.height}")
+    return image
+
+
+def _decode_compressed_depth(
+    format: str, parsed: CompressedFormat, raw: np.ndarray, limits: MessageLimits  # noqa: A002
+) -> np.ndarray:
     if raw.size <= _DEPTH_HEADER.size:
         raise MessageFormatError(
             f"CompressedImage.data has {raw.size} bytes: too short for a compressedDepth header (format {format!r})"
         )
     _, quant_a, quant_b = _DEPTH_HEADER.unpack(bytes(raw[: _DEPTH_HEADER.size]))
-    image = cv2.imdecode(raw[_DEPTH_HEADER.size :], cv2.IMREAD_UNCHANGED)
+    png = raw[_DEPTH_HEADER.size :]
+    header = _bounded_header(png, "CompressedImage.data after the 12-byte depth header", "png", limits)
+    image = _imdecode(png, header, format) if header.codec == "png" else None
     if image is None or image.dtype != np.uint16 or image.ndim != 2:
         raise MessageFormatError(
             f"CompressedImage.data after the 12-byte depth header is not a 16-bit grey PNG (format {format!r})"

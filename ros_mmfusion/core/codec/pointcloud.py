@@ -22,6 +22,7 @@ from ros_mmfusion.core.codec._buffers import (
     byte_order,
     padded_rows,
 )
+from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, MessageLimits
 from ros_mmfusion.core.errors import MessageFormatError
 
 
@@ -107,14 +108,25 @@ def _field_values(field: Any, index: int) -> tuple[str, int, int, int]:
     return name, offset, int(datatype), count
 
 
-def fields_to_dtype(fields: Iterable[Any], point_step: int, is_bigendian: Any = False) -> np.dtype:
+def fields_to_dtype(
+    fields: Iterable[Any], point_step: int, is_bigendian: Any = False, *, limits: MessageLimits = DEFAULT_LIMITS
+) -> np.dtype:
     """The structured dtype of one point: explicit offsets, ``itemsize == point_step``, ``count > 1`` as subarrays.
 
     ``fields`` holds PointField-like objects (rclpy, rosbags, :class:`CloudField`) or (name, offset, datatype[, count])
-    tuples. Raises MessageFormatError for an unknown datatype, a zero count, a duplicated name, overlapping fields, or
-    a ``point_step`` smaller than the fields' extent.
+    tuples. Raises MessageFormatError for an unknown datatype, a zero count, a duplicated name, overlapping fields,
+    more fields than ``point_step`` has bytes, or a ``point_step`` smaller than the fields' extent or larger than
+    ``limits.max_point_step``.
     """
     point_step = as_count(point_step, "PointCloud2.point_step")
+    limits.check_point_step("PointCloud2", point_step)
+    try:
+        fields = list(fields)
+    except TypeError as exc:
+        raise MessageFormatError(f"PointCloud2.fields must be a sequence of PointFields: {exc}") from None
+    if len(fields) > point_step:  # fields do not overlap and take a byte at least: also bounds the work below
+        raise MessageFormatError(f"PointCloud2.fields has {len(fields)} fields, more than point_step {point_step} "
+                                 "has bytes")
     order = byte_order(is_bigendian)
     names: list[str] = []
     formats: list[Any] = []
@@ -178,6 +190,8 @@ def decode_cloud(
     point_step: int,
     row_step: int,
     data: Any,
+    *,
+    limits: MessageLimits = DEFAULT_LIMITS,
 ) -> np.ndarray:
     """The points of a PointCloud2 as a structured array, a view of ``data`` whenever possible.
 
@@ -185,13 +199,18 @@ def decode_cloud(
     larger than ``width * point_step``) and padding between fields are skipped by striding. Data whose
     ``is_bigendian`` differs from the host is converted into a new native-order array; otherwise the result shares
     memory with ``data`` (read-only when ``data`` is ``bytes``). Bytes beyond ``row_step * height`` are ignored.
-    Raises MessageFormatError for bad fields (see :func:`fields_to_dtype`), a ``row_step`` smaller than a row, or
-    ``data`` shorter than ``row_step * height``.
+    Raises MessageFormatError for bad fields (see :func:`fields_to_dtype`), a ``row_step`` smaller than a row,
+    ``data`` shorter than ``row_step * height``, or sizes over ``limits`` (``width * height`` points, ``point_step``,
+    ``row_step`` and ``row_step * height`` bytes), checked before anything is allocated.
     """
     height = as_count(height, "PointCloud2.height")
     width = as_count(width, "PointCloud2.width")
     row_step = as_count(row_step, "PointCloud2.row_step")
-    wire = fields_to_dtype(fields, point_step, is_bigendian)
+    limits.check_points("PointCloud2", width, height)
+    limits.check_point_step("PointCloud2", as_count(point_step, "PointCloud2.point_step"))
+    limits.check_data_bytes("PointCloud2.row_step", row_step)
+    limits.check_data_bytes(f"PointCloud2.row_step x height = {row_step} x {height} =", row_step * height)
+    wire = fields_to_dtype(fields, point_step, is_bigendian, limits=limits)
     rows = padded_rows(data, "PointCloud2", height, width, wire.itemsize, row_step, "row_step",
                        f"point_step {wire.itemsize}")
     shape = (width,) if height == 1 else (height, width)
@@ -290,11 +309,14 @@ def xyz_array(cloud: np.ndarray, remove_nans: bool = True) -> np.ndarray:
 
     Points with a non-finite coordinate are dropped when ``remove_nans``; missing fields raise MessageFormatError.
     """
-    out = np.empty((*cloud.shape, 3), np.float32)
-    for axis, name in enumerate("xyz"):
+    columns = []
+    for name in "xyz":  # all checked before the output is allocated
         values = _require_field(cloud, name)
         if values.shape != cloud.shape:
             raise MessageFormatError(f"cloud field {name!r} has count {values.shape[cloud.ndim:]}, expected 1")
+        columns.append(values)
+    out = np.empty((*cloud.shape, 3), np.float32)
+    for axis, values in enumerate(columns):
         out[..., axis] = values
     out = out.reshape(-1, 3)
     if remove_nans:
