@@ -136,7 +136,7 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
     try:
         import rclpy
         from rclpy._rclpy_pybind11 import RCLError
-        from rclpy.executors import ExternalShutdownException
+        from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
         from ros_mmfusion.ros.runtime import health_snapshot, node_io, spin_nodes
     except KeyboardInterrupt:
@@ -147,6 +147,7 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
     try:
         rclpy.init(args=sys.argv if args is None else args)
         initialised = True
+        executor = SingleThreadedExecutor()  # now: a signal's shutdown from here on is a start-up interruption
         node = factory()
     except (KeyboardInterrupt, ExternalShutdownException):
         outcome = (EXIT_INTERRUPTED, None)
@@ -168,10 +169,13 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
     channel.send(ready=node_io(node))
 
     def report_final(nodes: list) -> None:
-        channel.send(final=health_snapshot(nodes[0]))
+        try:
+            channel.send(final=health_snapshot(nodes[0]))
+        except Exception:  # noqa: BLE001 - best effort: a failed report must not stop the node's shutdown
+            pass
         channel.close()
 
     try:
-        return spin_nodes([node], before_destroy=report_final)
+        return spin_nodes([node], before_destroy=report_final, executor=executor)
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return EXIT_INTERRUPTED

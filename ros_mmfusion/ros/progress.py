@@ -97,7 +97,7 @@ def format_summary(names: list[str], stats: Mapping[str, NodeStats], elapsed_s: 
         level = s.level_name if s.level == 0 or not s.message else f"{s.level_name}: {s.message}"
         lines.append(f"{name:{width}s} {frames_in:>7s} {s.frames_out:7d} {s.skipped:7d} "
                      f"{_ms(s.latency_p50_ms):>7s} {_ms(s.latency_p95_ms):>7s}  {level}")
-    idle = [n for n in names if (s := stats.get(n)) is not None and s.frames_in and not s.frames_out and not s.skipped]
+    idle = [n for n in names if (s := stats.get(n)) is not None and not s.frames_out and (s.frames_in or 0) > s.skipped]
     if idle:
         lines.append(f"note: {', '.join(idle)} received input but computed nothing: nodes skip the work while "
                      "nothing subscribes to their outputs")

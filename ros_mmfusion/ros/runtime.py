@@ -79,10 +79,11 @@ def health_snapshot(node: Any) -> dict[str, Any]:
 
 
 def spin_nodes(nodes: Iterable, args: list[str] | None = None,
-               before_destroy: Callable[[list], None] | None = None) -> int:
+               before_destroy: Callable[[list], None] | None = None, executor: Any = None) -> int:
     """Spin ``nodes`` in one SingleThreadedExecutor until SIGINT/SIGTERM; destroy them and shut down cleanly.
 
-    ``before_destroy(nodes)`` runs once spinning stopped, while the nodes still exist (a final report).
+    ``before_destroy(nodes)`` runs once spinning stopped, while the nodes still exist (a final report). ``executor``:
+    one made beforehand (at start-up, where a signal's shutdown is handled), else a new SingleThreadedExecutor.
     SingleThreadedExecutor on purpose: MultiThreadedExecutor livelocks under load in the Jazzy PyPI wheels, and
     EventsExecutor runs no callbacks there (docs/architecture.md).
     """
@@ -90,11 +91,11 @@ def spin_nodes(nodes: Iterable, args: list[str] | None = None,
     from rclpy._rclpy_pybind11 import RCLError
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    executor = SingleThreadedExecutor()
+    executor = executor if executor is not None else SingleThreadedExecutor()
     nodes = list(nodes)
-    for node in nodes:
-        executor.add_node(node)
     try:
+        for node in nodes:
+            executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -106,7 +107,8 @@ def spin_nodes(nodes: Iterable, args: list[str] | None = None,
         if before_destroy is not None:
             before_destroy(nodes)
         for node in nodes:
-            executor.remove_node(node)
+            if node in executor.get_nodes():
+                executor.remove_node(node)
             close = getattr(node, "close", None)
             if close is not None:
                 close()
