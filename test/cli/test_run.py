@@ -64,6 +64,8 @@ def share(tmp_path_factory) -> Path:
     for entry in (real / "config" / "presets").iterdir():
         (root / "config" / "presets" / entry.name).symlink_to(entry)
     (root / "config" / "presets" / f"{PRESET}.yaml").write_text(PRESET_YAML)
+    (root / "config" / "presets" / "test_typo.yaml").write_text(
+        "description: a misspelt parameter\nnodes:\n  - node: lidar_depth\n    parameters:\n      max_rang: 50.0\n")
     return root
 
 
@@ -225,16 +227,19 @@ def test_bad_bags_and_parameters_are_one_line_before_any_node_starts(bag, env, t
     shutil.copytree(bag, binary)
     (binary / "metadata.yaml").write_bytes(b"\xff\xfe\x00 not text")
     cases = [
-        (["--bag", str(corrupt)], f"cannot read bag {corrupt}: Could not load YAML from {corrupt}/metadata.yaml"),
-        (["--bag", str(binary)], f"cannot read bag {binary}: {binary}/metadata.yaml is not text"),
-        (["--bag", str(tmp_path / "missing")], f"bag not found: {tmp_path / 'missing'}"),
-        (["--bag", str(bag), "--set", "lidar_depth.fil_kernel=3"],
+        ([PRESET, "--bag", str(corrupt)],
+         f"cannot read bag {corrupt}: Could not load YAML from {corrupt}/metadata.yaml"),
+        ([PRESET, "--bag", str(binary)], f"cannot read bag {binary}: {binary}/metadata.yaml is not text"),
+        ([PRESET, "--bag", str(tmp_path / "missing")], f"bag not found: {tmp_path / 'missing'}"),
+        ([PRESET, "--bag", str(bag), "--set", "lidar_depth.fil_kernel=3"],
          "--set: node 'lidar_depth' (lidar_depth) has no parameter 'fil_kernel' (did you mean 'fill_kernel'?); "
          "its parameters: calibration_file, camera, camera_from_lidar,"),
+        (["test_typo"], f"{env['MMFUSION_SHARE_DIR']}/config/presets/test_typo.yaml: nodes[0].parameters: node "
+         "'lidar_depth' (lidar_depth) has no parameter 'max_rang' (did you mean 'max_range'?)"),
     ]
     for args, message in cases:
         for mode in ([], ["--processes"]):
-            proc = run(["run", PRESET, *args, *mode], env)
+            proc = run(["run", *args, *mode], env)
             assert proc.returncode == 2, (args, mode, proc.stderr[-3000:])
             assert len(own_lines(proc.stderr)) == 1 and "Traceback" not in proc.stderr, proc.stderr
             assert own_lines(proc.stderr)[0].startswith(f"mmfusion run: error: {message}"), proc.stderr
