@@ -1,5 +1,5 @@
 """Presets: named sets of nodes with their parameters (``config/presets/<name>.yaml``), shared by ``mmfusion run``
-and the launch files. ROS-free: this only reads and validates YAML.
+and the launch files. It reads and validates YAML; only the parameter-name check imports the node modules (rclpy).
 
 Format::
 

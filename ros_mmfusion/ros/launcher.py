@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,12 +163,14 @@ def create_nodes(preset: Preset) -> list:
     typed = [typed_parameters(launch) for launch in preset.nodes]  # every value checked before any node starts
     replayed = _replayed(preset)  # the bag is readable
     built: dict[int, Any] = {}
+    checked = False
     try:
         for i in start_order(preset):
             launch = preset.nodes[i]
-            if launch.key == PLAYER_KEY and launch.name == next(iter(replayed)):
+            if launch.key == PLAYER_KEY and not checked:  # every other node is built: check before the first player
                 _print_notes(check_inputs(preset, {preset.nodes[j].name: node_io(n) for j, n in built.items()},
                                           replayed))
+                checked = True
             built[i] = _construct(launch, typed[i])
     except BaseException:
         _destroy(list(built.values()))
@@ -268,7 +270,6 @@ class _NodeProcess:
     final: dict[str, Any] | None = None
     stopped_by_us: bool = False
     killed: bool = False
-    events: list[dict[str, Any]] = field(default_factory=list)
 
     def read(self) -> None:
         """Take what the node wrote (call when its pipe is readable): events, or end of file."""

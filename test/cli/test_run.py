@@ -5,6 +5,7 @@ the real config, models and interfaces linked in), so every run starts in second
 """
 from __future__ import annotations
 
+import io
 import os
 import pty
 import select
@@ -244,3 +245,46 @@ def test_bad_bags_and_parameters_are_one_line_before_any_node_starts(bag, env, t
             assert len(own_lines(proc.stderr)) == 1 and "Traceback" not in proc.stderr, proc.stderr
             assert own_lines(proc.stderr)[0].startswith(f"mmfusion run: error: {message}"), proc.stderr
             assert "[INFO]" not in proc.stderr, "no node started"
+
+
+def test_inputs_are_checked_against_the_bag_and_the_other_nodes(bag):
+    """``check_inputs`` on the `segmentation` preset with the sim bag: a required input the bag lacks is an error,
+    an optional one a note, one another node publishes is fine."""
+    from ros_mmfusion import presets
+    from ros_mmfusion.core.errors import ConfigError
+    from ros_mmfusion.ros.launcher import bag_topics, check_inputs
+
+    preset = presets.load("segmentation", {"bag": str(bag)})
+    replayed = {"bag_player": bag_topics(preset.nodes[0])}
+    assert {"/camera/color/image_raw", "/thermal/image_raw", "/lidar/points"} <= replayed["bag_player"]
+    io = {"fusion_segmentation": {"inputs": {"/camera/color/image_raw": True, "/thermal/image_raw": False},
+                                  "outputs": ["/segmentation/labels"]}}
+    assert check_inputs(preset, io, replayed) == []
+    io["fusion_segmentation"]["inputs"].update({"/stereo/depth": False, "/segmentation/labels": True})
+    assert check_inputs(preset, io, replayed) == [
+        f"bag {bag} has no /stereo/depth: fusion_segmentation runs without this optional input"]
+    io["fusion_segmentation"]["inputs"]["/radar/points"] = True
+    with pytest.raises(ConfigError, match=r"lacks input topic\(s\) of preset 'segmentation': /radar/points \(needed "
+                                          r"by fusion_segmentation\); the bag player replays: /camera/color"):
+        check_inputs(preset, io, replayed)
+    assert check_inputs(preset, io, {}) == [], "without a bag player the inputs come from live sensors"
+
+
+def test_summary_shows_frames_latency_and_level_per_node():
+    from ros_mmfusion.ros.progress import RunBoard, format_progress
+
+    board = RunBoard(["bag_player", "lidar_depth", "fusion_segmentation"], stream=io.StringIO(), live=False)
+    board.update("/bag_player", 0, "no output yet", {"frames_processed": "41", "frames_skipped": "0",
+                                                   "pipeline_ms.p50": "nan", "pipeline_ms.p95": "nan"})
+    board.update("/lidar_depth", 2, "points: stalled", {
+        "points.received": "10", "camera_info.received": "9", "frames_processed": "8", "frames_skipped": "2",
+        "pipeline_ms.p50": "12.4", "pipeline_ms.p95": "30.6"})
+    board.update("/someone_else", 0, "ok", {"frames_processed": "5"})
+    board.finish()
+    lines = board.stream.getvalue().splitlines()
+    assert lines[2].split() == ["bag_player", "-", "41", "0", "-", "-", "OK"]
+    assert lines[3].split() == ["lidar_depth", "10", "8", "2", "12", "31", "ERROR:", "points:", "stalled"]
+    assert lines[4].split() == ["fusion_segmentation", "-", "-", "-", "-", "-", "no", "report"]
+    assert len(lines) == 5, "someone_else is no node of this run"
+    assert format_progress(board.names, board.stats, 3.0) == \
+        "    3 s | bag_player 41 OK | lidar_depth 10/8 p50 12 ms ERROR | fusion_segmentation waiting"
