@@ -155,13 +155,14 @@ def test_a_node_that_cannot_start_is_one_line_and_the_bag_never_plays(bag, env, 
 
 @pytest.mark.parametrize("mode", [[], ["--processes"]], ids=["in_process", "processes"])
 def test_run_prints_a_summary_per_node(bag, env, mode):
-    proc = run(["run", PRESET, "--bag", str(bag), "--duration", "6", *mode], env)
+    # the bag loops: discovery between processes may take seconds on a loaded machine, and lose the first frames
+    proc = run(["run", PRESET, "--bag", str(bag), "--duration", "8", "--set", "bag_player.loop=true", *mode], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()
             if line.split()[:1] in (["bag_player"], ["lidar_depth"])}
     assert set(rows) == {"bag_player", "lidar_depth"}, proc.stdout
     assert int(rows["bag_player"][2]) >= 6 * 3, "messages replayed: per frame a cloud, an image and a CameraInfo"
-    assert int(rows["lidar_depth"][1]) == 6, "the six clouds arrived"
+    assert int(rows["lidar_depth"][1]) >= 6, "clouds arrived"
     assert "computed nothing" in proc.stdout, "a node idle for want of subscribers says so"
     assert "\x1b[K" not in proc.stdout, "no live line when stdout is not a terminal"
 
