@@ -1,5 +1,5 @@
 """Presets: named sets of nodes with their parameters (``config/presets/<name>.yaml``), shared by ``mmfusion run``
-and the launch files. ROS-free: this only reads and validates YAML.
+and the launch files. It reads and validates YAML; only the parameter-name check imports the node modules (rclpy).
 
 Format::
 
@@ -12,9 +12,15 @@ Format::
         remappings: {from: to}
 
 Parameter precedence: params_file < inline parameters < command-line ``--set node.param=value``.
+
+Inline parameters and ``--set`` must name parameters the node declares (its ``PARAMS`` and the node base's
+``COMMON_PARAMS``) or ROS's own (``use_sim_time``, ``qos_overrides.*``); checking them imports the node module.
+A params file may hold other keys (its ``/**`` section is shared by every node), so its keys are not checked.
 """
 from __future__ import annotations
 
+import difflib
+import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +33,10 @@ from ros_mmfusion.nodes.registry import NODES
 from ros_mmfusion.paths import config_dir, share_dir
 
 _ARG = re.compile(r"\$\(arg (\w+)\)")
+
+ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
+"""Parameters rclpy declares on every node, accepted beside the node's own."""
+ROS_PARAMETER_PREFIXES = ("qos_overrides.",)
 
 
 @dataclass
@@ -51,6 +61,32 @@ class Preset:
     description: str
     nodes: list[NodeLaunch]
     arguments: set[str]
+
+
+def known_parameters(key: str) -> list[str]:
+    """The parameter names node ``key`` declares (its ``PARAMS`` plus ``COMMON_PARAMS``), sorted.
+
+    Imports the node's module (and so rclpy): presets stay ROS-free until parameters are checked.
+    """
+    from ros_mmfusion.ros.node_base import COMMON_PARAMS
+
+    module, class_name = NODES[key]
+    cls = getattr(importlib.import_module(module), class_name)
+    return sorted(spec.name for spec in (*COMMON_PARAMS, *cls.PARAMS))
+
+
+def check_parameter_names(node_name: str, key: str, names: list[str], source: str) -> None:
+    """ConfigError when one of ``names`` (given by ``source``, e.g. "--set") is no parameter of node ``key``."""
+    names = [n for n in names if n not in ROS_PARAMETERS and not n.startswith(ROS_PARAMETER_PREFIXES)]
+    if not names:
+        return
+    known = known_parameters(key)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{source}: node {node_name!r} ({key}) has no parameter {name!r}{hint}; its "
+                              f"parameters: {', '.join(known)}")
 
 
 def available() -> list[str]:
@@ -127,11 +163,17 @@ def load(name: str, args: dict[str, str] | None = None, overrides: dict[str, dic
         params: dict[str, Any] = {}
         if entry.get("params_file"):
             params.update(load_params_file(share_dir() / entry["params_file"], node_name))
-        for key, value in (entry.get("parameters") or {}).items():
+        inline = entry.get("parameters") or {}
+        if not isinstance(inline, dict):
+            raise ConfigError(f"{path}: nodes[{i}].parameters must be a mapping, got {inline!r}")
+        check_parameter_names(node_name, entry["node"], list(inline), f"{path}: nodes[{i}].parameters")
+        for key, value in inline.items():
             if isinstance(value, str):
                 value = _substitute(value, args, name, needed)
             params[key] = value
-        params.update((overrides or {}).get(node_name, {}))
+        node_overrides = (overrides or {}).get(node_name, {})
+        check_parameter_names(node_name, entry["node"], list(node_overrides), "--set")
+        params.update(node_overrides)
         nodes.append(NodeLaunch(entry["node"], node_name, params, dict(entry.get("remappings") or {})))
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):

@@ -1,7 +1,15 @@
-"""``mmfusion run PRESET``: start the nodes of a preset from config/presets/ without ``ros2 launch``."""
+"""``mmfusion run PRESET``: start the nodes of a preset from config/presets/ without ``ros2 launch``.
+
+On a terminal a live line shows, per node, frames in/out, pipeline latency p50 and the diagnostic level (from
+``/diagnostics``); at the end a summary table is printed on any stdout (ros_mmfusion/ros/progress.py). SIGINT and
+SIGTERM stop every node; a node that cannot start is one error line and a non-zero exit, and the bag never plays.
+"""
 from __future__ import annotations
 
 import argparse
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 HELP = "start the nodes of a preset (config/presets/NAME.yaml) without ros2 launch"
 
@@ -15,6 +23,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a node parameter (YAML value)")
     parser.add_argument("--processes", action="store_true", help="one OS process per node (DDS between them)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+
+
+@contextmanager
+def _listening(board) -> Iterator[None]:
+    """With a live board: a /diagnostics listener spun in a thread of this process (the nodes run elsewhere)."""
+    if not board.live:
+        yield
+        return
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    from ros_mmfusion.ros.progress import diagnostics_listener
+
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # the launcher handles SIGINT/SIGTERM itself
+    executor = SingleThreadedExecutor()
+    listener = diagnostics_listener(board)
+    executor.add_node(listener)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
+
+    spinner = threading.Thread(target=spin, name="mmfusion_run_progress", daemon=True)
+    spinner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        spinner.join(timeout=5.0)
+        executor.remove_node(listener)
+        listener.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,12 +83,32 @@ def run(args: argparse.Namespace) -> int:
 
     import ros_mmfusion.ros  # noqa: F401  (DDS profile)
     from ros_mmfusion.ros import launcher
+    from ros_mmfusion.ros.progress import RunBoard, diagnostics_listener
+    from ros_mmfusion.ros.runtime import health_snapshot
+
+    board = RunBoard([launch.name for launch in preset.nodes])
+
+    def until(*_nodes: list) -> bool:
+        board.tick()
+        return False
 
     if args.processes:
-        return launcher.run_processes(preset, args.duration)
+        with _listening(board):
+            code = launcher.run_processes(preset, args.duration, until=until, on_final=board.update_snapshot)
+        if code == 0:
+            board.finish()
+        return code
+
+    def summarise(nodes: list) -> None:
+        for launch, node in zip(preset.nodes, nodes, strict=True):
+            board.update_snapshot(launch.name, health_snapshot(node))
+
     rclpy.init()
     try:
-        launcher.run_in_process(preset, duration=args.duration)
+        extra = [diagnostics_listener(board)] if board.live else []
+        launcher.run_in_process(preset, until=until, duration=args.duration, extra_nodes=extra,
+                                before_destroy=summarise)
     finally:
         rclpy.try_shutdown()
+    board.finish()
     return 0

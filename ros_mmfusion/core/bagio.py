@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 
-from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.errors import ConfigError, one_line
 from ros_mmfusion.paths import share_dir
 
 HEADER_TYPE = "std_msgs/msg/Header"
+METADATA = "metadata.yaml"
+"""The rosbag2 metadata file in a bag directory."""
 
 
 @lru_cache(maxsize=1)
@@ -76,11 +78,19 @@ class BagSource:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"bag not found: {self.path}")
+        metadata = self.path / METADATA
         try:
             self._reader = Reader(self.path)
             self._reader.open()
-        except ReaderError as exc:
-            raise ConfigError(f"cannot read bag {self.path}: {exc}") from None
+        except FileNotFoundError:
+            raise ConfigError(f"cannot read bag {self.path}: no {METADATA} (not a rosbag2 directory)") from None
+        except UnicodeDecodeError as exc:  # rosbags reads the metadata as UTF-8 text
+            raise ConfigError(f"cannot read bag {self.path}: {metadata} is not text: {one_line(exc)}") from None
+        except (ReaderError, OSError, ValueError, KeyError, TypeError) as exc:
+            reason = one_line(exc)
+            if "metadata" in reason.lower() and METADATA not in reason:  # e.g. "A metadata key is missing"
+                reason = f"{metadata}: {reason}"
+            raise ConfigError(f"cannot read bag {self.path}: {reason}") from None
 
     def __enter__(self) -> BagSource:
         return self

@@ -12,3 +12,11 @@ class MessageFormatError(ValueError):
 
 class ConfigError(ValueError):
     """A configuration file, preset or parameter value is invalid; the text names the offending key and why."""
+
+
+def one_line(text: object) -> str:
+    """``text`` (an exception or a string) on one line: runs of whitespace, newlines included, become one space.
+
+    Third-party messages (YAML parsers, rosbags) span several lines; a command's error is one line on stderr.
+    """
+    return " ".join(str(text).split())

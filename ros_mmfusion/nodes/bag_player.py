@@ -46,11 +46,16 @@ class BagPlayerNode(MmfusionNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("bag_player", **kwargs)
         topics = [t for t in self.params["topics"] if t] or None
-        self.source = BagSource(self.params["bag"])
+        try:
+            self.source = BagSource(self.params["bag"])
+        except (ConfigError, FileNotFoundError) as exc:  # a missing bag, a corrupt metadata.yaml: one line
+            raise ConfigError(f"{self.get_name()}: parameter 'bag': {exc}") from None
         self._topics = topics
         selected = {t: m for t, m in self.source.topics.items() if topics is None or t in topics}
         if topics is not None and set(topics) - set(selected):
-            raise ConfigError(f"bag has no topic(s) {sorted(set(topics) - set(selected))}")
+            self.source.close()
+            raise ConfigError(f"{self.get_name()}: parameter 'topics': bag {self.params['bag']} has no topic(s) "
+                              f"{sorted(set(topics) - set(selected))}")
         self.publishers_by_topic = {}
         for topic, msgtype in selected.items():
             try:
@@ -95,6 +100,7 @@ class BagPlayerNode(MmfusionNode):
                         data = restamp(data, wall_start + int(offset))
                     self.publishers_by_topic[message.topic].publish(data)
                     self.published[message.topic] += 1
+                    self.frames_processed += 1  # messages replayed: the player's output count in /diagnostics
                 if not self.params["loop"]:
                     break
         except Exception as exc:  # noqa: BLE001 - report, do not kill the process from a thread
@@ -102,7 +108,9 @@ class BagPlayerNode(MmfusionNode):
             self.get_logger().error(f"playback failed: {exc}")
         finally:
             self.finished.set()
-            self.get_logger().info("playback finished: " + ", ".join(f"{t}={n}" for t, n in self.published.items()))
+            if self.context.ok():  # not when stopped by a shutdown: rosout is gone then
+                self.get_logger().info("playback finished: " + ", ".join(f"{t}={n}" for t, n in
+                                                                         self.published.items()))
 
     def close(self) -> None:
         self._stop.set()

@@ -34,7 +34,7 @@ from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
 from ros_mmfusion.ros.builders import box_markers, detection3d_array
-from ros_mmfusion.ros.entry import run_node
+from ros_mmfusion.ros.entry import check_path_parameters, run_node
 from ros_mmfusion.ros.image import image_to_numpy
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
 from ros_mmfusion.ros.pointcloud import pointcloud2_to_array
@@ -104,6 +104,7 @@ class Detection3DNode(MmfusionNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("detection3d", **kwargs)
+        check_path_parameters(self, files=["weights"] + (["calibration_file"] if self.params["painting"] else []))
         p = self.params
         config = DETECTORS[p["model"]]
         if any(p["point_cloud_range"]):

@@ -31,7 +31,7 @@ from ros_mmfusion.core.segmentation import FusionSegmenter, SegmentationModelSpe
 from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
 from ros_mmfusion.paths import share_dir
 from ros_mmfusion.ros.builders import label_info
-from ros_mmfusion.ros.entry import run_node
+from ros_mmfusion.ros.entry import check_path_parameters, run_node
 from ros_mmfusion.ros.image import image_to_numpy, numpy_to_image
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
 from ros_mmfusion.ros.pointcloud import pointcloud2_to_array
@@ -71,6 +71,7 @@ class FusionSegmentationNode(MmfusionNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("fusion_segmentation", **kwargs)
+        check_path_parameters(self, files=["calibration_file"], directories=["model_package"], base=share_dir())
         package = self.params["model_package"]
         path = package if package.startswith("/") else str(share_dir() / package)
         self.spec = SegmentationModelSpec.from_package(path)

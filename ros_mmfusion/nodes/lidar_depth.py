@@ -16,7 +16,7 @@ from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.modalities.lidar import lidar_depth_image
 from ros_mmfusion.core.params import ParamSpec
-from ros_mmfusion.ros.entry import run_node
+from ros_mmfusion.ros.entry import check_path_parameters, run_node
 from ros_mmfusion.ros.image import numpy_to_image
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
 from ros_mmfusion.ros.pointcloud import pointcloud2_to_xyz
@@ -34,6 +34,7 @@ class LidarDepthNode(MmfusionNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("lidar_depth", **kwargs)
+        check_path_parameters(self, files=["calibration_file"])
         self.camera_from_lidar = camera_from_lidar(self.params)
         self.depth_pub = self.output_publisher(Image, "lidar/depth_image")
         self.sensor_subscription(PointCloud2, "lidar/points", self.on_cloud, name="points")

@@ -38,7 +38,7 @@ from ros_mmfusion.core.navigation.topomap import load_topomap, topomap_from_goal
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.ros.builders import header as make_header
 from ros_mmfusion.ros.builders import path_msg
-from ros_mmfusion.ros.entry import run_node
+from ros_mmfusion.ros.entry import check_path_parameters, run_node
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
 
 MAX_ODOM_EXTRAPOLATION_S = 0.5
@@ -86,7 +86,16 @@ class VintNavigationNode(MmfusionNode):
         p = self.params
         if bool(p["topomap_dir"]) == bool(p["goal_image"]):
             raise ConfigError(f"{self.get_name()}: set exactly one of 'topomap_dir' and 'goal_image'")
-        topomap = load_topomap(p["topomap_dir"]) if p["topomap_dir"] else topomap_from_goal_image(p["goal_image"])
+        check_path_parameters(self, files=["goal_image", "weights"], directories=["topomap_dir"])
+        source = "topomap_dir" if p["topomap_dir"] else "goal_image"
+        try:
+            if p["topomap_dir"]:
+                topomap = load_topomap(p["topomap_dir"])
+            else:
+                topomap = topomap_from_goal_image(p["goal_image"])
+                topomap.image(0)  # decodes now: a file that is no image fails here, not on every frame
+        except ConfigError as exc:
+            raise ConfigError(f"{self.get_name()}: parameter {source!r}: {exc}") from None
         self.policy = NavigationPolicy(
             topomap, variant=p["variant"], weights=p["weights"], backend=p["backend"], device=p["device"],
             threads=p["threads"], onnx=p["onnx"], goal_node=p["goal_node"], radius=p["radius"],

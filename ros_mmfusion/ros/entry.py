@@ -1,23 +1,181 @@
-"""Console entry point shared by every node: init, build, spin, clean exit (no traceback for bad parameters)."""
+"""Console entry point shared by every node: init, build, spin, clean exit (one line, never a traceback, for a node
+that cannot start).
+
+Exit codes: 0 after a normal stop (SIGINT/SIGTERM while running), 2 when the node cannot start (bad parameter,
+missing or unreadable file), 1 for another start-up failure of ROS, 130 when interrupted during start-up.
+
+Started by ``mmfusion run --processes`` (the launcher sets :data:`CONTROL_FD_ENV` and :data:`PARENT_PID_ENV`), the
+node also reports to the launcher on a pipe, one JSON object per line: ``{"ready": {...}}`` once constructed (its
+inputs and outputs, see :func:`ros_mmfusion.ros.runtime.node_io`), ``{"error": "..."}`` instead when it cannot start
+(then it prints nothing itself: the launcher prints the one line), and ``{"final": {...}}`` (its last health report)
+when it stops. It also asks Linux to send it SIGTERM when the launcher dies, so no node outlives a killed launcher.
+"""
 from __future__ import annotations
 
+import json
+import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
-from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.errors import ConfigError, one_line
+
+CONTROL_FD_ENV = "MMFUSION_CONTROL_FD"
+"""File descriptor of the launcher's control pipe (write end), in a node process started by the launcher."""
+PARENT_PID_ENV = "MMFUSION_PARENT_PID"
+"""Process id of the launcher; the node stops when its parent is no longer that process."""
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+_PR_SET_PDEATHSIG = 1
+
+
+class LauncherChannel:
+    """The node's end of the launcher's control pipe; every method is a no-op when the node runs on its own."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._file = None
+        if fd is not None:
+            try:
+                os.set_inheritable(fd, False)  # not passed on to tools the node may start
+                self._file = os.fdopen(fd, "w", buffering=1)
+            except OSError:
+                self._file = None
+
+    @classmethod
+    def from_environment(cls) -> LauncherChannel:
+        value = os.environ.pop(CONTROL_FD_ENV, "")
+        return cls(int(value) if value.isdigit() else None)
+
+    @property
+    def connected(self) -> bool:
+        return self._file is not None
+
+    def send(self, **event: Any) -> None:
+        """Write one event (a JSON line); a launcher that went away is ignored."""
+        if self._file is None:
+            return
+        try:
+            self._file.write(json.dumps(event) + "\n")
+            self._file.flush()
+        except (OSError, ValueError):
+            self._file = None
+
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+
+
+def check_path_parameters(node: Any, files: Iterable[str] = (), directories: Iterable[str] = (),
+                          base: Path | None = None) -> None:
+    """Start-up check of a node's path parameters: ConfigError naming the node, the parameter and the path when a
+    non-empty one does not name an existing file (``files``) or directory (``directories``).
+
+    Relative paths are taken relative to ``base`` when given (e.g. the package share directory), else to the working
+    directory. Call it in the constructor before loading anything, so a wrong path is one line, not a traceback.
+    """
+    for names, kind, exists in ((files, "file", Path.is_file), (directories, "directory", Path.is_dir)):
+        for name in names:
+            value = node.params[name]
+            if not value:
+                continue
+            path = Path(value) if base is None or Path(value).is_absolute() else base / value
+            if not exists(path):
+                what = f"not a {kind}" if path.exists() else f"{kind} not found"
+                raise ConfigError(f"{node.get_name()}: parameter {name!r}: {what}: {path}")
+
+
+def die_with_parent() -> None:
+    """When started by the launcher: SIGTERM this process as soon as the launcher exits, even by SIGKILL (Linux
+    ``prctl(PR_SET_PDEATHSIG)``), and stop now if the launcher already died during our start-up."""
+    expected = os.environ.get(PARENT_PID_ENV, "")
+    if not expected.isdigit():
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != int(expected):  # the launcher died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _discard_partial_node() -> None:
+    """Finalise now what a failed constructor left behind, without the RuntimeWarnings rclpy prints when a half-built
+    node is collected after its context was shut down (at exit, as two lines of noise under the one error line)."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gc.collect()
 
 
 def run_node(factory: Callable[[], object], args: list[str] | None = None) -> int:
-    """``rclpy.init``, construct the node with ``factory``, spin until SIGINT/SIGTERM; exit 2 on a bad parameter."""
-    import rclpy
+    """``rclpy.init``, construct the node with ``factory``, spin until SIGINT/SIGTERM; see the module doc."""
+    channel = LauncherChannel.from_environment()
+    die_with_parent()
 
-    from ros_mmfusion.ros.runtime import spin_nodes
+    def fail(code: int, reason: str) -> int:
+        reason = one_line(reason)
+        if channel.connected:
+            channel.send(error=reason)
+        else:
+            print(f"error: {reason}", file=sys.stderr)
+        channel.close()
+        return code
 
-    rclpy.init(args=sys.argv if args is None else args)
     try:
+        import rclpy
+        from rclpy._rclpy_pybind11 import RCLError
+        from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+        from ros_mmfusion.ros.runtime import health_snapshot, node_io, spin_nodes
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    initialised = False
+    node = None
+    outcome: tuple[int, str | None] | None = None  # (exit code, reason to report) when the node did not start
+    try:
+        rclpy.init(args=sys.argv if args is None else args)
+        initialised = True
+        executor = SingleThreadedExecutor()  # now: a signal's shutdown from here on is a start-up interruption
         node = factory()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        outcome = (EXIT_INTERRUPTED, None)
+    except (ConfigError, OSError) as exc:  # a bad parameter; a file a parameter names: missing, unreadable
+        outcome = (EXIT_CONFIG, str(exc))
+    except RCLError as exc:
+        if initialised and not rclpy.ok():  # SIGINT/SIGTERM shut the context down while the node was being built
+            outcome = (EXIT_INTERRUPTED, None)
+        else:
+            outcome = (EXIT_FAILED if initialised else EXIT_CONFIG, f"ROS: {exc}")
+    if outcome is not None:
+        _discard_partial_node()
         rclpy.try_shutdown()
-        return 2
-    return spin_nodes([node])
+        code, reason = outcome
+        if reason is None:
+            channel.close()
+            return code
+        return fail(code, reason)
+    channel.send(ready=node_io(node))
+
+    def report_final(nodes: list) -> None:
+        try:
+            channel.send(final=health_snapshot(nodes[0]))
+        except Exception:  # noqa: BLE001 - best effort: a failed report must not stop the node's shutdown
+            pass
+        channel.close()
+
+    try:
+        return spin_nodes([node], before_destroy=report_final, executor=executor)
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        return EXIT_INTERRUPTED

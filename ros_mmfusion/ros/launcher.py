@@ -1,20 +1,43 @@
-"""Start the nodes of a preset without ``ros2 launch``: in this process (one executor) or one process per node."""
+"""Start the nodes of a preset without ``ros2 launch``: in this process (one executor) or one process per node.
+
+Both ways the bag player starts last, once every other node is constructed (in-process) or has reported ready
+(processes), and only after the preset's nodes were checked against the bag: a required input that neither the bag
+nor another node of the preset provides is an error naming the topics. A node that cannot start is one
+ConfigError line naming the node and the reason; the nodes already started are stopped.
+
+With one process per node, each node process reports to the launcher on a pipe (see :mod:`ros_mmfusion.ros.entry`):
+ready, or why it cannot start, and its final health when it stops. SIGINT and SIGTERM to the launcher stop every
+node (SIGTERM, a wait of :data:`STOP_TIMEOUT_S`, then SIGKILL); node processes also stop when the launcher dies
+(Linux parent-death signal), and run in their own session so a terminal's Ctrl-C reaches only the launcher.
+"""
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
+import os
+import select
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.errors import ConfigError, one_line
 from ros_mmfusion.core.params import validate
 from ros_mmfusion.presets import NodeLaunch, Preset
+
+PLAYER_KEY = "bag_player"
+STOP_TIMEOUT_S = 10.0
+"""Seconds the node processes get to stop after SIGTERM before they are killed."""
+EXIT_INTERRUPTED = 130
 
 
 def node_class(launch: NodeLaunch) -> type:
@@ -38,25 +61,129 @@ def typed_parameters(launch: NodeLaunch) -> dict[str, Any]:
     return out
 
 
-def create_nodes(preset: Preset) -> list:
-    """Construct every node of ``preset`` in this process (rclpy must be initialised)."""
+def startup_failure(name: str, reason: object) -> str:
+    """The one line for node ``name`` that could not start (its own "name: " prefix dropped)."""
+    text = one_line(reason)
+    if text.startswith(f"{name}: "):
+        text = text[len(name) + 2:]
+    return f"node {name!r} failed to start: {text}"
+
+
+def start_order(preset: Preset) -> list[int]:
+    """Indices of ``preset.nodes`` in start order: every other node first, bag players last."""
+    indices = range(len(preset.nodes))
+    return [i for i in indices if preset.nodes[i].key != PLAYER_KEY] + \
+        [i for i in indices if preset.nodes[i].key == PLAYER_KEY]
+
+
+def bag_topics(launch: NodeLaunch) -> set[str]:
+    """The topics bag player ``launch`` will replay: the bag's, limited by its ``topics`` parameter.
+
+    Reads the bag's metadata: FileNotFoundError or ConfigError (one line) for a missing or unreadable bag.
+    """
+    from ros_mmfusion.core.bagio import BagSource
+
+    values = typed_parameters(launch)
+    with BagSource(values.get("bag", "")) as source:
+        available = set(source.topics)
+    wanted = [t for t in values.get("topics", [""]) if t]
+    return available & set(wanted) if wanted else available
+
+
+def check_inputs(preset: Preset, io: dict[str, dict[str, Any]], replayed: dict[str, set[str]]) -> list[str]:
+    """Check that the preset's bag players and nodes provide every input of its nodes.
+
+    ``io``: node name -> :func:`ros_mmfusion.ros.runtime.node_io` of every node but the players; ``replayed``:
+    player name -> :func:`bag_topics`. Raises ConfigError listing the required inputs nobody provides; returns one
+    note per missing optional input (the node runs without it). Presets without a bag player are not checked (their
+    inputs come from live sensors).
+    """
+    if not replayed:
+        return []
+    provided = set().union(*replayed.values(), *(set(info["outputs"]) for info in io.values()))
+    required: dict[str, list[str]] = {}
+    optional: dict[str, list[str]] = {}
+    for name, info in io.items():
+        for topic, is_required in info["inputs"].items():
+            if topic not in provided:
+                (required if is_required else optional).setdefault(topic, []).append(name)
+    bags = ", ".join(str(typed_parameters(launch).get("bag", "")) for launch in preset.nodes
+                     if launch.name in replayed)
+    if required:
+        needs = "; ".join(f"{topic} (needed by {', '.join(names)})" for topic, names in sorted(required.items()))
+        raise ConfigError(f"bag {bags} lacks input topic(s) of preset {preset.name!r}: {needs}; the bag player "
+                          f"replays: {', '.join(sorted(set().union(*replayed.values()))) or 'nothing'}")
+    return [f"bag {bags} has no {topic}: {', '.join(names)} runs without this optional input"
+            for topic, names in sorted(optional.items())]
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+
+
+def _replayed(preset: Preset) -> dict[str, set[str]]:
+    return {launch.name: bag_topics(launch) for launch in preset.nodes if launch.key == PLAYER_KEY}
+
+
+def _construct(launch: NodeLaunch, values: dict[str, Any]):
+    """Node ``launch`` in this process; ConfigError naming it when it cannot start, KeyboardInterrupt when a signal
+    shut the ROS context down while it was being built."""
+    import rclpy
+    from rclpy._rclpy_pybind11 import RCLError
     from rclpy.parameter import Parameter
 
+    params = [Parameter(k, value=v) for k, v in values.items()]
+    remaps = [f"{src}:={dst}" for src, dst in launch.remappings.items()]
+    cli = ["--ros-args", "-r", f"__node:={launch.name}"] + [a for r in remaps for a in ("-r", r)]
+    try:
+        return node_class(launch)(parameter_overrides=params, cli_args=cli)
+    except (ConfigError, OSError) as exc:
+        raise ConfigError(startup_failure(launch.name, exc)) from None
+    except RCLError as exc:
+        if not rclpy.ok():
+            raise KeyboardInterrupt from None
+        raise ConfigError(startup_failure(launch.name, f"ROS: {exc}")) from None
+
+
+def _destroy(nodes: list) -> None:
+    for node in nodes:
+        getattr(node, "close", lambda: None)()
+        node.destroy_node()
+
+
+def create_nodes(preset: Preset) -> list:
+    """Construct every node of ``preset`` in this process (rclpy must be initialised), bag players last and only
+    once the other nodes' inputs were checked against the bag (:func:`check_inputs`). Returned in preset order.
+
+    On failure the nodes built so far are destroyed and ConfigError (or KeyboardInterrupt) propagates.
+    """
+    from ros_mmfusion.ros.runtime import node_io
+
     typed = [typed_parameters(launch) for launch in preset.nodes]  # every value checked before any node starts
-    nodes = []
-    for launch, values in zip(preset.nodes, typed, strict=True):
-        params = [Parameter(k, value=v) for k, v in values.items()]
-        remaps = [f"{src}:={dst}" for src, dst in launch.remappings.items()]
-        cli = ["--ros-args", "-r", f"__node:={launch.name}"] + [a for r in remaps for a in ("-r", r)]
-        nodes.append(node_class(launch)(parameter_overrides=params, cli_args=cli))
-    return nodes
+    replayed = _replayed(preset)  # the bag is readable
+    built: dict[int, Any] = {}
+    checked = False
+    try:
+        for i in start_order(preset):
+            launch = preset.nodes[i]
+            if launch.key == PLAYER_KEY and not checked:  # every other node is built: check before the first player
+                _print_notes(check_inputs(preset, {preset.nodes[j].name: node_io(n) for j, n in built.items()},
+                                          replayed))
+                checked = True
+            built[i] = _construct(launch, typed[i])
+    except BaseException:
+        _destroy(list(built.values()))
+        raise
+    return [built[i] for i in range(len(preset.nodes))]
 
 
 def run_in_process(preset: Preset, until: Callable[[list], bool] | None = None, duration: float = 0.0,
-                   extra_nodes: list | None = None) -> list:
+                   extra_nodes: list | None = None, before_destroy: Callable[[list], None] | None = None) -> list:
     """Spin the preset's nodes (plus ``extra_nodes``) until SIGINT/SIGTERM, ``duration`` seconds, or ``until(nodes)``.
 
-    Returns the nodes' final state for the caller to summarise; they are destroyed on return.
+    ``before_destroy(nodes)`` runs once spinning stopped, while the nodes still exist (a final summary). Returns the
+    nodes (preset order) for the caller to summarise; they are destroyed on return.
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -77,10 +204,11 @@ def run_in_process(preset: Preset, until: Callable[[list], bool] | None = None, 
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if before_destroy is not None:
+            before_destroy(nodes)
         for node in everything:
             executor.remove_node(node)
-            getattr(node, "close", lambda: None)()
-            node.destroy_node()
+        _destroy(everything)
         executor.shutdown()
     return nodes
 
@@ -97,9 +225,9 @@ def replay_in_process(preset: Preset, extra_nodes: list | None = None, grace: fl
     :func:`run_in_process`) and the elapsed seconds.
     """
     keys = [launch.key for launch in preset.nodes]
-    if "bag_player" not in keys:
+    if PLAYER_KEY not in keys:
         raise ConfigError(f"preset {preset.name!r} has no bag_player node to replay a bag with")
-    player_index = keys.index("bag_player")
+    player_index = keys.index(PLAYER_KEY)
     started = time.monotonic()
     state = {"finished_at": None, "next_progress": started + progress_period}
 
@@ -120,45 +248,211 @@ def replay_in_process(preset: Preset, extra_nodes: list | None = None, grace: fl
     return nodes, time.monotonic() - started
 
 
-def run_processes(preset: Preset, duration: float = 0.0, until: Callable[[], bool] | None = None) -> int:
-    """One OS process per node, each its console entry with a generated params file; stops them all together
-    on SIGINT, after ``duration`` seconds, when a node exits, or when ``until()`` is true."""
+# -- one process per node -----------------------------------------------------------------------------------------
+class _StartupFailed(Exception):
+    pass
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@dataclass
+class _NodeProcess:
+    """A node process and the launcher's end of its control pipe (events: ready, error, final)."""
+
+    launch: NodeLaunch
+    proc: subprocess.Popen
+    fd: int | None
+    buffer: bytes = b""
+    ready: dict[str, Any] | None = None
+    error: str | None = None
+    final: dict[str, Any] | None = None
+    stopped_by_us: bool = False
+    killed: bool = False
+
+    def read(self) -> None:
+        """Take what the node wrote (call when its pipe is readable): events, or end of file."""
+        if self.fd is None:
+            return
+        chunk = os.read(self.fd, 65536)
+        if not chunk:
+            os.close(self.fd)
+            self.fd = None
+            return
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                self.ready = event.get("ready", self.ready)
+                self.error = event.get("error", self.error)
+                self.final = event.get("final", self.final)
+
+    def startup_problem(self) -> str | None:
+        """Why this node failed to start, or None while it is starting or ready."""
+        if self.error is not None:
+            return startup_failure(self.launch.name, self.error)
+        if self.ready is None and self.fd is None:
+            code = self.proc.wait()
+            return startup_failure(self.launch.name, f"exited with code {code} before it was ready (see its log "
+                                   "above)")
+        return None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _pump(children: list[_NodeProcess], timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for any node to write, and read what they wrote."""
+    readable = {c.fd: c for c in children if c.fd is not None}
+    if not readable:
+        time.sleep(timeout)
+        return
+    ready, _, _ = select.select(list(readable), [], [], timeout)
+    for fd in ready:
+        readable[fd].read()
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[dict[str, int]]:
+    """While active, SIGINT and SIGTERM only record themselves (``box["signal"]``) for the launcher's loops to stop
+    the nodes in order; outside the main thread (where Python cannot set handlers) KeyboardInterrupt is relied on."""
+    box: dict[str, int] = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield box
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def record(signum, frame) -> None:  # noqa: ARG001
+        box.setdefault("signal", signum)
+
+    for sig in previous:
+        signal.signal(sig, record)
+    try:
+        yield box
+    finally:
+        for sig, handler in previous.items():
+            if handler is None:  # installed outside Python (rclpy's): Python's defaults are the closest
+                handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, handler)
+
+
+def _start_process(launch: NodeLaunch, values: dict[str, Any], workdir: Path, env: dict[str, str]) -> _NodeProcess:
+    from ros_mmfusion.ros.entry import CONTROL_FD_ENV, PARENT_PID_ENV
+
+    params_file = workdir / f"{launch.name}.yaml"
+    params_file.write_text(yaml.safe_dump({launch.name: {"ros__parameters": values}}))
+    cmd = [sys.executable, "-m", launch.module, "--ros-args", "-r", f"__node:={launch.name}",
+           "--params-file", str(params_file)]
+    for src, dst in launch.remappings.items():
+        cmd += ["-r", f"{src}:={dst}"]
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = subprocess.Popen(cmd, env={**env, CONTROL_FD_ENV: str(write_fd), PARENT_PID_ENV: str(os.getpid())},
+                                pass_fds=(write_fd,), start_new_session=True)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return _NodeProcess(launch, proc, read_fd)
+
+
+def _await_ready(group: list[_NodeProcess], everyone: list[_NodeProcess], stop: dict[str, int]) -> None:
+    while True:
+        _pump(everyone, 0.2)
+        for child in group:
+            problem = child.startup_problem()
+            if problem is not None:
+                raise _StartupFailed(problem)
+        if all(child.ready is not None for child in group):
+            return
+        if stop:
+            raise _Interrupted
+
+
+def _stop_processes(children: list[_NodeProcess], timeout: float) -> None:
+    """SIGTERM every running node, wait up to ``timeout`` s (reading their final reports), SIGKILL the rest."""
+    for child in children:
+        if child.proc.poll() is None:
+            child.stopped_by_us = True
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(c.proc.poll() is None for c in children):
+        _pump(children, 0.1)
+    for child in children:
+        if child.proc.poll() is None:
+            child.killed = True
+            child.proc.kill()
+        child.proc.wait()
+    deadline = time.monotonic() + 1.0  # the last reports of processes that exited
+    while time.monotonic() < deadline and any(c.fd is not None for c in children):
+        _pump(children, 0.1)
+    for child in children:
+        child.close()
+
+
+def run_processes(preset: Preset, duration: float = 0.0, until: Callable[[], bool] | None = None, *,
+                  on_final: Callable[[str, dict[str, Any]], None] | None = None) -> int:
+    """One OS process per node, each its console entry with a generated params file. Bag players start last, once
+    every other node reported ready and the inputs were checked (:func:`check_inputs`).
+
+    Runs until SIGINT/SIGTERM, ``duration`` seconds, a node exits, or ``until()`` is true, then stops every node.
+    ``on_final(node name, health)`` receives each node's last health report (see
+    :func:`ros_mmfusion.ros.runtime.health_snapshot`). Returns 0, or 130 when interrupted during start-up; raises
+    ConfigError when a node cannot start (the others are stopped and the bag never plays) or fails while running.
+    """
     from ros_mmfusion.ros.runtime import child_environment
 
     env = child_environment()
-    procs: list[subprocess.Popen] = []
     typed = [typed_parameters(launch) for launch in preset.nodes]  # every value checked before any node starts
-    with tempfile.TemporaryDirectory(prefix="mmfusion_run_") as tmp:
-        for launch, values in zip(preset.nodes, typed, strict=True):
-            params_file = Path(tmp) / f"{launch.name}.yaml"
-            params_file.write_text(yaml.safe_dump({launch.name: {"ros__parameters": values}}))
-            cmd = [sys.executable, "-m", launch.module, "--ros-args", "-r", f"__node:={launch.name}",
-                   "--params-file", str(params_file)]
-            for src, dst in launch.remappings.items():
-                cmd += ["-r", f"{src}:={dst}"]
-            procs.append(subprocess.Popen(cmd, env=env))
-        deadline = time.monotonic() + duration if duration > 0 else None
+    replayed = _replayed(preset)  # the bag is readable
+    children: list[_NodeProcess] = []
+    failure: str | None = None
+    interrupted = False
+    with tempfile.TemporaryDirectory(prefix="mmfusion_run_") as tmp, _stop_signals() as stop:
         try:
-            while all(p.poll() is None for p in procs):
+            order = start_order(preset)
+            others = [i for i in order if preset.nodes[i].key != PLAYER_KEY]
+            players = [i for i in order if preset.nodes[i].key == PLAYER_KEY]
+            for group in (others, players):
+                if group is players:
+                    _print_notes(check_inputs(preset, {c.launch.name: c.ready for c in children}, replayed))
+                started = [_start_process(preset.nodes[i], typed[i], Path(tmp), env) for i in group]
+                children += started
+                _await_ready(started, children, stop)
+            deadline = time.monotonic() + duration if duration > 0 else None
+            while not stop and all(c.proc.poll() is None for c in children):
                 if deadline is not None and time.monotonic() > deadline:
                     break
                 if until is not None and until():
                     break
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
+                _pump(children, 0.2)
+        except _StartupFailed as exc:
+            failure = str(exc)
+        except (_Interrupted, KeyboardInterrupt):
+            interrupted = True
         finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(2)
-            for p in procs:
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-    codes = [p.returncode for p in procs]
-    failed = [f"{launch.name} exited {code}"
-              for launch, code in zip(preset.nodes, codes, strict=True) if code not in (0, -2, 130)]
+            _stop_processes(children, STOP_TIMEOUT_S)
+    if on_final is not None:
+        for child in children:
+            if child.final is not None:
+                on_final(child.launch.name, child.final)
+    if failure is not None:
+        raise ConfigError(failure)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    failed = [f"node {c.launch.name!r} exited with code {c.proc.returncode}" for c in children
+              if not c.stopped_by_us and c.proc.returncode != 0]
+    failed += [f"node {c.launch.name!r} did not stop within {STOP_TIMEOUT_S:g} s and was killed"
+               for c in children if c.killed]
     if failed:
         raise ConfigError("; ".join(failed))
     return 0

@@ -102,6 +102,7 @@ class MmfusionNode(Node):
                 raise ConfigError(f"{self.get_name()}: {exc}") from None
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.inputs: dict[str, InputMonitor] = {}
+        self.input_topics: dict[str, str] = {}  # input name -> resolved topic (after remapping)
         self._default_timeout_inputs: set[str] = set()  # follow `input_timeout` changes
         self._stamp_guards: dict[str, StampGuard] = {}
         self._last_log: dict[str, float] = {}
@@ -204,7 +205,9 @@ class MmfusionNode(Node):
                     return
             self.run_guarded(name, callback, msg)
 
-        return self.create_subscription(msg_type, topic, guarded, qos)
+        subscription = self.create_subscription(msg_type, topic, guarded, qos)
+        self.input_topics[name] = subscription.topic_name
+        return subscription
 
     def run_guarded(self, name: str, fn: Callable[..., None], *args: Any) -> bool:
         """Call ``fn(*args)``; on failure log throttled, count it against input ``name`` and return False."""

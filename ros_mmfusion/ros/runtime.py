@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from ros_mmfusion.paths import dds_profile
 
@@ -56,26 +57,58 @@ def active_profile() -> str | None:
     return None
 
 
-def spin_nodes(nodes: Iterable, args: list[str] | None = None) -> int:
+def node_io(node: Any) -> dict[str, Any]:
+    """What ``node`` reads and writes, after remapping: ``{"inputs": {topic: required}, "outputs": [topic, ...]}``.
+
+    Inputs are the node base's sensor inputs (``required``: the node reports ERROR without it, rather than WARN);
+    outputs are every topic the node publishes (diagnostics and debug topics included).
+    """
+    inputs: dict[str, bool] = {}
+    monitors = getattr(node, "inputs", {})
+    for name, topic in getattr(node, "input_topics", {}).items():
+        inputs[topic] = inputs.get(topic, False) or bool(getattr(monitors.get(name), "required", True))
+    return {"inputs": inputs, "outputs": sorted({p.topic_name for p in node.publishers})}
+
+
+def health_snapshot(node: Any) -> dict[str, Any]:
+    """The node's health now, as its ``/diagnostics`` status carries it: ``{"level", "message", "values"}``."""
+    report = node.health()
+    values = {**report.values, "frames_processed": str(node.frames_processed),
+              "frames_skipped": str(node.frames_skipped)}
+    return {"level": int(report.level), "message": report.message, "values": values}
+
+
+def spin_nodes(nodes: Iterable, args: list[str] | None = None,
+               before_destroy: Callable[[list], None] | None = None, executor: Any = None) -> int:
     """Spin ``nodes`` in one SingleThreadedExecutor until SIGINT/SIGTERM; destroy them and shut down cleanly.
 
+    ``before_destroy(nodes)`` runs once spinning stopped, while the nodes still exist (a final report). ``executor``:
+    one made beforehand (at start-up, where a signal's shutdown is handled), else a new SingleThreadedExecutor.
     SingleThreadedExecutor on purpose: MultiThreadedExecutor livelocks under load in the Jazzy PyPI wheels, and
     EventsExecutor runs no callbacks there (docs/architecture.md).
     """
     import rclpy
+    from rclpy._rclpy_pybind11 import RCLError
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    executor = SingleThreadedExecutor()
+    executor = executor if executor is not None else SingleThreadedExecutor()
     nodes = list(nodes)
-    for node in nodes:
-        executor.add_node(node)
     try:
+        for node in nodes:
+            executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        if rclpy.ok():
+            raise
+        # a signal shut the context down before the executor's first wait: a normal stop
     finally:
+        if before_destroy is not None:
+            before_destroy(nodes)
         for node in nodes:
-            executor.remove_node(node)
+            if node in executor.get_nodes():
+                executor.remove_node(node)
             close = getattr(node, "close", None)
             if close is not None:
                 close()
