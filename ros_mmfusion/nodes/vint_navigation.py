@@ -31,6 +31,7 @@ from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
 from ros_mmfusion.core.codec.image import decode_rgb
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.health import Level
+from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.models.vint import VINT_VARIANTS
 from ros_mmfusion.core.navigation.localization import extrapolate_pose, odometry_temporal_distances
 from ros_mmfusion.core.navigation.policy import NavigationPolicy, NavigationResult
@@ -87,8 +88,11 @@ class VintNavigationNode(MmfusionNode):
         if bool(p["topomap_dir"]) == bool(p["goal_image"]):
             raise ConfigError(f"{self.get_name()}: set exactly one of 'topomap_dir' and 'goal_image'")
         topomap = load_topomap(p["topomap_dir"]) if p["topomap_dir"] else topomap_from_goal_image(p["goal_image"])
+        choice = choose_backend(p["backend"], "navigation")
+        if choice.plan is not None:  # INT8 asked for: say what this CPU runs
+            (self.get_logger().warn if choice.declined else self.get_logger().info)(choice.log_line())
         self.policy = NavigationPolicy(
-            topomap, variant=p["variant"], weights=p["weights"], backend=p["backend"], device=p["device"],
+            topomap, variant=p["variant"], weights=p["weights"], backend=choice.backend, device=p["device"],
             threads=p["threads"], onnx=p["onnx"], goal_node=p["goal_node"], radius=p["radius"],
             close_threshold=p["close_threshold"], waypoint_index=p["waypoint_index"],
             waypoint_spacing=p["waypoint_spacing"], frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"])

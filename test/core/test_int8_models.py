@@ -66,7 +66,7 @@ def test_vint_int8_policy_runs_the_calibrated_qdq_model(vint_policy, cache):
     int8 = next(cache.rglob(f"*.onnxruntime-qdq-int8-{FORMAT}.*.onnx"))
     assert is_quantized(int8) and not is_quantized(vint_onnx())
     sidecar = json.loads(next(cache.rglob(f"*.onnxruntime-qdq-int8-{FORMAT}.*.onnx.json")).read_text())
-    assert "indoor_corridor" in sidecar["notes"]["calibration"]
+    assert "indoor_corridor" in sidecar["build"]["calibration"]
     assert sidecar["notes"]["cpu_isa"] == cpu_isa().name and sidecar["identity"]["device"] == f"cpu:{cpu_isa().name}"
     rng = np.random.default_rng(1)
     for i in range(6):
