@@ -1,4 +1,5 @@
-"""``mmfusion bench``: latency and throughput of a network through PyTorch and ONNX Runtime on this machine."""
+"""``mmfusion bench``: latency and throughput of a network through PyTorch and ONNX Runtime on this machine; with
+``--int8-format``, the accuracy and speed-up of ONNX Runtime INT8 formats against fp32 on synthetic inputs."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--weights", default="", help="detection pipelines: a checkpoint (OpenPCDet .pth, state_dict "
                         "or .npz; default: random weights, so post-processing sees almost no candidates)")
+    parser.add_argument("--int8-format", action="append", choices=["auto", "u8s8", "u8s8-rr", "u8u8", "s8s8"],
+                        help="compare ONNX Runtime INT8 in this format (repeatable; auto: this CPU's) with fp32 on "
+                        "synthetic inputs: accuracy and interleaved latency (cmx_*: a trained --package; vint; "
+                        "detection pipelines with --weights)")
+    parser.add_argument("--package", help="--int8-format with cmx_*: segmentation model package (default: the "
+                        "shipped models/cmx_b0_rgbt_synthetic)")
+    parser.add_argument("--frames", type=int, default=8, help="--int8-format: inputs to calibrate on, and as many "
+                        "others to evaluate on")
 
 
 def _size(text: str | None):
@@ -47,6 +56,16 @@ def run(args: argparse.Namespace) -> int:
 
         if reason := tensorrt_unavailable():
             raise UserError(f"--backend tensorrt: {reason}")
+    if args.int8_format:
+        return run_int8(args)
+    if args.package:
+        raise UserError("--package applies to --int8-format only")
+    if "onnxruntime-int8" in (args.backend or []):
+        from ros_mmfusion.core.inference.int8 import int8_plan
+
+        family = "detection3d" if args.model in DETECTION_MODELS else (
+            "navigation" if args.model.startswith("vint") else "segmentation")
+        print(f"{int8_plan(family).message()}; timing INT8 as asked")
     if args.model in DETECTION_MODELS:
         return run_detection(args)
     if args.weights:
@@ -115,3 +134,50 @@ def run_detection(args: argparse.Namespace) -> int:
     if {"torch", "onnxruntime"} <= set(by):
         print(f"ONNX Runtime pipeline is {by['torch'].total_ms / by['onnxruntime'].total_ms:.2f}x PyTorch eager")
     return 0
+
+
+def run_int8(args: argparse.Namespace) -> int:
+    """INT8 formats against fp32 on synthetic inputs: one row per format (accuracy, interleaved latency)."""
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.bench import DETECTION_MODELS, bench_int8_formats
+    from ros_mmfusion.core.inference.int8 import cpu_int8_settings
+
+    if not (args.model.startswith("cmx") or args.model.startswith("vint") or args.model in DETECTION_MODELS):
+        raise UserError(f"--int8-format: no INT8 comparison for {args.model}")
+    if args.backend or args.batch:
+        raise UserError("--int8-format compares ONNX Runtime fp32 and INT8 at batch 1: no --backend or --batch")
+    if args.package and not args.model.startswith("cmx"):
+        raise UserError("--package applies to the cmx_* models only")
+    if args.frames <= 0 or args.runs <= 0 or args.threads < 0:
+        raise UserError("--frames and --runs must be positive, --threads non-negative")
+    size = _size(args.size)
+    if size is not None and not args.model.startswith("cmx"):
+        raise UserError("--size applies to the cmx_* models only")
+    formats = list(dict.fromkeys(cpu_int8_settings().label if f == "auto" else f for f in args.int8_format))
+    results = bench_int8_formats(args.model, formats, size, args.threads, args.runs, args.frames,
+                                 args.package, args.weights)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+        return 0
+    r0 = results[0]
+    threads = f"{r0.threads} threads" if r0.threads else "threads: the runtime's choice"
+    print(f"{args.model} INT8 vs fp32 ONNX Runtime on {r0.machine} ({r0.cpu_isa}), {threads}, {r0.date}")
+    print(f"{r0.inputs}; {r0.runs} interleaved runs each")
+    print(f"{'format':9s} {'fp32 ms':>9s} {'int8 ms':>9s} {'speed-up':>9s}  accuracy")
+    for r in results:
+        print(f"{r.format:9s} {r.fp32_ms:9.1f} {r.int8_ms:9.1f} {r.speedup:8.2f}x  {_accuracy(r.accuracy)}")
+    print(f"this CPU: {r0.plan}")
+    return 0
+
+
+def _accuracy(a: dict) -> str:
+    """The comparison's headline figures, whichever model family's report ``a`` is."""
+    if "argmax_agreement" in a:
+        miou = f", mIoU {a['miou_fp32']:.4f} -> {a['miou_int8']:.4f}" if a.get("miou_fp32") is not None else ""
+        return (f"argmax agreement {100 * a['argmax_agreement']:.2f} %, logits relative RMSE "
+                f"{100 * a['logits_relative_rmse']:.2f} %{miou}")
+    if "waypoint_error_mean_m" in a:
+        return (f"distance |error| max {a['distance_abs_error_max']:.4f}, waypoint error mean "
+                f"{1e3 * a['waypoint_error_mean_m']:.2f} / max {1e3 * a['waypoint_error_max_m']:.2f} mm")
+    return (f"confident boxes matched {100 * a['confident_recall']:.1f} % of {a['confident_fp32']}, "
+            f"recall {100 * a['recall']:.1f} %, cls relative RMSE {100 * a['head_relative_rmse']['cls_preds']:.2f} %")

@@ -1,4 +1,5 @@
-"""``mmfusion doctor``: what this machine offers the suite (ROS, middleware, DDS profile, ML runtimes, GPU)."""
+"""``mmfusion doctor``: what this machine offers the suite (ROS, middleware, DDS profile, ML runtimes, GPU, the CPU's
+instruction-set class and the INT8 each model family runs on it)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,8 @@ import os
 import platform
 import shutil
 
-HELP = "report versions of ROS 2, the middleware, torch, ONNX Runtime, TensorRT, the GPU and the DDS profile"
+HELP = ("report versions of ROS 2, the middleware, torch, ONNX Runtime, TensorRT, the GPU, the DDS profile and the "
+        "CPU's INT8 support")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +81,32 @@ def collect() -> dict[str, object]:
     if gpu is None and shutil.which("nvidia-smi"):
         gpu = "nvidia-smi present (torch has no CUDA)"
     info["cuda_gpu"] = gpu
+    info.update(cpu_int8())
     return info
+
+
+def cpu_int8() -> dict[str, object]:
+    """The CPU (model name, instruction-set class) and, per model family, the INT8 decision of ``int8_plan``: the
+    format, or why INT8 is declined (nodes asked for ``onnxruntime-int8`` then run fp32)."""
+    from ros_mmfusion.core.errors import ConfigError
+    from ros_mmfusion.core.inference.cpu_features import cpu_isa
+    from ros_mmfusion.core.inference.int8 import MODEL_FAMILIES, int8_plan
+
+    isa = cpu_isa()
+    out: dict[str, object] = {"cpu": isa.model, "cpu_isa": f"{isa.name} ({isa.description})"}
+    try:
+        out["int8"] = {family: int8_plan(family, isa).as_dict() for family in MODEL_FAMILIES}
+    except ConfigError as exc:  # a bad MMFUSION_INT8: report it, do not crash the report
+        out["int8"] = {"error": str(exc)}
+    return out
+
+
+def _shown(key: str, value: object) -> list[tuple[str, object]]:
+    """Text rows of one entry: the INT8 decisions one row per model family."""
+    if key == "int8" and isinstance(value, dict):
+        return [(f"int8_{family}", plan["message"] if isinstance(plan, dict) else plan)
+                for family, plan in value.items()]
+    return [(key, value)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,8 +114,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    width = max(len(k) for k in info)
-    for key, value in info.items():
+    rows = [row for key, value in info.items() for row in _shown(key, value)]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
         shown = "no" if value is None or value is False else ("yes" if value is True else value)
         print(f"{key:<{width}}  {shown}")
     problems = [k for k in ("rclpy", "vision_msgs_importable", "dds_profile") if not info.get(k)]

@@ -164,3 +164,131 @@ def bench_detection(model: str, backend: str, cloud: tuple[np.ndarray, str] | No
         last.num_points_in_range, last.num_pillars, len(last.detections), groups["preprocess"], groups["encoder"],
         groups["backbone_head"], groups["postprocess"], float(np.median(totals)), float(np.percentile(totals, 95)),
         {s: float(np.median([r.timings_ms[s] for r in timed])) for s in STAGES}, machine(), date.today().isoformat())
+
+
+# ------------------------------------------------------------------------------ INT8 formats against fp32, real inputs
+
+@dataclass
+class Int8FormatResult:
+    """One INT8 format of one network against its fp32 ONNX Runtime model on held-out synthetic inputs: ``accuracy``
+    (the comparison report's fields: argmax agreement for segmentation, metric errors for ViNT, box agreement for
+    PointPillars), the interleaved medians ``fp32_ms``/``int8_ms`` and ``speedup``, and what this CPU's
+    :func:`~ros_mmfusion.core.inference.int8.int8_plan` does with the family (``plan``)."""
+
+    model: str
+    format: str
+    inputs: str
+    threads: int
+    runs: int
+    fp32_ms: float
+    int8_ms: float
+    speedup: float
+    accuracy: dict
+    summary: str
+    plan: str
+    machine: str
+    cpu_isa: str
+    date: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def bench_int8_formats(model: str, formats: list[str], size: tuple[int, int] | None = None, threads: int = 0,
+                       runs: int = 10, frames: int = 8, package: str | Path | None = None, weights: str = "",
+                       workdir: Path | None = None) -> list[Int8FormatResult]:
+    """Quantize ``model`` in each of ``formats`` (names of ``int8.CPU_FORMATS``) on ``frames`` synthetic inputs,
+    compare with fp32 on ``frames`` others and time both interleaved (``runs`` each, ``threads``): a CMX network
+    (``cmx_*``: the trained segmentation ``package``, default the shipped RGB-thermal model, at ``size``, default
+    its own), ``vint`` (vint_default, untrained seeded weights) or a detection pipeline (``pointpillars``...:
+    ``weights``, both graphs). INT8 models go to ``workdir`` (default: a temporary directory), fp32 exports to the
+    usual cache."""
+    from ros_mmfusion.core.inference.cpu_features import cpu_isa
+    from ros_mmfusion.core.inference.engine_cache import EngineCache
+    from ros_mmfusion.core.inference.int8 import CPU_FORMATS, int8_plan
+
+    settings = [CPU_FORMATS[f] for f in formats]
+    out = []
+    with tempfile.TemporaryDirectory(prefix="mmfusion_int8_bench_") as tmp:
+        cache = EngineCache(Path(workdir or tmp), log=lambda line: None)
+        if model.startswith("cmx"):
+            family, rows = "segmentation", _segmentation_int8(settings, size, threads, runs, frames, package, cache)
+        elif model.startswith("vint"):
+            family, rows = "navigation", _navigation_int8(settings, threads, runs, frames, cache)
+        else:
+            family, rows = "detection3d", _detection_int8(model, settings, threads, runs, frames, weights, cache)
+        isa = cpu_isa()
+        for s, (inputs, report) in zip(settings, rows, strict=True):
+            out.append(Int8FormatResult(model, s.label, inputs, threads, runs, report.latency_fp32_ms,
+                                        report.latency_int8_ms, report.speedup, report.as_dict(), report.summary(),
+                                        int8_plan(family, isa).message(), f"{isa.model}, {os.cpu_count()} cpus",
+                                        isa.name, date.today().isoformat()))
+    return out
+
+
+def _segmentation_int8(settings, size, threads, runs, frames, package, cache):
+    import dataclasses
+
+    from ros_mmfusion.core.inference.int8 import compare_int8, quantized_model
+    from ros_mmfusion.core.inference.segmentation_calibration import describe_source, feeds_of, frames_from_simulation
+    from ros_mmfusion.core.segmentation import SegmentationModelSpec, onnx_for, postprocess
+    from ros_mmfusion.paths import share_dir
+
+    spec = SegmentationModelSpec.from_package(package or share_dir() / "models" / "cmx_b0_rgbt_synthetic")
+    spec = dataclasses.replace(spec, input_size=size or spec.input_size)
+    fp32 = onnx_for(spec)
+    samples = frames_from_simulation(spec, 2 * frames)
+    calib, held = samples[0::2], samples[1::2]
+    inputs = (f"{spec.variant} {Path(package or 'cmx_b0_rgbt_synthetic').name} at {spec.input_size[0]}x"
+              f"{spec.input_size[1]}: calibrated on {describe_source(None, calib)}, evaluated on {len(held)} others")
+    rows = []
+    for s in settings:
+        int8 = quantized_model(fp32, lambda: feeds_of(spec, calib), s, cache).artifact
+        rows.append((inputs, compare_int8(fp32, int8, feeds_of(spec, held), labels=[f.labels for f in held],
+                                          num_classes=spec.num_classes, ignore_index=spec.ignore_index,
+                                          threads=threads, timing_runs=runs,
+                                          label_of=lambda o, sz: postprocess(o[0], sz).labels)))
+    return rows
+
+
+def _navigation_int8(settings, threads, runs, frames, cache):
+    from ros_mmfusion.core.inference.navigation_calibration import (
+        EVALUATION_START,
+        compare_vint_int8,
+        describe,
+        vint_int8_onnx,
+        vint_samples,
+    )
+    from ros_mmfusion.core.navigation.policy import vint_onnx
+
+    held = vint_samples("vint_default", frames, EVALUATION_START)
+    inputs = f"vint_default (untrained seeded weights): calibrated on {describe(frames)}, evaluated on " \
+             f"{describe(frames, EVALUATION_START)}"
+    return [(inputs, compare_vint_int8(vint_onnx(), vint_int8_onnx(count=frames, settings=s, cache=cache), held,
+                                       threads=threads, timing_runs=runs)) for s in settings]
+
+
+def _detection_int8(model, settings, threads, runs, frames, weights, cache):
+    from ros_mmfusion.core.detection3d.pipeline import DetectorSpec, PillarDetector
+    from ros_mmfusion.core.inference.detection3d_calibration import (
+        EVALUATION_START,
+        clouds_from_simulation,
+        compare_pillars_int8,
+        describe,
+        int8_onnx_files,
+    )
+    from ros_mmfusion.core.inference.onnxruntime_backend import OnnxRuntimeBackend
+
+    spec = DetectorSpec.named(DETECTION_MODELS[model], weights=weights)
+    fp32 = PillarDetector(spec, "onnxruntime", threads=threads, intensity_scale=1 / 255)
+    clouds = clouds_from_simulation(frames, EVALUATION_START)
+    inputs = (f"{DETECTION_MODELS[model]} ({weights or 'random weights'}): calibrated on {describe(frames)}, "
+              f"evaluated on {describe(frames, EVALUATION_START)}")
+    rows = []
+    for s in settings:
+        encoder, head = int8_onnx_files(spec, 1 / 255, count=frames, settings=s, cache=cache)
+        int8 = PillarDetector(spec, "onnxruntime", threads=threads, intensity_scale=1 / 255)
+        int8.encoder = OnnxRuntimeBackend(encoder, "cpu", "fp32", threads)  # this format, whatever the CPU's own
+        int8.backbone_head = OnnxRuntimeBackend(head, "cpu", "fp32", threads)
+        rows.append((inputs, compare_pillars_int8(fp32, int8, clouds, timing_runs=runs)))
+    return rows

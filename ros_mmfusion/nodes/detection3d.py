@@ -31,6 +31,7 @@ from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar
 from ros_mmfusion.core.geometry import PinholeCamera
 from ros_mmfusion.core.health import Level
+from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
 from ros_mmfusion.ros.builders import box_markers, detection3d_array
@@ -114,7 +115,10 @@ class Detection3DNode(MmfusionNode):
         self.paint_ids = paint_class_ids(p["paint_classes"]) if p["painting"] else ()
         spec = DetectorSpec(config, weights=p["weights"], seed=p["seed"], paint_channels=len(self.paint_ids),
                             onnx_dir=p["onnx_dir"])
-        self.detector = PillarDetector(spec, backend=p["backend"], device=p["device"], precision=p["precision"],
+        choice = choose_backend(p["backend"], "detection3d", p["precision"])
+        if choice.plan is not None:  # INT8 asked for: say what this CPU runs
+            self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
+        self.detector = PillarDetector(spec, backend=choice.backend, device=p["device"], precision=choice.precision,
                                        threads=p["threads"], intensity_scale=p["intensity_scale"],
                                        score_thresholds=p["score_thresholds"])
         self.class_ids = [output_class_name(n) for n in self.detector.class_names]

@@ -25,6 +25,7 @@ from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, MessageLimits
 from ros_mmfusion.core.errors import MessageFormatError
 from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar
 from ros_mmfusion.core.health import Level
+from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.modalities.encoders import make_encoder
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.segmentation import FusionSegmenter, SegmentationModelSpec
@@ -76,8 +77,11 @@ class FusionSegmentationNode(MmfusionNode):
         path = package if package.startswith("/") else str(share_dir() / package)
         self.spec = SegmentationModelSpec.from_package(path)
         self.encoder = make_encoder(self.spec.x_modality, self.spec.x_params)
-        self.segmenter = FusionSegmenter(self.spec, backend=self.params["backend"], device=self.params["device"],
-                                         precision=self.params["precision"], threads=self.params["threads"])
+        choice = choose_backend(self.params["backend"], "segmentation", self.params["precision"])
+        if choice.plan is not None:  # INT8 asked for: say what this CPU runs
+            self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
+        self.segmenter = FusionSegmenter(self.spec, backend=choice.backend, device=self.params["device"],
+                                         precision=choice.precision, threads=self.params["threads"])
         self.palette = self.spec.palette()
         self.camera_from_lidar = camera_from_lidar(self.params)
         optional = {"x": self.params["x_timeout"]} if self.params["missing_x_policy"] == "neutral" else None

@@ -31,6 +31,7 @@ from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
 from ros_mmfusion.core.codec.image import decode_rgb
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.health import Level
+from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.models.vint import VINT_VARIANTS
 from ros_mmfusion.core.navigation.localization import extrapolate_pose, odometry_temporal_distances
 from ros_mmfusion.core.navigation.policy import NavigationPolicy, NavigationResult
@@ -96,8 +97,11 @@ class VintNavigationNode(MmfusionNode):
                 topomap.image(0)  # decodes now: a file that is no image fails here, not on every frame
         except ConfigError as exc:
             raise ConfigError(f"{self.get_name()}: parameter {source!r}: {exc}") from None
+        choice = choose_backend(p["backend"], "navigation")
+        if choice.plan is not None:  # INT8 asked for: say what this CPU runs
+            self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
         self.policy = NavigationPolicy(
-            topomap, variant=p["variant"], weights=p["weights"], backend=p["backend"], device=p["device"],
+            topomap, variant=p["variant"], weights=p["weights"], backend=choice.backend, device=p["device"],
             threads=p["threads"], onnx=p["onnx"], goal_node=p["goal_node"], radius=p["radius"],
             close_threshold=p["close_threshold"], waypoint_index=p["waypoint_index"],
             waypoint_spacing=p["waypoint_spacing"], frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"])

@@ -32,6 +32,18 @@ def test_doctor_reports_ros_middleware_profile_and_ml_runtimes(ros_child_env):
     assert info["torch"].startswith("2.13.0") and info["onnxruntime"]
     assert "CPUExecutionProvider" in info["onnxruntime_providers"]
     assert info["cuda_gpu"] is None or isinstance(info["cuda_gpu"], str)
+    # the CPU's instruction-set class and the INT8 decision per model family (the one of int8_plan)
+    from ros_mmfusion.core.inference.cpu_features import ISA_CLASSES, cpu_isa
+    from ros_mmfusion.core.inference.int8 import MODEL_FAMILIES, int8_plan
+
+    assert info["cpu_isa"].split()[0] == cpu_isa().name in ISA_CLASSES and info["cpu"]
+    assert set(info["int8"]) == set(MODEL_FAMILIES)
+    for family, plan in info["int8"].items():
+        assert plan["message"] == int8_plan(family).message() and plan["format"] in ("u8s8", "u8s8-rr", "u8u8")
+    text = run(["doctor"], ros_child_env(MMFUSION_INT8="off"))
+    assert "int8_segmentation" in text.stdout and "INT8 declined for segmentation" in text.stdout
+    bad = run(["doctor", "--json"], ros_child_env(MMFUSION_INT8="u4s4"))
+    assert "MMFUSION_INT8='u4s4'" in json.loads(bad.stdout)["int8"]["error"] and "Traceback" not in bad.stderr
 
 
 @pytest.mark.parametrize("args, message", [

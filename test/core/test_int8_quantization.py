@@ -5,6 +5,7 @@ measured numbers for the trained model are in docs/backends.md.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,21 @@ import yaml
 
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.inference import create_backend
+from ros_mmfusion.core.inference.cpu_features import X86_AVX2, X86_AVX512_VNNI, CpuIsa
 from ros_mmfusion.core.inference.engine_cache import EngineCache
-from ros_mmfusion.core.inference.int8 import Int8Settings, compare_int8, int8_spec, is_quantized, quantized_model
+from ros_mmfusion.core.inference.int8 import (
+    CPU_INT8,
+    TENSORRT_INT8,
+    U8S8_REDUCED,
+    Int8Settings,
+    choose_backend,
+    compare_int8,
+    cpu_int8_settings,
+    int8_plan,
+    int8_spec,
+    is_quantized,
+    quantized_model,
+)
 from ros_mmfusion.core.inference.segmentation_calibration import (
     feeds_of,
     frames_from_bag,
@@ -135,13 +149,25 @@ def test_backend_factory_runs_int8_from_the_cache_or_explains_how_to_build_it(sp
 
 
 def test_segmentation_pipeline_takes_the_int8_backend(spec, frames):
+    """The pipeline asked for INT8 runs this CPU's format (accurate here: on AVX2 the saturating U8S8 agreed on 0.67
+    of the pixels); what a node asked for INT8 runs is the decision of ``int8_plan`` (both branches, every CPU
+    class: test_cpu_features.py)."""
     int8 = int8_onnx_for(spec)  # the cache entry made above; a fresh cache would calibrate on the synthetic world
-    assert is_quantized(int8)
+    assert is_quantized(int8) and f".onnxruntime-qdq-int8-{cpu_int8_settings().label}." in int8.name
     segmenter = FusionSegmenter(spec, backend="onnxruntime-int8", threads=2)
     reference = FusionSegmenter(spec, backend="onnxruntime", threads=2)
     f = frames[0]
     got, want = segmenter(f.rgb, f.x), reference(f.rgb, f.x)
     assert got.labels.shape == SIZE and (got.labels == want.labels).mean() > 0.8
+
+    choice = choose_backend("onnxruntime-int8", "segmentation", "int8")
+    if int8_plan("segmentation").use_int8:
+        assert (choice.backend, choice.precision) == ("onnxruntime-int8", "int8") and not choice.declined
+    else:
+        assert (choice.backend, choice.precision) == ("onnxruntime", "fp32") and choice.declined
+        assert "INT8 declined for segmentation" in choice.log_line() and "using fp32" in choice.log_line()
+        chosen = FusionSegmenter(spec, backend=choice.backend, precision=choice.precision, threads=2)
+        assert chosen.backend.info.kind == "onnxruntime" and (chosen(f.rgb, f.x).labels == want.labels).all()
 
 
 def test_int8_settings_are_part_of_the_cache_key(fp32):
@@ -151,8 +177,31 @@ def test_int8_settings_are_part_of_the_cache_key(fp32):
 
 
 def test_cpu_and_tensorrt_variants_are_separate_cache_entries(fp32):
-    from ros_mmfusion.core.inference.int8 import CPU_INT8, TENSORRT_INT8
+    cpu, reduced, trt = int8_spec(fp32, CPU_INT8), int8_spec(fp32, U8S8_REDUCED), int8_spec(fp32, TENSORRT_INT8)
+    assert (cpu.precision, reduced.precision, trt.precision) == ("int8-u8s8", "int8-u8s8-rr", "int8-s8s8")
+    assert len({EngineCache()._prefix(s) for s in (cpu, reduced, trt)}) == 3  # none is another's stale entry
+    assert int8_spec(fp32).precision == f"int8-{cpu_int8_settings().label}"  # default: this CPU's format
 
-    cpu, trt = int8_spec(fp32, CPU_INT8), int8_spec(fp32, TENSORRT_INT8)
-    assert cpu.precision == "int8-u8s8" and trt.precision == "int8-s8s8"
-    assert EngineCache()._prefix(cpu) != EngineCache()._prefix(trt)  # neither is the other's stale entry
+
+def test_cpu_class_is_in_the_identity_and_sidecar_and_an_entry_of_another_class_is_rebuilt(spec, fp32, frames,
+                                                                                        tmp_path):
+    vnni, avx2 = CpuIsa(X86_AVX512_VNNI, "Intel Xeon"), CpuIsa(X86_AVX2, "AMD EPYC")
+    a, b = int8_spec(fp32, CPU_INT8, vnni), int8_spec(fp32, CPU_INT8, avx2)
+    assert (a.device, b.device) == ("cpu:x86-avx512-vnni", "cpu:x86-avx2")
+    assert EngineCache().paths(a).key != EngineCache().paths(b).key
+    # the TensorRT file is a GPU artifact: one entry whatever CPU quantized it
+    assert EngineCache().paths(int8_spec(fp32, TENSORRT_INT8, vnni)).key == EngineCache().paths(
+        int8_spec(fp32, TENSORRT_INT8, avx2)).key
+
+    lines: list[str] = []
+    cache = EngineCache(tmp_path, log=lines.append)
+    feeds = lambda: feeds_of(spec, frames[:2])  # noqa: E731
+    made = quantized_model(fp32, feeds, CPU_INT8, cache, isa=vnni)
+    assert made.status == "built"
+    sidecar = json.loads(made.artifact.with_name(made.artifact.name + ".json").read_text())
+    assert sidecar["identity"]["device"] == "cpu:x86-avx512-vnni" and sidecar["identity"]["options"]["activations"]
+    assert sidecar["notes"]["cpu_isa"] == "x86-avx512-vnni" and sidecar["notes"]["int8_format"] == "u8s8"
+    assert quantized_model(fp32, lambda: pytest.fail("reused"), CPU_INT8, cache, isa=vnni).status == "hit"
+    again = quantized_model(fp32, feeds, CPU_INT8, cache, isa=avx2)  # same format, another CPU class
+    assert again.status == "rebuilt" and again.artifact != made.artifact and not made.artifact.exists()
+    assert "'cpu:x86-avx512-vnni' -> 'cpu:x86-avx2'" in again.reason and any("x86-avx2" in line for line in lines)

@@ -45,11 +45,14 @@ def create_backend(kind: str, *, input_names: Sequence[str], output_names: Seque
     or fp16 (fp16 on CUDA only); ``threads`` 0 lets the runtime choose.
 
     ``onnxruntime-int8`` runs the INT8 (QDQ) model of ``onnx_path``: the file itself when it is quantized, else its
-    cached INT8 model (``mmfusion build-engine --precision int8``), quantized now when ``calibration`` (returns sample
-    feeds) is given. ``tensorrt`` (device cuda; fp32, fp16 or int8) builds or loads a cached engine of ``onnx_path``
-    for the profile ``shapes`` ({input: shape or (min, opt, max)}; static ONNX inputs may be omitted), calibrating
-    INT8 with ``calibration`` unless the ONNX file is already quantized. Artifacts are cached beside the ONNX file or
-    in ``cache_dir`` (see ``engine_cache.py``).
+    cached INT8 model in this CPU's format (``int8.cpu_int8_settings``; ``mmfusion build-engine --precision int8``),
+    quantized now when ``calibration`` (returns sample feeds) is given. It runs what it is asked for: declining INT8
+    where it does not pay is the callers' choice (``int8.choose_backend``: nodes, ``mmfusion bench``).
+
+    ``tensorrt`` (device cuda; fp32, fp16 or int8) builds or loads a cached engine of ``onnx_path`` for the
+    profile ``shapes`` ({input: shape or (min, opt, max)}; static ONNX inputs may be omitted), calibrating INT8 with
+    ``calibration`` unless the ONNX file is already quantized. Artifacts are cached beside the ONNX file or in
+    ``cache_dir`` (see ``engine_cache.py``).
     """
     if kind not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {kind!r}")
@@ -91,10 +94,12 @@ def _int8_model(onnx: Path, calibration: Callable[[], Iterable[Mapping[str, np.n
     cache = EngineCache(cache_dir)
     if calibration is not None:
         return quantized_model(onnx, calibration, cache=cache).artifact
-    cached = cache.lookup(int8_spec(onnx))
+    spec = int8_spec(onnx)  # this CPU's format, keyed by its class
+    cached = cache.lookup(spec)
     if cached is None:
-        raise ConfigError(f"no INT8 model of {onnx} yet: run `mmfusion build-engine --onnx {onnx} --precision int8 "
-                          "--calib BAG` (or pass calibration samples)")
+        raise ConfigError(f"no INT8 model ({spec.precision}, {spec.device}) of {onnx} yet: run `mmfusion "
+                          f"build-engine --onnx {onnx} --precision int8 --calib BAG` on this machine (or pass "
+                          "calibration samples)")
     return cached
 
 

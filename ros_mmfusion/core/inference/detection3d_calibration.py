@@ -3,8 +3,9 @@
 The pillar encoder is calibrated on the decorated pillars of the clouds (``input_features``, as many pillars as each
 cloud has); the backbone/head on the BEV canvases the **fp32** encoder makes of them, so that each graph's ranges are
 those of its fp32 inputs. ``int8_onnx_files(spec, intensity_scale)`` are the pipeline's INT8 files, quantized (QDQ,
-``CPU_INT8``) on first use and cached beside the fp32 exports; ``compare_pillars_int8`` measures the head outputs'
-relative error and how many boxes the INT8 detector agrees on (BEV IoU >= 0.5, same class) with the fp32 one.
+in this CPU's format: ``int8.cpu_int8_settings``) on first use and cached beside the fp32 exports;
+``compare_pillars_int8`` measures the head outputs' relative error and how many boxes the INT8 detector agrees on
+(BEV IoU >= 0.5, same class) with the fp32 one.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ros_mmfusion.core.inference.engine_cache import EngineCache
-from ros_mmfusion.core.inference.int8 import CPU_INT8, Int8Comparison, Int8Settings, quantized_model
+from ros_mmfusion.core.inference.int8 import Int8Comparison, Int8Settings, quantized_model
 
 SCENARIO = "urban_day"
 SIM_SEED = 900  # neither a training nor a validation seed
@@ -57,10 +58,11 @@ def describe(count: int, start: int = CALIBRATION_START) -> str:
     return f"{count} clouds of the synthetic world ({SCENARIO}, seed {SIM_SEED}, from frame {start})"
 
 
-def int8_onnx_files(spec, intensity_scale: float = 1.0, count: int = 16, settings: Int8Settings = CPU_INT8,
+def int8_onnx_files(spec, intensity_scale: float = 1.0, count: int = 16, settings: Int8Settings | None = None,
                     cache: EngineCache | None = None, force: bool = False) -> tuple[Path, Path]:
     """``(encoder, backbone_head)`` INT8 (QDQ) files of ``spec``: the cached ones beside the fp32 exports, else
-    quantized now on ``count`` ``urban_day`` clouds (intensity times ``intensity_scale``, as the detector sees them).
+    quantized now on ``count`` ``urban_day`` clouds (intensity times ``intensity_scale``, as the detector sees them)
+    in ``settings`` (default: this CPU's format).
 
     The calibration data is recorded in the sidecars, not keyed: a later detector with another ``intensity_scale``
     finds the same entries (``force`` requantizes)."""

@@ -5,8 +5,9 @@ A sample is what :class:`~ros_mmfusion.core.navigation.policy.NavigationPolicy` 
 ahead on the same route (``goal_img``), preprocessed exactly as the policy does. Calibration and evaluation samples
 come from disjoint stretches of the route (``CALIBRATION_START`` / ``EVALUATION_START``).
 
-``vint_int8_onnx(...)`` is the policy's INT8 model: the fp32 ONNX of the variant + weights quantized (QDQ, CPU_INT8)
-on first use and cached beside it; ``compare_vint_int8`` measures temporal-distance and metric waypoint errors.
+``vint_int8_onnx(...)`` is the policy's INT8 model: the fp32 ONNX of the variant + weights quantized (QDQ, in
+this CPU's format) on first use and cached beside it; ``compare_vint_int8`` measures temporal-distance and metric
+waypoint errors.
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ import numpy as np
 
 from ros_mmfusion.core.inference.engine_cache import EngineCache
 from ros_mmfusion.core.inference.int8 import (
-    CPU_INT8,
     Int8Comparison,
     Int8Settings,
     interleaved_latency,
@@ -66,9 +66,10 @@ def describe(count: int, start: int = CALIBRATION_START, scenario: str = SCENARI
 
 
 def vint_int8_onnx(variant: str = "vint_default", weights: str = "", onnx: str = "", count: int = 16,
-                   settings: Int8Settings = CPU_INT8, cache: EngineCache | None = None, force: bool = False) -> Path:
+                   settings: Int8Settings | None = None, cache: EngineCache | None = None,
+                   force: bool = False) -> Path:
     """The INT8 (QDQ) model of ViNT ``variant`` + ``weights`` (its fp32 ONNX from ``vint_onnx``): the cached one,
-    else quantized now on ``count`` contexts of ``indoor_corridor``."""
+    else quantized now on ``count`` contexts of ``indoor_corridor`` in ``settings`` (default: this CPU's format)."""
     from ros_mmfusion.core.navigation.policy import vint_onnx
 
     fp32 = vint_onnx(variant, weights, onnx)

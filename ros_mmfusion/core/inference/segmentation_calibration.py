@@ -1,9 +1,9 @@
 """Frames for INT8 calibration and accuracy checks of the segmentation model: from a rosbag2 recording or from the
 synthetic world, encoded exactly as the segmentation node encodes them, plus ground truth when the source has it.
 
-``int8_onnx_for(spec)`` is the segmentation pipeline's INT8 model: the fp32 ONNX of ``spec`` quantized (QDQ) with
-frames of the synthetic world, cached beside it; ``mmfusion build-engine --precision int8 --calib BAG`` writes the
-same cache entry from a real recording instead, and the pipeline then uses that one.
+``int8_onnx_for(spec)`` is the segmentation pipeline's INT8 model: the fp32 ONNX of ``spec`` quantized (QDQ, in
+this CPU's format) with frames of the synthetic world, cached beside it; ``mmfusion build-engine --precision int8
+--calib BAG`` writes the same cache entry from a real recording instead, and the pipeline then uses that one.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.inference.engine_cache import EngineCache
-from ros_mmfusion.core.inference.int8 import CPU_INT8, TENSORRT_INT8, Int8Settings, quantized_model
+from ros_mmfusion.core.inference.int8 import TENSORRT_INT8, Int8Settings, quantized_model
 
 #: topics of a bag written by ``mmfusion sim`` (``core/sim/recorder.py``)
 RGB_TOPIC = "/camera/color/image_raw"
@@ -172,7 +172,8 @@ def int8_onnx_for(spec, source: str | Path | None = None, count: int = 24, strid
                   log: Callable[[str], None] | None = None, tensorrt: bool = False) -> Path:
     """The INT8 (QDQ) model of the segmentation ``spec``: from the cache beside its fp32 ONNX, else quantized now
     with frames of ``source`` (a bag, or the synthetic world when None). ``tensorrt``: the symmetric variant
-    TensorRT accepts (``TENSORRT_INT8``) instead of the CPU one (``CPU_INT8``), unless ``settings`` are given."""
+    TensorRT accepts (``TENSORRT_INT8``) instead of this CPU's format (``int8.cpu_int8_settings``), unless
+    ``settings`` are given."""
     from ros_mmfusion.core.segmentation import onnx_for
 
     fp32 = onnx_for(spec)
@@ -183,7 +184,7 @@ def int8_onnx_for(spec, source: str | Path | None = None, count: int = 24, strid
         (log or print)(f"calibrating INT8 on {describe_source(source, frames)}")
         yield from feeds_of(spec, frames)
 
-    chosen = settings or (TENSORRT_INT8 if tensorrt else CPU_INT8)
+    chosen = settings or (TENSORRT_INT8 if tensorrt else None)  # None: this CPU's format
     result = quantized_model(fp32, feeds, chosen, cache or EngineCache(log=log), force=force,
                              notes_of=lambda: {"calibration": describe_source(source, frames)})
     return result.artifact
