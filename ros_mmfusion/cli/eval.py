@@ -265,15 +265,19 @@ class DetectionAccumulator:
 
 
 def _detector_bev_range(preset: Any) -> tuple[float, float, float, float] | None:
-    """The BEV range (x_min, y_min, x_max, y_max) of the preset's detector: boxes outside it are not evaluated."""
+    """The BEV range (x_min, y_min, x_max, y_max) of the preset's detector: boxes outside it are not evaluated.
+
+    A ``point_cloud_range`` override is checked as the node will check it (ConfigError), before anything runs."""
+    from ros_mmfusion.core.detection3d.pipeline import DETECTORS, with_range
+
     for launch in preset.nodes:
         if launch.key != "detection3d":
             continue
+        config = DETECTORS.get(str(launch.parameters.get("model", "pointpillars_synthetic")))
         values = [float(v) for v in launch.parameters.get("point_cloud_range") or []]
-        if len(values) != 6 or not any(values):
-            from ros_mmfusion.core.detection3d.pipeline import DETECTORS
-
-            config = DETECTORS.get(str(launch.parameters.get("model", "pointpillars_synthetic")))
+        if len(values) == 6 and any(values) and config is not None:
+            values = list(with_range(config, values).point_cloud_range)
+        elif len(values) != 6 or not any(values):
             values = list(config.point_cloud_range) if config is not None else []
         if len(values) == 6:
             return values[0], values[1], values[3], values[4]
@@ -427,6 +431,7 @@ def run(args: argparse.Namespace) -> int:
     if "bag_player" not in [n.key for n in preset.nodes]:
         raise UserError(f"preset {args.preset!r} has no bag_player node; eval needs one to replay the bag")
     det_classes = _detection_classes(args.detection_classes, preset)
+    _detector_bev_range(preset)  # a bad point_cloud_range override is an error before the replay starts
     facts = scan_bag(bag)
     evaluated = [(n, EVALUATED[n.key]) for n in preset.nodes if n.key in EVALUATED]
     missing = []

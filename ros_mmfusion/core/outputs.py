@@ -162,17 +162,18 @@ class OutputDirectory:
     reuses instead of writing again (it is neither removed nor re-checked). ``inputs``: paths the command reads;
     none may lie at or under an entry the command writes. ``recognise(directory)``: True for a directory this command
     wrote before markers existed (its entries then count as written by the command). ``what`` names the directory in
-    messages ("bag", "report directory").
+    messages ("bag", "report directory"). ``prune=False`` keeps the entries an earlier run of the command wrote and
+    this run does not write again (``mmfusion demo`` keeps the bags of other scenarios).
     """
 
     def __init__(self, path: str | Path, command: str, *, overwrite: bool, writes: Iterable[str] = (),
-                 reuse: bool = False, exclusive: bool = False, marker: bool = True,
+                 reuse: bool = False, exclusive: bool = False, marker: bool = True, prune: bool = True,
                  recognise: Callable[[Path], bool] | None = None, inputs: Iterable[str | Path] = (),
                  option: str = "--out", what: str = "output directory") -> None:
         self.path = Path(path)
         self.command, self.option, self.what = command, option, what
         self.writes = tuple(writes)
-        self.exclusive, self.marker, self.recognise = exclusive, marker, recognise
+        self.exclusive, self.marker, self.recognise, self.prune = exclusive, marker, recognise, prune
         self.kept: set[str] = set()
         self._root: Path | None = None
         self._created: list[Path] = []
@@ -193,7 +194,8 @@ class OutputDirectory:
             return
         owned = self.owned()
         if not overwrite and not (reuse and command in read_marker(self.path).values()):
-            raise ConfigError(f"{option} {self.path} is not empty; pass --overwrite to replace what an earlier "
+            raise ConfigError(f"{option} {self.path} exists and is not an empty directory; pass --overwrite to "
+                              f"replace what an earlier "
                               f"mmfusion {command} run wrote there (nothing else is touched), or choose another "
                               "directory")
         if exclusive and set(entries) - owned:
@@ -277,7 +279,7 @@ class OutputDirectory:
         owned = self.owned()
         self._check_collisions(written, owned)  # again: the directory may have changed while the command ran
         previous = read_marker(self.path)
-        stale = self._owned_by_command() - set(written) - self.kept
+        stale = self._owned_by_command() - set(written) - self.kept if self.prune else set()
         replaced = self._root / ".replaced"  # type: ignore[operator]
         replaced.mkdir()
         for name in sorted(stale):

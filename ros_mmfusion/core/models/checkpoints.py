@@ -6,6 +6,7 @@ reader and infers the variant from the checkpoint's own keys and shapes.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +91,9 @@ def load_weights_file(path: str | Path):
     if not path.is_file():
         raise ConfigError(f"weights file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before failing on them
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad or foreign file
         raise ConfigError(f"cannot read weights {path}: {_load_failure(exc)}") from None
 
