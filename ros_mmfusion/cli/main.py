@@ -105,4 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module's main: subcommands raise ros_mmfusion.cli.main.UserError, not __main__.UserError
+    from ros_mmfusion.cli.main import main as _main
+
+    sys.exit(_main())

@@ -173,8 +173,11 @@ class OutputDirectory:
         self.path = Path(path)
         self.command, self.option, self.what = command, option, what
         self.writes = tuple(writes)
-        self.exclusive, self.marker, self.recognise, self.prune = exclusive, marker, recognise, prune
+        self.exclusive, self.marker, self.prune = exclusive, marker, prune
         self.kept: set[str] = set()
+        # recognised once, before the staging directory (an entry of its own) exists
+        recognised = recognise is not None and self.path.is_dir() and recognise(self.path)
+        self._recognised = set(self.entries()) if recognised else set()
         self._root: Path | None = None
         self._created: list[Path] = []
         if _exists(self.path) and not self.path.is_dir():
@@ -193,11 +196,11 @@ class OutputDirectory:
         if not entries:
             return
         owned = self.owned()
-        if not overwrite and not (reuse and command in read_marker(self.path).values()):
+        ours = command in read_marker(self.path).values() or bool(self._recognised)
+        if not overwrite and not (reuse and ours):
             raise ConfigError(f"{option} {self.path} exists and is not an empty directory; pass --overwrite to "
-                              f"replace what an earlier "
-                              f"mmfusion {command} run wrote there (nothing else is touched), or choose another "
-                              "directory")
+                              f"replace what an earlier mmfusion {command} run wrote there (nothing else is "
+                              "touched), or choose another directory")
         if exclusive and set(entries) - owned:
             foreign = sorted(set(entries) - owned)
             raise ConfigError(f"{option} {self.path} is not a {what} written by mmfusion {command} (it holds "
@@ -213,15 +216,11 @@ class OutputDirectory:
     def owned(self) -> set[str]:
         """Entries an earlier mmfusion run wrote (listed in the marker, or all of a recognised directory)."""
         names = set(read_marker(self.path))
-        if self.recognise is not None and self.path.is_dir() and self.recognise(self.path):
-            names |= set(self.entries())
-        return names
+        return names | self._recognised
 
     def _owned_by_command(self) -> set[str]:
         names = {n for n, c in read_marker(self.path).items() if c == self.command}
-        if self.recognise is not None and self.path.is_dir() and self.recognise(self.path):
-            names |= set(self.entries())
-        return names
+        return names | self._recognised
 
     def _check_collisions(self, names: Iterable[str], owned: set[str]) -> None:
         for name in names:
