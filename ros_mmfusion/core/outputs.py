@@ -66,6 +66,19 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _missing_parents(path: Path) -> list[Path]:
+    """The ancestors of ``path`` that do not exist yet, deepest first (created for the output, removed on failure)."""
+    return [p for p in path.absolute().parents if not _exists(p)]
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    for directory in directories:  # deepest first; stop at the first one something else was put into
+        try:
+            directory.rmdir()
+        except OSError:
+            break
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -136,8 +149,10 @@ class OutputFile:
         if _exists(self.path) and not overwrite:
             raise ConfigError(f"{option} {self.path} exists; pass --overwrite to replace it")
         self.tmp = self.path.with_name(f".{self.path.name}{STAGING}{os.getpid()}{self.path.suffix}")
+        self._created: list[Path] = []
 
     def __enter__(self) -> Path:
+        self._created = _missing_parents(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _remove(self.tmp)
         return self.tmp
@@ -152,6 +167,8 @@ class OutputFile:
                 os.replace(self.tmp, self.path)
         finally:
             _remove(self.tmp)
+            if kind is not None:
+                _remove_empty(self._created)
 
 
 class OutputDirectory:
@@ -245,8 +262,7 @@ class OutputDirectory:
         if self.path.is_dir():
             self._root = self.path / f"{STAGING}{pid}"
         else:
-            missing = [p for p in [self.path.absolute(), *self.path.absolute().parents] if not _exists(p)]
-            self._created = [p for p in missing if p != self.path.absolute()]
+            self._created = _missing_parents(self.path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._root = self.path.parent / f".{self.path.name}{STAGING}{pid}"
         _remove(self._root)
@@ -261,11 +277,7 @@ class OutputDirectory:
         finally:
             _remove(self._root)
             if kind is not None or not _exists(self.path):
-                for parent in self._created:  # directories created for the output, deepest first
-                    try:
-                        parent.rmdir()
-                    except OSError:
-                        break
+                _remove_empty(self._created)
 
     def _commit(self) -> None:
         stage = self.stage
