@@ -33,17 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _size(text: str | None):
-    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.cli.args import parse_hw
 
-    if text is None:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--size expects HxW, e.g. 480x640; got {text!r}") from None
-    if h < 16 or w < 16:
-        raise UserError(f"--size {text!r}: height and width must be at least 16")
-    return h, w
+    return parse_hw(text, "--size")
 
 
 def run(args: argparse.Namespace) -> int:

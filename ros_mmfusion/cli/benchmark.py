@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import threading
@@ -29,7 +30,11 @@ MAX_LOSS = 0.05
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="segmentation")
     parser.add_argument("--bag", required=True, help="rosbag2 directory the input frames are taken from")
-    parser.add_argument("--out", default="benchmark_out", help="directory for benchmark.json and benchmark.md")
+    parser.add_argument("--out", default="benchmark_out", help="directory for benchmark.json and benchmark.md "
+                        "(refused if not empty, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the benchmark.json/.md an earlier mmfusion run wrote into --out (listed in its "
+                             ".mmfusion-output); nothing else there is ever touched")
     parser.add_argument("--rates", default="10,30,60", help="fixed input rates in Hz, comma-separated")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of publishing per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per rate (>= 3 drops the best and worst)")
@@ -175,13 +180,18 @@ def _keeps_up(summary: dict, tolerance: float) -> bool:
 def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.cli.eval import EVALUATED, _resolve, scan_bag
     from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.outputs import OutputDirectory
 
     rates = _parse_rates(args.rates)
-    if args.duration <= 0 or args.repeats <= 0 or args.peak_steps < 0 or not 0 < args.tolerance < 1:
-        raise UserError("--duration and --repeats must be positive, --peak-steps >= 0, --tolerance in (0, 1)")
+    if not (math.isfinite(args.duration) and 0 < args.duration <= 3600) or not 0 < args.repeats <= 100 \
+            or not 0 <= args.peak_steps <= 20 or not 0 < args.tolerance < 1 or not 0 < args.max_frames <= 100000:
+        raise UserError("--duration must be in (0, 3600] s, --repeats in 1..100, --peak-steps in 0..20, --tolerance "
+                        "in (0, 1), --max-frames in 1..100000")
     from ros_mmfusion import presets
 
     bag = Path(args.bag)
+    output = OutputDirectory(args.out, "benchmark", overwrite=args.overwrite,
+                             writes=("benchmark.json", "benchmark.md"), inputs=[bag], what="benchmark directory")
     facts = scan_bag(bag)
     preset = presets.load(args.preset, {"bag": str(bag)})
     under_test = [n for n in preset.nodes if n.key != "bag_player"]
@@ -209,8 +219,6 @@ def run(args: argparse.Namespace) -> int:
 
     classes = {t: message_class(facts.topics[t]) for t in inputs}
     preset_under_test = replace(preset, nodes=under_test)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rclpy.init()
     try:
         output_type = Detection3DArray if ev.detections else Image
@@ -234,10 +242,11 @@ def run(args: argparse.Namespace) -> int:
     result = {"preset": args.preset, "bag": str(bag), "frames_preloaded": len(frames), "main_output": main_output,
               "duration_s": args.duration, "repeats": args.repeats, "tolerance": args.tolerance,
               "max_loss": MAX_LOSS, "cpu_count": os.cpu_count(), "fixed_rate": fixed, "peak": peak}
-    (out / "benchmark.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "benchmark.md").write_text(_markdown(result))
+    with output as stage:
+        (stage / "benchmark.json").write_text(json.dumps(result, indent=2) + "\n")
+        (stage / "benchmark.md").write_text(_markdown(result))
     print(f"peak throughput: {peak['rate_hz']} Hz" if peak["rate_hz"] else "peak throughput: none kept up")
-    print(f"wrote {out / 'benchmark.json'} and {out / 'benchmark.md'}")
+    print(f"wrote {output.path / 'benchmark.json'} and {output.path / 'benchmark.md'}")
     return 0
 
 

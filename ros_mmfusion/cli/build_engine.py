@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", action="append", default=[],
                         help="input profile NAME=1x3x480x640 (fixed) or NAME=MIN:OPT:MAX (repeatable; TensorRT)")
     parser.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT workspace memory-pool limit")
-    parser.add_argument("--cache-dir", help="where artifacts go (default: beside the ONNX file)")
+    parser.add_argument("--cache-dir", help="where artifacts go (default: beside the ONNX file); a directory, "
+                        "created if absent (the engine cache writes atomically and only its own files)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the cache holds a valid artifact")
     parser.add_argument("--threads", type=int, default=0, help="threads for the accuracy/latency check")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -97,17 +98,45 @@ def _tensorrt(args: argparse.Namespace, onnx: Path, spec) -> dict:
     return {"artifact": str(backend.artifact), "target": "tensorrt", "status": "ready", "summary": backend.info.detail}
 
 
+def check_onnx(path: Path, spec) -> None:
+    """``path`` must be a readable, valid ONNX model; with a segmentation model package (``spec``) its inputs must be
+    the package network's (``rgb``, ``x``). UserError (one line) otherwise, before any work."""
+    import onnx
+
+    from ros_mmfusion.cli.main import UserError, one_line
+    from ros_mmfusion.core.segmentation import INPUTS
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - protobuf and the checker raise many kinds for a broken file
+        raise UserError(f"--onnx {path}: not a valid ONNX model (empty, truncated or another format?): "
+                        f"{type(exc).__name__}: {one_line(exc, 200)}") from None
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in initializers]
+    if spec is not None and sorted(inputs) != sorted(INPUTS):
+        raise UserError(f"--onnx {path} takes inputs {', '.join(inputs) or '(none)'}, but the --package network "
+                        f"takes {', '.join(INPUTS)}: export the package with `mmfusion export --model PACKAGE_DIR`")
+
+
 def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.cli.main import UserError
     from ros_mmfusion.core.inference.tensorrt_support import tensorrt_unavailable
+    from ros_mmfusion.core.outputs import check_directory_option, require_file
     from ros_mmfusion.core.segmentation import SegmentationModelSpec
 
     onnx = Path(args.onnx)
-    if not onnx.is_file():
+    if not onnx.exists():
         raise UserError(f"ONNX file not found: {onnx}")
-    if args.frames <= 0 or args.workspace_mb <= 0:
-        raise UserError("--frames and --workspace-mb must be positive")
+    require_file(onnx, "--onnx")
+    if not 0 < args.frames <= 1000 or not 0 < args.workspace_mb <= 1 << 20 or args.threads < 0:
+        raise UserError("--frames must be in 1..1000, --workspace-mb in 1..1048576, --threads >= 0")
+    if args.cache_dir:
+        check_directory_option(args.cache_dir, "--cache-dir")
+    if args.calib and args.calib != "sim" and not Path(args.calib).is_dir():
+        raise UserError(f"--calib {args.calib}: not a rosbag2 directory (or 'sim')")
     spec = SegmentationModelSpec.from_package(args.package) if args.package else None
+    check_onnx(onnx, spec)
     if args.target == "tensorrt":
         reason = tensorrt_unavailable()
         if reason:

@@ -2,6 +2,12 @@
 
 Replays the bag through the ``demo`` preset's nodes over real DDS, records what they publish, prints a summary
 (messages, rates, latency) and writes a picture of one output frame. ``make demo`` runs this.
+
+``--out`` (default ``demo_out/``) follows :mod:`ros_mmfusion.core.outputs`, with one addition so that ``make demo``
+can be rerun: a directory whose ``.mmfusion-output`` marker says ``mmfusion demo`` wrote into it is reused without
+``--overwrite`` (its bag is replayed again, its picture replaced). Any other non-empty directory needs
+``--overwrite``, and even then only the demo's own entries (``SCENARIO_bag/``, ``demo_SCENARIO.png``) are written,
+never over a file mmfusion did not write.
 """
 from __future__ import annotations
 
@@ -23,23 +29,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     parser.add_argument("--regenerate", action="store_true", help="generate the bag even if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty --out that no earlier `mmfusion demo` wrote into (only the "
+                             "demo's bag and picture; a file mmfusion did not write is never replaced)")
 
 
-def ensure_bag(out: Path, scenario: str, frames: int, size: tuple[int, int], seed: int, regenerate: bool) -> Path:
-    """The demo bag under ``out``, generated unless a complete one is there already."""
-    from ros_mmfusion.core.sim.recorder import record
+def _is_old_demo_dir(directory: Path) -> bool:
+    """A demo directory written before output markers existed: only demo bags and demo pictures."""
+    from ros_mmfusion.core.sim.recorder import _is_our_bag
 
-    bag = out / f"{scenario}_bag"
-    if (bag / "metadata.yaml").is_file() and (bag / "calibration.yaml").is_file() and not regenerate:
-        print(f"using existing bag {bag} (--regenerate to make it again)")
-        return bag
-    print(f"generating {frames} frames of '{scenario}' at {size[0]}x{size[1]} into {bag} ...", flush=True)
+    entries = list(directory.iterdir())
+    return bool(entries) and all((p.is_dir() and p.name.endswith("_bag") and _is_our_bag(p))
+                                 or (p.is_file() and p.name.startswith("demo_") and p.suffix == ".png")
+                                 for p in entries)
+
+
+def ensure_bag(output, scenario: str, frames: int, size: tuple[int, int], seed: int, regenerate: bool) -> Path:
+    """The demo bag: the one in ``output`` (an ``OutputDirectory``) if complete, else generated into its stage."""
+    from ros_mmfusion.core.sim.recorder import _is_our_bag, record
+
+    name = f"{scenario}_bag"
+    existing = output.path / name
+    if _is_our_bag(existing) and (existing / "calibration.yaml").is_file() and not regenerate:
+        print(f"using existing bag {existing} (--regenerate to make it again)")
+        output.keep(name)
+        return existing
+    bag = output.stage / name
+    print(f"generating {frames} frames of '{scenario}' at {size[0]}x{size[1]} into {output.path / name} ...",
+          flush=True)
 
     def progress(done: int, total: int) -> None:
         if done == total or done % 10 == 0:
             print(f"  {done}/{total} frames", flush=True)
 
-    summary = record(scenario, bag, frames, seed=seed, size=size, overwrite=True, progress=progress)
+    summary = record(scenario, bag, frames, seed=seed, size=size, progress=progress)
     print(f"  wrote {sum(summary.messages.values())} messages on {len(summary.messages)} topics, "
           f"{summary.bytes / 1e6:.0f} MB in {summary.seconds:.1f} s")
     return bag
@@ -83,15 +106,31 @@ def demo_picture(rgb: np.ndarray, path: Path, depth: np.ndarray | None = None,
 def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.cli.main import UserError
 
-    if args.frames <= 0:
-        raise UserError(f"--frames must be positive, got {args.frames}")
+    if not 0 < args.frames <= 10_000:
+        raise UserError(f"--frames must be in 1..10000, got {args.frames}")
     if not 0.01 <= args.rate <= 100:
         raise UserError(f"--rate must be in [0.01, 100], got {args.rate}")
+    from ros_mmfusion.core.outputs import OutputDirectory
     from ros_mmfusion.core.sim import parse_size
+    from ros_mmfusion.core.sim.scenarios import get_scenario
 
     size = parse_size(args.size)
-    out = Path(args.out)
-    bag = ensure_bag(out, args.scenario, args.frames, size, args.seed, args.regenerate)
+    scenario = get_scenario(args.scenario).name
+    picture_name = f"demo_{scenario}.png"
+    output = OutputDirectory(args.out, "demo", overwrite=args.overwrite, reuse=True, prune=False,
+                             writes=(f"{scenario}_bag", picture_name), recognise=_is_old_demo_dir)
+    with output as stage:
+        _demo(args, output, stage, scenario, size, picture_name)
+    print(f"picture of the last frame (camera + LiDAR depth | segmentation): {output.path / picture_name}")
+    return 0
+
+
+def _demo(args: argparse.Namespace, output, stage: Path, scenario: str, size: tuple[int, int],
+          picture_name: str) -> None:
+    """Generate (or reuse) the bag, replay it through the demo preset and write the picture into ``stage``."""
+    from ros_mmfusion.cli.main import UserError
+
+    bag = ensure_bag(output, scenario, args.frames, size, args.seed, args.regenerate)
 
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -142,10 +181,8 @@ def run(args: argparse.Namespace) -> int:
         stamp = common[-1]
         depth = depth_rec.history.get(stamp)
         seg = seg_rec.history.get(stamp)
-        picture = demo_picture(image_to_numpy(rgb_rec.history[stamp]), out / f"demo_{args.scenario}.png",
-                               image_to_numpy(depth) if depth is not None else None,
-                               image_to_numpy(seg) if seg is not None else None)
-        print(f"picture of the last frame (camera + LiDAR depth | segmentation): {picture}")
+        demo_picture(image_to_numpy(rgb_rec.history[stamp]), stage / picture_name,
+                     image_to_numpy(depth) if depth is not None else None,
+                     image_to_numpy(seg) if seg is not None else None)
     finally:
         rclpy.try_shutdown()
-    return 0

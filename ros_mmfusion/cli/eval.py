@@ -9,11 +9,15 @@ exactly, with no offset to recover. This works the same in one process and with 
 Latency per output topic is the arrival time (wall clock, in this process) minus the output's header stamp (the
 restamped input stamp, i.e. when the input was published); dropped frames are input frames whose stamp never came
 out. Outputs are recorded with their input stamps into ``REPORT_DIR/outputs`` (MCAP; the log time is the arrival).
+
+``REPORT_DIR`` follows :mod:`ros_mmfusion.core.outputs`: a non-empty directory is refused unless ``--overwrite``,
+which replaces only the report files (``REPORT_FILES``) an earlier mmfusion run wrote there; the report is assembled
+in a staging directory and moved into place when the run succeeded, and a bag under ``REPORT_DIR/outputs`` that
+mmfusion did not write (``ros2 bag record -o outputs``) is never replaced, let alone the bag being evaluated.
 """
 from __future__ import annotations
 
 import argparse
-import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -28,6 +32,11 @@ HELP = "replay a bag through a preset and report accuracy and latency (metrics.j
 GT_SEMANTIC = "/ground_truth/semantic"
 GT_BOXES = "/ground_truth/boxes"
 DEFAULT_DETECTION_CLASSES = ("car", "pedestrian", "cyclist")
+OUTPUTS_BAG = "outputs"
+#: every entry ``eval`` may write into its report directory (core.evaluation.report names the figures)
+REPORT_FILES = ("metrics.json", "report.md", "report.html", "iou_per_class.png", "latency_histogram.png",
+                "latency_timeline.png", "pr_curves.png", "detection_sample_bev.png", "trajectory.png",
+                "sample_frame.png")
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="other preset arguments (e.g. topomap=DIR for the navigation preset)")
     parser.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                         help="override a node parameter (YAML value)")
-    parser.add_argument("--out", default="eval_out", help="report directory")
+    parser.add_argument("--out", default="eval_out", help="report directory (refused if not empty, unless "
+                        "--overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the report files an earlier mmfusion run wrote into --out (listed in its "
+                             ".mmfusion-output); nothing else there is ever touched")
     parser.add_argument("--processes", action="store_true", help="one process per node over DDS (default: one "
                         "process, one executor)")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
@@ -78,7 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ap-interpolation", choices=("r40", "all"), default="r40",
                         help="3D detection AP: KITTI 40 recall points (r40) or the all-point VOC area (all)")
     parser.add_argument("--detection-classes", default=",".join(DEFAULT_DETECTION_CLASSES),
-                        help="3D detection: comma-separated class names evaluated")
+                        help="3D detection: comma-separated class names evaluated (the label set's object "
+                             "classes or the detector's)")
     parser.add_argument("--no-record", action="store_true", help="do not write the outputs bag")
     parser.add_argument("--startup", type=float, default=10.0,
                         help="with --processes: seconds the player waits for the other processes to load")
@@ -128,14 +142,9 @@ class OutputsBag:
     """Records rclpy messages (serialized as they are) into an MCAP rosbag2 with rosbags; log time = arrival."""
 
     def __init__(self, path: Path) -> None:
+        """``path`` must not exist (it lies in the staging directory of ``core.outputs``)."""
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        if path.exists():
-            if not all(p.name == "metadata.yaml" or p.suffix == ".mcap" for p in path.iterdir()):
-                from ros_mmfusion.cli.main import UserError
-
-                raise UserError(f"{path} exists and is not an outputs bag of ours; choose another --out")
-            shutil.rmtree(path)
         self.path = path
         self._writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
@@ -256,19 +265,44 @@ class DetectionAccumulator:
 
 
 def _detector_bev_range(preset: Any) -> tuple[float, float, float, float] | None:
-    """The BEV range (x_min, y_min, x_max, y_max) of the preset's detector: boxes outside it are not evaluated."""
+    """The BEV range (x_min, y_min, x_max, y_max) of the preset's detector: boxes outside it are not evaluated.
+
+    A ``point_cloud_range`` override is checked as the node will check it (ConfigError), before anything runs."""
+    from ros_mmfusion.core.detection3d.pipeline import DETECTORS, with_range
+
     for launch in preset.nodes:
         if launch.key != "detection3d":
             continue
+        config = DETECTORS.get(str(launch.parameters.get("model", "pointpillars_synthetic")))
         values = [float(v) for v in launch.parameters.get("point_cloud_range") or []]
-        if len(values) != 6 or not any(values):
-            from ros_mmfusion.core.detection3d.pipeline import DETECTORS
-
-            config = DETECTORS.get(str(launch.parameters.get("model", "pointpillars_synthetic")))
+        if len(values) == 6 and any(values) and config is not None:
+            values = list(with_range(config, values).point_cloud_range)
+        elif len(values) != 6 or not any(values):
             values = list(config.point_cloud_range) if config is not None else []
         if len(values) == 6:
             return values[0], values[1], values[3], values[4]
     return None
+
+
+def _detection_classes(text: str, preset: Any) -> tuple[str, ...]:
+    """The class names of ``--detection-classes``; each must be one of the label set's object classes (the names of
+    the ground-truth boxes) or of the preset's detector's classes, else UserError naming the known ones."""
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.labels import LABELS
+
+    classes = tuple(c.strip() for c in text.split(",") if c.strip())
+    known = [label.name for label in LABELS if label.is_thing]
+    for launch in preset.nodes:
+        if launch.key == "detection3d":
+            from ros_mmfusion.core.detection3d.pipeline import DETECTORS
+
+            config = DETECTORS.get(str(launch.parameters.get("model", "pointpillars_synthetic")))
+            known += [c for c in (config.class_names if config is not None else ()) if c not in known]
+    unknown = [c for c in classes if c not in known]
+    if not classes or unknown:
+        raise UserError(f"--detection-classes {text!r}: unknown class name(s) {', '.join(unknown) or '(none given)'}"
+                        f"; known: {', '.join(known)}")
+    return classes
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:
@@ -375,12 +409,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--rate must be in [0.01, 100], got {args.rate}")
     from ros_mmfusion import presets
     from ros_mmfusion.core import labels as label_set
+    from ros_mmfusion.core.outputs import OutputDirectory
 
     iou_thresholds = _floats(args.iou_thresholds, "--iou-thresholds")
-    det_classes = tuple(c.strip() for c in args.detection_classes.split(",") if c.strip())
-
     bag = Path(args.bag)
-    facts = scan_bag(bag)
+    writes = REPORT_FILES if args.no_record else (*REPORT_FILES, OUTPUTS_BAG)
+    output = OutputDirectory(args.out, "eval", overwrite=args.overwrite, writes=writes, inputs=[bag],
+                             what="report directory")
     preset_args: dict[str, str] = {}
     for item in args.arg:
         key, sep, value = item.partition("=")
@@ -395,6 +430,9 @@ def run(args: argparse.Namespace) -> int:
     preset = presets.load(args.preset, preset_args, overrides)
     if "bag_player" not in [n.key for n in preset.nodes]:
         raise UserError(f"preset {args.preset!r} has no bag_player node; eval needs one to replay the bag")
+    det_classes = _detection_classes(args.detection_classes, preset)
+    _detector_bev_range(preset)  # a bad point_cloud_range override is an error before the replay starts
+    facts = scan_bag(bag)
     evaluated = [(n, EVALUATED[n.key]) for n in preset.nodes if n.key in EVALUATED]
     missing = []
     for launch, ev in evaluated:
@@ -410,9 +448,17 @@ def run(args: argparse.Namespace) -> int:
     ignore = None if ignore < 0 else ignore
     if ignore is not None and ignore >= len(names):
         raise UserError(f"--ignore-index must be below {len(names)} (or -1 for none), got {ignore}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with output as stage:
+        paths = _evaluate(args, bag, facts, preset, stage, output.path, names=names, ignore=ignore,
+                          det_classes=det_classes, iou_thresholds=iou_thresholds)
+    print(f"report: {output.path / paths['html'].name} ({paths['markdown'].name}, {paths['metrics'].name})")
+    return 0
 
+
+def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any, out: Path, final: Path, *,
+              names: list[str], ignore: int | None, det_classes: tuple[str, ...],
+              iou_thresholds: tuple[float, ...]) -> dict[str, Path]:
+    """Replay, collect and write the report into ``out`` (the staging directory of ``final``); the report's paths."""
     import rclpy
     from nav_msgs.msg import Odometry
     from nav_msgs.msg import Path as PathMsg
@@ -421,6 +467,7 @@ def run(args: argparse.Namespace) -> int:
     from vision_msgs.msg import Detection3DArray
 
     import ros_mmfusion.ros  # noqa: F401  (DDS profile)
+    from ros_mmfusion.core import labels as label_set
     from ros_mmfusion.core.evaluation.latency import latency_stats
     from ros_mmfusion.core.evaluation.report import LatencySeries, SampleFrame, write_report
     from ros_mmfusion.core.evaluation.segmentation import scores
@@ -428,6 +475,7 @@ def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.ros.launcher import replay_in_process, run_processes
     from ros_mmfusion.ros.tap import TopicTap
 
+    evaluated = [(n, EVALUATED[n.key]) for n in preset.nodes if n.key in EVALUATED]
     notes: list[str] = []
     outputs: dict[str, type] = {}
     expected: dict[str, int] = {}
@@ -481,7 +529,7 @@ def run(args: argparse.Namespace) -> int:
         outputs[nav.closest_topic] = Int32
         outputs[nav.odom_topic] = Odometry
 
-    recorder = None if args.no_record else OutputsBag(out / "outputs")
+    recorder = None if args.no_record else OutputsBag(out / OUTPUTS_BAG)
     recorded = {t for t in outputs if t not in (GT_SEMANTIC, GT_BOXES, rgb_topic) and (nav is None or
                                                                                        t != nav.odom_topic)}
     last_output = [0.0]
@@ -561,7 +609,7 @@ def run(args: argparse.Namespace) -> int:
     metrics: dict[str, Any] = {
         "run": {"preset": args.preset, "bag": str(bag), "mode": "processes" if args.processes else "in-process",
                 "rate": args.rate, "seconds": round(elapsed, 1), "input_frames": main_counts,
-                "outputs_bag": None if recorder is None else str(recorder.path),
+                "outputs_bag": None if recorder is None else str(final / OUTPUTS_BAG),
                 "outputs_recorded": 0 if recorder is None else recorder.count},
         "latency": latency, "node_pipeline_latency": node_latency, "notes": notes,
     }
@@ -612,8 +660,7 @@ def run(args: argparse.Namespace) -> int:
               f"p95 {p95} ms, {s['rate_hz'] or 0:.1f} Hz")
     for note in notes:
         print(f"note: {note}")
-    print(f"report: {paths['html']} ({paths['markdown'].name}, {paths['metrics'].name})")
-    return 0
+    return paths
 
 
 def _replay_processes(preset, tap, expected_s: float, last_output: list[float], progress, run_processes) -> None:

@@ -15,21 +15,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="ONNX file to write")
     parser.add_argument("--weights", help="state_dict (.pt/.pth) to load into a registry network (default: random "
                                           "weights, for timing and graph checks only)")
-    parser.add_argument("--size", help="example input HxW (default: the network's)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    parser.add_argument("--size", help="example input HxW, each side 16..8192 (default: the network's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
 def _export_registry(args: argparse.Namespace, out: Path) -> str:
     import torch
 
-    from ros_mmfusion.cli.bench import _size
+    from ros_mmfusion.cli.args import parse_hw
     from ros_mmfusion.cli.main import UserError
     from ros_mmfusion.core.models.checkpoints import load_state, load_weights_file
     from ros_mmfusion.core.models.registry import network
     from ros_mmfusion.core.onnx_export import export_onnx
 
     spec = network(args.model)
-    size = _size(args.size) or spec.default_size
+    size = parse_hw(args.size) or spec.default_size
     if spec.fixed_size and size != spec.default_size:
         raise UserError(f"{args.model} takes {spec.default_size[0]}x{spec.default_size[1]} inputs only")
     torch.manual_seed(0)
@@ -61,21 +61,18 @@ def _export_package(args: argparse.Namespace, out: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
+    from ros_mmfusion.cli.args import parse_hw
     from ros_mmfusion.cli.main import UserError
     from ros_mmfusion.core.onnx_export import op_types
+    from ros_mmfusion.core.outputs import OutputFile, require_file
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise UserError(f"{out} exists; pass --overwrite to replace it")
     if out.suffix != ".onnx":
         raise UserError(f"--out should name a .onnx file, got {out}")
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.onnx")
-    try:
+    parse_hw(args.size)  # a bad --size is an error before any work
+    if args.weights:
+        require_file(args.weights, "--weights")
+    with OutputFile(out, overwrite=args.overwrite, inputs=[args.weights] if args.weights else []) as tmp:
         what = _export_package(args, tmp) if Path(args.model).is_dir() else _export_registry(args, tmp)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {what}; ops: {' '.join(sorted(op_types(out)))}")
     return 0

@@ -3,12 +3,16 @@
 Each subcommand is a module of this package exposing ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``. Subcommand modules are imported lazily, so ``mmfusion --help`` stays fast and a subcommand
 that needs ROS does not make the others need it. Errors a user can cause (bad arguments, unreadable files, invalid
-configuration) print one clear line to stderr and exit non-zero, never a traceback.
+configuration) print one clear line to stderr and exit non-zero, never a traceback. An unexpected exception (a bug)
+prints one line too, with a hint: ``MMFUSION_DEBUG=1`` shows its traceback. Output files follow the rules of
+:mod:`ros_mmfusion.core.outputs` (a non-empty ``--out`` is refused unless ``--overwrite``, which replaces only what an
+earlier mmfusion run wrote).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,6 +44,19 @@ class UserError(Exception):
         self.code = code
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage is in ``--help``)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(text: object, limit: int = 600) -> str:
+    """``text`` with its whitespace (newlines included) collapsed, cut at ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def _help_of(module_name: str) -> str:
     try:
         return importlib.import_module(f"ros_mmfusion.cli.{module_name}").HELP
@@ -48,7 +65,7 @@ def _help_of(module_name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mmfusion",
         description="ros_mmfusion: RGB-X fusion segmentation, LiDAR 3D detection and ViNT navigation for ROS 2.",
     )
@@ -71,15 +88,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except UserError as exc:
-        print(f"mmfusion {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mmfusion {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return exc.code
-    except (ConfigError, MessageFormatError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"mmfusion {args.command}: error: {exc}", file=sys.stderr)
+    except (ConfigError, MessageFormatError, OSError) as exc:  # OSError: missing file, permission, disk full ...
+        print(f"mmfusion {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mmfusion {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: a bug must not print a traceback at the user
+        if os.environ.get("MMFUSION_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"mmfusion {args.command}: internal error: {type(exc).__name__}: {one_line(exc, 300)}; rerun with "
+              "MMFUSION_DEBUG=1 for the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module's main: subcommands raise ros_mmfusion.cli.main.UserError, not __main__.UserError
+    from ros_mmfusion.cli.main import main as _main
+
+    sys.exit(_main())

@@ -11,6 +11,8 @@ import sys
 import time
 
 HELP = "record a synthetic multi-sensor scenario with ground truth as a rosbag2 (see docs/world.md)"
+MAX_FRAMES = 100_000
+"""Upper bound of ``--frames`` (10 000 s of data at 10 Hz; about 100 GB at 640x480)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     names = ", ".join(SCENARIOS)
     parser.add_argument("--scenario", metavar="NAME", help=f"one of: {names}")
-    parser.add_argument("--frames", type=int, default=100, help="frames to record (default 100)")
+    parser.add_argument("--frames", type=int, default=100, help=f"frames to record, 1..{MAX_FRAMES} (default 100)")
     parser.add_argument("--out", metavar="DIR", help="bag directory to create (must not exist or be empty)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage (default mcap)")
     parser.add_argument("--seed", type=int, default=0, help="world and noise seed: same seed, same data (default 0)")
@@ -28,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default="32FC1",
                         help="depth image: 32FC1 metres, NaN invalid (default) or 16UC1 millimetres, 0 invalid")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace --out if it holds a bag written by mmfusion sim (nothing else is ever deleted)")
+                        help="replace --out if it holds a bag written by mmfusion sim (nothing else is ever deleted), "
+                             "and an existing --preview file")
     parser.add_argument("--preview", metavar="PNG", help="also write a side-by-side preview of the middle frame")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
 
@@ -38,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ros_mmfusion.cli.main import UserError
     from ros_mmfusion.core.errors import ConfigError
+    from ros_mmfusion.core.outputs import OutputDirectory, OutputFile
+    from ros_mmfusion.core.sim.recorder import _is_our_bag
     from ros_mmfusion.core.sim.scenarios import SCENARIOS, get_scenario
     from ros_mmfusion.core.sim.simulator import parse_size
 
@@ -50,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--scenario is required; choose one of: {', '.join(SCENARIOS)}")
     if not args.out:
         raise UserError("--out DIR is required (the bag directory to create)")
-    if args.frames <= 0:
-        raise UserError(f"--frames must be a positive number of frames, got {args.frames}")
+    if not 0 < args.frames <= MAX_FRAMES:
+        raise UserError(f"--frames must be a positive number of frames up to {MAX_FRAMES}, got {args.frames}")
     if not 0.1 <= args.rate <= 100.0:
         raise UserError(f"--rate must be between 0.1 and 100 Hz, got {args.rate}")
     try:
@@ -59,10 +64,16 @@ def run(args: argparse.Namespace) -> int:
         size = parse_size(args.size)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
+    if args.preview and Path(args.preview).suffix.lower() != ".png":
+        raise UserError(f"--preview should name a .png file, got {args.preview}")
+    # a bag directory holds nothing but the bag: --overwrite replaces only a directory that is all a bag we wrote
+    output = OutputDirectory(args.out, "sim", overwrite=args.overwrite, exclusive=True, marker=False,
+                             recognise=_is_our_bag, what="bag")
+    preview = OutputFile(args.preview, overwrite=args.overwrite, option="--preview") if args.preview else None
 
     from ros_mmfusion.core.sim.recorder import record
 
-    out = Path(args.out)
+    out = output.path
     started = time.perf_counter()
     step = max(1, args.frames // 10)
 
@@ -74,9 +85,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"mmfusion sim: {scenario.name} seed {args.seed}, {args.frames} frames at {args.rate:g} Hz, "
           f"{size[0]}x{size[1]}, {args.beams} beams -> {out} ({args.storage})", flush=True)
     try:
-        summary = record(scenario.name, out, args.frames, seed=args.seed, size=size, beams=args.beams,
-                         rate=args.rate, storage=args.storage, depth_encoding=args.depth_encoding,
-                         overwrite=args.overwrite, progress=progress)
+        with output as stage:
+            summary = record(scenario.name, stage, args.frames, seed=args.seed, size=size, beams=args.beams,
+                             rate=args.rate, storage=args.storage, depth_encoding=args.depth_encoding,
+                             progress=progress)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     except ImportError as exc:  # a broken install (open3d without libusb, say): one line, not a traceback
@@ -86,14 +98,15 @@ def run(args: argparse.Namespace) -> int:
           f"({summary.seconds / summary.frames * 1000:.0f} ms/frame)")
     for topic, count in summary.messages.items():
         print(f"  {topic:32s} {count}")
-    print(f"bag: {summary.bag}\ncalibration: {summary.calibration}")
-    if args.preview:
+    print(f"bag: {out}\ncalibration: {out / summary.calibration.name}")
+    if preview is not None:
         from ros_mmfusion.core.sim.preview import render_preview
         from ros_mmfusion.core.sim.simulator import Simulation
 
         sim = Simulation(scenario, seed=args.seed, size=size, beams=args.beams, rate=args.rate)
-        path = render_preview(sim.frame(args.frames // 2), args.preview, title=f"{scenario.name} seed {args.seed}",
-                              bev_range=40.0 if sim.world.outdoor else 15.0)
-        print(f"preview: {path}")
+        with preview as tmp:
+            render_preview(sim.frame(args.frames // 2), tmp, title=f"{scenario.name} seed {args.seed}",
+                           bev_range=40.0 if sim.world.outdoor else 15.0)
+        print(f"preview: {preview.path}")
     sys.stdout.flush()
     return 0

@@ -18,7 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-topic", metavar="TOPIC", help="sensor_msgs/Image or CompressedImage topic")
     parser.add_argument("--dt", type=float, default=1.0, metavar="S",
                         help="seconds of bag time between nodes (default 1.0)")
-    parser.add_argument("--out", metavar="DIR", help="topomap directory to create (must not exist or be empty)")
+    parser.add_argument("--out", metavar="DIR", help="topomap directory to create (must not exist or be empty, "
+                        "unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a topomap an earlier `mmfusion topomap build` wrote into --out (a directory "
+                             "holding anything else is never touched)")
     parser.add_argument("--odom-topic", metavar="TOPIC", default=None,
                         help="nav_msgs/Odometry topic for the nodes' poses (default: the bag's only Odometry topic, "
                              "if it has exactly one; 'none' for no poses)")
@@ -28,12 +32,16 @@ def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.cli.main import UserError
     from ros_mmfusion.core.errors import ConfigError
     from ros_mmfusion.core.navigation.topomap import ODOMETRY_TYPE, build_topomap, open_bag
+    from ros_mmfusion.core.outputs import OutputDirectory
 
     for name in ("bag", "image_topic", "out"):
         if not getattr(args, name):
             raise UserError(f"--{name.replace('_', '-')} is required")
     if not (math.isfinite(args.dt) and args.dt > 0):
         raise UserError(f"--dt must be a positive number of seconds, got {args.dt}")
+    # a topomap directory holds nothing but the map: --overwrite replaces only a map this command wrote
+    output = OutputDirectory(args.out, "topomap", overwrite=args.overwrite, exclusive=True, inputs=[args.bag],
+                             what="topomap")
     odom = args.odom_topic
     if odom is None:
         try:
@@ -45,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     elif odom.lower() == "none":
         odom = None
     try:
-        summary = build_topomap(args.bag, args.image_topic, args.dt, args.out, odom)
+        with output as stage:
+            summary = build_topomap(args.bag, args.image_topic, args.dt, stage, odom)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     topomap = summary.topomap
@@ -53,5 +62,5 @@ def run(args: argparse.Namespace) -> int:
         f"poses from {odom}" + (f" ({summary.nodes_without_pose} nodes without one)" if summary.nodes_without_pose
                                 else "")
     print(f"wrote {len(topomap)} nodes from {summary.images_seen} images on {args.image_topic} (one every "
-          f"{args.dt:g} s), {poses} -> {topomap.directory}")
+          f"{args.dt:g} s), {poses} -> {output.path}")
     return 0

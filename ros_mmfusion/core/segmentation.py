@@ -84,9 +84,9 @@ class SegmentationModelSpec:
         return lut
 
     def __post_init__(self) -> None:
-        h, w = self.input_size
-        if h < 32 or w < 32:
-            raise ConfigError(f"input_size must be at least 32x32, got {h}x{w}")
+        from ros_mmfusion.core.limits import check_image_size
+
+        check_image_size(*self.input_size, "input_size", minimum=32)
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ConfigError(f"{len(self.class_names)} class names for {self.num_classes} classes")
 

@@ -30,7 +30,7 @@ def test_export_rejects_unknown_models_bad_sizes_and_missing_weights(tmp_path, c
     assert main(["export", "--model", "vint_reduced", "--out", str(tmp_path / "a.onnx"), "--size", "32x32"]) == 2
     assert "inputs only" in capsys.readouterr().err
     assert main(["export", "--model", "vint_reduced", "--out", str(tmp_path / "a.onnx"), "--weights", "x.pt"]) == 2
-    assert "weights file not found" in capsys.readouterr().err
+    assert "--weights x.pt: no such file" in capsys.readouterr().err
     assert not (tmp_path / "a.onnx").exists()
 
 

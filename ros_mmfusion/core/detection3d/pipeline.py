@@ -60,6 +60,7 @@ from ros_mmfusion.core.detection3d.postprocess import (
 )
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.inference import Backend, create_backend
+from ros_mmfusion.core.limits import check_range
 from ros_mmfusion.core.models.pointpillars import (
     VARIANTS,
     AnchorHeadConfig,
@@ -118,12 +119,11 @@ def with_range(config: PointPillarsConfig, point_cloud_range: Sequence[float]) -
 
     The grid follows (same pillar size); anchors and head cells are laid out over the new range, so the same weights
     apply. Each horizontal extent must hold a multiple of 8 pillars (the backbone's strides 2 x 2 x 2), e.g. multiples
-    of 1.28 m with 0.16 m pillars.
+    of 1.28 m with 0.16 m pillars. Every value must lie within +-500 m (:data:`~ros_mmfusion.core.limits.MAX_RANGE_M`).
     """
     if len(point_cloud_range) != 6:
         raise ConfigError(f"point_cloud_range needs 6 values, got {list(point_cloud_range)}")
-    x0, y0, z0, x1, y1, z1 = (float(v) for v in point_cloud_range)
-    values = (x0, y0, z0, x1, y1, z1)
+    values = check_range(point_cloud_range, "point_cloud_range")
     grid = PillarGrid(values, config.voxel_size)  # validates the range
     stride = int(np.prod(config.backbone.layer_strides))
     nx, ny, _ = grid.grid_size

@@ -6,6 +6,7 @@ reader and infers the variant from the checkpoint's own keys and shapes.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,9 +91,23 @@ def load_weights_file(path: str | Path):
     if not path.is_file():
         raise ConfigError(f"weights file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before failing on them
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad or foreign file
-        raise ConfigError(f"cannot read weights {path}: {exc}") from None
+        raise ConfigError(f"cannot read weights {path}: {_load_failure(exc)}") from None
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why ``torch.load`` failed, in one short line (torch's weights-only message is a paragraph of advice)."""
+    text = " ".join(str(exc).split())
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation")[0].strip()
+        return f"not a plain PyTorch weights file (it holds pickled objects, not only tensors: {detail})"
+    if isinstance(exc, EOFError) or "Ran out of input" in text:
+        return "the file is empty or truncated"
+    return f"not a PyTorch checkpoint ({type(exc).__name__}: {text[:200]})" if text else \
+        f"not a PyTorch checkpoint ({type(exc).__name__})"
 
 
 def read_checkpoint(path: str | Path, architecture: str):
@@ -103,7 +118,12 @@ def read_checkpoint(path: str | Path, architecture: str):
     if architecture == "vint":
         from ros_mmfusion.core.models.vint import load_released_checkpoint
 
-        return load_released_checkpoint(path)
+        try:
+            return load_released_checkpoint(path)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - unpickling a foreign or broken file raises many kinds
+            raise ConfigError(f"cannot read checkpoint {path}: {_load_failure(exc)}") from None
     return load_weights_file(path)
 
 

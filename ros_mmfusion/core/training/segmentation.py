@@ -9,6 +9,7 @@ evaluation reports mIoU with X, with the neutral X, per scenario.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -17,9 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.evaluation.segmentation import confusion_matrix, scores
 from ros_mmfusion.core.modalities.encoders import make_encoder
 from ros_mmfusion.core.preprocess.segmentation import RGBXNormalization, rgbx_inputs
+
+PACKAGE_FILES = ("model.yaml", "weights.pt", "metrics.json")
+"""What :func:`train` writes into its output directory."""
+MAX_DATASET_BYTES = 8 * 2**30
+"""Upper bound (bytes) of the rendered training + validation frames held in memory."""
 
 
 @dataclass
@@ -44,6 +51,46 @@ class TrainConfig:
     threads: int = 1
     seed: int = 0
     device: str = "cpu"
+
+    def check(self) -> None:
+        """ConfigError naming the first unusable setting (field names as in ``mmfusion train``'s options); cheap,
+        so callers run it before any work. The rendered data set must fit in ``MAX_DATASET_BYTES``."""
+        from ros_mmfusion.core.limits import check_image_size
+        from ros_mmfusion.core.models.mit import MIT_VARIANTS
+
+        variants = [f"cmx_{name}" for name in MIT_VARIANTS]
+        if self.variant not in variants:
+            raise ConfigError(f"variant {self.variant!r} is not one of {', '.join(variants)}")
+        check_image_size(self.height, self.width, "training size", minimum=32)
+        for name in ("iterations", "batch", "frames_per_seed", "decoder_embed_dim", "threads", "warmup",
+                     "frame_stride"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.decoder_embed_dim > 4096 or self.threads > 1024:
+            raise ConfigError(f"decoder_embed_dim must be <= 4096 and threads <= 1024, got "
+                              f"{self.decoder_embed_dim} and {self.threads}")
+        if not (math.isfinite(self.lr) and self.lr > 0 and 0.0 <= self.modality_dropout <= 1.0):
+            raise ConfigError(f"lr must be positive and modality_dropout in [0, 1], got {self.lr} and "
+                              f"{self.modality_dropout}")
+        if self.x_modality not in ("thermal", "depth", "depth_hha"):
+            raise ConfigError(f"x_modality {self.x_modality!r} is not trainable (thermal, depth, depth_hha)")
+        frames = len(self.scenarios) * len(self.train_seeds) * self.frames_per_seed
+        if self.batch > frames:
+            raise ConfigError(f"batch {self.batch} exceeds the {frames} training frames")
+        total = frames + len(self.scenarios) * len(self.val_seeds) * self.frames_per_seed
+        if total * self.width * self.height * 7 > MAX_DATASET_BYTES:  # rgb + x (3 bytes each) + labels
+            raise ConfigError(f"{total} frames of {self.width}x{self.height} need "
+                              f"{total * self.width * self.height * 7 / 2**30:.1f} GiB in memory, more than "
+                              f"{MAX_DATASET_BYTES / 2**30:.0f} GiB: lower frames_per_seed or the size")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.device != "cpu":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError(f"device {self.device!r}: no CUDA device is available here (this torch build "
+                                  f"{'has no CUDA' if torch.version.cuda is None else 'sees no GPU'}); use cpu")
 
 
 @dataclass
@@ -128,7 +175,11 @@ def evaluate(model, ds: Dataset, norm: RGBXNormalization, num_classes: int, neut
 
 
 def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> dict:
-    """Train, evaluate and write ``out/model.yaml``, ``out/weights.pt`` and ``out/metrics.json``; returns metrics."""
+    """Train, evaluate and write ``out/model.yaml``, ``out/weights.pt`` and ``out/metrics.json``; returns metrics.
+
+    ``cfg`` is checked first (:meth:`TrainConfig.check`); ``out`` is created if needed (callers that must not touch
+    an existing directory pass a staging directory, as ``mmfusion train`` does)."""
+    cfg.check()
     import torch
     import yaml
 
@@ -203,6 +254,5 @@ def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> di
     }
     (out / "model.yaml").write_text(yaml.safe_dump(package, sort_keys=False))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    log(f"validation mIoU with X {with_x['all'].miou:.3f}, with neutral X {without_x['all'].miou:.3f}; "
-        f"wrote {out}")
+    log(f"validation mIoU with X {with_x['all'].miou:.3f}, with neutral X {without_x['all'].miou:.3f}")
     return metrics
