@@ -36,21 +36,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _is_old_demo_dir(directory: Path) -> bool:
     """A demo directory written before output markers existed: only demo bags and demo pictures."""
-    from ros_mmfusion.core.sim.recorder import _is_our_bag
+    from ros_mmfusion.core.sim.recorder import is_simulated_bag
 
     entries = list(directory.iterdir())
-    return bool(entries) and all((p.is_dir() and p.name.endswith("_bag") and _is_our_bag(p))
+    return bool(entries) and all((p.is_dir() and p.name.endswith("_bag") and is_simulated_bag(p))
                                  or (p.is_file() and p.name.startswith("demo_") and p.suffix == ".png")
                                  for p in entries)
 
 
 def ensure_bag(output, scenario: str, frames: int, size: tuple[int, int], seed: int, regenerate: bool) -> Path:
     """The demo bag: the one in ``output`` (an ``OutputDirectory``) if complete, else generated into its stage."""
-    from ros_mmfusion.core.sim.recorder import _is_our_bag, record
+    from ros_mmfusion.core.sim.recorder import is_simulated_bag, record
 
     name = f"{scenario}_bag"
     existing = output.path / name
-    if _is_our_bag(existing) and (existing / "calibration.yaml").is_file() and not regenerate:
+    if is_simulated_bag(existing) and (existing / "calibration.yaml").is_file() and not regenerate:
         print(f"using existing bag {existing} (--regenerate to make it again)")
         output.keep(name)
         return existing

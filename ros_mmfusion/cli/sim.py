@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.cli.main import UserError
     from ros_mmfusion.core.errors import ConfigError
     from ros_mmfusion.core.outputs import OutputDirectory, OutputFile
-    from ros_mmfusion.core.sim.recorder import _is_our_bag
+    from ros_mmfusion.core.sim.recorder import is_simulated_bag
     from ros_mmfusion.core.sim.scenarios import SCENARIOS, get_scenario
     from ros_mmfusion.core.sim.simulator import parse_size
 
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--preview should name a .png file, got {args.preview}")
     # a bag directory holds nothing but the bag: --overwrite replaces only a directory that is all a bag we wrote
     output = OutputDirectory(args.out, "sim", overwrite=args.overwrite, exclusive=True, marker=False,
-                             recognise=_is_our_bag, what="bag")
+                             recognise=is_simulated_bag, what="bag")
     preview = OutputFile(args.preview, overwrite=args.overwrite, option="--preview") if args.preview else None
 
     from ros_mmfusion.core.sim.recorder import record

@@ -82,7 +82,7 @@ def depth_image(depth_m: np.ndarray, encoding: str) -> np.ndarray:
     raise ConfigError(f"depth encoding must be 32FC1 or 16UC1, got {encoding!r}")
 
 
-def _is_our_bag(path: Path) -> bool:
+def is_simulated_bag(path: Path) -> bool:
     marker = path / "scenario.yaml"
     if not marker.is_file() or not (path / "metadata.yaml").is_file():
         return False
@@ -110,7 +110,7 @@ def prepare_output(out: Path, overwrite: bool) -> None:
     if not overwrite:
         raise ConfigError(f"--out {out} exists and is not empty; pass --overwrite to replace a bag written by "
                           "mmfusion sim, or choose another directory")
-    if not _is_our_bag(out):
+    if not is_simulated_bag(out):
         raise ConfigError(f"--out {out} is not a bag written by mmfusion sim (no matching scenario.yaml, or other "
                           "files in it); refusing to delete it")
     for entry in entries:
