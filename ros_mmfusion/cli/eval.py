@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ros_mmfusion.core.navigation.metrics import NavigationRecord
+
 HELP = "replay a bag through a preset and report accuracy and latency (metrics.json, report.md/html)"
 
 GT_SEMANTIC = "/ground_truth/semantic"
@@ -322,58 +324,19 @@ def _yaw(q: Any) -> float:
 
 
 @dataclass
-class NavigationRecord:
-    """What eval collects for navigation: the published paths (stamp, waypoints), closest nodes and odometry.
-
-    ``navigation/closest_node`` (Int32) has no header: the node publishes one per path, after it, so the k-th index
-    belongs to the k-th path. The ground truth is the replayed ``/odom``, restamped by the player like the outputs,
-    so both share one clock. Waypoint k of a path at stamp t is compared with the odometry at t + (k + 1) * dt_s,
-    dt_s = 1 / the policy's context frame rate (4 Hz for ViNT; ``core/navigation/policy.py``).
-    """
+class NavigationOutputs:
+    """The topics eval reads for navigation and the run's record of what arrived on them (the record and its metrics:
+    ``core/navigation/metrics.py``). The ground truth is the replayed ``/odom``, restamped by the player like the
+    outputs, so both share one clock."""
 
     path_topic: str
     closest_topic: str
     odom_topic: str
-    node_xy: np.ndarray
-    dt_s: float
-    tolerance: int = 0
-    paths: list[tuple[int, list[tuple[float, float]]]] = field(default_factory=list)
-    closest: list[int] = field(default_factory=list)
-    odom: list[tuple[int, float, float, float]] = field(default_factory=list)
-
-    def results(self, notes: list[str]) -> dict | None:
-        from ros_mmfusion.core.evaluation.navigation import Trajectory, WaypointAccumulator, localisation_accuracy
-
-        if not self.paths:
-            notes.append("navigation metrics skipped: no navigation/path arrived")
-            return None
-        if len(self.odom) < 2:
-            notes.append(f"navigation metrics skipped: fewer than 2 {self.odom_topic} messages arrived")
-            return None
-        odom = np.asarray(self.odom, np.float64)
-        trajectory = Trajectory.build(odom[:, 0] / 1e9, odom[:, 1:3], odom[:, 3])
-        pairs = min(len(self.paths), len(self.closest))
-        if len(self.paths) != len(self.closest):
-            notes.append(f"navigation: {len(self.paths)} paths but {len(self.closest)} closest-node indices "
-                         f"arrived; the first {pairs} were paired")
-        times = np.array([stamp / 1e9 for stamp, _ in self.paths[:pairs]])
-        covered = np.array([trajectory.covers(t) for t in times], bool)
-        truth_xy, _ = trajectory.at(times[covered]) if covered.any() else (np.zeros((0, 2)), None)
-        localisation = localisation_accuracy(np.asarray(self.closest[:pairs])[covered], self.node_xy, truth_xy,
-                                             self.tolerance)
-        waypoints = WaypointAccumulator(self.dt_s)
-        for stamp, xy in self.paths:
-            waypoints.add(trajectory, stamp / 1e9, xy)
-        closest = np.asarray(self.closest[:pairs], np.intp)[covered]
-        return {"localisation": localisation, "waypoints": waypoints.results(), "paths": len(self.paths),
-                "topomap_nodes": int(self.node_xy.shape[0]),
-                "trajectory": {"odom_xy": odom[:, 1:3].round(3).tolist(), "nodes_xy": self.node_xy.round(3).tolist(),
-                               "truth_xy": np.asarray(truth_xy).round(3).tolist(),
-                               "localised_node": closest.tolist()}}
+    record: NavigationRecord
 
 
-def _navigation_setup(preset: Any, facts: BagFacts, notes: list[str]) -> NavigationRecord | None:
-    """The navigation record of the preset's ViNT node, or None (with a note) when it cannot be evaluated."""
+def _navigation_setup(preset: Any, facts: BagFacts, notes: list[str]) -> NavigationOutputs | None:
+    """The navigation outputs of the preset's ViNT node, or None (with a note) when it cannot be evaluated."""
     from ros_mmfusion.core.errors import ConfigError
     from ros_mmfusion.core.navigation.topomap import load_topomap
 
@@ -397,8 +360,8 @@ def _navigation_setup(preset: Any, facts: BagFacts, notes: list[str]) -> Navigat
 
             variant = VINT_VARIANTS.get(str(launch.parameters.get("variant", "vint_default")))
             rate = variant.frame_rate_hz if variant is not None else 4.0
-        return NavigationRecord(_resolve(ev.path, launch.remappings), _resolve(ev.closest_node, launch.remappings),
-                                odom_topic, node_xy, 1.0 / rate)
+        return NavigationOutputs(_resolve(ev.path, launch.remappings), _resolve(ev.closest_node, launch.remappings),
+                                 odom_topic, NavigationRecord(node_xy, 1.0 / rate))
     return None
 
 
@@ -542,16 +505,16 @@ def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any,
                 if recorder is not None:
                     recorder.write(topic, msg, arrival_ns)
             if nav is not None and topic == nav.closest_topic:
-                nav.closest.append(int(msg.data))
+                nav.record.add_closest_node(msg.data)
             if not hasattr(msg, "header"):
                 return
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             if nav is not None:
                 if topic == nav.path_topic:
-                    nav.paths.append((stamp, [(p.pose.position.x, p.pose.position.y) for p in msg.poses]))
+                    nav.record.add_path(stamp, [(p.pose.position.x, p.pose.position.y) for p in msg.poses])
                 elif topic == nav.odom_topic:
                     pose = msg.pose.pose
-                    nav.odom.append((stamp, pose.position.x, pose.position.y, _yaw(pose.orientation)))
+                    nav.record.add_odometry(stamp, pose.position.x, pose.position.y, _yaw(pose.orientation))
             if det is not None and topic == GT_BOXES:
                 det.add(stamp, gt=detections_to_arrays(msg))
             elif det is not None and topic in detection_topics:
@@ -635,7 +598,7 @@ def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any,
         else:
             notes.append("3D detection metrics skipped: no detection matched a ground-truth frame by stamp")
     if nav is not None:
-        nav_metrics = nav.results(notes)
+        nav_metrics = nav.record.results(notes, nav.odom_topic)
         if nav_metrics is not None:
             metrics["navigation"] = nav_metrics
     paths = write_report(out, metrics, series, sample)

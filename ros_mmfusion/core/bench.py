@@ -252,14 +252,8 @@ def _segmentation_int8(settings, size, threads, runs, frames, package, cache):
 
 
 def _navigation_int8(settings, threads, runs, frames, cache):
-    from ros_mmfusion.core.inference.navigation_calibration import (
-        EVALUATION_START,
-        compare_vint_int8,
-        describe,
-        vint_int8_onnx,
-        vint_samples,
-    )
-    from ros_mmfusion.core.navigation.policy import vint_onnx
+    from ros_mmfusion.core.navigation.artifacts import vint_int8_onnx, vint_onnx
+    from ros_mmfusion.core.navigation.quantize import EVALUATION_START, compare_vint_int8, describe, vint_samples
 
     held = vint_samples("vint_default", frames, EVALUATION_START)
     inputs = f"vint_default (untrained seeded weights): calibrated on {describe(frames)}, evaluated on " \

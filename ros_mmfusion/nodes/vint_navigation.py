@@ -29,20 +29,19 @@ from std_msgs.msg import Bool, Int32
 
 from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
 from ros_mmfusion.core.codec.image import decode_rgb
-from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.models.vint import VINT_VARIANTS
-from ros_mmfusion.core.navigation.localization import extrapolate_pose, odometry_temporal_distances
-from ros_mmfusion.core.navigation.policy import NavigationPolicy, NavigationResult
+from ros_mmfusion.core.navigation.artifacts import build_backend
+from ros_mmfusion.core.navigation.localization import OdometrySample, odometry_oracle
+from ros_mmfusion.core.navigation.pipeline import NavigationPolicy, NavigationResult
 from ros_mmfusion.core.navigation.topomap import load_topomap, topomap_from_goal_image
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.ros.builders import header as make_header
 from ros_mmfusion.ros.builders import path_msg
 from ros_mmfusion.ros.entry import check_path_parameters, run_node
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
-
-MAX_ODOM_EXTRAPOLATION_S = 0.5
 
 
 class VintNavigationNode(MmfusionNode):
@@ -100,19 +99,20 @@ class VintNavigationNode(MmfusionNode):
         choice = choose_backend(p["backend"], "navigation")
         if choice.plan is not None:  # INT8 asked for: say what this CPU runs
             self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
+        backend = build_backend(choice.backend, p["variant"], p["weights"], p["onnx"], p["device"], p["threads"])
         self.policy = NavigationPolicy(
-            topomap, variant=p["variant"], weights=p["weights"], backend=choice.backend, device=p["device"],
-            threads=p["threads"], onnx=p["onnx"], goal_node=p["goal_node"], radius=p["radius"],
+            topomap, backend, variant=p["variant"], goal_node=p["goal_node"], radius=p["radius"],
             close_threshold=p["close_threshold"], waypoint_index=p["waypoint_index"],
             waypoint_spacing=p["waypoint_spacing"], frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"])
         self.node_poses = None
-        self.odometry: deque[tuple[int, np.ndarray, tuple[float, float], float]] = deque(maxlen=200)
+        self.odometry: deque[OdometrySample] = deque(maxlen=200)
         if p["distance_source"] == "odometry":
             self.node_poses = topomap.poses_xy_yaw()  # ConfigError when the map has no poses
             self.sensor_subscription(Odometry, "odom", self.on_odometry, name="odom")
             self.set_finding("distance_source", Level.WARN, "localising with odometry-oracle distances, not the "
                              "model's (distance_source: odometry)")
-        if self.policy.untrained:
+        self.untrained = not p["weights"]
+        if self.untrained:
             self.set_finding("weights", Level.WARN, "untrained random ViNT weights: distances and waypoints are "
                              "meaningless (set 'weights')")
             self.get_logger().warn("no 'weights' given: running untrained random ViNT weights (plumbing only)")
@@ -139,18 +139,6 @@ class VintNavigationNode(MmfusionNode):
         self.odometry.append((stamp_to_ns(msg.header.stamp), pose, (twist.linear.x, twist.linear.y),
                               twist.angular.z))
 
-    def oracle_distances(self, stamp_ns: int):
-        """The odometry-oracle distance function for the frame stamped ``stamp_ns``."""
-        if not self.odometry:
-            raise MessageFormatError("distance_source is 'odometry' but no odometry has arrived yet")
-        odom_stamp, pose, linear, angular = min(self.odometry, key=lambda o: abs(o[0] - stamp_ns))
-        dt = (stamp_ns - odom_stamp) / 1e9
-        if abs(dt) > MAX_ODOM_EXTRAPOLATION_S:
-            raise MessageFormatError(f"the nearest odometry is {dt:+.2f} s from the image")
-        robot = extrapolate_pose(pose, linear, angular, dt)
-        spacing = self.params["waypoint_spacing"]
-        return lambda start, end: odometry_temporal_distances(robot, self.node_poses[start:end + 1], spacing)
-
     def on_image(self, msg: Image) -> None:
         started = time.perf_counter()
         stamp = stamp_to_ns(msg.header.stamp)
@@ -163,7 +151,9 @@ class VintNavigationNode(MmfusionNode):
         self.policy.localizer.radius = p["radius"]
         self.policy.localizer.close_threshold = p["close_threshold"]
         self.policy.waypoint_index, self.policy.waypoint_spacing = p["waypoint_index"], p["waypoint_spacing"]
-        distance_fn = self.oracle_distances(stamp) if self.node_poses is not None else None
+        distance_fn = None
+        if self.node_poses is not None:
+            distance_fn = odometry_oracle(self.odometry, stamp, self.node_poses, p["waypoint_spacing"])
         result = self.policy.step(distance_fn)
         self.publish(result, msg.header.stamp)
         self.report_timing(stamp, started)

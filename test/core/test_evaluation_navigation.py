@@ -1,4 +1,4 @@
-"""Navigation metrics on hand-built trajectories (core/evaluation/navigation.py)."""
+"""Navigation metrics on hand-built trajectories (core/navigation/metrics.py)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from ros_mmfusion.core.evaluation.navigation import (
+from ros_mmfusion.core.navigation.metrics import (
+    LocalisationAccumulator,
+    NavigationRecord,
     Trajectory,
     WaypointAccumulator,
     displacement_errors,
@@ -57,3 +59,50 @@ def test_localisation_accuracy_against_the_nearest_node():
     assert r["accuracy"] == pytest.approx(0.75) and r["max_index_error"] == 1 and r["mean_index_error"] == 0.25
     assert localisation_accuracy([0, 1, 2, 5], nodes, truth, tolerance=1)["accuracy"] == 1.0
     assert localisation_accuracy([], nodes, np.zeros((0, 2)))["accuracy"] is None
+
+
+def test_accumulators_merged_over_runs_equal_one_accumulation_of_all_frames():
+    nodes = np.stack([np.arange(6.0), np.zeros(6)], axis=1)
+    truth = np.array([[0.1, 0.2], [1.4, 0.0], [2.6, -0.3], [5.2, 0.0], [3.1, 0.0]])
+    published = [0, 1, 2, 5, 7]  # the last is no node of the map
+    first, second = LocalisationAccumulator(tolerance=1), LocalisationAccumulator(tolerance=1)
+    first.add(published[:2], nodes, truth[:2])
+    second.add(published[2:], nodes, truth[2:])
+    first.merge(second)
+    assert first.results() == localisation_accuracy(published, nodes, truth, tolerance=1)
+    assert first.results()["frames"] == 5 and first.results()["accuracy"] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="tolerance"):
+        first.merge(LocalisationAccumulator(tolerance=0))
+
+    frames = [(1.0, [[0.25, 0], [0.5, 0]]), (2.0, [[0.25, 0.1], [0.5, 0.2]]), (9.9, [[0.25, 0]] * 2)]
+    whole, a, b = WaypointAccumulator(0.25), WaypointAccumulator(0.25), WaypointAccumulator(0.25)
+    for i, (t, wp) in enumerate(frames):
+        whole.add(_straight(0.7), t, wp)
+        (a if i == 0 else b).add(_straight(0.7), t, wp)
+    a.merge(b)
+    assert a.results() == whole.results() and a.results()["skipped"] == 1
+    with pytest.raises(ValueError, match="dt"):
+        a.merge(WaypointAccumulator(0.5))
+
+
+def test_navigation_record_pairs_paths_with_closest_nodes_and_scores_them_against_odometry():
+    nodes = np.stack([np.arange(12.0), np.zeros(12)], axis=1)  # a node every metre along the drive
+    record = NavigationRecord(nodes, dt_s=0.25)
+    for t in np.arange(0.0, 10.01, 0.5):  # 1 m/s along x from x = 0
+        record.add_odometry(round(t * 1e9), t, 0.0, 0.0)
+    for t, node in ((1.0, 1), (2.0, 2), (3.0, 4)):
+        record.add_path(round(t * 1e9), [(0.25, 0.0), (0.5, 0.0), (0.75, 0.1)])
+        record.add_closest_node(node)
+    record.add_path(round(4.0 * 1e9), [(0.25, 0.0)] * 3)  # its closest node never arrived
+    notes: list[str] = []
+    r = record.results(notes, "/odom")
+    assert notes == ["navigation: 4 paths but 3 closest-node indices arrived; the first 3 were paired"]
+    assert r["paths"] == 4 and r["topomap_nodes"] == 12
+    assert r["localisation"]["frames"] == 3 and r["localisation"]["accuracy"] == pytest.approx(2 / 3)
+    assert r["waypoints"]["frames"] == 4 and r["waypoints"]["FDE_m"] == pytest.approx((3 * 0.1 + 0.5) / 4)
+    assert r["trajectory"]["localised_node"] == [1, 2, 4] and r["trajectory"]["truth_xy"][2] == [3.0, 0.0]
+    notes.clear()
+    assert NavigationRecord(nodes, 0.25).results(notes, "/odom") is None
+    assert notes == ["navigation metrics skipped: no navigation/path arrived"]
+    record.odom = record.odom[:1]
+    assert record.results(notes, "/odom") is None and notes[-1].endswith("fewer than 2 /odom messages arrived")

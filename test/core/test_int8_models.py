@@ -14,7 +14,7 @@ import pytest
 
 from ros_mmfusion.core.inference.cpu_features import cpu_isa
 from ros_mmfusion.core.inference.int8 import cpu_int8_settings, is_quantized
-from ros_mmfusion.core.inference.navigation_calibration import EVALUATION_START, compare_vint_int8, vint_samples
+from ros_mmfusion.core.navigation.quantize import EVALUATION_START, compare_vint_int8, vint_samples
 from test.fixtures import FIXTURES
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -45,9 +45,9 @@ def cache(tmp_path_factory):
 def vint_policy(cache):
     from PIL import Image
 
-    from ros_mmfusion.core.inference.navigation_calibration import vint_int8_onnx
     from ros_mmfusion.core.navigation import load_topomap
-    from ros_mmfusion.core.navigation.policy import NavigationPolicy
+    from ros_mmfusion.core.navigation.artifacts import build_backend, vint_int8_onnx
+    from ros_mmfusion.core.navigation.pipeline import NavigationPolicy
 
     rng = np.random.default_rng(0)
     root = cache / "topomap"
@@ -55,11 +55,11 @@ def vint_policy(cache):
     for i in range(3):
         Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / f"{i}.png")
     vint_int8_onnx(count=8)  # the cache entry the policy then finds (it would calibrate on 16 contexts itself)
-    return NavigationPolicy(load_topomap(root), backend="onnxruntime-int8", threads=1, radius=2)
+    return NavigationPolicy(load_topomap(root), build_backend("onnxruntime-int8", threads=1), radius=2)
 
 
 def test_vint_int8_policy_runs_the_calibrated_qdq_model(vint_policy, cache):
-    from ros_mmfusion.core.navigation.policy import vint_onnx
+    from ros_mmfusion.core.navigation.artifacts import vint_onnx
 
     info = vint_policy.backend.info
     assert (info.kind, info.precision) == ("onnxruntime-int8", "int8")
@@ -76,7 +76,7 @@ def test_vint_int8_policy_runs_the_calibrated_qdq_model(vint_policy, cache):
 
 
 def vint_report(int8, timing_runs: int = 0):
-    from ros_mmfusion.core.navigation.policy import vint_onnx
+    from ros_mmfusion.core.navigation.artifacts import vint_onnx
 
     return compare_vint_int8(vint_onnx(), int8, vint_samples(count=8, start=EVALUATION_START), threads=1,
                              timing_runs=timing_runs)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.navigation import (
     PeriodicSampler,
     TopomapLocalizer,
     candidate_window,
     choose_subgoal,
     extrapolate_pose,
+    odometry_oracle,
     odometry_temporal_distances,
 )
 
@@ -130,3 +131,24 @@ def test_odometry_oracle_counts_frames_ahead_and_penalises_nodes_behind():
 def test_pose_extrapolation_uses_the_body_frame_twist():
     moved = extrapolate_pose(np.array([1.0, 2.0, np.pi / 2]), (1.0, 0.0), 0.5, 0.2)
     np.testing.assert_allclose(moved, [1.0, 2.2, np.pi / 2 + 0.1], atol=1e-12)
+
+
+def test_odometry_oracle_takes_the_sample_nearest_the_frame_and_extrapolates_it_with_its_twist():
+    nodes = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    odometry = [(0, np.array([0.0, 0.0, 0.0]), (1.0, 0.0), 0.0),  # 1 m/s forward
+                (S // 2, np.array([0.4, 0.0, 0.0]), (1.0, 0.0), 0.0),
+                (S, np.array([5.0, 0.0, 0.0]), (1.0, 0.0), 0.0)]
+    distances = odometry_oracle(odometry, S // 2 + S // 10, nodes, metres_per_frame=0.25)  # 0.1 s after the 2nd
+    # the robot is at x = 0.4 + 0.1 = 0.5 m: node 0 is behind it, nodes 1 and 2 are 0.5 and 1.5 m ahead
+    np.testing.assert_allclose(distances(0, 2), [2.0 + 100.0, 2.0, 6.0], atol=1e-9)
+    np.testing.assert_allclose(distances(1, 2), [2.0, 6.0], atol=1e-9)
+
+
+def test_odometry_oracle_refuses_a_frame_without_odometry_near_it():
+    nodes = np.zeros((2, 3))
+    with pytest.raises(MessageFormatError, match="no odometry has arrived"):
+        odometry_oracle([], 0, nodes, 0.25)
+    far = [(0, np.zeros(3), (0.0, 0.0), 0.0)]
+    with pytest.raises(MessageFormatError, match=r"nearest odometry is -0.60 s"):
+        odometry_oracle(far, -S * 6 // 10, nodes, 0.25)
+    odometry_oracle(far, S * 4 // 10, nodes, 0.25)  # within MAX_ODOM_EXTRAPOLATION_S

@@ -11,7 +11,8 @@ from PIL import Image
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.models.vint import create_vint
 from ros_mmfusion.core.navigation import load_topomap
-from ros_mmfusion.core.navigation.policy import NavigationPolicy
+from ros_mmfusion.core.navigation.artifacts import build_backend
+from ros_mmfusion.core.navigation.pipeline import NavigationPolicy
 
 S = 1_000_000_000
 NODES = 6
@@ -33,9 +34,9 @@ def frames(n: int, seed: int = 1) -> list[np.ndarray]:
     return [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def policy(topomap, **kwargs) -> NavigationPolicy:
-    options = {"variant": "vint_reduced", "backend": "torch", "radius": 2, "waypoint_spacing": 0.25, **kwargs}
-    return NavigationPolicy(topomap, **options)
+def policy(topomap, backend: str = "torch", weights: str = "", **kwargs) -> NavigationPolicy:
+    options = {"variant": "vint_reduced", "radius": 2, "waypoint_spacing": 0.25, **kwargs}
+    return NavigationPolicy(topomap, build_backend(backend, options["variant"], weights), **options)
 
 
 def fill(p: NavigationPolicy, rate_hz: float = 4.0, count: int = 6, t0: int = 0) -> list[bool]:
@@ -106,7 +107,6 @@ def test_weights_files_load_as_a_state_dict_or_a_released_style_checkpoint(topom
     results = []
     for name in ("plain.pt", "released_style.pth"):
         trained = policy(topomap, weights=str(tmp_path / name))
-        assert not trained.untrained
         fill(trained)
         results.append(trained.predict(0, 3))
     np.testing.assert_array_equal(results[0][0], results[1][0])
@@ -127,3 +127,36 @@ def test_errors_a_user_can_cause(topomap, tmp_path):
         p.add_frame(0, np.zeros((48, 64), np.uint8))
     with pytest.raises(RuntimeError, match="context holds 0 of 6"):
         p.step()
+
+
+def test_network_inputs_are_the_context_repeated_per_goal_and_need_no_backend(topomap):
+    p = NavigationPolicy(topomap, None, variant="vint_reduced")
+    with pytest.raises(RuntimeError, match="context holds 0 of 6"):
+        p.network_inputs(0, 1)
+    fill(p)
+    feeds = p.network_inputs(1, 3)
+    obs = np.concatenate(list(p.context))[None]
+    assert feeds["obs_img"].shape == (3, *obs.shape[1:]) and feeds["obs_img"].dtype == np.float32
+    np.testing.assert_array_equal(feeds["obs_img"], np.repeat(obs, 3, axis=0))
+    np.testing.assert_array_equal(feeds["goal_img"], np.stack([p.goal_tensor(i) for i in (1, 2, 3)]))
+    with pytest.raises(RuntimeError, match="no backend"):
+        p.predict(1, 3)
+
+
+def test_calibration_samples_are_route_contexts_prepared_as_the_deployment_does():
+    from ros_mmfusion.core.models.vint import VINT_VARIANTS
+    from ros_mmfusion.core.navigation.preprocess import preprocess_frame
+    from ros_mmfusion.core.navigation.quantize import GOAL_AHEAD, SIM_SEED, SIM_SIZE, vint_samples
+    from ros_mmfusion.core.sim import Simulation
+
+    v = VINT_VARIANTS["vint_reduced"]
+    n = v.config.context_size + 1
+    sim = Simulation("indoor_corridor", seed=SIM_SEED, size=SIM_SIZE, beams=16, rate=v.frame_rate_hz)
+    samples = vint_samples("vint_reduced", count=2, start=3, stride=3)
+    assert len(samples) == 2
+    for i, feed in enumerate(samples):
+        first = 3 + 3 * i
+        frames = [preprocess_frame(sim.frame(first + j).camera.rgb, v.image_size) for j in range(n)]
+        np.testing.assert_array_equal(feed["obs_img"], np.concatenate(frames)[None])
+        goal = preprocess_frame(sim.frame(first + n - 1 + GOAL_AHEAD).camera.rgb, v.image_size)
+        np.testing.assert_array_equal(feed["goal_img"], goal[None])

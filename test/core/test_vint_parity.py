@@ -23,7 +23,7 @@ from ros_mmfusion.core.models.vint import (
     load_released_checkpoint,
     waypoints_to_metric,
 )
-from ros_mmfusion.core.preprocess.navigation import center_crop_to_aspect, preprocess_context, preprocess_frame
+from ros_mmfusion.core.navigation.preprocess import center_crop_to_aspect, preprocess_context, preprocess_frame
 from test.fixtures import FIXTURES as ALL_FIXTURES
 
 FIXTURES = ALL_FIXTURES / "vint"

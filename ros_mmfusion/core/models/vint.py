@@ -1,6 +1,6 @@
 """ViNT, the Visual Navigation Transformer (Shah et al., 2023), compatible with the released checkpoint.
 
-Inputs (see ``ros_mmfusion.core.preprocess.navigation`` for how camera frames become these tensors):
+Inputs (see ``ros_mmfusion.core.navigation.preprocess`` for how camera frames become these tensors):
 
 * ``obs_img`` ``[B, 3 * (context_size + 1), 64, 85]``: the past ``context_size`` frames and the current frame, oldest
   first, each ImageNet-normalised R,G,B; the current frame is the last three channels.
@@ -47,7 +47,7 @@ from torch import nn
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.models.checkpoints import LoadReport, load_state
 from ros_mmfusion.core.models.efficientnet import EFFICIENTNET_VARIANTS, EfficientNet, efficientnet
-from ros_mmfusion.core.preprocess.navigation import VINT_IMAGE_SIZE
+from ros_mmfusion.core.navigation.preprocess import VINT_IMAGE_SIZE
 from ros_mmfusion.core.preprocess.segmentation import IMAGENET_MEAN, IMAGENET_STD
 
 

@@ -1,18 +1,30 @@
 """ViNT navigation over a topological map (ROS-free), as the ViNT deployment does it.
 
-Stages, one module each:
+Data flow: camera frame (R,G,B) -> :mod:`.preprocess` (the deployment's ``transform_images``) -> the context queue
+at the model's frame rate (:mod:`.sampling`) -> ViNT on the context and the goal images of the localisation window
+(:mod:`.pipeline`, on a backend from :mod:`.artifacts`) -> temporal distances -> closest node and subgoal
+(:mod:`.localization`, over the :mod:`.topomap`) -> metric waypoints -> velocity commands (:mod:`.control`).
 
-* :mod:`.sampling`: :class:`PeriodicSampler`, which keeps one frame every period of stamp time (the context buffer
+Rooms, one module each:
+
+* :mod:`.pipeline`: :class:`~.pipeline.NavigationPolicy`, the stages in ViNT's vocabulary; it receives its backend;
+* :mod:`.preprocess`: camera frames -> the ``obs_img`` / ``goal_img`` tensors, exactly as the deployment prepares them;
+* :mod:`.artifacts`: weights -> ViNT -> ONNX -> INT8 -> Backend, the one place that resolves ViNT's model files
+  (``build_backend(...)``, then ``NavigationPolicy(topomap, backend, ...)``);
+* :mod:`.quantize`: INT8 calibration contexts fed through the pipeline's own stages, and the INT8 accuracy check;
+* :mod:`.metrics`: localisation accuracy and waypoint ADE/FDE against ground truth, in accumulators that merge;
+* :mod:`.sampling`: :class:`PeriodicSampler`, which keeps one frame every period of stamp time (the context queue
   at the model's frame rate, and the topomap's one node every ``dt`` seconds);
 * :mod:`.topomap`: the topological map on disk (numbered images + ``topomap.yaml`` with stamps and odometry poses),
   :func:`build_topomap` from a rosbag2, :func:`load_topomap` (also reads upstream image-only topomaps);
 * :mod:`.localization`: the candidate window around the current node, closest-node update, subgoal choice with the
-  close threshold, goal reached (:class:`TopomapLocalizer`), and the odometry oracle for temporal distances;
-* :mod:`.policy`: :class:`NavigationPolicy`, the pipeline over an inference backend: context -> batched distances
-  and waypoints for every candidate -> localisation -> metric waypoints and the chosen waypoint;
+  close threshold, goal reached (:class:`TopomapLocalizer`), and the odometry oracle for temporal distances
+  (:func:`odometry_oracle`);
 * :mod:`.control`: the deployment's waypoint-to-velocity law with velocity and acceleration limits, a waypoint
   timeout and a stop at the goal (:class:`WaypointFollower`).
 
+The pipeline, artifacts, quantize and metrics modules are imported by their full path (they need the network,
+whose model file imports :mod:`.preprocess`); this package re-exports the light, torch-free entry points only.
 See docs/navigation.md.
 """
 from ros_mmfusion.core.navigation.control import (
@@ -29,6 +41,7 @@ from ros_mmfusion.core.navigation.localization import (
     candidate_window,
     choose_subgoal,
     extrapolate_pose,
+    odometry_oracle,
     odometry_temporal_distances,
 )
 from ros_mmfusion.core.navigation.sampling import PeriodicSampler
@@ -39,6 +52,7 @@ from ros_mmfusion.core.navigation.topomap import (
     build_topomap,
     load_topomap,
     topomap_from_goal_image,
+    topomap_from_images,
 )
 
 __all__ = [
@@ -58,7 +72,9 @@ __all__ = [
     "extrapolate_pose",
     "limit_acceleration",
     "load_topomap",
+    "odometry_oracle",
     "odometry_temporal_distances",
     "topomap_from_goal_image",
+    "topomap_from_images",
     "vint_velocity",
 ]

@@ -16,14 +16,20 @@ pipeline where an untrained or unsuitable model cannot localise.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 
 BEHIND_PENALTY_FRAMES = 100.0
 """Added to the odometry oracle's distance of a node behind the robot: it cannot be reached by driving forward."""
+MAX_ODOM_EXTRAPOLATION_S = 0.5
+"""The odometry oracle refuses a camera frame further than this from the nearest odometry message (seconds)."""
+
+OdometrySample = tuple[int, np.ndarray, tuple[float, float], float]
+"""``(stamp ns, pose (x, y, yaw) metres/radians, body-frame linear velocity (vx, vy) m/s, yaw rate rad/s)``."""
 
 
 def candidate_window(closest: int, radius: int, goal: int) -> tuple[int, int]:
@@ -138,3 +144,23 @@ def extrapolate_pose(xy_yaw: np.ndarray, linear_xy: tuple[float, float], angular
     vx, vy = linear_xy
     c, s = np.cos(yaw), np.sin(yaw)
     return np.array([x + (c * vx - s * vy) * dt, y + (s * vx + c * vy) * dt, yaw + angular_z * dt])
+
+
+def odometry_oracle(odometry: Iterable[OdometrySample], stamp_ns: int, nodes_xy_yaw: np.ndarray,
+                    metres_per_frame: float, max_extrapolation_s: float = MAX_ODOM_EXTRAPOLATION_S
+                    ) -> Callable[[int, int], np.ndarray]:
+    """The odometry-oracle distance function ``(start, end) -> distances`` of nodes ``start..end`` for the camera
+    frame stamped ``stamp_ns``: the odometry sample nearest in stamp, extrapolated to the frame with its twist
+    (:func:`extrapolate_pose`), against the topomap's node poses ``nodes_xy_yaw`` ``(N, 3)`` in the odometry frame
+    (:func:`odometry_temporal_distances`). MessageFormatError when no odometry has arrived or the nearest sample is
+    more than ``max_extrapolation_s`` seconds from the frame."""
+    samples = list(odometry)
+    if not samples:
+        raise MessageFormatError("distance_source is 'odometry' but no odometry has arrived yet")
+    odom_stamp, pose, linear, angular = min(samples, key=lambda o: abs(o[0] - stamp_ns))
+    dt = (stamp_ns - odom_stamp) / 1e9
+    if abs(dt) > max_extrapolation_s:
+        raise MessageFormatError(f"the nearest odometry is {dt:+.2f} s from the image")
+    robot = extrapolate_pose(pose, linear, angular, dt)
+    nodes = np.asarray(nodes_xy_yaw, dtype=np.float64).reshape(-1, 3)
+    return lambda start, end: odometry_temporal_distances(robot, nodes[start:end + 1], metres_per_frame)

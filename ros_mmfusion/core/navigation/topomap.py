@@ -32,7 +32,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,15 @@ def topomap_from_goal_image(path: str | Path) -> Topomap:
     if not path.is_file():
         raise ConfigError(f"goal image not found: {path}")
     return Topomap(path.parent, [TopomapNode(path.name)], source={"goal_image": str(path)})
+
+
+def topomap_from_images(images: Mapping[int, np.ndarray], num_nodes: int, name: str = "in memory") -> Topomap:
+    """A topomap of ``num_nodes`` route nodes held in memory, ``images`` ``{node: (H, W, 3) uint8 R,G,B}`` (a
+    rendered route; the images of nodes not given are never to be read): no files, no stamps, no poses."""
+    if any(not 0 <= k < num_nodes for k in images):
+        raise ValueError(f"image nodes {sorted(images)} outside 0..{num_nodes - 1}")
+    nodes = [TopomapNode(f"{name} node {k}") for k in range(num_nodes)]
+    return Topomap(Path(f"<{name}>"), nodes, source={"in_memory": name}, _images=dict(images))
 
 
 def _rgb_of(store, message) -> np.ndarray:

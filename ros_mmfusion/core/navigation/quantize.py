@@ -1,13 +1,16 @@
-"""ViNT INT8: calibration contexts from the synthetic world's ``indoor_corridor`` and the accuracy check against fp32.
+"""ViNT INT8 calibration: contexts from the synthetic world's ``indoor_corridor`` fed through the navigation
+pipeline's own stages, and the accuracy check of an INT8 model against fp32.
 
-A sample is what :class:`~ros_mmfusion.core.navigation.policy.NavigationPolicy` feeds the network: a context of
-``context_size + 1`` camera frames at the model's frame rate (``obs_img``, batch 1) and a goal image a few frames
-ahead on the same route (``goal_img``), preprocessed exactly as the policy does. Calibration and evaluation samples
-come from disjoint stretches of the route (``CALIBRATION_START`` / ``EVALUATION_START``).
+A sample is what :class:`~ros_mmfusion.core.navigation.pipeline.NavigationPolicy` feeds the network: its context
+queue filled with ``context_size + 1`` camera frames at the model's frame rate (``obs_img``, batch 1) and a goal image
+a few frames ahead on the same route (``goal_img``), both produced by the pipeline's
+:meth:`~ros_mmfusion.core.navigation.pipeline.NavigationPolicy.network_inputs` over a topomap of the rendered route.
+Calibration and evaluation samples come from disjoint stretches of the route (``CALIBRATION_START`` /
+``EVALUATION_START``).
 
-``vint_int8_onnx(...)`` is the policy's INT8 model: the fp32 ONNX of the variant + weights quantized (QDQ, in
-this CPU's format) on first use and cached beside it; ``compare_vint_int8`` measures temporal-distance and metric
-waypoint errors.
+The INT8 model itself (quantized on first use and cached beside the fp32 export) is built by
+:func:`ros_mmfusion.core.navigation.artifacts.vint_int8_onnx` with :func:`vint_samples`; ``compare_vint_int8``
+measures temporal-distance and metric waypoint errors.
 """
 from __future__ import annotations
 
@@ -17,13 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ros_mmfusion.core.inference.engine_cache import EngineCache
-from ros_mmfusion.core.inference.int8 import (
-    Int8Comparison,
-    Int8Settings,
-    interleaved_latency,
-    quantized_model,
-)
+from ros_mmfusion.core.inference.int8 import Int8Comparison, interleaved_latency
+from ros_mmfusion.core.models.vint import waypoints_to_metric
+from ros_mmfusion.core.navigation.pipeline import NavigationPolicy, vint_variant
+from ros_mmfusion.core.navigation.topomap import topomap_from_images
 
 SCENARIO = "indoor_corridor"
 SIM_SEED = 900  # neither a training nor a validation seed (as for the segmentation calibration)
@@ -33,52 +33,42 @@ CALIBRATION_START = 0
 EVALUATION_START = 200  # model frames (50 s at 4 Hz): another stretch of the corridor loop
 
 
+def context_feeds(pipeline: NavigationPolicy, first_frames: Sequence[int],
+                  goal_ahead: int = GOAL_AHEAD) -> Iterator[dict[str, np.ndarray]]:
+    """The network inputs of ``pipeline`` for contexts of its route topomap's images: for each ``first`` in
+    ``first_frames`` the context queue restarted and filled with nodes ``first, first + 1, ...`` as frames at the
+    model's frame rate (stamps ``node * period``), and the goal node ``goal_ahead`` nodes after its newest frame."""
+    period_ns = pipeline.sampler.period_ns
+    for first in first_frames:
+        pipeline.reset()
+        node = first
+        while not pipeline.ready:
+            if not pipeline.add_frame(node * period_ns, pipeline.topomap.image(node)):
+                raise RuntimeError(f"the context queue declined route frame {node}")
+            node += 1
+        goal = node - 1 + goal_ahead
+        yield pipeline.network_inputs(goal, goal)
+
+
 def vint_samples(variant: str = "vint_default", count: int = 16, start: int = CALIBRATION_START, stride: int = 2,
                  scenario: str = SCENARIO, seed: int = SIM_SEED) -> list[dict[str, np.ndarray]]:
     """``count`` feeds ``{"obs_img": (1, 3 (C+1), H, W), "goal_img": (1, 3, H, W)}`` from ``scenario`` rendered at
     the variant's frame rate: sample ``i`` has context frames ``start + i stride ...`` and a goal ``GOAL_AHEAD``
-    frames after its newest one."""
-    from ros_mmfusion.core.models.vint import VINT_VARIANTS
-    from ros_mmfusion.core.preprocess.navigation import preprocess_frame
+    frames after its newest one, produced by the navigation pipeline's own stages (:func:`context_feeds`)."""
     from ros_mmfusion.core.sim import Simulation
 
-    v = VINT_VARIANTS[variant]
+    v = vint_variant(variant)
     sim = Simulation(scenario, seed=seed, size=SIM_SIZE, beams=16, rate=v.frame_rate_hz)
-    frames: dict[int, np.ndarray] = {}
-
-    def frame(k: int) -> np.ndarray:
-        if k not in frames:
-            frames[k] = preprocess_frame(sim.frame(k).camera.rgb, v.image_size)
-        return frames[k]
-
     n = v.config.context_size + 1
-    feeds = []
-    for i in range(count):
-        first = start + i * stride
-        obs = np.concatenate([frame(first + j) for j in range(n)], axis=0)[None]
-        goal = frame(first + n - 1 + GOAL_AHEAD)[None]
-        feeds.append({"obs_img": np.ascontiguousarray(obs), "goal_img": np.ascontiguousarray(goal)})
-    return feeds
+    firsts = [start + i * stride for i in range(count)]
+    needed = sorted({f + j for f in firsts for j in range(n)} | {f + n - 1 + GOAL_AHEAD for f in firsts})
+    route = topomap_from_images({k: sim.frame(k).camera.rgb for k in needed}, max(needed, default=-1) + 1,
+                                f"{scenario} seed {seed}")  # the frames the samples use, each rendered once
+    return list(context_feeds(NavigationPolicy(route, None, variant=variant), firsts))
 
 
 def describe(count: int, start: int = CALIBRATION_START, scenario: str = SCENARIO) -> str:
     return f"{count} contexts of the synthetic world ({scenario}, seed {SIM_SEED}, from model frame {start})"
-
-
-def vint_int8_onnx(variant: str = "vint_default", weights: str = "", onnx: str = "", count: int = 16,
-                   settings: Int8Settings | None = None, cache: EngineCache | None = None,
-                   force: bool = False) -> Path:
-    """The INT8 (QDQ) model of ViNT ``variant`` + ``weights`` (its fp32 ONNX from ``vint_onnx``): the cached one,
-    else quantized now on ``count`` contexts of ``indoor_corridor`` in ``settings`` (default: this CPU's format)."""
-    from ros_mmfusion.core.navigation.policy import vint_onnx
-
-    fp32 = vint_onnx(variant, weights, onnx)
-
-    def feeds() -> Iterator[dict[str, np.ndarray]]:
-        yield from vint_samples(variant, count)
-
-    return quantized_model(fp32, feeds, settings, cache or EngineCache(), force=force,
-                           notes_of=lambda: {"calibration": describe(count)}).artifact
 
 
 @dataclass
@@ -112,7 +102,6 @@ class NavigationInt8Report(Int8Comparison):
 def compare_vint_int8(fp32_onnx: str | Path, int8_onnx: str | Path, feeds: Sequence[Mapping[str, np.ndarray]],
                       waypoint_spacing: float = 0.05, threads: int = 0, timing_runs: int = 10) -> NavigationInt8Report:
     """Run both ViNT models on ``feeds`` and compare ``dist`` and the metric ``action`` waypoints."""
-    from ros_mmfusion.core.models.vint import waypoints_to_metric
     from ros_mmfusion.core.onnx_export import ort_session
 
     s32, s8 = ort_session(fp32_onnx, threads), ort_session(int8_onnx, threads)
@@ -137,13 +126,3 @@ def compare_vint_int8(fp32_onnx: str | Path, int8_onnx: str | Path, feeds: Seque
     if timing_runs and feeds:
         report.latency_fp32_ms, report.latency_int8_ms = interleaved_latency(s32, s8, dict(feeds[0]), timing_runs)
     return report
-
-
-def measure(variant: str = "vint_default", weights: str = "", count: int = 16, threads: int = 0,
-            timing_runs: int = 20) -> NavigationInt8Report:
-    """Quantize (or reuse) and compare on ``count`` evaluation contexts (docs/benchmarks.md's ViNT INT8 line)."""
-    from ros_mmfusion.core.navigation.policy import vint_onnx
-
-    int8 = vint_int8_onnx(variant, weights, count=count)
-    return compare_vint_int8(vint_onnx(variant, weights), int8, vint_samples(variant, count, EVALUATION_START),
-                             threads=threads, timing_runs=timing_runs)

@@ -1,0 +1,133 @@
+"""ViNT's model artifacts, the one place that resolves them: weights -> network -> ONNX -> INT8 -> a Backend.
+
+* :func:`build_vint`: the network of a variant with weights loaded (our state_dict or the released ``vint.pth``),
+  seeded random weights when none are given;
+* :func:`vint_onnx`: its fp32 ONNX export (dynamic batch), cached under a name hashed from the variant and weights;
+* :func:`vint_int8_onnx`: its INT8 (QDQ) model in this CPU's format, calibrated on first use with
+  :func:`ros_mmfusion.core.navigation.quantize.vint_samples` (contexts fed through the pipeline's own stages) and
+  cached beside the fp32 file with a sidecar (``core/inference/engine_cache.py``);
+* :func:`build_backend`: the Backend a :class:`~ros_mmfusion.core.navigation.pipeline.NavigationPolicy` receives.
+
+Usage (nodes, CLI, tests)::
+
+    backend = build_backend("onnxruntime", variant="vint_default", weights="vint.pth")
+    policy = NavigationPolicy(topomap, backend, variant="vint_default", radius=4)
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.inference.base import Backend, create_backend
+from ros_mmfusion.core.inference.engine_cache import EngineCache
+from ros_mmfusion.core.inference.int8 import Int8Settings, quantized_model
+from ros_mmfusion.core.models.vint import (
+    ONNX_INPUT_NAMES,
+    ONNX_OUTPUT_NAMES,
+    ViNT,
+    create_vint,
+    load_checkpoint,
+    load_released_checkpoint,
+    vint_onnx_spec,
+)
+from ros_mmfusion.core.navigation.pipeline import vint_variant
+from ros_mmfusion.core.navigation.quantize import (
+    EVALUATION_START,
+    NavigationInt8Report,
+    compare_vint_int8,
+    describe,
+    vint_samples,
+)
+
+UNTRAINED_SEED = 0
+"""Seed of the random weights used when no weights file is given (so every process builds the same network)."""
+
+
+def build_vint(variant: str = "vint_default", weights: str = "") -> ViNT:
+    """The ViNT network of ``variant`` in eval mode with ``weights`` loaded, or seeded random weights when empty.
+
+    ``weights`` may be our plain state_dict or a released ``vint.pth`` training checkpoint (read without the
+    upstream package, see ``models.vint.load_released_checkpoint``). ConfigError for a missing or unfit file.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(UNTRAINED_SEED)
+        model = create_vint(variant)
+    if weights:
+        path = Path(weights)
+        if not path.is_file():
+            raise ConfigError(f"ViNT weights file not found: {path}")
+        try:
+            state = load_released_checkpoint(path)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+            raise ConfigError(f"cannot read ViNT weights {path}: {exc}") from None
+        load_checkpoint(model, state, allow_missing=model.unused_state_keys())
+    return model.eval()
+
+
+def vint_onnx(variant: str = "vint_default", weights: str = "", onnx: str = "") -> Path:
+    """The ONNX file of ``variant`` + ``weights``: ``onnx`` when given (exported there when missing), else one in the
+    cache directory named after the variant and a hash of the weights file (or of the untrained seed)."""
+    from ros_mmfusion.core.onnx_export import cache_dir, export_once, export_onnx
+
+    if onnx:
+        path = Path(onnx)
+    else:
+        digest = hashlib.sha256(f"{variant}/dynamic-batch/untrained-seed{UNTRAINED_SEED}".encode())
+        if weights:
+            if not Path(weights).is_file():
+                raise ConfigError(f"ViNT weights file not found: {weights}")
+            digest.update(Path(weights).read_bytes())
+        path = cache_dir() / "onnx" / f"{variant}-{digest.hexdigest()[:16]}.onnx"
+
+    def export(tmp: Path) -> None:
+        model = build_vint(variant, weights)
+        export_onnx(model, path=tmp, **vint_onnx_spec(model))
+
+    return export_once(path, export)
+
+
+def vint_int8_onnx(variant: str = "vint_default", weights: str = "", onnx: str = "", count: int = 16,
+                   settings: Int8Settings | None = None, cache: EngineCache | None = None,
+                   force: bool = False) -> Path:
+    """The INT8 (QDQ) model of ViNT ``variant`` + ``weights`` (its fp32 ONNX from ``vint_onnx``): the cached one,
+    else quantized now on ``count`` contexts of ``indoor_corridor`` in ``settings`` (default: this CPU's format)."""
+    fp32 = vint_onnx(variant, weights, onnx)
+
+    def feeds() -> Iterator[dict[str, np.ndarray]]:
+        yield from vint_samples(variant, count)
+
+    return quantized_model(fp32, feeds, settings, cache or EngineCache(), force=force,
+                           notes_of=lambda: {"calibration": describe(count)}).artifact
+
+
+def build_backend(backend: str = "onnxruntime", variant: str = "vint_default", weights: str = "", onnx: str = "",
+                  device: str = "cpu", threads: int = 0) -> Backend:
+    """The ViNT backend ``backend`` for ``variant`` + ``weights``: ``onnxruntime`` runs the fp32 export (``onnx``, or
+    the cached one), ``onnxruntime-int8`` its INT8 (QDQ) model (calibrated on ``indoor_corridor`` contexts on first
+    use, then cached beside it), ``torch`` the network itself. ConfigError for an unknown variant or backend, or
+    an unusable weights file."""
+    vint_variant(variant)
+    onnx_path = None
+    if backend == "onnxruntime":
+        onnx_path = vint_onnx(variant, weights, onnx)
+    elif backend == "onnxruntime-int8":
+        onnx_path = vint_int8_onnx(variant, weights, onnx)
+    return create_backend(backend, input_names=ONNX_INPUT_NAMES, output_names=ONNX_OUTPUT_NAMES,
+                          module_factory=lambda: build_vint(variant, weights), onnx_path=onnx_path, device=device,
+                          threads=threads)
+
+
+def measure_int8(variant: str = "vint_default", weights: str = "", count: int = 16, threads: int = 0,
+                 timing_runs: int = 20) -> NavigationInt8Report:
+    """Quantize (or reuse) and compare on ``count`` evaluation contexts (docs/backends.md's ViNT INT8 line)."""
+    int8 = vint_int8_onnx(variant, weights, count=count)
+    return compare_vint_int8(vint_onnx(variant, weights), int8, vint_samples(variant, count, EVALUATION_START),
+                             threads=threads, timing_runs=timing_runs)
