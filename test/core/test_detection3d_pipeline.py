@@ -159,6 +159,27 @@ def test_a_cloud_with_nothing_in_range_gives_no_pillars_and_runs_through(synthet
     assert result.timings_ms["backbone_head"] > 0
 
 
+def test_network_inputs_are_what_the_pipeline_feeds_its_graphs(synthetic_cloud):
+    """Quantization calibrates on ``network_inputs``: the same stages as a detection, not a copy of them."""
+    detector = build_detector(DetectorSpec(with_range(VARIANTS["pointpillars_synthetic"], NEAR), paint_channels=2),
+                              backend="torch", threads=1, intensity_scale=1 / 255)
+    result = detector(synthetic_cloud)
+    encoder_feeds, head_feeds = detector.network_inputs(synthetic_cloud)
+    decorated, canvas = encoder_feeds["input_features"], head_feeds["spatial_features"]
+    c = detector.config
+    assert decorated.shape == (result.num_pillars, c.max_points_per_pillar, c.num_input_features) and len(decorated)
+    assert canvas.shape == (1, c.num_bev_features, *detector.grid.bev_shape)
+    embedded = detector.encoder.run(encoder_feeds)["pillar_features"]
+    assert canvas[0].reshape(c.num_bev_features, -1).any(axis=0).sum() == (embedded != 0).any(axis=1).sum() > 0
+    np.testing.assert_array_equal(np.sort(canvas[canvas != 0]), np.sort(embedded[embedded != 0]))
+    maps = detector.backbone_head.run(head_feeds)
+    again = detector.backbone_head.run(detector.network_inputs(synthetic_cloud)[1])
+    assert all(np.array_equal(maps[k], again[k]) for k in maps)
+    empty_feeds, empty_canvas = detector.network_inputs(np.array([[-5.0, 0.0, 0.0, 0.5]], np.float32))
+    assert empty_feeds["input_features"].shape == (0, c.max_points_per_pillar, c.num_input_features)
+    assert not empty_canvas["spatial_features"].any()
+
+
 def test_point_features_read_any_layout_and_require_intensity():
     xyz = np.array([[1.0, 2.0, 3.0], [np.nan, 0.0, 0.0], [4.0, 5.0, 6.0]])
     cloud = structured_cloud(xyz.astype(np.float32), ring=np.array([3, 1, 2], np.uint16),
