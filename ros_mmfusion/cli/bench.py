@@ -40,8 +40,8 @@ def _size(text: str | None):
 
 def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.cli.main import UserError
-    from ros_mmfusion.core.bench import DETECTION_MODELS, bench_network
-    from ros_mmfusion.core.models.registry import network
+    from ros_mmfusion.core.bench import bench_network
+    from ros_mmfusion.core.models.registry import detectors, network
 
     if "tensorrt" in (args.backend or []):
         from ros_mmfusion.core.inference.tensorrt_support import tensorrt_unavailable
@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if "onnxruntime-int8" in (args.backend or []):
         from ros_mmfusion.core.inference.int8 import int8_plan
 
-        family = "detection3d" if args.model in DETECTION_MODELS else (
+        family = "detection3d" if args.model in detectors() else (
             "navigation" if args.model.startswith("vint") else "segmentation")
         print(f"{int8_plan(family).message()}; timing INT8 as asked")
-    if args.model in DETECTION_MODELS:
+    if args.model in detectors():
         return run_detection(args)
     if args.weights:
         raise UserError("--weights applies to the detection pipelines only")
@@ -100,7 +100,7 @@ def run_detection(args: argparse.Namespace) -> int:
     """A whole 3D detection pipeline per backend: pre-processing, encoder, backbone+head, post-processing, total."""
     from ros_mmfusion.cli.main import UserError
     from ros_mmfusion.core.bench import bench_cloud, bench_detection
-    from ros_mmfusion.core.detection3d.pipeline import PIPELINE_BACKENDS
+    from ros_mmfusion.core.detection3d.artifacts import PIPELINE_BACKENDS
 
     if args.batch or args.size:
         raise UserError(f"{args.model} is a detection pipeline: it takes one point cloud, no --batch or --size")
@@ -131,10 +131,11 @@ def run_detection(args: argparse.Namespace) -> int:
 def run_int8(args: argparse.Namespace) -> int:
     """INT8 formats against fp32 on synthetic inputs: one row per format (accuracy, interleaved latency)."""
     from ros_mmfusion.cli.main import UserError
-    from ros_mmfusion.core.bench import DETECTION_MODELS, bench_int8_formats
+    from ros_mmfusion.core.bench import bench_int8_formats
     from ros_mmfusion.core.inference.int8 import cpu_int8_settings
+    from ros_mmfusion.core.models.registry import detectors
 
-    if not (args.model.startswith("cmx") or args.model.startswith("vint") or args.model in DETECTION_MODELS):
+    if not (args.model.startswith("cmx") or args.model.startswith("vint") or args.model in detectors()):
         raise UserError(f"--int8-format: no INT8 comparison for {args.model}")
     if args.backend or args.batch:
         raise UserError("--int8-format compares ONNX Runtime fp32 and INT8 at batch 1: no --backend or --batch")

@@ -222,21 +222,6 @@ class SegmentationAccumulator:
         return self.sample or self.last
 
 
-def detections_to_arrays(msg: Any) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """A vision_msgs Detection3DArray as ``(N, 7)`` boxes (x y z dx dy dz yaw), class names and scores."""
-    from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
-
-    boxes, names, scores = [], [], []
-    for det in msg.detections:
-        c, q, size = det.bbox.center.position, det.bbox.center.orientation, det.bbox.size
-        yaw = quaternion_to_yaw(np.array([q.x, q.y, q.z, q.w]))
-        boxes.append([c.x, c.y, c.z, size.x, size.y, size.z, yaw])
-        hyp = max(det.results, key=lambda r: r.hypothesis.score).hypothesis if det.results else None
-        names.append(hyp.class_id if hyp is not None else "")
-        scores.append(hyp.score if hyp is not None else 0.0)
-    return np.asarray(boxes, np.float64).reshape(-1, 7), names, np.asarray(scores, np.float64)
-
-
 @dataclass
 class DetectionAccumulator:
     """Pairs detections with ``/ground_truth/boxes`` by (restamped) stamp and feeds a DetectionEvaluator."""
@@ -270,12 +255,13 @@ def _detector_bev_range(preset: Any) -> tuple[float, float, float, float] | None
     """The BEV range (x_min, y_min, x_max, y_max) of the preset's detector: boxes outside it are not evaluated.
 
     A ``point_cloud_range`` override is checked as the node will check it (ConfigError), before anything runs."""
-    from ros_mmfusion.core.detection3d.pipeline import DETECTORS, with_range
+    from ros_mmfusion.core.detection3d.pipeline import with_range
+    from ros_mmfusion.core.models.registry import detectors
 
     for launch in preset.nodes:
         if launch.key != "detection3d":
             continue
-        config = DETECTORS.get(str(launch.parameters.get("model", "pointpillars_synthetic")))
+        config = detectors(aliases=False).get(str(launch.parameters.get("model", "pointpillars_synthetic")))
         values = [float(v) for v in launch.parameters.get("point_cloud_range") or []]
         if len(values) == 6 and any(values) and config is not None:
             values = list(with_range(config, values).point_cloud_range)
@@ -296,9 +282,9 @@ def _detection_classes(text: str, preset: Any) -> tuple[str, ...]:
     known = [label.name for label in LABELS if label.is_thing]
     for launch in preset.nodes:
         if launch.key == "detection3d":
-            from ros_mmfusion.core.detection3d.pipeline import DETECTORS
+            from ros_mmfusion.core.models.registry import detectors
 
-            config = DETECTORS.get(str(launch.parameters.get("model", "pointpillars_synthetic")))
+            config = detectors(aliases=False).get(str(launch.parameters.get("model", "pointpillars_synthetic")))
             known += [c for c in (config.class_names if config is not None else ()) if c not in known]
     unknown = [c for c in classes if c not in known]
     if not classes or unknown:
@@ -434,6 +420,7 @@ def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any,
     from ros_mmfusion.core.evaluation.latency import latency_stats
     from ros_mmfusion.core.evaluation.report import LatencySeries, SampleFrame, write_report
     from ros_mmfusion.core.evaluation.segmentation import scores
+    from ros_mmfusion.ros.detections import detections_to_arrays
     from ros_mmfusion.ros.image import image_to_numpy
     from ros_mmfusion.ros.launcher import replay_in_process, run_processes
     from ros_mmfusion.ros.tap import TopicTap
@@ -478,7 +465,7 @@ def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any,
 
     det: DetectionAccumulator | None = None
     if detection_topics and GT_BOXES in facts.topics:
-        from ros_mmfusion.core.evaluation.detection import DetectionEvaluator
+        from ros_mmfusion.core.detection3d.metrics import DetectionEvaluator
 
         outputs[GT_BOXES] = Detection3DArray
         det = DetectionAccumulator(DetectionEvaluator(classes=det_classes, iou_thresholds=iou_thresholds,

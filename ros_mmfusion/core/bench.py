@@ -90,11 +90,6 @@ def bench_network(spec: NetworkSpec, backend: str, batch: int = 1, size: tuple[i
 
 # ------------------------------------------------------------------------------------------ 3D detection pipelines
 
-DETECTION_MODELS = {"pointpillars": "pointpillars_kitti", "pointpillars_kitti": "pointpillars_kitti",
-                    "centerpoint_pillar": "centerpoint_pillar", "pointpillars_synthetic": "pointpillars_synthetic"}
-"""Names ``mmfusion bench --model`` times as whole detection pipelines (-> detector configuration)."""
-
-
 @dataclass
 class DetectionBenchResult:
     """Per-frame milliseconds of a detection pipeline (medians over ``runs`` frames): pre-processing (crop, paint,
@@ -136,19 +131,19 @@ def bench_cloud(beams: int = 64) -> tuple[np.ndarray, str]:
 def bench_detection(model: str, backend: str, cloud: tuple[np.ndarray, str] | None = None, threads: int = 0,
                     warmup: int = 1, runs: int = 5, weights: str = "", workdir: Path | None = None,
                     intensity_scale: float = 1 / 255) -> DetectionBenchResult:
-    """Time the whole detection pipeline ``model`` (a key of ``DETECTION_MODELS``) on ``backend`` over ``cloud``
-    (default ``bench_cloud()``). ``weights``: a checkpoint; empty means random weights, whose scores hardly pass the
-    thresholds, so post-processing sees almost no candidates (a lower bound of its cost). ONNX files are exported
-    into ``workdir`` (a temporary directory by default), not into the user's cache."""
+    """Time the whole detection pipeline ``model`` (a name of ``core/models/registry.detectors()``) on ``backend``
+    over ``cloud`` (default ``bench_cloud()``). ``weights``: a checkpoint; empty means random weights, whose scores
+    hardly pass the thresholds, so post-processing sees almost no candidates (a lower bound of its cost). ONNX files
+    are exported into ``workdir`` (a temporary directory by default), not into the user's cache."""
     import torch
 
-    from ros_mmfusion.core.detection3d.pipeline import STAGES, DetectorSpec, PillarDetector
+    from ros_mmfusion.core.detection3d.artifacts import DetectorSpec, build_detector
+    from ros_mmfusion.core.detection3d.pipeline import STAGES
 
     points, description = cloud if cloud is not None else bench_cloud()
     with tempfile.TemporaryDirectory(prefix="mmfusion_bench_") as tmp:
-        spec = DetectorSpec.named(DETECTION_MODELS[model], weights=weights,
-                                  onnx_dir=str(Path(workdir or tmp) / f"{model}_onnx"))
-        detector = PillarDetector(spec, backend=backend, threads=threads, intensity_scale=intensity_scale)
+        spec = DetectorSpec.named(model, weights=weights, onnx_dir=str(Path(workdir or tmp) / f"{model}_onnx"))
+        detector = build_detector(spec, backend=backend, threads=threads, intensity_scale=intensity_scale)
         results = []
 
         def frame() -> None:
@@ -263,26 +258,26 @@ def _navigation_int8(settings, threads, runs, frames, cache):
 
 
 def _detection_int8(model, settings, threads, runs, frames, weights, cache):
-    from ros_mmfusion.core.detection3d.pipeline import DetectorSpec, PillarDetector
-    from ros_mmfusion.core.inference.detection3d_calibration import (
+    from ros_mmfusion.core.detection3d.artifacts import DetectorSpec, build_detector, int8_onnx_files
+    from ros_mmfusion.core.detection3d.pipeline import PillarBackends, PillarDetector
+    from ros_mmfusion.core.detection3d.quantize import (
         EVALUATION_START,
         clouds_from_simulation,
         compare_pillars_int8,
         describe,
-        int8_onnx_files,
     )
     from ros_mmfusion.core.inference.onnxruntime_backend import OnnxRuntimeBackend
 
-    spec = DetectorSpec.named(DETECTION_MODELS[model], weights=weights)
-    fp32 = PillarDetector(spec, "onnxruntime", threads=threads, intensity_scale=1 / 255)
+    spec = DetectorSpec.named(model, weights=weights)
+    fp32 = build_detector(spec, "onnxruntime", threads=threads, intensity_scale=1 / 255)
     clouds = clouds_from_simulation(frames, EVALUATION_START)
-    inputs = (f"{DETECTION_MODELS[model]} ({weights or 'random weights'}): calibrated on {describe(frames)}, "
+    inputs = (f"{spec.config.name} ({weights or 'random weights'}): calibrated on {describe(frames)}, "
               f"evaluated on {describe(frames, EVALUATION_START)}")
     rows = []
     for s in settings:
         encoder, head = int8_onnx_files(spec, 1 / 255, count=frames, settings=s, cache=cache)
-        int8 = PillarDetector(spec, "onnxruntime", threads=threads, intensity_scale=1 / 255)
-        int8.encoder = OnnxRuntimeBackend(encoder, "cpu", "fp32", threads)  # this format, whatever the CPU's own
-        int8.backbone_head = OnnxRuntimeBackend(head, "cpu", "fp32", threads)
+        backends = PillarBackends(OnnxRuntimeBackend(encoder, "cpu", "fp32", threads),  # this format, whatever the
+                                  OnnxRuntimeBackend(head, "cpu", "fp32", threads))  # CPU's own
+        int8 = PillarDetector(spec.config, backends, intensity_scale=1 / 255)
         rows.append((inputs, compare_pillars_int8(fp32, int8, clouds, timing_runs=runs)))
     return rows

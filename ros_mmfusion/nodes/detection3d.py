@@ -25,13 +25,15 @@ from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from ros_mmfusion.core import labels
+from ros_mmfusion.core.detection3d.artifacts import DetectorSpec, build_detector
 from ros_mmfusion.core.detection3d.painting import SegmentationScores, paint_class_ids
-from ros_mmfusion.core.detection3d.pipeline import DETECTORS, DetectorSpec, PillarDetector, with_range
+from ros_mmfusion.core.detection3d.pipeline import with_range
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar
 from ros_mmfusion.core.geometry import PinholeCamera
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
+from ros_mmfusion.core.models.registry import detector, detectors
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
 from ros_mmfusion.ros.builders import box_markers, detection3d_array
@@ -66,7 +68,7 @@ def output_class_name(name: str) -> str:
 
 class Detection3DNode(MmfusionNode):
     PARAMS = (
-        ParamSpec("model", "pointpillars_synthetic", "Detector configuration.", choices=tuple(DETECTORS),
+        ParamSpec("model", "pointpillars_synthetic", "Detector configuration.", choices=tuple(detectors(aliases=False)),
                   read_only=True),
         ParamSpec("weights", "", "Checkpoint: OpenPCDet .pth ({'model_state': ...}), our state_dict, or .npz; "
                   "empty: random weights (tests and timing only).", read_only=True),
@@ -107,7 +109,7 @@ class Detection3DNode(MmfusionNode):
         super().__init__("detection3d", **kwargs)
         check_path_parameters(self, files=["weights"] + (["calibration_file"] if self.params["painting"] else []))
         p = self.params
-        config = DETECTORS[p["model"]]
+        config = detector(p["model"])
         if any(p["point_cloud_range"]):
             config = with_range(config, p["point_cloud_range"])
         if p["max_pillars"]:
@@ -118,7 +120,7 @@ class Detection3DNode(MmfusionNode):
         choice = choose_backend(p["backend"], "detection3d", p["precision"])
         if choice.plan is not None:  # INT8 asked for: say what this CPU runs
             self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
-        self.detector = PillarDetector(spec, backend=choice.backend, device=p["device"], precision=choice.precision,
+        self.detector = build_detector(spec, backend=choice.backend, device=p["device"], precision=choice.precision,
                                        threads=p["threads"], intensity_scale=p["intensity_scale"],
                                        score_thresholds=p["score_thresholds"])
         self.class_ids = [output_class_name(n) for n in self.detector.class_names]

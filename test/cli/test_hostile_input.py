@@ -261,10 +261,11 @@ def test_absurd_sizes_are_errors_before_any_work(recorded_bag, package, tmp_path
 
 
 def test_point_cloud_range_limit_holds_for_the_node_config_too():
-    from ros_mmfusion.core.detection3d.pipeline import detector_config, with_range
+    from ros_mmfusion.core.detection3d.pipeline import with_range
     from ros_mmfusion.core.errors import ConfigError
+    from ros_mmfusion.core.models.registry import detector
 
-    config = detector_config("pointpillars_synthetic")
+    config = detector("pointpillars_synthetic")
     assert with_range(config, (0.0, -19.84, -3.0, 39.68, 19.84, 1.0)).point_cloud_range[3] == pytest.approx(39.68)
     for bad in ([-1e6, -1e6, -3, 1e6, 1e6, 1], [0, -20.48, -3, float("nan"), 20.48, 1]):
         with pytest.raises(ConfigError, match="within \\+-500 m"):

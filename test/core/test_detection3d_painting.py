@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from ros_mmfusion.core.detection3d.artifacts import DetectorSpec, build_detector, build_module
 from ros_mmfusion.core.detection3d.painting import (
     FIRST_PFN_WEIGHT,
     OUTSIDE_SCORE,
@@ -16,10 +17,11 @@ from ros_mmfusion.core.detection3d.painting import (
     painted_config,
     painted_state_dict,
 )
-from ros_mmfusion.core.detection3d.pipeline import DETECTORS, DetectorSpec, PillarDetector, build_module, with_range
+from ros_mmfusion.core.detection3d.pipeline import with_range
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.geometry import PinholeCamera, Transform
 from ros_mmfusion.core.labels import CAR, CYCLIST, PEDESTRIAN, ROAD
+from ros_mmfusion.core.models.pointpillars import VARIANTS
 from test.fixtures import FIXTURES as ALL_FIXTURES
 
 FIXTURE = ALL_FIXTURES / "pointpillars"
@@ -84,7 +86,7 @@ def test_missing_segmentation_paints_every_point_with_the_outside_score():
 
 
 def test_painted_checkpoint_gets_zero_columns_where_the_scores_enter():
-    config = DETECTORS["pointpillars_kitti"]
+    config = VARIANTS["pointpillars_kitti"]
     state = build_module(DetectorSpec(config)).state_dict()
     wide = painted_state_dict(state, config, 3)
     w, w_wide = state[FIRST_PFN_WEIGHT], wide[FIRST_PFN_WEIGHT]
@@ -101,7 +103,7 @@ def test_painted_checkpoint_gets_zero_columns_where_the_scores_enter():
 def test_painted_model_with_zero_extra_weights_reproduces_the_unpainted_detector_exactly(variant):
     """Whatever the painted scores, zero-initialised extra weights give bit-identical detections."""
     torch.set_num_threads(1)
-    config = with_range(DETECTORS[variant], (0.0, -10.24, -3.0, 20.48, 10.24, 1.0))
+    config = with_range(VARIANTS[variant], (0.0, -10.24, -3.0, 20.48, 10.24, 1.0))
     weights = str(FIXTURE / "state_pointpillars_kitti_fp16.npz") if variant == "pointpillars_kitti" \
         and (FIXTURE / "io.npz").is_file() else ""
     rng = np.random.default_rng(1)
@@ -109,9 +111,9 @@ def test_painted_model_with_zero_extra_weights_reproduces_the_unpainted_detector
                             rng.normal([8, 2, -1, 0.5], [1, 0.5, 0.4, 0.1], (1500, 4))]).astype(np.float32)
     mask = rng.choice([ROAD, CAR, PEDESTRIAN, CYCLIST], (30, 40)).astype(np.uint8)
     scores = SegmentationScores(CAMERA, LOOKING_FORWARD, labels=mask, class_ids=(CAR, PEDESTRIAN, CYCLIST))
-    plain = PillarDetector(DetectorSpec(config, weights=weights, seed=5), backend="torch", threads=1,
+    plain = build_detector(DetectorSpec(config, weights=weights, seed=5), backend="torch", threads=1,
                            score_thresholds=0.05)
-    painted = PillarDetector(DetectorSpec(config, weights=weights, seed=5, paint_channels=3), backend="torch",
+    painted = build_detector(DetectorSpec(config, weights=weights, seed=5, paint_channels=3), backend="torch",
                              threads=1, score_thresholds=0.05)
     expected = plain(cloud)
     assert len(expected.detections) > 0

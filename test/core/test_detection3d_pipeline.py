@@ -16,19 +16,18 @@ import pytest
 import torch
 
 from ros_mmfusion.core.codec.pointcloud import structured_cloud
-from ros_mmfusion.core.detection3d.pillarize import pillarize
-from ros_mmfusion.core.detection3d.pipeline import (
+from ros_mmfusion.core.detection3d.artifacts import (
     BACKBONE_HEAD_ONNX,
-    DETECTORS,
     ENCODER_ONNX,
-    STAGES,
     DetectorSpec,
-    PillarDetector,
+    build_detector,
     build_module,
-    point_features,
-    with_range,
 )
+from ros_mmfusion.core.detection3d.pillarize import pillarize
+from ros_mmfusion.core.detection3d.pipeline import STAGES, with_range
+from ros_mmfusion.core.detection3d.preprocess import point_features
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from ros_mmfusion.core.models.pointpillars import VARIANTS
 from test.fixtures import FIXTURES as ALL_FIXTURES
 
 FIXTURE = ALL_FIXTURES / "pointpillars"
@@ -64,7 +63,7 @@ def cache(tmp_path_factory):
 
 def both_backends(spec: DetectorSpec, cloud: np.ndarray, **kwargs):
     torch.set_num_threads(1)
-    results = [PillarDetector(spec, backend=b, threads=1, **kwargs)(cloud) for b in ("torch", "onnxruntime")]
+    results = [build_detector(spec, backend=b, threads=1, **kwargs)(cloud) for b in ("torch", "onnxruntime")]
     return results
 
 
@@ -77,7 +76,7 @@ def assert_same_detections(a, b) -> None:
 
 @needs_fixture
 def test_anchor_head_pipeline_gives_the_same_detections_on_torch_and_onnxruntime(cache, fixture_cloud):
-    spec = DetectorSpec(with_range(DETECTORS["pointpillars_kitti"], NEAR), weights=str(WEIGHTS))
+    spec = DetectorSpec(with_range(VARIANTS["pointpillars_kitti"], NEAR), weights=str(WEIGHTS))
     ref, ort = both_backends(spec, fixture_cloud)
     assert_same_detections(ref, ort)
     assert set(ref.names) == {"Car", "Pedestrian", "Cyclist"}
@@ -97,7 +96,7 @@ def spread_centre_head(tmp_path: Path) -> DetectorSpec:
     """Random centre-head weights whose heatmap scores spread out (the initial heatmap bias puts every score near 0.1,
     where float rounding decides ties), saved as our state_dict: non-trivial BatchNorm statistics, a 30x steeper
     heatmap."""
-    config = with_range(DETECTORS["centerpoint_pillar"], NEAR)
+    config = with_range(VARIANTS["centerpoint_pillar"], NEAR)
     state = build_module(DetectorSpec(config, seed=3)).state_dict()
     generator = torch.Generator().manual_seed(0)
     for key, value in state.items():
@@ -118,21 +117,21 @@ def test_centre_head_pipeline_gives_the_same_detections_on_torch_and_onnxruntime
 
 
 def test_onnx_files_are_reused_and_random_weights_are_reproducible(cache, synthetic_cloud):
-    spec = DetectorSpec(with_range(DETECTORS["pointpillars_synthetic"], NEAR), seed=1)
-    first = PillarDetector(spec, threads=1, intensity_scale=1 / 255, score_thresholds=0.01)
+    spec = DetectorSpec(with_range(VARIANTS["pointpillars_synthetic"], NEAR), seed=1)
+    first = build_detector(spec, threads=1, intensity_scale=1 / 255, score_thresholds=0.01)
     directory = next(d for d in (cache / "onnx").iterdir() if d.name.startswith("pointpillars_synthetic-"))
     stamp = (directory / ENCODER_ONNX).stat().st_mtime_ns
-    again = PillarDetector(spec, threads=1, intensity_scale=1 / 255, score_thresholds=0.01)
+    again = build_detector(spec, threads=1, intensity_scale=1 / 255, score_thresholds=0.01)
     assert (directory / ENCODER_ONNX).stat().st_mtime_ns == stamp, "the cached export must be reused"
     a, b = first(synthetic_cloud), again(synthetic_cloud)
     assert len(a.detections) > 0
     np.testing.assert_array_equal(a.detections.boxes, b.detections.boxes)
-    PillarDetector(dataclasses.replace(spec, seed=2), threads=1)
+    build_detector(dataclasses.replace(spec, seed=2), threads=1)
     assert len([d for d in (cache / "onnx").iterdir() if d.name.startswith("pointpillars_synthetic-")]) == 2
 
 
 def test_per_class_score_thresholds_filter_each_class(synthetic_cloud, tmp_path):
-    detector = PillarDetector(spread_centre_head(tmp_path), backend="torch", threads=1, intensity_scale=1 / 255,
+    detector = build_detector(spread_centre_head(tmp_path), backend="torch", threads=1, intensity_scale=1 / 255,
                               score_thresholds=0.3)
     everything = detector(synthetic_cloud)
     detector.set_score_thresholds([0.3, 1.0, 0.3])  # no pedestrians
@@ -144,20 +143,41 @@ def test_per_class_score_thresholds_filter_each_class(synthetic_cloud, tmp_path)
 
 
 def test_too_many_pillars_are_truncated_and_counted(synthetic_cloud):
-    config = dataclasses.replace(with_range(DETECTORS["pointpillars_synthetic"], NEAR), max_pillars=100)
-    result = PillarDetector(DetectorSpec(config), backend="torch", threads=1, intensity_scale=1 / 255)(synthetic_cloud)
+    config = dataclasses.replace(with_range(VARIANTS["pointpillars_synthetic"], NEAR), max_pillars=100)
+    result = build_detector(DetectorSpec(config), backend="torch", threads=1, intensity_scale=1 / 255)(synthetic_cloud)
     everything = dataclasses.replace(config.grid, max_pillars=10**6)
     occupied = len(pillarize(point_features(synthetic_cloud)[:, :4], everything))
     assert result.truncated and result.num_pillars == 100 and result.num_occupied == occupied > 100
 
 
 def test_a_cloud_with_nothing_in_range_gives_no_pillars_and_runs_through(synthetic_cloud):
-    detector = PillarDetector(DetectorSpec(with_range(DETECTORS["pointpillars_synthetic"], NEAR)), backend="torch",
+    detector = build_detector(DetectorSpec(with_range(VARIANTS["pointpillars_synthetic"], NEAR)), backend="torch",
                               threads=1)
     behind = np.array([[-5.0, 0.0, 0.0, 0.5], [np.nan, 1.0, 0.0, 0.5]], np.float32)
     result = detector(behind)
     assert (result.num_points, result.num_points_in_range, result.num_pillars) == (1, 0, 0)
     assert result.timings_ms["backbone_head"] > 0
+
+
+def test_network_inputs_are_what_the_pipeline_feeds_its_graphs(synthetic_cloud):
+    """Quantization calibrates on ``network_inputs``: the same stages as a detection, not a copy of them."""
+    detector = build_detector(DetectorSpec(with_range(VARIANTS["pointpillars_synthetic"], NEAR), paint_channels=2),
+                              backend="torch", threads=1, intensity_scale=1 / 255)
+    result = detector(synthetic_cloud)
+    encoder_feeds, head_feeds = detector.network_inputs(synthetic_cloud)
+    decorated, canvas = encoder_feeds["input_features"], head_feeds["spatial_features"]
+    c = detector.config
+    assert decorated.shape == (result.num_pillars, c.max_points_per_pillar, c.num_input_features) and len(decorated)
+    assert canvas.shape == (1, c.num_bev_features, *detector.grid.bev_shape)
+    embedded = detector.encoder.run(encoder_feeds)["pillar_features"]
+    assert canvas[0].reshape(c.num_bev_features, -1).any(axis=0).sum() == (embedded != 0).any(axis=1).sum() > 0
+    np.testing.assert_array_equal(np.sort(canvas[canvas != 0]), np.sort(embedded[embedded != 0]))
+    maps = detector.backbone_head.run(head_feeds)
+    again = detector.backbone_head.run(detector.network_inputs(synthetic_cloud)[1])
+    assert all(np.array_equal(maps[k], again[k]) for k in maps)
+    empty_feeds, empty_canvas = detector.network_inputs(np.array([[-5.0, 0.0, 0.0, 0.5]], np.float32))
+    assert empty_feeds["input_features"].shape == (0, c.max_points_per_pillar, c.num_input_features)
+    assert not empty_canvas["spatial_features"].any()
 
 
 def test_point_features_read_any_layout_and_require_intensity():
@@ -178,18 +198,18 @@ def test_point_features_read_any_layout_and_require_intensity():
 
 def test_a_range_must_hold_whole_backbone_strides():
     with pytest.raises(ConfigError, match="multiples of 8"):
-        with_range(DETECTORS["pointpillars_kitti"], (0.0, -10.0, -3.0, 20.48, 10.0, 1.0))
-    assert with_range(DETECTORS["pointpillars_kitti"], NEAR).grid.bev_shape == (128, 128)
+        with_range(VARIANTS["pointpillars_kitti"], (0.0, -10.0, -3.0, 20.48, 10.0, 1.0))
+    assert with_range(VARIANTS["pointpillars_kitti"], NEAR).grid.bev_shape == (128, 128)
 
 
 def test_onnx_files_of_another_configuration_are_refused(tmp_path):
-    near = DetectorSpec(with_range(DETECTORS["pointpillars_synthetic"], NEAR), onnx_dir=str(tmp_path / "near"))
-    PillarDetector(near, threads=1)
+    near = DetectorSpec(with_range(VARIANTS["pointpillars_synthetic"], NEAR), onnx_dir=str(tmp_path / "near"))
+    build_detector(near, threads=1)
     with pytest.raises(ConfigError, match="input_features is .* needs"):
-        PillarDetector(dataclasses.replace(near, paint_channels=3), threads=1)
-    wider = with_range(DETECTORS["pointpillars_synthetic"], (0.0, -20.48, -3.0, 20.48, 20.48, 1.0))
+        build_detector(dataclasses.replace(near, paint_channels=3), threads=1)
+    wider = with_range(VARIANTS["pointpillars_synthetic"], (0.0, -20.48, -3.0, 20.48, 20.48, 1.0))
     with pytest.raises(ConfigError, match="spatial_features is .* needs"):
-        PillarDetector(dataclasses.replace(near, config=wider), threads=1)
+        build_detector(dataclasses.replace(near, config=wider), threads=1)
 
 
 def test_bench_reports_pre_and_post_processing_both_graphs_and_the_total(synthetic_cloud, tmp_path):
@@ -201,3 +221,15 @@ def test_bench_reports_pre_and_post_processing_both_graphs_and_the_total(synthet
     assert all(p > 0 for p in parts) and result.total_ms >= 0.9 * sum(parts)
     assert result.pillars > 0 and result.points == len(synthetic_cloud) and result.weights == "random"
     assert (tmp_path / "pointpillars_synthetic_onnx" / "backbone_head.onnx").is_file()
+
+
+def test_named_detectors_are_the_architecture_files_variants_plus_the_command_line_alias():
+    from ros_mmfusion.core.models.registry import DETECTOR_ALIASES, detector, detectors
+
+    assert detectors(aliases=False) == VARIANTS
+    assert set(VARIANTS) == {"pointpillars_kitti", "centerpoint_pillar", "pointpillars_synthetic"}
+    assert list(detectors()) == [*VARIANTS, *DETECTOR_ALIASES]
+    assert detector("pointpillars") is VARIANTS["pointpillars_kitti"]
+    assert DetectorSpec.named("pointpillars_synthetic").config is VARIANTS["pointpillars_synthetic"]
+    with pytest.raises(ConfigError, match="unknown detector 'pointpilars'; known: pointpillars_kitti"):
+        detector("pointpilars")

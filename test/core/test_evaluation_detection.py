@@ -1,4 +1,4 @@
-"""3D detection metrics on hand-built cases with known answers (core/evaluation/detection.py)."""
+"""3D detection metrics on hand-built cases with known answers (core/detection3d/metrics.py)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from ros_mmfusion.core.evaluation.detection import (
+from ros_mmfusion.core.detection3d.metrics import (
     DetectionEvaluator,
     average_precision,
     bev_iou_matrix,
@@ -118,6 +118,42 @@ def test_curve_helpers():
     assert nuscenes_ap([1.0], [1.0]) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         average_precision(recall, precision, "11pt")
+
+
+def _jittered_frames(count: int, seed: int) -> list:
+    """Frames of a car and a pedestrian with detections displaced, duplicated and missed at random (tied scores
+    included), so that the ranking across frames matters."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(count):
+        gt = [[v + d for v, d in zip(box, rng.normal(0, 3, 7) * [1, 1, 0, 0, 0, 0, 0], strict=True)]
+              for box in (CAR, PED)]
+        det = [[v + d for v, d in zip(box, rng.normal(0, 0.4, 7) * [1, 1, 0.2, 0.2, 0.2, 0.2, 1], strict=True)]
+               for box in gt + gt[:1] if rng.random() < 0.8]
+        names = (["car", "pedestrian", "car"])[:len(det)]
+        frames.append((gt, ["car", "pedestrian"], det, names, rng.choice([0.3, 0.5, 0.9], len(det)).tolist()))
+    return frames
+
+
+def test_merged_evaluators_report_what_one_evaluator_of_every_frame_reports():
+    frames = _jittered_frames(12, seed=4)
+    whole, first, second = DetectionEvaluator(), DetectionEvaluator(), DetectionEvaluator()
+    for i, frame in enumerate(frames):
+        whole.add_frame(*frame)
+        (first if i < 7 else second).add_frame(*frame)
+    before = second.results()
+    merged = first.merge(second).results()
+    assert merged == whole.results()
+    assert merged["frames"] == 12 and 0 < merged["bev"]["0.5"]["mAP"] < 1  # not a trivial case
+    assert second.results() == before, "the merged-in evaluator is left unchanged"
+    assert DetectionEvaluator().merge(DetectionEvaluator()).results()["frames"] == 0
+
+
+def test_evaluators_that_evaluate_differently_do_not_merge():
+    with pytest.raises(ValueError, match="different settings"):
+        DetectionEvaluator().merge(DetectionEvaluator(interpolation="all"))
+    with pytest.raises(ValueError, match="different settings"):
+        DetectionEvaluator(bev_range=(0, -20, 40, 20)).merge(DetectionEvaluator())
 
 
 def test_bev_range_leaves_out_boxes_outside_the_detector_range():

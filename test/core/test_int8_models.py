@@ -93,19 +93,21 @@ def test_vint_int8_accuracy_delta_is_within_the_stated_bounds(vint_policy, cache
 
 @pytest.mark.skipif(not PILLARS_WEIGHTS.is_file(), reason="pointpillars fixture not available")
 def test_pointpillars_int8_runs_both_graphs_quantized_within_the_stated_bounds(cache):
-    from ros_mmfusion.core.detection3d.pipeline import DETECTORS, DetectorSpec, PillarDetector, with_range
-    from ros_mmfusion.core.inference.detection3d_calibration import (
+    from ros_mmfusion.core.detection3d.artifacts import DetectorSpec, build_detector
+    from ros_mmfusion.core.detection3d.pipeline import with_range
+    from ros_mmfusion.core.detection3d.quantize import (
         EVALUATION_START as CLOUDS_START,
     )
-    from ros_mmfusion.core.inference.detection3d_calibration import (
+    from ros_mmfusion.core.detection3d.quantize import (
         clouds_from_simulation,
         compare_pillars_int8,
         match_detections,
     )
+    from ros_mmfusion.core.models.pointpillars import VARIANTS
 
-    spec = DetectorSpec(with_range(DETECTORS["pointpillars_kitti"], NEAR), weights=str(PILLARS_WEIGHTS))
-    fp32 = PillarDetector(spec, "onnxruntime", threads=1, intensity_scale=1 / 255)
-    int8 = PillarDetector(spec, "onnxruntime-int8", threads=1, intensity_scale=1 / 255)
+    spec = DetectorSpec(with_range(VARIANTS["pointpillars_kitti"], NEAR), weights=str(PILLARS_WEIGHTS))
+    fp32 = build_detector(spec, "onnxruntime", threads=1, intensity_scale=1 / 255)
+    int8 = build_detector(spec, "onnxruntime-int8", threads=1, intensity_scale=1 / 255)
     for backend in (int8.encoder, int8.backbone_head):
         assert (backend.info.kind, backend.info.precision) == ("onnxruntime-int8", "int8")
     sidecars = list(cache.rglob(f"pillar_encoder.onnxruntime-qdq-int8-{FORMAT}.*.onnx.json")) + list(

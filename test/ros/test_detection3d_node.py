@@ -20,9 +20,11 @@ from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ros_mmfusion.core.codec.pointcloud import structured_cloud
-from ros_mmfusion.core.detection3d.pipeline import DETECTORS, DetectorSpec, PillarDetector, with_range
+from ros_mmfusion.core.detection3d.artifacts import DetectorSpec, build_detector
+from ros_mmfusion.core.detection3d.pipeline import with_range
 from ros_mmfusion.core.geometry import PinholeCamera
 from ros_mmfusion.core.labels import CAR, ROAD
+from ros_mmfusion.core.models.pointpillars import VARIANTS
 from ros_mmfusion.core.sim import Simulation
 from ros_mmfusion.nodes.detection3d import Detection3DNode
 from ros_mmfusion.ros.camera_info import CameraIntrinsics, intrinsics_to_camera_info
@@ -78,7 +80,7 @@ def test_centre_head_detections_match_the_core_pipeline_and_carry_the_cloud_head
     assert graph.spin_until(lambda: out and markers, 20.0)
     msg = out[0]
     assert stamp_to_ns(msg.header.stamp) == stamp and msg.header.frame_id == "lidar_link"
-    expected = PillarDetector(DetectorSpec(with_range(DETECTORS["centerpoint_pillar"], NEAR),
+    expected = build_detector(DetectorSpec(with_range(VARIANTS["centerpoint_pillar"], NEAR),
                                            onnx_dir=str(onnx_root / "centerpoint_pillar")),
                               threads=1, intensity_scale=1 / 255)(sweep)
     assert len(msg.detections) == len(expected.detections) > 0

@@ -21,7 +21,9 @@ assignment, no data-dependent control flow). Post-processing lives in ``ros_mmfu
 ``decoder_for`` builds the matching decoder from a variant's configuration.
 
 Named variants are data (``VARIANTS``): ``pointpillars_kitti`` is OpenPCDet's ``kitti_models/pointpillar.yaml``;
-``centerpoint_pillar`` is the same trunk with a centre head (one head for the three KITTI classes, circle NMS).
+``centerpoint_pillar`` is the same trunk with a centre head (one head for the three KITTI classes, circle NMS);
+``pointpillars_synthetic`` is ``pointpillars_kitti`` over a quarter of its area with the synthetic world's classes and
+anchors (``core/sim``).
 """
 from __future__ import annotations
 
@@ -215,6 +217,13 @@ _KITTI_ANCHORS = (
     AnchorClassConfig("Cyclist", ((1.76, 0.6, 1.73),), (0.0, 1.57), (-0.6,), False, 2, 0.5, 0.35),
 )
 
+_SYNTHETIC_CLASSES = ("car", "pedestrian", "cyclist")
+_SYNTHETIC_ANCHORS = (
+    AnchorClassConfig("car", ((4.4, 1.8, 1.55),), (0.0, 1.57), (-1.88,), False, 2, 0.6, 0.45),
+    AnchorClassConfig("pedestrian", ((0.35, 0.6, 1.75),), (0.0, 1.57), (-1.88,), False, 2, 0.5, 0.35),
+    AnchorClassConfig("cyclist", ((1.75, 0.62, 1.75),), (0.0, 1.57), (-1.88,), False, 2, 0.5, 0.35),
+)
+
 VARIANTS: dict[str, PointPillarsConfig] = {
     "pointpillars_kitti": PointPillarsConfig(
         name="pointpillars_kitti", class_names=_KITTI_CLASSES, point_cloud_range=_KITTI_RANGE,
@@ -227,8 +236,19 @@ VARIANTS: dict[str, PointPillarsConfig] = {
         # CenterPoint's circle-NMS radii (squared centre distances, m^2) for car, pedestrian and bicycle.
         post_processing=PostProcessConfig(score_thresh=0.1, nms=NmsConfig("circle", (4.0, 0.175, 0.85), 4096, 500,
                                                                           multi_classes_nms=True))),
+    # OpenPCDet's KITTI PointPillars over the synthetic world's nearer area (0..39.68 m ahead, +-19.84 m to the side,
+    # 248 x 248 pillars), with its class names and anchors sized and placed for its objects: the world's roof LiDAR is
+    # 1.9 m above the road and its objects stand 2 cm above it, so every anchor's bottom is at -1.88 m; anchor sizes
+    # are the world's typical car (4.4 x 1.8 x 1.55 m), pedestrian (0.35 x 0.6 x 1.75 m) and cyclist
+    # (1.75 x 0.62 x 1.75 m).
+    "pointpillars_synthetic": PointPillarsConfig(
+        name="pointpillars_synthetic", class_names=_SYNTHETIC_CLASSES, point_cloud_range=(0.0, -19.84, -3.0, 39.68,
+                                                                                           19.84, 1.0),
+        voxel_size=(0.16, 0.16, 4.0), head=AnchorHeadConfig(anchor_generator=_SYNTHETIC_ANCHORS),
+        post_processing=PostProcessConfig(score_thresh=0.1, nms=NmsConfig("rotated", 0.01, 4096, 500))),
 }
-"""Named detector configurations; ``build_model(name)`` makes the network."""
+"""Named detector configurations (the one list: ``core/models/registry.py``'s ``detectors()`` adds the command-line
+aliases); ``build_model(name)`` makes the network."""
 
 
 # ---------------------------------------------------------------------------------------------------------- stages

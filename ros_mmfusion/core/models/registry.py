@@ -1,10 +1,15 @@
-"""Every network the suite can export or benchmark: how to build it and feed it example inputs (pure data)."""
+"""Every network the suite can export or benchmark: how to build it and feed it example inputs (pure data), and the
+named 3D detectors (``detectors()``: two graphs each, built and timed as pipelines by ``core/detection3d``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ros_mmfusion.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ros_mmfusion.core.models.pointpillars import PointPillarsConfig
 
 
 @dataclass(frozen=True)
@@ -75,3 +80,27 @@ def network(name: str) -> NetworkSpec:
     if name not in NETWORKS:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(NETWORKS)}")
     return NETWORKS[name]()
+
+
+# ---------------------------------------------------------------------------------------------- 3D detectors
+# A pillar detector is two graphs with a scatter between them, not one ``NetworkSpec``: it is named here by its
+# configuration, and ``core/detection3d`` builds and times it as a whole pipeline.
+
+DETECTOR_ALIASES = {"pointpillars": "pointpillars_kitti"}
+"""Command-line names of detectors that are not variant names (``mmfusion bench --model pointpillars``)."""
+
+
+def detectors(aliases: bool = True) -> dict[str, PointPillarsConfig]:
+    """Every named 3D detector configuration: the variants of ``core/models/pointpillars.py`` (the one list),
+    followed by ``DETECTOR_ALIASES`` unless ``aliases`` is false."""
+    from ros_mmfusion.core.models.pointpillars import VARIANTS
+
+    return {**VARIANTS, **({a: VARIANTS[n] for a, n in DETECTOR_ALIASES.items()} if aliases else {})}
+
+
+def detector(name: str) -> PointPillarsConfig:
+    """The detector configuration named ``name`` (a variant or an alias); ConfigError naming the known ones."""
+    known = detectors()
+    if name not in known:
+        raise ConfigError(f"unknown detector {name!r}; known: {', '.join(known)}")
+    return known[name]

@@ -1,20 +1,26 @@
-"""PointPillars INT8: both graphs quantized on clouds of the synthetic world's ``urban_day``, and the accuracy check.
+"""PointPillars INT8 quantization: both graphs calibrated on clouds of the synthetic world's ``urban_day``, and the
+accuracy check.
 
 The pillar encoder is calibrated on the decorated pillars of the clouds (``input_features``, as many pillars as each
 cloud has); the backbone/head on the BEV canvases the **fp32** encoder makes of them, so that each graph's ranges are
-those of its fp32 inputs. ``int8_onnx_files(spec, intensity_scale)`` are the pipeline's INT8 files, quantized (QDQ,
-in this CPU's format: ``int8.cpu_int8_settings``) on first use and cached beside the fp32 exports;
+those of its fp32 inputs. Both feeds come from the fp32 pipeline's own stages (``PillarDetector.network_inputs``).
+``quantize_graphs`` writes the INT8 (QDQ) models, in this CPU's format (``int8.cpu_int8_settings``) unless told
+otherwise, into the engine cache beside the fp32 exports (``artifacts.int8_onnx_files`` resolves them);
 ``compare_pillars_int8`` measures the head outputs' relative error and how many boxes the INT8 detector agrees on
 (BEV IoU >= 0.5, same class) with the fp32 one.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ros_mmfusion.core.detection3d.nms import rotated_iou_matrix
+from ros_mmfusion.core.detection3d.pipeline import PillarDetector
+from ros_mmfusion.core.detection3d.postprocess import Detections
 from ros_mmfusion.core.inference.engine_cache import EngineCache
 from ros_mmfusion.core.inference.int8 import Int8Comparison, Int8Settings, quantized_model
 
@@ -36,45 +42,30 @@ def clouds_from_simulation(count: int = 16, start: int = CALIBRATION_START, stri
     return [sim.frame(start + i * stride).lidar.points for i in range(count)]
 
 
-def network_inputs(detector, points: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The encoder's and the backbone/head's feeds for one cloud, as ``detector`` (fp32) makes them."""
-    from ros_mmfusion.core.detection3d.painting import OUTSIDE_SCORE, paint_points
-    from ros_mmfusion.core.detection3d.pillarize import crop_to_range, decorate_pillars
-    from ros_mmfusion.core.detection3d.pipeline import point_features
-    from ros_mmfusion.core.models.pointpillars import scatter_to_bev
-
-    config = detector.config
-    cropped = crop_to_range(point_features(points, detector.intensity_scale), config.point_cloud_range)
-    if detector.paint_channels:
-        cropped = paint_points(cropped, None, detector.paint_channels, OUTSIDE_SCORE)
-    pillars, _ = detector.pillars(cropped)
-    decorated = decorate_pillars(pillars, detector.grid, config.vfe.use_absolute_xyz, config.vfe.with_distance)
-    embedded = detector.encoder.run({"input_features": decorated})["pillar_features"]
-    canvas = scatter_to_bev(embedded, pillars.coords, detector.grid.bev_shape)
-    return {"input_features": decorated}, {"spatial_features": canvas}
-
-
 def describe(count: int, start: int = CALIBRATION_START) -> str:
     return f"{count} clouds of the synthetic world ({SCENARIO}, seed {SIM_SEED}, from frame {start})"
 
 
-def int8_onnx_files(spec, intensity_scale: float = 1.0, count: int = 16, settings: Int8Settings | None = None,
-                    cache: EngineCache | None = None, force: bool = False) -> tuple[Path, Path]:
-    """``(encoder, backbone_head)`` INT8 (QDQ) files of ``spec``: the cached ones beside the fp32 exports, else
-    quantized now on ``count`` ``urban_day`` clouds (intensity times ``intensity_scale``, as the detector sees them)
-    in ``settings`` (default: this CPU's format).
+def quantize_graphs(encoder: Path, backbone_head: Path, fp32: Callable[[], PillarDetector], count: int = 16,
+                    settings: Int8Settings | None = None, cache: EngineCache | None = None,
+                    force: bool = False) -> tuple[Path, Path]:
+    """``(encoder, backbone_head)`` INT8 (QDQ) models of the fp32 ONNX files ``encoder`` and ``backbone_head``: the
+    cached ones, else quantized now in ``settings`` (default: this CPU's format) on ``count`` ``urban_day`` clouds fed
+    through the detector ``fp32()`` (built only when quantizing; it runs those very files).
 
-    The calibration data is recorded in the sidecars, not keyed: a later detector with another ``intensity_scale``
-    finds the same entries (``force`` requantizes)."""
-    from ros_mmfusion.core.detection3d.pipeline import PillarDetector, onnx_files
-
-    encoder, head = onnx_files(spec)
+    The calibration data (and the detector's ``intensity_scale``) is recorded in the sidecars, not keyed: a later
+    detector with another ``intensity_scale`` finds the same entries (``force`` requantizes)."""
     feeds: list[tuple[dict, dict]] = []
+    detector: list[PillarDetector] = []
+
+    def fp32_detector() -> PillarDetector:
+        if not detector:
+            detector.append(fp32())
+        return detector[0]
 
     def samples() -> list[tuple[dict, dict]]:
         if not feeds:
-            fp32 = PillarDetector(spec, "onnxruntime", intensity_scale=intensity_scale)
-            feeds.extend(network_inputs(fp32, c) for c in clouds_from_simulation(count))
+            feeds.extend(fp32_detector().network_inputs(c) for c in clouds_from_simulation(count))
         return feeds
 
     def encoder_feeds() -> Iterator[dict[str, np.ndarray]]:
@@ -83,10 +74,12 @@ def int8_onnx_files(spec, intensity_scale: float = 1.0, count: int = 16, setting
     def head_feeds() -> Iterator[dict[str, np.ndarray]]:
         yield from (f[1] for f in samples())
 
+    def notes() -> dict:
+        return {"calibration": describe(count), "intensity_scale": fp32_detector().intensity_scale}
+
     cache = cache or EngineCache()
-    notes = {"calibration": describe(count), "intensity_scale": intensity_scale}
-    return (quantized_model(encoder, encoder_feeds, settings, cache, force, lambda: notes).artifact,
-            quantized_model(head, head_feeds, settings, cache, force, lambda: notes).artifact)
+    return (quantized_model(encoder, encoder_feeds, settings, cache, force, notes).artifact,
+            quantized_model(backbone_head, head_feeds, settings, cache, force, notes).artifact)
 
 
 @dataclass
@@ -140,11 +133,9 @@ class PillarsInt8Report(Int8Comparison):
                 f"({self.speedup:.2f}x)")
 
 
-def match_detections(a, b, iou: float = MATCH_IOU) -> list[tuple[int, int, float]]:
+def match_detections(a: Detections, b: Detections, iou: float = MATCH_IOU) -> list[tuple[int, int, float]]:
     """Greedy one-to-one matches ``(i, j, IoU)`` of ``a``'s boxes (by descending score) to ``b``'s of the same label
     at BEV IoU >= ``iou``."""
-    from ros_mmfusion.core.detection3d.nms import rotated_iou_matrix
-
     if not len(a) or not len(b):
         return []
     ious = rotated_iou_matrix(a.boxes, b.boxes)
@@ -162,20 +153,17 @@ def match_detections(a, b, iou: float = MATCH_IOU) -> list[tuple[int, int, float
     return out
 
 
-def compare_pillars_int8(fp32, int8, clouds: Sequence[np.ndarray], timing_runs: int = 5,
-                         confident_score: float = CONFIDENT_SCORE) -> PillarsInt8Report:
-    """Run the ``fp32`` and ``int8`` ``PillarDetector``s on ``clouds`` and compare head outputs and detections."""
-    import time
-
+def compare_pillars_int8(fp32: PillarDetector, int8: PillarDetector, clouds: Sequence[np.ndarray],
+                         timing_runs: int = 5, confident_score: float = CONFIDENT_SCORE) -> PillarsInt8Report:
+    """Run the ``fp32`` and ``int8`` ``PillarDetector``s on ``clouds`` and compare head outputs (each detector on its
+    own encoder's canvas: both graphs INT8, end to end) and detections."""
     err: dict[str, float] = {}
     ref: dict[str, float] = {}
     n32 = n8 = matched = n_conf = conf_matched = 0
     ious: list[float] = []
     for cloud in clouds:
-        enc, head = network_inputs(fp32, cloud)
-        maps32 = fp32.backbone_head.run(head)
-        embedded8 = int8.encoder.run(enc)["pillar_features"]
-        maps8 = _head_of(int8, cloud, embedded8)
+        maps32 = fp32.backbone_head.run(fp32.network_inputs(cloud)[1])
+        maps8 = int8.backbone_head.run(int8.network_inputs(cloud)[1])
         for name in maps32:
             a, b = maps32[name].astype(np.float64), maps8[name].astype(np.float64)
             err[name] = err.get(name, 0.0) + float(((a - b) ** 2).sum())
@@ -191,7 +179,7 @@ def compare_pillars_int8(fp32, int8, clouds: Sequence[np.ndarray], timing_runs: 
                                matched, float(np.mean(ious)) if ious else float("nan"), confident_score, n_conf,
                                conf_matched)
     if timing_runs and clouds:
-        enc, head = network_inputs(fp32, clouds[0])
+        enc, head = fp32.network_inputs(clouds[0])
         times = np.empty((timing_runs, 2))
         for detector in (fp32, int8):
             detector.encoder.run(enc), detector.backbone_head.run(head)
@@ -205,17 +193,5 @@ def compare_pillars_int8(fp32, int8, clouds: Sequence[np.ndarray], timing_runs: 
     return report
 
 
-def _subset(detections, keep: np.ndarray):
-    return type(detections)(boxes=detections.boxes[keep], scores=detections.scores[keep],
-                            labels=detections.labels[keep])
-
-
-def _head_of(detector, cloud: np.ndarray, embedded: np.ndarray) -> dict[str, np.ndarray]:
-    from ros_mmfusion.core.detection3d.pillarize import crop_to_range
-    from ros_mmfusion.core.detection3d.pipeline import point_features
-    from ros_mmfusion.core.models.pointpillars import scatter_to_bev
-
-    cropped = crop_to_range(point_features(cloud, detector.intensity_scale), detector.config.point_cloud_range)
-    pillars, _ = detector.pillars(cropped)
-    return detector.backbone_head.run({"spatial_features": scatter_to_bev(embedded, pillars.coords,
-                                                                          detector.grid.bev_shape)})
+def _subset(detections: Detections, keep: np.ndarray) -> Detections:
+    return Detections(boxes=detections.boxes[keep], scores=detections.scores[keep], labels=detections.labels[keep])

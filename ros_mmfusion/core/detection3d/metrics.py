@@ -22,6 +22,8 @@ Implemented from the published metric definitions (PASCAL VOC / KITTI object ben
   ``0, 0.01, ..., 1`` as above; levels with recall <= 0.1 are dropped and 0.1 subtracted from precision (clipped at
   0); AP is the mean of what remains divided by 0.9, so a perfect detector scores 1. mAP per class averages the four
   thresholds; the overall mAP averages classes.
+* **Merging**: ``DetectionEvaluator.merge`` adds another evaluator's frames (e.g. one per robot or per bag, evaluated
+  apart); the results equal those of one evaluator given every frame, the merged-in frames after its own.
 * A class without ground truth has AP ``None`` (undefined; its detections are counted); a class with ground truth
   but no detections has AP 0. mAP figures average the classes whose AP is defined.
 """
@@ -238,6 +240,26 @@ class DetectionEvaluator:
                 ranked.scores.append(s)
                 ranked.tp.append(tp)
                 ranked.num_gt += g.shape[0]
+
+    def _settings(self) -> tuple:
+        return (None if self.classes is None else tuple(self.classes), tuple(self.iou_thresholds),
+                tuple(self.distance_thresholds), self.interpolation,
+                None if self.bev_range is None else tuple(float(v) for v in self.bev_range))
+
+    def merge(self, other: DetectionEvaluator) -> DetectionEvaluator:
+        """Add ``other``'s frames to this evaluator (in place; returns it). Both must evaluate the same way (classes,
+        thresholds, interpolation, range), else ValueError. ``other`` is left unchanged."""
+        if other._settings() != self._settings():
+            raise ValueError(f"cannot merge detection evaluators with different settings: {other._settings()} into "
+                             f"{self._settings()}")
+        for key, theirs in other._ranked.items():
+            ranked = self._ranked.setdefault(key, _Ranked())
+            ranked.scores.extend(theirs.scores)
+            ranked.tp.extend(theirs.tp)
+            ranked.num_gt += theirs.num_gt
+        self._seen.update(other._seen)
+        self.frames += other.frames
+        return self
 
     def curve(self, kind: str, threshold: float, name: str) -> PRCurve:
         ranked = self._ranked.get((kind, threshold, name), _Ranked())

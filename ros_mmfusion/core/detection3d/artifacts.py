@@ -1,0 +1,178 @@
+"""The detector's model artifacts (ROS-free): weights -> the two ONNX graphs -> INT8 -> the pipeline's backends.
+
+The one place that resolves a pillar detector's files and builds its backends:
+
+* ``build_module``: the PyTorch ``PointPillars`` of a ``DetectorSpec`` with its weights (an OpenPCDet checkpoint
+  ``{'model_state': ...}``, our state_dict or an ``.npz`` of one; painted weights widened from unpainted ones; without
+  weights random ones drawn from ``seed``: tests and timing only).
+* ``onnx_files``: Autoware's two-graph split, ``pillar_encoder.onnx`` (dynamic pillar count) and
+  ``backbone_head.onnx``, exported on first use into ``onnx_dir`` or the cache (``core/onnx_export.cache_dir``), named
+  by the configuration and the weights' content.
+* ``int8_onnx_files``: their INT8 (QDQ) models, quantized by ``quantize.py`` on first use and cached beside them
+  (``core/inference/engine_cache.py``, with a sidecar).
+* ``build_backends`` -> ``PillarBackends`` for ``torch``, ``onnxruntime`` or ``onnxruntime-int8`` (TensorRT needs a
+  pillar-count profile: not yet); ``build_detector``: those backends in a ``PillarDetector``.
+
+Import order (no cycles): ``preprocess`` <- ``pipeline`` <- ``quantize`` <- ``artifacts``.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ros_mmfusion.core.detection3d.painting import painted_config, painted_state_dict
+from ros_mmfusion.core.detection3d.pipeline import PillarBackends, PillarDetector
+from ros_mmfusion.core.detection3d.quantize import quantize_graphs
+from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.inference import create_backend
+from ros_mmfusion.core.inference.engine_cache import EngineCache
+from ros_mmfusion.core.inference.int8 import Int8Settings
+from ros_mmfusion.core.models.pointpillars import BackboneHead, PillarEncoder, PointPillarsConfig
+from ros_mmfusion.core.models.registry import detector
+from ros_mmfusion.core.onnx_export import cache_dir, export_once
+
+PIPELINE_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
+"""Backends both graphs run on here (``onnxruntime-int8``: both graphs quantized, calibrated on synthetic ``urban_day``
+clouds on first use, see ``quantize.py``; TensorRT needs a pillar-count profile: not yet)."""
+ENCODER_ONNX = "pillar_encoder.onnx"
+BACKBONE_HEAD_ONNX = "backbone_head.onnx"
+_ONNX_CACHE_VERSION = "pillars-v1"
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """Which detector, its weights and its deployment files.
+
+    ``config``: the unpainted detector. ``weights``: a checkpoint file (OpenPCDet ``.pth`` with ``model_state``, our
+    state_dict ``.pt``/``.pth``, or an ``.npz`` of key -> array); painted or unpainted (an unpainted one is widened
+    with zero weights for the painted channels, see ``painting.py``); empty means random weights drawn from ``seed``.
+    ``paint_channels``: number of PointPainting score channels (0: unpainted). ``onnx_dir``: a directory holding, or
+    to receive on first use, ``pillar_encoder.onnx`` and ``backbone_head.onnx``; empty means the cache.
+    """
+
+    config: PointPillarsConfig
+    weights: str = ""
+    seed: int = 0
+    paint_channels: int = 0
+    onnx_dir: str = ""
+
+    @classmethod
+    def named(cls, name: str, **kwargs) -> DetectorSpec:
+        """The spec of the detector ``name`` (``core/models/registry.detectors()``: a variant or an alias)."""
+        return cls(detector(name), **kwargs)
+
+    @property
+    def model_config(self) -> PointPillarsConfig:
+        """The configuration of the network that runs (painted when ``paint_channels`` > 0)."""
+        return painted_config(self.config, self.paint_channels)
+
+
+def read_checkpoint(path: str | Path) -> Mapping:
+    """The mapping stored in a checkpoint file: ``.npz`` through numpy (key -> array), anything else with
+    :func:`~ros_mmfusion.core.models.checkpoints.load_weights_file` (``torch.load``, weights only)."""
+    from ros_mmfusion.core.models.checkpoints import load_weights_file
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        return load_weights_file(path)
+    if not path.is_file():
+        raise ConfigError(f"weights file not found: {path}")
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as exc:  # noqa: BLE001 - numpy raises many types for a bad file
+        raise ConfigError(f"cannot read weights {path}: {exc}") from None
+
+
+def build_module(spec: DetectorSpec):
+    """The eval-mode ``PointPillars`` of ``spec`` with its weights loaded (strict)."""
+    import torch
+
+    from ros_mmfusion.core.models.pointpillars import build_model, convert_upstream_checkpoint, load_checkpoint
+
+    state: Mapping[str, torch.Tensor]
+    if spec.weights:
+        state = convert_upstream_checkpoint(read_checkpoint(spec.weights))
+    else:
+        with torch.random.fork_rng(devices=[]):  # reproducible weights without touching the caller's generator
+            torch.manual_seed(spec.seed)
+            state = build_model(spec.config).state_dict()
+    if spec.paint_channels:
+        state = painted_state_dict(state, spec.config, spec.paint_channels)
+    model = build_model(spec.model_config)
+    load_checkpoint(model, state, strict=True)
+    return model.eval()
+
+
+def onnx_files(spec: DetectorSpec) -> tuple[Path, Path]:
+    """``(pillar_encoder.onnx, backbone_head.onnx)`` of ``spec``, exported on first use.
+
+    Without ``onnx_dir`` they live in ``<cache>/onnx/<name>-<hash>/``, the hash covering the configuration and the
+    weights' content (or the seed of random weights).
+    """
+    from ros_mmfusion.core.models.pointpillars import export_split
+
+    if spec.onnx_dir:
+        directory = Path(spec.onnx_dir)
+    else:
+        digest = hashlib.sha256(f"{_ONNX_CACHE_VERSION}/{spec.model_config!r}".encode())
+        digest.update(Path(spec.weights).read_bytes() if spec.weights else f"seed={spec.seed}".encode())
+        directory = cache_dir() / "onnx" / f"{spec.model_config.name}-{digest.hexdigest()[:16]}"
+    files = (directory / ENCODER_ONNX, directory / BACKBONE_HEAD_ONNX)
+    if directory.exists() and not all(f.is_file() for f in files):
+        raise ConfigError(f"ONNX directory {directory} lacks {ENCODER_ONNX} or {BACKBONE_HEAD_ONNX}")
+    export_once(directory, lambda tmp: export_split(build_module(spec), tmp))
+    return files
+
+
+def int8_onnx_files(spec: DetectorSpec, intensity_scale: float = 1.0, count: int = 16,
+                    settings: Int8Settings | None = None, cache: EngineCache | None = None,
+                    force: bool = False) -> tuple[Path, Path]:
+    """``(encoder, backbone_head)`` INT8 (QDQ) files of ``spec``: the cached ones beside the fp32 exports, else
+    quantized now (``quantize.quantize_graphs``) on ``count`` ``urban_day`` clouds through the fp32 ONNX Runtime
+    detector, intensity times ``intensity_scale`` (as the detector sees them), in ``settings`` (default: this CPU's
+    format)."""
+    encoder, head = onnx_files(spec)
+    return quantize_graphs(encoder, head, lambda: build_detector(spec, "onnxruntime", intensity_scale=intensity_scale),
+                           count, settings, cache, force)
+
+
+def build_backends(spec: DetectorSpec, backend: str = "onnxruntime", device: str = "cpu", precision: str = "fp32",
+                   threads: int = 0, intensity_scale: float = 1.0) -> PillarBackends:
+    """The two graphs of ``spec`` on ``backend`` (one of ``PIPELINE_BACKENDS``): the PyTorch modules for ``torch``,
+    the fp32 exports for ``onnxruntime``, their INT8 models for ``onnxruntime-int8`` (calibrated with intensities
+    times ``intensity_scale`` when quantized now)."""
+    if backend not in PIPELINE_BACKENDS:
+        raise ConfigError(f"the detection pipeline runs on {' or '.join(PIPELINE_BACKENDS)}, not {backend!r}")
+    module = build_module(spec) if backend == "torch" else None
+    encoder, backbone_head = module.split() if module is not None else (None, None)
+    encoder_path: Path | None = None
+    head_path: Path | None = None
+    if backend == "onnxruntime":
+        encoder_path, head_path = onnx_files(spec)
+    elif backend == "onnxruntime-int8":
+        encoder_path, head_path = int8_onnx_files(spec, intensity_scale)
+    return PillarBackends(
+        encoder=create_backend(
+            backend, input_names=PillarEncoder.input_names, output_names=PillarEncoder.output_names,
+            module_factory=lambda: encoder, onnx_path=encoder_path, device=device, precision=precision,
+            threads=threads),
+        backbone_head=create_backend(
+            backend, input_names=BackboneHead.input_names,
+            output_names=backbone_head.output_names if backbone_head is not None else (),
+            module_factory=lambda: backbone_head, onnx_path=head_path, device=device, precision=precision,
+            threads=threads))
+
+
+def build_detector(spec: DetectorSpec, backend: str = "onnxruntime", device: str = "cpu", precision: str = "fp32",
+                   threads: int = 0, intensity_scale: float = 1.0,
+                   score_thresholds: float | Sequence[float] | None = None) -> PillarDetector:
+    """``PillarDetector`` of ``spec`` on ``build_backends(spec, backend, ...)``; arguments as there and in
+    ``PillarDetector``."""
+    backends = build_backends(spec, backend, device, precision, threads, intensity_scale)
+    return PillarDetector(spec.config, backends, paint_channels=spec.paint_channels, intensity_scale=intensity_scale,
+                          score_thresholds=score_thresholds)
