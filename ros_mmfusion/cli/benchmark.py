@@ -88,7 +88,7 @@ class _Harness:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
-        from ros_mmfusion.ros.launcher import create_nodes
+        from ros_mmfusion.launcher import create_nodes
         from ros_mmfusion.ros.qos import OUTPUT_QOS
         from ros_mmfusion.ros.tap import TopicTap
 

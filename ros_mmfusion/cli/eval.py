@@ -472,7 +472,7 @@ def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any,
     from ros_mmfusion.core.evaluation.report import LatencySeries, SampleFrame, write_report
     from ros_mmfusion.core.evaluation.segmentation import scores
     from ros_mmfusion.ros.image import image_to_numpy
-    from ros_mmfusion.ros.launcher import replay_in_process, run_processes
+    from ros_mmfusion.launcher import replay_in_process, run_processes
     from ros_mmfusion.ros.tap import TopicTap
 
     evaluated = [(n, EVALUATED[n.key]) for n in preset.nodes if n.key in EVALUATED]

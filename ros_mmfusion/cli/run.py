@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     import rclpy
 
     import ros_mmfusion.ros  # noqa: F401  (DDS profile)
-    from ros_mmfusion.ros import launcher
+    from ros_mmfusion import launcher
     from ros_mmfusion.ros.progress import RunBoard, diagnostics_listener
     from ros_mmfusion.ros.runtime import health_snapshot
 

@@ -253,7 +253,7 @@ def test_inputs_are_checked_against_the_bag_and_the_other_nodes(bag):
     an optional one a note, one another node publishes is fine."""
     from ros_mmfusion import presets
     from ros_mmfusion.core.errors import ConfigError
-    from ros_mmfusion.ros.launcher import bag_topics, check_inputs
+    from ros_mmfusion.launcher import bag_topics, check_inputs
 
     preset = presets.load("segmentation", {"bag": str(bag)})
     replayed = {"bag_player": bag_topics(preset.nodes[0])}

@@ -18,9 +18,9 @@ from functools import cached_property
 
 import numpy as np
 
+import ros_mmfusion.core.sim.appearance as A
 from ros_mmfusion.core import labels as L
 from ros_mmfusion.core.geometry import R_OPTICAL_FROM_BODY, PinholeCamera, Transform
-from ros_mmfusion.core.sim import appearance as A
 from ros_mmfusion.core.sim.scenarios import Conditions
 from ros_mmfusion.core.sim.world import Snapshot, World, open3d_module
 
