@@ -47,7 +47,7 @@ class Evaluated:
     required_inputs: tuple[str, ...]
     outputs: tuple[str, ...]  # Image topics (relative names, remappable)
     labels: str | None = None  # the mono8 class-id output compared with GT_SEMANTIC
-    inputs: tuple[str, ...] = ()  # every input topic (relative), preloaded by ``mmfusion benchmark``
+    inputs: tuple[str, ...] = ()  # every input topic (relative), preloaded by ``mmfusion bench-graph``
     detections: str | None = None  # the Detection3DArray output compared with GT_BOXES (not an Image)
     path: str | None = None  # the nav_msgs/Path of waypoints compared with the future odometry (not an Image)
     closest_node: str | None = None  # the std_msgs/Int32 localised node (no header: paired with ``path`` in order)

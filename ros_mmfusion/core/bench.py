@@ -92,7 +92,7 @@ def bench_network(spec: NetworkSpec, backend: str, batch: int = 1, size: tuple[i
 
 DETECTION_MODELS = {"pointpillars": "pointpillars_kitti", "pointpillars_kitti": "pointpillars_kitti",
                     "centerpoint_pillar": "centerpoint_pillar", "pointpillars_synthetic": "pointpillars_synthetic"}
-"""Names ``mmfusion bench --model`` times as whole detection pipelines (-> detector configuration)."""
+"""Names ``mmfusion bench-network --model`` times as whole detection pipelines (-> detector configuration)."""
 
 
 @dataclass

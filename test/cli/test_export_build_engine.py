@@ -55,5 +55,5 @@ def test_build_engine_cpu_int8_needs_a_package_and_int8(exported, capsys):
 
 @needs_no_tensorrt
 def test_bench_accepts_the_new_backends_and_explains_a_missing_tensorrt(capsys):
-    assert main(["bench", "--model", "vint_reduced", "--backend", "tensorrt"]) == 2
+    assert main(["bench-network", "--model", "vint_reduced", "--backend", "tensorrt"]) == 2
     assert "--backend tensorrt: TensorRT is not installed" in capsys.readouterr().err

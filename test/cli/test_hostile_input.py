@@ -83,8 +83,8 @@ def test_eval_never_deletes_the_bag_it_evaluates(recorded_bag, capsys, extra):
 
 
 @pytest.mark.parametrize("command, name", [("eval", "metrics.json"), ("eval", "report.md"),
-                                           ("eval", "outputs"), ("benchmark", "benchmark.json"),
-                                           ("benchmark", "benchmark.md")])
+                                           ("eval", "outputs"), ("bench-graph", "benchmark.json"),
+                                           ("bench-graph", "benchmark.md")])
 def test_a_users_file_under_a_name_the_command_writes_is_never_replaced(recorded_bag, tmp_path, capsys, command,
                                                                         name):
     out = tmp_path / "report"
@@ -106,7 +106,7 @@ def test_a_users_file_under_a_name_the_command_writes_is_never_replaced(recorded
 
 @pytest.mark.parametrize("argv", [
     ["eval", "--bag", "BAG", "--out", "FILE"],
-    ["benchmark", "--bag", "BAG", "--out", "FILE"],
+    ["bench-graph", "--bag", "BAG", "--out", "FILE"],
     ["train", "segmentation", "--out", "FILE", "--iterations", "1"],
     ["sim", "--scenario", "fog", "--frames", "1", "--out", "FILE"],
     ["demo", "--out", "FILE"],
@@ -240,7 +240,7 @@ def test_convert_checkpoint_rejects_files_that_are_no_checkpoint(tmp_path, capsy
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["bench", "--model", "cmx_mit_b0", "--size", "100000x100000"], "each side must be 16..8192"),
+    (["bench-network", "--model", "cmx_mit_b0", "--size", "100000x100000"], "each side must be 16..8192"),
     (["export", "--model", "cmx_mit_b0", "--size", "100000x100000", "--out", "OUT/x.onnx"], "16..8192"),
     (["export", "--model", "cmx_mit_b0", "--size", "0x-3", "--out", "OUT/x.onnx"], "16..8192"),
     (["export", "--model", "HUGE_PACKAGE", "--out", "OUT/x.onnx"], "input_size: 100000x100000"),

@@ -28,7 +28,7 @@ def create_backend(kind: str, *, input_names: Sequence[str], output_names: Seque
     ``onnxruntime-int8`` runs the INT8 (QDQ) model of ``onnx_path``: the file itself when it is quantized, else its
     cached INT8 model in this CPU's format (``int8.cpu_int8_settings``; ``mmfusion build-engine --precision int8``),
     quantized now when ``calibration`` (returns sample feeds) is given. It runs what it is asked for: declining INT8
-    where it does not pay is the callers' choice (``int8.choose_backend``: nodes, ``mmfusion bench``).
+    where it does not pay is the callers' choice (``int8.choose_backend``: nodes, ``mmfusion bench-network``).
 
     ``tensorrt`` (device cuda; fp32, fp16 or int8) builds or loads a cached engine of ``onnx_path`` for the
     profile ``shapes`` ({input: shape or (min, opt, max)}; static ONNX inputs may be omitted), calibrating INT8 with

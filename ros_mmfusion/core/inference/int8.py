@@ -16,7 +16,7 @@ instruction set (``cpu_features.py``):
 
 :func:`int8_plan` is the one decision, per model family and CPU class, of the format and of whether INT8 pays at all
 (it is declined where it was measured slower than fp32 or not accurate enough); nodes (through
-:func:`choose_backend`), ``mmfusion doctor`` and ``mmfusion bench`` all ask it. ``MMFUSION_INT8`` overrides it for
+:func:`choose_backend`), ``mmfusion doctor`` and ``mmfusion bench-network`` all ask it. ``MMFUSION_INT8`` overrides it for
 experts: ``off`` declines INT8 everywhere, a format name (``u8s8``, ``u8s8-rr``, ``u8u8``, ``s8s8``) forces INT8 in
 that format.
 """
@@ -86,7 +86,7 @@ U8U8 = Int8Settings(weights="uint8")
 S8S8 = Int8Settings(activations="int8")
 TENSORRT_INT8 = Int8Settings(activations="int8", symmetric_activations=True, target="tensorrt")
 CPU_FORMATS = {s.label: s for s in (CPU_INT8, U8S8_REDUCED, U8U8, S8S8)}
-"""The CPU formats by name ("u8s8", "u8s8-rr", "u8u8", "s8s8"): ``MMFUSION_INT8`` and ``mmfusion bench
+"""The CPU formats by name ("u8s8", "u8s8-rr", "u8u8", "s8s8"): ``MMFUSION_INT8`` and ``mmfusion bench-network
 --int8-format`` take these names."""
 
 _SATURATES = "U8S8 kernels saturate without VNNI, so the weights use 7 bits"
