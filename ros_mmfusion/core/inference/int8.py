@@ -16,8 +16,8 @@ instruction set (``cpu_features.py``):
 
 :func:`int8_plan` is the one decision, per model family and CPU class, of the format and of whether INT8 pays at all
 (it is declined where it was measured slower than fp32 or not accurate enough); nodes (through
-:func:`choose_backend`), ``mmfusion doctor`` and ``mmfusion bench-network`` all ask it. ``MMFUSION_INT8`` overrides it for
-experts: ``off`` declines INT8 everywhere, a format name (``u8s8``, ``u8s8-rr``, ``u8u8``, ``s8s8``) forces INT8 in
+:func:`choose_backend`), ``mmfusion doctor`` and ``mmfusion bench-network`` all ask it. ``MMFUSION_INT8`` overrides it
+for experts: ``off`` declines INT8 everywhere, a format name (``u8s8``, ``u8s8-rr``, ``u8u8``, ``s8s8``) forces INT8 in
 that format.
 """
 from __future__ import annotations
