@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(p)
         p.set_defaults(_module=module)
     for old, new in RENAMED.items():
+        if new not in COMMANDS:
+            continue
         module = importlib.import_module(f"ros_mmfusion.cli.{COMMANDS[new]}")
         p = sub.add_parser(old, help=f"old name of `{new}`", description=module.HELP)
         module.add_arguments(p)

@@ -224,7 +224,7 @@ def test_build_engine_rejects_broken_onnx_files(vint_onnx, tmp_path, capsys, kin
 def test_build_engine_rejects_an_onnx_file_of_another_network_for_a_model_package(vint_onnx, package, capsys):
     """A ViNT ONNX with a segmentation package used to end in a KeyError traceback after calibration."""
     fails_with_one_line(capsys, ["build-engine", "--onnx", str(vint_onnx), "--precision", "int8", "--target",
-                                 "onnxruntime", "--package", str(package), "--calib", "sim", "--frames", "2"],
+                                 "onnxruntime", "--package", str(package), "--quantize-from", "sim", "--frames", "2"],
                         "takes inputs obs_img, goal_img", "rgb, x")
 
 

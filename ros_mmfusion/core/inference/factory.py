@@ -17,7 +17,7 @@ def create_backend(kind: str, *, input_names: Sequence[str], output_names: Seque
                    module_factory: Callable[[], object] | None = None, onnx_path: str | Path | None = None,
                    device: str = "cpu", precision: str = "fp32", threads: int = 0,
                    shapes: Mapping[str, object] | None = None,
-                   calibration: Callable[[], Iterable[Mapping[str, np.ndarray]]] | None = None,
+                   quantization_samples: Callable[[], Iterable[Mapping[str, np.ndarray]]] | None = None,
                    cache_dir: str | Path | None = None) -> Backend:
     """Build the backend ``kind``.
 
@@ -27,12 +27,13 @@ def create_backend(kind: str, *, input_names: Sequence[str], output_names: Seque
 
     ``onnxruntime-int8`` runs the INT8 (QDQ) model of ``onnx_path``: the file itself when it is quantized, else its
     cached INT8 model in this CPU's format (``int8.cpu_int8_settings``; ``mmfusion build-engine --precision int8``),
-    quantized now when ``calibration`` (returns sample feeds) is given. It runs what it is asked for: declining INT8
-    where it does not pay is the callers' choice (``int8.choose_backend``: nodes, ``mmfusion bench-network``).
+    quantized now when ``quantization_samples`` (returns sample feeds) is given. It runs what it is asked for:
+    declining INT8 where it does not pay is the callers' choice (``int8.choose_backend``: nodes,
+    ``mmfusion bench-network``).
 
     ``tensorrt`` (device cuda; fp32, fp16 or int8) builds or loads a cached engine of ``onnx_path`` for the
     profile ``shapes`` ({input: shape or (min, opt, max)}; static ONNX inputs may be omitted), calibrating INT8 with
-    ``calibration`` unless the ONNX file is already quantized. Artifacts are cached beside the ONNX file or in
+    ``quantization_samples`` unless the ONNX file is already quantized. Artifacts are cached beside the ONNX file or in
     ``cache_dir`` (see ``engine_cache.py``).
     """
     if kind not in BACKENDS:
@@ -42,7 +43,7 @@ def create_backend(kind: str, *, input_names: Sequence[str], output_names: Seque
     if device not in ("cpu", "cuda"):
         raise ConfigError(f"device must be cpu or cuda, got {device!r}")
     if kind == "tensorrt":
-        return _tensorrt(onnx_path, device, precision, shapes, calibration, cache_dir)
+        return _tensorrt(onnx_path, device, precision, shapes, quantization_samples, cache_dir)
     if precision == "int8" and kind != "onnxruntime-int8":
         raise ConfigError(f"precision int8 needs backend onnxruntime-int8 or tensorrt, not {kind}")
     if kind == "torch":
@@ -59,13 +60,14 @@ def create_backend(kind: str, *, input_names: Sequence[str], output_names: Seque
     if kind == "onnxruntime-int8":
         if precision == "fp16":
             raise ConfigError("backend onnxruntime-int8 runs int8; precision must be int8 (or fp32, the default)")
-        backend = OnnxRuntimeBackend(_int8_model(Path(onnx_path), calibration, cache_dir), device, "fp32", threads)
+        int8_model = _int8_model(Path(onnx_path), quantization_samples, cache_dir)
+        backend = OnnxRuntimeBackend(int8_model, device, "fp32", threads)
         backend.info = replace(backend.info, kind=kind, precision="int8")
         return backend
     return OnnxRuntimeBackend(Path(onnx_path), device, precision, threads)
 
 
-def _int8_model(onnx: Path, calibration: Callable[[], Iterable[Mapping[str, np.ndarray]]] | None,
+def _int8_model(onnx: Path, samples: Callable[[], Iterable[Mapping[str, np.ndarray]]] | None,
                 cache_dir: str | Path | None) -> Path:
     from ros_mmfusion.core.inference.engine_cache import EngineCache
     from ros_mmfusion.core.inference.int8 import int8_spec, is_quantized, quantized_model
@@ -73,19 +75,19 @@ def _int8_model(onnx: Path, calibration: Callable[[], Iterable[Mapping[str, np.n
     if is_quantized(onnx):
         return onnx
     cache = EngineCache(cache_dir)
-    if calibration is not None:
-        return quantized_model(onnx, calibration, cache=cache).artifact
+    if samples is not None:
+        return quantized_model(onnx, samples, cache=cache).artifact
     spec = int8_spec(onnx)  # this CPU's format, keyed by its class
     cached = cache.lookup(spec)
     if cached is None:
         raise ConfigError(f"no INT8 model ({spec.precision}, {spec.device}) of {onnx} yet: run `mmfusion "
-                          f"build-engine --onnx {onnx} --precision int8 --calib BAG` on this machine (or pass "
-                          "calibration samples)")
+                          f"build-engine --onnx {onnx} --precision int8 --quantize-from BAG` on this machine (or "
+                          "pass quantization samples)")
     return cached
 
 
 def _tensorrt(onnx_path: str | Path | None, device: str, precision: str, shapes: Mapping[str, object] | None,
-              calibration: Callable[[], Iterable[Mapping[str, np.ndarray]]] | None,
+              samples: Callable[[], Iterable[Mapping[str, np.ndarray]]] | None,
               cache_dir: str | Path | None) -> Backend:
     from ros_mmfusion.core.inference.tensorrt_support import tensorrt_unavailable
 
@@ -100,4 +102,5 @@ def _tensorrt(onnx_path: str | Path | None, device: str, precision: str, shapes:
     from ros_mmfusion.core.inference.engine_cache import EngineCache
     from ros_mmfusion.core.inference.tensorrt_backend import TensorRTBackend
 
-    return TensorRTBackend(onnx_path, precision, shapes, calibration=calibration, cache=EngineCache(cache_dir))
+    return TensorRTBackend(onnx_path, precision, shapes, quantization_samples=samples,
+                           cache=EngineCache(cache_dir))

@@ -285,8 +285,8 @@ def int8_spec(onnx: str | Path, settings: Int8Settings | None = None, isa: CpuIs
     TensorRT variants of one ONNX file are two entries rather than each other's stale entry. A CPU model's device
     is the CPU class it was made for (``cpu:x86-avx2``; ``isa``, default this machine's), so an entry made on one
     class is rebuilt, not reused, on another; a TensorRT file's is "any" (a GPU artifact). The calibration data is
-    recorded, not keyed, so a model calibrated from a real recording (``mmfusion build-engine --calib BAG``) is the
-    one every later user finds. The sidecar's notes name the CPU class, its model name and the format."""
+    recorded, not keyed, so a model calibrated from a real recording (``mmfusion build-engine --quantize-from BAG``) is
+    the one every later user finds. The sidecar's notes name the CPU class, its model name and the format."""
     import onnxruntime as ort
 
     isa = isa or cpu_isa()
