@@ -545,7 +545,8 @@ def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any,
                 elif topic == nav.odom_topic:
                     pose = msg.pose.pose
                     q = pose.orientation
-                    nav.odom.append((stamp, pose.position.x, pose.position.y, quaternion_to_yaw((q.x, q.y, q.z, q.w))))
+                    yaw = float(quaternion_to_yaw((q.x, q.y, q.z, q.w)))
+                    nav.odom.append((stamp, pose.position.x, pose.position.y, yaw))
             if det is not None and topic == GT_BOXES:
                 det.add(stamp, gt=detections_to_arrays(msg))
             elif det is not None and topic in detection_topics:

@@ -6,6 +6,7 @@ into frame ``a`` (``p_a = T_a_b @ p_b``), as ``tf2`` would look up ``a <- b``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,7 +55,7 @@ def yaw_to_quaternion(yaw: float | np.ndarray) -> np.ndarray:
     return np.stack([zeros, zeros, np.sin(half), np.cos(half)], axis=-1)
 
 
-def quaternion_to_yaw(quaternion: np.ndarray) -> np.ndarray | float:
+def quaternion_to_yaw(quaternion: np.ndarray | Sequence[float]) -> np.ndarray | float:
     """Yaw in radians, in (-pi, pi], of ``(..., 4)`` ``(x, y, z, w)`` quaternions (roll and pitch are ignored)."""
     q = np.asarray(quaternion, dtype=np.float64)
     if q.shape[-1:] != (4,):
