@@ -11,7 +11,7 @@ from launch_ros.actions import Node
 
 from launch import LaunchDescription
 from ros_mmfusion import presets
-from ros_mmfusion.ros.launcher import typed_parameters
+from ros_mmfusion.launcher import typed_parameters
 
 
 def _nodes(context, *args, **kwargs):

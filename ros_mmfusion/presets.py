@@ -184,13 +184,27 @@ def load(name: str, args: dict[str, str] | None = None, overrides: dict[str, dic
     return Preset(name, str(data.get("description", "")), nodes, needed)
 
 
+def split_assignment(item: str, option: str, form: str = "NAME=VALUE") -> tuple[str, str]:
+    """``"name=value"`` -> ``("name", "value")`` (the value may hold "=" and be empty); ConfigError naming ``option``
+    and the expected ``form`` when there is no "=" or no name."""
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise ConfigError(f"{option} expects {form}, got {item!r}")
+    return name, value
+
+
+def parse_arguments(items: list[str]) -> dict[str, str]:
+    """``--arg`` values ``["NAME=VALUE", ...]`` -> {name: value} (strings, substituted for ``$(arg NAME)``)."""
+    return dict(split_assignment(item, "--arg") for item in items)
+
+
 def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
     """``["node.param=value", ...]`` -> {node: {param: value}}; values parsed as YAML scalars (1.0, true, [a, b])."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
-        target, sep, raw = item.partition("=")
+        target, raw = split_assignment(item, "--set", "NODE.PARAM=VALUE")
         node, dot, param = target.partition(".")
-        if not sep or not dot or not node or not param:
+        if not dot or not node or not param:
             raise ConfigError(f"--set expects NODE.PARAM=VALUE, got {item!r}")
         try:
             value = yaml.safe_load(raw) if raw else ""

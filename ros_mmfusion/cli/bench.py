@@ -1,11 +1,13 @@
-"""``mmfusion bench``: latency and throughput of a network through PyTorch and ONNX Runtime on this machine; with
+"""``mmfusion bench-network`` (old name ``bench``): one network alone, no ROS: latency and throughput of a network
+through PyTorch and ONNX Runtime on this machine (``bench-graph`` times a preset's node graph instead); with
 ``--int8-format``, the accuracy and speed-up of ONNX Runtime INT8 formats against fp32 on synthetic inputs."""
 from __future__ import annotations
 
 import argparse
 import json
 
-HELP = "benchmark a network's latency through its backends (median/p95 ms, throughput)"
+HELP = ("time one network alone through its backends, no ROS: latency (median/p95 ms) and throughput per batch "
+        "(old name: bench)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""``mmfusion benchmark``: throughput and latency of a preset's nodes with inputs preloaded in memory.
+"""``mmfusion bench-graph`` (old name ``benchmark``): throughput and latency of a preset's ROS node graph with inputs
+preloaded in memory (``bench-network`` times one network alone instead).
 
 The input frames of the evaluated nodes are read from the bag once (raw CDR, grouped by header stamp) and published
 from a thread at fixed rates, each frame restamped with the wall clock at publication; the nodes run in this process
@@ -22,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-HELP = "publish preloaded bag frames through a preset at fixed rates and find its peak throughput (JSON + Markdown)"
+HELP = ("time a preset's ROS node graph: publish preloaded bag frames at fixed rates, find its peak throughput "
+        "(JSON + Markdown; old name: benchmark)")
 
 MAX_LOSS = 0.05
 
@@ -88,7 +90,7 @@ class _Harness:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
-        from ros_mmfusion.ros.launcher import create_nodes
+        from ros_mmfusion.launcher import create_nodes
         from ros_mmfusion.ros.qos import OUTPUT_QOS
         from ros_mmfusion.ros.tap import TopicTap
 

@@ -17,11 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", required=True, choices=["fp32", "fp16", "int8"])
     parser.add_argument("--target", choices=["tensorrt", "onnxruntime"], default="tensorrt",
                         help="tensorrt: a TensorRT engine; onnxruntime: the CPU INT8 (QDQ) model (int8 only)")
-    parser.add_argument("--calib", help="INT8 calibration frames: a rosbag2 directory, or 'sim' for the synthetic "
-                                        "world (segmentation models; needs --package)")
+    parser.add_argument("--quantize-from", "--calib", dest="calib", metavar="BAG|sim",
+                        help="INT8 quantization samples: a rosbag2 directory, or 'sim' for the synthetic world "
+                             "(segmentation models; needs --package); --calib is its old name")
     parser.add_argument("--package", help="segmentation model package (model.yaml) describing the ONNX file's "
                                           "inputs: X encoder and input size")
-    parser.add_argument("--frames", type=int, default=16, help="calibration frames (as many again are evaluated)")
+    parser.add_argument("--frames", type=int, default=16,
+                        help="quantization sample frames (as many again are evaluated)")
     parser.add_argument("--shape", action="append", default=[],
                         help="input profile NAME=1x3x480x640 (fixed) or NAME=MIN:OPT:MAX (repeatable; TensorRT)")
     parser.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT workspace memory-pool limit")
@@ -67,7 +69,8 @@ def _onnxruntime_int8(args: argparse.Namespace, onnx: Path, spec) -> dict:
     if args.precision != "int8":
         raise UserError("--target onnxruntime builds the INT8 model only; fp32/fp16 ONNX files run as they are")
     if spec is None:
-        raise UserError("INT8 calibration needs --package (how the model's inputs are made) and --calib BAG|sim")
+        raise UserError("INT8 quantization needs --package (how the model's inputs are made) and "
+                        "--quantize-from BAG|sim")
     calib, held_out = _frames(args, spec)
     source = describe_source(args.calib, calib)
     result = quantized_model(onnx, lambda: feeds_of(spec, calib), cache=EngineCache(args.cache_dir),
@@ -90,11 +93,12 @@ def _tensorrt(args: argparse.Namespace, onnx: Path, spec) -> dict:
     if spec is not None:
         for name in ("rgb", "x"):
             shapes.setdefault(name, (1, 3, *spec.input_size))
-    calibration = None
+    samples = None
     if args.precision == "int8" and spec is not None and args.calib:
-        calibration = lambda: feeds_of(spec, _frames(args, spec)[0])  # noqa: E731
+        samples = lambda: feeds_of(spec, _frames(args, spec)[0])  # noqa: E731
     backend = TensorRTBackend(onnx, args.precision, shapes, workspace_bytes=args.workspace_mb << 20,
-                              calibration=calibration, cache=EngineCache(args.cache_dir), force_rebuild=args.force)
+                              quantization_samples=samples, cache=EngineCache(args.cache_dir),
+                              force_rebuild=args.force)
     return {"artifact": str(backend.artifact), "target": "tensorrt", "status": "ready", "summary": backend.info.detail}
 
 
@@ -134,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cache_dir:
         check_directory_option(args.cache_dir, "--cache-dir")
     if args.calib and args.calib != "sim" and not Path(args.calib).is_dir():
-        raise UserError(f"--calib {args.calib}: not a rosbag2 directory (or 'sim')")
+        raise UserError(f"--quantize-from {args.calib}: not a rosbag2 directory (or 'sim')")
     spec = SegmentationModelSpec.from_package(args.package) if args.package else None
     check_onnx(onnx, spec)
     if args.target == "tensorrt":

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ros_mmfusion.cli.main import UserError
     from ros_mmfusion.core.errors import ConfigError
-    from ros_mmfusion.core.models.checkpoints import convert
+    from ros_mmfusion.core.models.upstream import convert
     from ros_mmfusion.core.outputs import OutputFile, require_file
 
     try:

@@ -139,8 +139,8 @@ def _demo(args: argparse.Namespace, output, stage: Path, scenario: str, size: tu
 
     import ros_mmfusion.ros  # noqa: F401  (DDS profile)
     from ros_mmfusion import presets
+    from ros_mmfusion.launcher import replay_in_process
     from ros_mmfusion.ros.image import image_to_numpy
-    from ros_mmfusion.ros.launcher import replay_in_process
     from ros_mmfusion.ros.tap import TopicTap
 
     preset = presets.load("demo", {"bag": str(bag)}, {"bag_player": {"rate": args.rate}})

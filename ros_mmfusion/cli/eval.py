@@ -49,7 +49,7 @@ class Evaluated:
     required_inputs: tuple[str, ...]
     outputs: tuple[str, ...]  # Image topics (relative names, remappable)
     labels: str | None = None  # the mono8 class-id output compared with GT_SEMANTIC
-    inputs: tuple[str, ...] = ()  # every input topic (relative), preloaded by ``mmfusion benchmark``
+    inputs: tuple[str, ...] = ()  # every input topic (relative), preloaded by ``mmfusion bench-graph``
     detections: str | None = None  # the Detection3DArray output compared with GT_BOXES (not an Image)
     path: str | None = None  # the nav_msgs/Path of waypoints compared with the future odometry (not an Image)
     closest_node: str | None = None  # the std_msgs/Int32 localised node (no header: paired with ``path`` in order)
@@ -305,10 +305,6 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
     return values
 
 
-def _yaw(q: Any) -> float:
-    return float(np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)))
-
-
 @dataclass
 class NavigationOutputs:
     """The topics eval reads for navigation and the run's record of what arrived on them (the record and its metrics:
@@ -365,12 +361,7 @@ def run(args: argparse.Namespace) -> int:
     writes = REPORT_FILES if args.no_record else (*REPORT_FILES, OUTPUTS_BAG)
     output = OutputDirectory(args.out, "eval", overwrite=args.overwrite, writes=writes, inputs=[bag],
                              what="report directory")
-    preset_args: dict[str, str] = {}
-    for item in args.arg:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--arg expects NAME=VALUE, got {item!r}")
-        preset_args[key] = value
+    preset_args = presets.parse_arguments(args.arg)
     preset_args["bag"] = str(bag)
     overrides: dict[str, dict[str, Any]] = presets.parse_set(args.set)
     overrides.setdefault("bag_player", {}).update({"rate": args.rate, "restamp": True})
@@ -420,9 +411,11 @@ def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any,
     from ros_mmfusion.core.evaluation.latency import latency_stats
     from ros_mmfusion.core.evaluation.report import LatencySeries, SampleFrame, write_report
     from ros_mmfusion.core.evaluation.segmentation import scores
+    from ros_mmfusion.core.geometry import quaternion_to_yaw
+    from ros_mmfusion.core.stamps import stamp_to_ns
+    from ros_mmfusion.launcher import replay_in_process, run_processes
     from ros_mmfusion.ros.detections import detections_to_arrays
     from ros_mmfusion.ros.image import image_to_numpy
-    from ros_mmfusion.ros.launcher import replay_in_process, run_processes
     from ros_mmfusion.ros.tap import TopicTap
 
     evaluated = [(n, EVALUATED[n.key]) for n in preset.nodes if n.key in EVALUATED]
@@ -495,13 +488,15 @@ def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any,
                 nav.record.add_closest_node(msg.data)
             if not hasattr(msg, "header"):
                 return
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            stamp = stamp_to_ns(msg.header.stamp)
             if nav is not None:
                 if topic == nav.path_topic:
                     nav.record.add_path(stamp, [(p.pose.position.x, p.pose.position.y) for p in msg.poses])
                 elif topic == nav.odom_topic:
                     pose = msg.pose.pose
-                    nav.record.add_odometry(stamp, pose.position.x, pose.position.y, _yaw(pose.orientation))
+                    q = pose.orientation
+                    nav.record.add_odometry(stamp, pose.position.x, pose.position.y,
+                                            float(quaternion_to_yaw((q.x, q.y, q.z, q.w))))
             if det is not None and topic == GT_BOXES:
                 det.add(stamp, gt=detections_to_arrays(msg))
             elif det is not None and topic in detection_topics:

@@ -10,8 +10,8 @@ HELP = "export a network to ONNX (opset 17, dynamic batch; dynamic image size wh
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
-                        help="network name from the registry (see `mmfusion bench --help`), or a segmentation model "
-                             "package directory (model.yaml + weights)")
+                        help="network name from the registry (see `mmfusion bench-network --help`), or a "
+                             "segmentation model package directory (model.yaml + weights)")
     parser.add_argument("--out", required=True, help="ONNX file to write")
     parser.add_argument("--weights", help="state_dict (.pt/.pth) to load into a registry network (default: random "
                                           "weights, for timing and graph checks only)")

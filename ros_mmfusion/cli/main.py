@@ -26,13 +26,19 @@ COMMANDS: dict[str, str] = {
     "sim": "sim",
     "demo": "demo",
     "eval": "eval",
-    "benchmark": "benchmark",
+    "bench-network": "bench",
+    "bench-graph": "benchmark",
     "train": "train",
-    "bench": "bench",
     "topomap": "topomap",
     "convert-checkpoint": "convert_checkpoint",
     "export": "export",
     "build-engine": "build_engine",
+}
+
+#: old subcommand name -> its new name; the old name still runs, after a one-line notice on stderr
+RENAMED: dict[str, str] = {
+    "bench": "bench-network",
+    "benchmark": "bench-graph",
 }
 
 
@@ -57,13 +63,6 @@ def one_line(text: object, limit: int = 600) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def _help_of(module_name: str) -> str:
-    try:
-        return importlib.import_module(f"ros_mmfusion.cli.{module_name}").HELP
-    except ImportError as exc:  # a subcommand whose dependencies are missing still shows up in --help
-        return f"(unavailable: {exc})"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mmfusion",
@@ -76,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_module=module)
+    for old, new in RENAMED.items():
+        if new not in COMMANDS:
+            continue
+        module = importlib.import_module(f"ros_mmfusion.cli.{COMMANDS[new]}")
+        p = sub.add_parser(old, help=f"old name of `{new}`", description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_module=module, _renamed_to=new)
     return parser
 
 
@@ -85,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    renamed_to = getattr(args, "_renamed_to", None)
+    if renamed_to:
+        print(f"mmfusion {args.command}: note: renamed to `mmfusion {renamed_to}`; the old name still works",
+              file=sys.stderr)
     try:
         return int(args._module.run(args) or 0)
     except UserError as exc:

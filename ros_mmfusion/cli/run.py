@@ -68,12 +68,7 @@ def run(args: argparse.Namespace) -> int:
         for name in presets.available():
             print(f"{name:20s} {presets.load_description(name)}")
         return 0 if args.list else 2
-    preset_args = {}
-    for item in args.arg:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--arg expects NAME=VALUE, got {item!r}")
-        preset_args[key] = value
+    preset_args = presets.parse_arguments(args.arg)
     if args.bag:
         preset_args["bag"] = args.bag
     if args.duration < 0:
@@ -82,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     import rclpy
 
     import ros_mmfusion.ros  # noqa: F401  (DDS profile)
-    from ros_mmfusion.ros import launcher
+    from ros_mmfusion import launcher
     from ros_mmfusion.ros.progress import RunBoard, diagnostics_listener
     from ros_mmfusion.ros.runtime import health_snapshot
 

@@ -10,6 +10,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 from ros_mmfusion.core.errors import ConfigError, one_line
+from ros_mmfusion.core.stamps import NS_PER_S
 from ros_mmfusion.paths import share_dir
 
 HEADER_TYPE = "std_msgs/msg/Header"
@@ -50,13 +51,13 @@ def _endian(data: bytes | memoryview) -> str:
 def read_header_stamp(data: bytes | memoryview) -> int:
     """Header stamp (ns) of a serialized message whose first field is a Header."""
     sec, nanosec = struct.unpack_from(_endian(data) + "iI", data, 4)
-    return sec * 1_000_000_000 + nanosec
+    return sec * NS_PER_S + nanosec
 
 
 def restamp(data: bytes, stamp_ns: int) -> bytes:
     """A copy of serialized ``data`` (first field a Header) with the header stamp set to ``stamp_ns``."""
     out = bytearray(data)
-    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
     struct.pack_into(_endian(out) + "iI", out, 4, sec, nanosec)
     return bytes(out)
 

@@ -79,8 +79,9 @@ def bench_network(spec: NetworkSpec, backend: str, batch: int = 1, size: tuple[i
             export_onnx(exported, inputs, onnx_path, spec.input_names, spec.output_names, spec.dynamic_axes)
         runner = create_backend(backend, input_names=spec.input_names, output_names=spec.output_names,
                                 module_factory=lambda: module, onnx_path=onnx_path, threads=threads,
-                                device="cuda" if backend == "tensorrt" else device, calibration=lambda: [feeds],
-                                shapes={n: a.shape for n, a in feeds.items()}, cache_dir=Path(workdir or tmp))
+                                device="cuda" if backend == "tensorrt" else device,
+                                quantization_samples=lambda: [feeds], shapes={n: a.shape for n, a in feeds.items()},
+                                cache_dir=Path(workdir or tmp))
         times = time_runs(lambda: runner.run(feeds), warmup, runs)
     median = float(np.median(times))
     return BenchResult(spec.name, backend, batch, size[0], size[1], threads or torch.get_num_threads(), runs, median,

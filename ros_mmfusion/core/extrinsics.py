@@ -6,11 +6,13 @@ There is no tf2_ros on the pip-only path, so the transform camera optical frame 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 import numpy as np
 
+from ros_mmfusion.core.calibration import load_calibration
+from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.params import ParamSpec
 
@@ -38,8 +40,23 @@ EXTRINSIC_PARAMS: tuple[ParamSpec, ...] = (
 def camera_from_lidar(params: Mapping[str, Any]) -> Transform:
     """camera optical <- LiDAR from validated ``EXTRINSIC_PARAMS`` values: the calibration file's when one is given."""
     if params["calibration_file"]:
-        from ros_mmfusion.core.sim.calibration import load_calibration
-
         return load_calibration(params["calibration_file"]).camera_from_lidar(params["camera"])
     v = params["camera_from_lidar"]
     return Transform.from_xyz_quat(v[:3], v[3:])
+
+
+def changed_camera_from_lidar(params: Mapping[str, Any], changed: Set[str], in_use: bool = True) -> Transform | None:
+    """The new camera optical <- LiDAR transform after a run-time change of the parameters ``changed`` (validated
+    values in ``params``), or None when ``camera_from_lidar`` is not among them.
+
+    ConfigError (the node refuses the change) where the new value would have no effect: a ``calibration_file`` is set
+    (its extrinsic takes precedence), or the node does not project LiDAR points in this configuration (``in_use``).
+    """
+    if "camera_from_lidar" not in changed:
+        return None
+    if params["calibration_file"]:
+        raise ConfigError(f"camera_from_lidar has no effect while calibration_file is set "
+                          f"({params['calibration_file']}): its extrinsic is used")
+    if not in_use:
+        raise ConfigError("camera_from_lidar has no effect: this node projects no LiDAR points in its configuration")
+    return camera_from_lidar(params)

@@ -6,11 +6,12 @@ into frame ``a`` (``p_a = T_a_b @ p_b``), as ``tf2`` would look up ``a <- b``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 
 #: Rotation taking body-frame axes (x fwd, y left, z up) to optical axes (x right, y down, z fwd): p_opt = R @ p_body.
 R_OPTICAL_FROM_BODY = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
@@ -52,6 +53,16 @@ def yaw_to_quaternion(yaw: float | np.ndarray) -> np.ndarray:
     half = 0.5 * np.asarray(yaw, dtype=np.float64)
     zeros = np.zeros_like(half)
     return np.stack([zeros, zeros, np.sin(half), np.cos(half)], axis=-1)
+
+
+def quaternion_to_yaw(quaternion: np.ndarray | Sequence[float]) -> np.ndarray | float:
+    """Yaw in radians, in (-pi, pi], of ``(..., 4)`` ``(x, y, z, w)`` quaternions (roll and pitch are ignored)."""
+    q = np.asarray(quaternion, dtype=np.float64)
+    if q.shape[-1:] != (4,):
+        raise MessageFormatError(f"a quaternion array must be (..., 4) as (x, y, z, w), got {q.shape}")
+    x, y, z, w = np.moveaxis(q, -1, 0)
+    yaw = np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+    return float(yaw) if yaw.ndim == 0 else yaw
 
 
 def rpy_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:

@@ -5,6 +5,7 @@ read-only, description) and calls :func:`validate` for start-up values and ``set
 """
 from __future__ import annotations
 
+import array
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,9 +78,11 @@ def _check_scalar(spec: ParamSpec, value: Any) -> Any:
 
 
 def validate(spec: ParamSpec, value: Any) -> Any:
-    """Return ``value`` normalised (ints widened to float where a float is expected) or raise ConfigError."""
+    """Return ``value`` normalised (ints widened to float where a float is expected, a list as a ``list``) or raise
+    ConfigError. A list may arrive as a tuple or an ``array.array`` (what rclpy makes of a double or integer array set
+    over DDS, as ``ros2 param set`` does)."""
     if spec.is_list:
-        if not isinstance(value, (list, tuple)):
+        if not isinstance(value, (list, tuple, array.array)):
             raise ConfigError(f"parameter {spec.name!r} must be a list, got {value!r}")
         value = [_check_scalar(spec, v) for v in value]
     else:

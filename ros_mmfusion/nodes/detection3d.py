@@ -29,7 +29,7 @@ from ros_mmfusion.core.detection3d.artifacts import DetectorSpec, build_detector
 from ros_mmfusion.core.detection3d.painting import SegmentationScores, paint_class_ids
 from ros_mmfusion.core.detection3d.pipeline import with_range
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
-from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar
+from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, changed_camera_from_lidar
 from ros_mmfusion.core.geometry import PinholeCamera
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
@@ -160,6 +160,10 @@ class Detection3DNode(MmfusionNode):
                 return SetParametersResult(successful=False, reason=f"score_thresholds needs 1 or "
                                            f"{len(self.class_ids)} values ({', '.join(self.class_ids)})")
         return SetParametersResult(successful=True)
+
+    def on_parameters_changed(self, names: frozenset[str]) -> None:
+        self.camera_from_lidar = changed_camera_from_lidar(self.params, names, in_use=self.params["painting"]) \
+            or self.camera_from_lidar
 
     def _apply_tuning(self, changes) -> None:
         """Run-time changes of ``score_thresholds`` and ``intensity_scale``, once every check passed."""

@@ -23,7 +23,7 @@ from vision_msgs.msg import LabelInfo
 from ros_mmfusion.core.codec.image import decode_rgb
 from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, MessageLimits
 from ros_mmfusion.core.errors import MessageFormatError
-from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar
+from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, changed_camera_from_lidar
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.modalities.encoders import make_encoder
@@ -102,6 +102,10 @@ class FusionSegmentationNode(MmfusionNode):
             self.camera_info_subscription("rgb/camera_info")
         self.get_logger().info(f"{self.spec.variant} ({self.spec.x_modality} X, {self.spec.num_classes} classes) "
                                f"on {self.segmenter.backend.info.detail}")
+
+    def on_parameters_changed(self, names: frozenset[str]) -> None:
+        self.camera_from_lidar = changed_camera_from_lidar(self.params, names, in_use=self.spec.x_modality == "lidar") \
+            or self.camera_from_lidar
 
     def on_time_jump(self) -> None:
         self.sync.reset()

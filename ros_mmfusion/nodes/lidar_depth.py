@@ -12,7 +12,7 @@ from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 
 from ros_mmfusion.core.errors import MessageFormatError
-from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar
+from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, changed_camera_from_lidar
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.modalities.lidar import lidar_depth_image
 from ros_mmfusion.core.params import ParamSpec
@@ -39,6 +39,11 @@ class LidarDepthNode(MmfusionNode):
         self.depth_pub = self.output_publisher(Image, "lidar/depth_image")
         self.sensor_subscription(PointCloud2, "lidar/points", self.on_cloud, name="points")
         self.camera_info_subscription("camera/camera_info", stall_timeout=self.params["max_camera_info_age"])
+
+    def on_parameters_changed(self, names: frozenset[str]) -> None:
+        self.camera_from_lidar = changed_camera_from_lidar(self.params, names) or self.camera_from_lidar
+        if "max_camera_info_age" in names:
+            self.inputs["camera_info"].stall_timeout = self.params["max_camera_info_age"]
 
     def on_cloud(self, msg: PointCloud2) -> None:
         started = time.perf_counter()

@@ -31,6 +31,11 @@ from ros_mmfusion.ros.node_base import MmfusionNode
 _LIMIT_PARAMS = ("max_linear_velocity", "max_angular_velocity", "max_linear_acceleration", "max_angular_acceleration")
 
 
+def _goal_stall_timeout(waypoint_timeout: float) -> float:
+    """Seconds without goal_reached before that input counts as stalled: at least 5 s (it is published per path)."""
+    return max(5.0, waypoint_timeout)
+
+
 class WaypointControllerNode(MmfusionNode):
     PARAMS = (
         ParamSpec("max_linear_velocity", 0.2, "Largest forward speed (m/s); the deployment's max_v.", minimum=0.0,
@@ -62,11 +67,16 @@ class WaypointControllerNode(MmfusionNode):
         self.sensor_subscription(PoseStamped, "navigation/waypoint", self.on_waypoint, name="waypoint",
                                  required=False, stall_timeout=p["waypoint_timeout"])
         self.sensor_subscription(Bool, "navigation/goal_reached", self.on_goal_reached, name="goal_reached",
-                                 required=False, stall_timeout=max(5.0, p["waypoint_timeout"]))
+                                 required=False, stall_timeout=_goal_stall_timeout(p["waypoint_timeout"]))
         self.last_command: VelocityCommand | None = None
         self.create_timer(1.0 / p["control_rate"], self.on_control_tick)
         self.get_logger().info(f"following waypoints at {p['control_rate']:g} Hz: v <= {p['max_linear_velocity']} "
                                f"m/s, w <= {p['max_angular_velocity']} rad/s; {self.cmd_type.__name__} on cmd_vel")
+
+    def on_parameters_changed(self, names: frozenset[str]) -> None:
+        if "waypoint_timeout" in names:  # the limits, waypoint_dt and the timeout itself are read every tick
+            self.inputs["waypoint"].stall_timeout = self.params["waypoint_timeout"]
+            self.inputs["goal_reached"].stall_timeout = _goal_stall_timeout(self.params["waypoint_timeout"])
 
     def limits(self) -> VelocityLimits:
         return VelocityLimits(*(self.params[name] for name in _LIMIT_PARAMS))

@@ -28,28 +28,17 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from ros_mmfusion.core.codec.boxes import box_line_list, class_color, yaw_to_quaternion
 from ros_mmfusion.core.errors import MessageFormatError
+from ros_mmfusion.core.stamps import NS_PER_S, stamp_to_ns
 
-_NS_PER_S = 1_000_000_000
 _INT32_MAX = 2**31 - 1
 
 
 # --- stamps and headers -----------------------------------------------------------------------------------------------
 
 
-def stamp_to_ns(stamp: Any) -> int:
-    """Nanoseconds of a ``builtin_interfaces/Time`` (rclpy or rosbags), an ``rclpy.time.Time`` or an int of ns."""
-    if isinstance(stamp, (int, np.integer)) and not isinstance(stamp, bool):
-        return int(stamp)
-    if hasattr(stamp, "nanoseconds"):
-        return int(stamp.nanoseconds)
-    if hasattr(stamp, "sec") and hasattr(stamp, "nanosec"):
-        return int(stamp.sec) * _NS_PER_S + int(stamp.nanosec)
-    raise MessageFormatError(f"cannot read a time stamp from {type(stamp).__name__}: expected Time or int ns")
-
-
 def ns_to_stamp(ns: int) -> Time:
     """``builtin_interfaces/Time`` of ``ns`` nanoseconds (sec floored, nanosec in [0, 1e9))."""
-    sec, nanosec = divmod(int(ns), _NS_PER_S)
+    sec, nanosec = divmod(int(ns), NS_PER_S)
     if not -(2**31) <= sec <= _INT32_MAX:
         raise MessageFormatError(f"stamp {ns} ns is outside builtin_interfaces/Time's int32 seconds range")
     return Time(sec=sec, nanosec=nanosec)
@@ -58,7 +47,7 @@ def ns_to_stamp(ns: int) -> Time:
 def header(stamp: Any, frame_id: str) -> Header:
     """``std_msgs/Header``: ``stamp`` as int nanoseconds, float seconds, a Time message or an ``rclpy.time.Time``."""
     if isinstance(stamp, (float, np.floating)):
-        stamp = round(float(stamp) * _NS_PER_S)
+        stamp = round(float(stamp) * NS_PER_S)
     return Header(stamp=ns_to_stamp(stamp_to_ns(stamp)), frame_id=str(frame_id))
 
 

@@ -24,7 +24,7 @@ from ros_mmfusion.core.codec.limits import LIMIT_PARAMS, MessageLimits
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.health import InputMonitor, LatencyMonitor, Level, StampGuard, summarize
 from ros_mmfusion.core.params import ParamSpec, validate
-from ros_mmfusion.ros.builders import stamp_to_ns
+from ros_mmfusion.core.stamps import stamp_to_ns
 from ros_mmfusion.ros.qos import OUTPUT_QOS, SENSOR_QOS
 
 __all__ = ["COMMON_PARAMS", "MmfusionNode", "stamp_to_ns"]
@@ -127,12 +127,28 @@ class MmfusionNode(Node):
                 staged[p.name] = validate(spec, p.value)
             except ConfigError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
+        previous = {name: self.params[name] for name in staged}
         self.params.update(staged)
+        try:
+            self.on_parameters_changed(frozenset(staged))
+        except ConfigError as exc:
+            self.params.update(previous)
+            return SetParametersResult(successful=False, reason=str(exc))
         self.latency.warn_ms = self.params["latency_warn_ms"]
         self.latency.error_ms = self.params["latency_error_ms"]
         for name in self._default_timeout_inputs:
             self.inputs[name].stall_timeout = self.params["input_timeout"]
         return SetParametersResult(successful=True)
+
+    def on_parameters_changed(self, names: frozenset[str]) -> None:
+        """Apply a run-time change of the writable parameters ``names`` (validated, already in ``self.params``).
+
+        Parameters read where they are used (thresholds, limits, colours) need nothing here; a node that derives
+        state from a writable parameter at start-up re-derives it here, so that a set parameter takes effect.
+        Raise ConfigError to refuse the change (for example a value that has no effect in this configuration): the
+        previous values are restored and the reason goes back to the caller. Read-only parameters never get here
+        (rclpy refuses to set them).
+        """
 
     @property
     def limits(self) -> MessageLimits:

@@ -6,7 +6,6 @@ any adapter first is enough. It never overrides what the user set.
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -117,13 +116,3 @@ def spin_nodes(nodes: Iterable, args: list[str] | None = None,
         if rclpy.ok():
             rclpy.try_shutdown()
     return 0
-
-
-def install_sigterm_as_shutdown() -> None:
-    """Make SIGTERM end spinning like SIGINT does (rclpy installs SIGINT only in some versions)."""
-    import rclpy
-
-    def _handler(signum, frame):  # noqa: ARG001
-        rclpy.try_shutdown()
-
-    signal.signal(signal.SIGTERM, _handler)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rclpy.node import Node
 
+from ros_mmfusion.core.stamps import stamp_to_ns
 from ros_mmfusion.ros.qos import OUTPUT_QOS
 
 
@@ -55,7 +56,7 @@ class TopicTap(Node):
         if hasattr(msg, "data") and isinstance(msg.data, float):
             rec.values.append(msg.data)
         if hasattr(msg, "header"):
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            stamp = stamp_to_ns(msg.header.stamp)
             if self.timing:
                 rec.stamps_ns.append(stamp)
                 rec.arrivals_ns.append(arrival_ns)

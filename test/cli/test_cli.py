@@ -19,7 +19,7 @@ def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subproces
 def test_help_lists_the_subcommands(ros_child_env):
     proc = run(["--help"], ros_child_env())
     assert proc.returncode == 0
-    for sub in ("doctor", "run", "sim", "demo"):
+    for sub in ("doctor", "run", "sim", "demo", "bench-network", "bench-graph"):
         assert sub in proc.stdout
 
 
@@ -108,7 +108,7 @@ def test_demo_rejects_bad_size(ros_child_env, tmp_path):
 
 
 def test_bench_reports_both_backends_and_their_ratio(ros_child_env):
-    proc = run(["bench", "--model", "vint_reduced", "--runs", "2", "--warmup", "1", "--threads", "1", "--json"],
+    proc = run(["bench-network", "--model", "vint_reduced", "--runs", "2", "--warmup", "1", "--threads", "1", "--json"],
                ros_child_env(), timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(proc.stdout)
@@ -117,11 +117,23 @@ def test_bench_reports_both_backends_and_their_ratio(ros_child_env):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["bench", "--model", "resnet"], "unknown model 'resnet'"),
-    (["bench", "--model", "vint", "--size", "100x100"], "takes 64x85 inputs only"),
-    (["bench", "--model", "cmx_mit_b0", "--size", "big"], "--size expects HxW"),
-    (["bench", "--model", "pointpillars", "--batch", "2"], "no --batch or --size"),
+    (["bench-network", "--model", "resnet"], "unknown model 'resnet'"),
+    (["bench-network", "--model", "vint", "--size", "100x100"], "takes 64x85 inputs only"),
+    (["bench-network", "--model", "cmx_mit_b0", "--size", "big"], "--size expects HxW"),
+    (["bench-network", "--model", "pointpillars", "--batch", "2"], "no --batch or --size"),
 ])
 def test_bench_rejects_bad_arguments(ros_child_env, args, message):
     proc = run(args, ros_child_env())
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("old, new, args, message", [
+    ("bench", "bench-network", ["--model", "resnet"], "unknown model 'resnet'"),
+    ("benchmark", "bench-graph", ["--bag", "no_such_bag"], "no_such_bag"),
+])
+def test_old_command_names_print_a_one_line_notice_then_run(ros_child_env, old, new, args, message):
+    proc = run([old, *args], ros_child_env())
+    notice, *rest = proc.stderr.splitlines()
+    assert notice == f"mmfusion {old}: note: renamed to `mmfusion {new}`; the old name still works"
+    assert proc.returncode == 2 and any(message in line for line in rest), proc.stderr  # and the command ran
+    assert "renamed" not in run([new, *args], ros_child_env()).stderr

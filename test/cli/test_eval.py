@@ -118,7 +118,7 @@ def test_eval_errors_are_one_clear_line_and_exit_2(tiny_bag, tmp_path, ros_child
 
 def test_benchmark_writes_fixed_rate_and_peak_figures(tiny_bag, tmp_path, ros_child_env):
     out = tmp_path / "bench"
-    proc = run(["benchmark", "--bag", str(tiny_bag), "--out", str(out), "--rates", "4", "--duration", "1.5",
+    proc = run(["bench-graph", "--bag", str(tiny_bag), "--out", str(out), "--rates", "4", "--duration", "1.5",
                 "--repeats", "1", "--peak-steps", "1"], ros_child_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "benchmark.json").read_text())
@@ -130,7 +130,7 @@ def test_benchmark_writes_fixed_rate_and_peak_figures(tiny_bag, tmp_path, ros_ch
 
 
 def test_benchmark_rejects_bad_rates(tiny_bag, ros_child_env):
-    proc = run(["benchmark", "--bag", str(tiny_bag), "--rates", "fast"], ros_child_env(), timeout=60)
+    proc = run(["bench-graph", "--bag", str(tiny_bag), "--rates", "fast"], ros_child_env(), timeout=60)
     assert proc.returncode == 2 and "--rates expects numbers" in proc.stderr and "Traceback" not in proc.stderr
 
 

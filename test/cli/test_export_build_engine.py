@@ -53,7 +53,14 @@ def test_build_engine_cpu_int8_needs_a_package_and_int8(exported, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--quantize-from", "--calib"])  # --calib: the old name, kept
+def test_build_engine_checks_the_quantization_source_under_both_names(exported, tmp_path, capsys, option):
+    assert main(["build-engine", "--onnx", str(exported), "--precision", "int8", "--target", "onnxruntime",
+                 option, str(tmp_path / "no_bag")]) == 2
+    assert f"--quantize-from {tmp_path / 'no_bag'}: not a rosbag2 directory" in capsys.readouterr().err
+
+
 @needs_no_tensorrt
 def test_bench_accepts_the_new_backends_and_explains_a_missing_tensorrt(capsys):
-    assert main(["bench", "--model", "vint_reduced", "--backend", "tensorrt"]) == 2
+    assert main(["bench-network", "--model", "vint_reduced", "--backend", "tensorrt"]) == 2
     assert "--backend tensorrt: TensorRT is not installed" in capsys.readouterr().err

@@ -83,8 +83,8 @@ def test_eval_never_deletes_the_bag_it_evaluates(recorded_bag, capsys, extra):
 
 
 @pytest.mark.parametrize("command, name", [("eval", "metrics.json"), ("eval", "report.md"),
-                                           ("eval", "outputs"), ("benchmark", "benchmark.json"),
-                                           ("benchmark", "benchmark.md")])
+                                           ("eval", "outputs"), ("bench-graph", "benchmark.json"),
+                                           ("bench-graph", "benchmark.md")])
 def test_a_users_file_under_a_name_the_command_writes_is_never_replaced(recorded_bag, tmp_path, capsys, command,
                                                                         name):
     out = tmp_path / "report"
@@ -106,7 +106,7 @@ def test_a_users_file_under_a_name_the_command_writes_is_never_replaced(recorded
 
 @pytest.mark.parametrize("argv", [
     ["eval", "--bag", "BAG", "--out", "FILE"],
-    ["benchmark", "--bag", "BAG", "--out", "FILE"],
+    ["bench-graph", "--bag", "BAG", "--out", "FILE"],
     ["train", "segmentation", "--out", "FILE", "--iterations", "1"],
     ["sim", "--scenario", "fog", "--frames", "1", "--out", "FILE"],
     ["demo", "--out", "FILE"],
@@ -224,7 +224,7 @@ def test_build_engine_rejects_broken_onnx_files(vint_onnx, tmp_path, capsys, kin
 def test_build_engine_rejects_an_onnx_file_of_another_network_for_a_model_package(vint_onnx, package, capsys):
     """A ViNT ONNX with a segmentation package used to end in a KeyError traceback after calibration."""
     fails_with_one_line(capsys, ["build-engine", "--onnx", str(vint_onnx), "--precision", "int8", "--target",
-                                 "onnxruntime", "--package", str(package), "--calib", "sim", "--frames", "2"],
+                                 "onnxruntime", "--package", str(package), "--quantize-from", "sim", "--frames", "2"],
                         "takes inputs obs_img, goal_img", "rgb, x")
 
 
@@ -240,7 +240,7 @@ def test_convert_checkpoint_rejects_files_that_are_no_checkpoint(tmp_path, capsy
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["bench", "--model", "cmx_mit_b0", "--size", "100000x100000"], "each side must be 16..8192"),
+    (["bench-network", "--model", "cmx_mit_b0", "--size", "100000x100000"], "each side must be 16..8192"),
     (["export", "--model", "cmx_mit_b0", "--size", "100000x100000", "--out", "OUT/x.onnx"], "16..8192"),
     (["export", "--model", "cmx_mit_b0", "--size", "0x-3", "--out", "OUT/x.onnx"], "16..8192"),
     (["export", "--model", "HUGE_PACKAGE", "--out", "OUT/x.onnx"], "input_size: 100000x100000"),

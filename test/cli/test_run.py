@@ -236,6 +236,9 @@ def test_bad_bags_and_parameters_are_one_line_before_any_node_starts(bag, env, t
         ([PRESET, "--bag", str(bag), "--set", "lidar_depth.fil_kernel=3"],
          "--set: node 'lidar_depth' (lidar_depth) has no parameter 'fil_kernel' (did you mean 'fill_kernel'?); "
          "its parameters: calibration_file, camera, camera_from_lidar,"),
+        ([PRESET, "--bag", str(bag), "--arg", "rate"], "--arg expects NAME=VALUE, got 'rate'"),
+        ([PRESET, "--bag", str(bag), "--arg", "=2"], "--arg expects NAME=VALUE, got '=2'"),
+        ([PRESET, "--bag", str(bag), "--set", "fill_kernel=3"], "--set expects NODE.PARAM=VALUE, got 'fill_kernel=3'"),
         (["test_typo"], f"{env['MMFUSION_SHARE_DIR']}/config/presets/test_typo.yaml: nodes[0].parameters: node "
          "'lidar_depth' (lidar_depth) has no parameter 'max_rang' (did you mean 'max_range'?)"),
     ]
@@ -253,7 +256,7 @@ def test_inputs_are_checked_against_the_bag_and_the_other_nodes(bag):
     an optional one a note, one another node publishes is fine."""
     from ros_mmfusion import presets
     from ros_mmfusion.core.errors import ConfigError
-    from ros_mmfusion.ros.launcher import bag_topics, check_inputs
+    from ros_mmfusion.launcher import bag_topics, check_inputs
 
     preset = presets.load("segmentation", {"bag": str(bag)})
     replayed = {"bag_player": bag_topics(preset.nodes[0])}

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from ros_mmfusion.core.bagio import typestore
+from ros_mmfusion.core.calibration import load_calibration
 from ros_mmfusion.core.codec.image import decode_image
-from ros_mmfusion.core.sim.calibration import load_calibration
 from ros_mmfusion.core.sim.recorder import STATIC_TOPICS, TOPICS, record
 from ros_mmfusion.core.sim.simulator import Simulation
 

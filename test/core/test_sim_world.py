@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from ros_mmfusion.core import labels as L
+from ros_mmfusion.core.calibration import load_calibration
 from ros_mmfusion.core.errors import ConfigError
-from ros_mmfusion.core.sim.calibration import calibration_dict, load_calibration, write_calibration
+from ros_mmfusion.core.sim.calibration import calibration_dict, write_calibration
 from ros_mmfusion.core.sim.ego import Ego
 from ros_mmfusion.core.sim.loop import RoundedRect
 from ros_mmfusion.core.sim.mesh import box, cylinder, sphere
@@ -123,7 +124,7 @@ def test_calibration_round_trips(tmp_path):
         assert got.frame_id == sensor.frame_id
         np.testing.assert_allclose(got.camera.k, sensor.camera.k)
         np.testing.assert_allclose(got.T_base_sensor.matrix(), sensor.T_base_sensor.matrix(), atol=1e-9)
-    np.testing.assert_allclose(calib.lidar.elevations_rad, rig.lidar.elevations, atol=1e-7)
+    np.testing.assert_allclose(calib.lidar.elevations_rad, rig.lidar.elevations_rad, atol=1e-7)
     assert calibration_dict(rig)["lidar"]["beams"] == 64
     # The optical frame looks along base_link +x (slightly down) with its x axis to the right (-y).
     R = rig.color.T_base_sensor.rotation

@@ -48,6 +48,17 @@ class Graph:
     def wait_matched(self, pub, timeout: float = 10.0) -> None:
         assert self.spin_until(lambda: pub.get_subscription_count() > 0, timeout), f"{pub.topic_name}: no subscriber"
 
+    def set_parameters(self, node_name: str, parameters: list[Any], timeout: float = 10.0) -> list[Any]:
+        """``set_parameters`` on node ``node_name`` over DDS (its parameter service, as ``ros2 param set`` does);
+        the ``SetParametersResult`` of each parameter."""
+        from rclpy.parameter_client import AsyncParameterClient
+
+        client = AsyncParameterClient(self.probe, node_name)
+        assert self.spin_until(lambda: client.services_are_ready(), timeout), f"{node_name}: no parameter service"
+        future = client.set_parameters(parameters)
+        assert self.spin_until(future.done, timeout), f"{node_name}: set_parameters got no answer"
+        return list(future.result().results)
+
     def close(self) -> None:
         for node in self.nodes:
             self.executor.remove_node(node)

@@ -168,7 +168,7 @@ def test_a_synthetic_bag_replayed_through_the_detection_preset_gives_boxes_stamp
 
     from ros_mmfusion import presets
     from ros_mmfusion.core.sim import record
-    from ros_mmfusion.ros.launcher import run_in_process
+    from ros_mmfusion.launcher import run_in_process
     from ros_mmfusion.ros.tap import TopicTap
 
     bag = tmp_path / "day"

@@ -163,3 +163,52 @@ def test_a_looping_one_second_bag_keeps_the_pipeline_running(graph, tmp_path):
     assert len(depth_out) >= clouds - 1 - 2 * lidar.time_jumps, (len(depth_out), clouds, lidar.frames_skipped)
     late = [stamp_to_ns(m.header.stamp) for m in depth_out[-5:]]
     assert late, "outputs keep coming in the last loop"
+
+
+def test_camera_from_lidar_set_at_run_time_moves_the_next_depth_image_and_read_only_ones_are_refused(graph):
+    """Over DDS, as `ros2 param set` does: a writable parameter takes effect on the next output, a read-only one is
+    refused, and camera_from_lidar is refused where it would do nothing (a calibration file takes precedence)."""
+    node, depth_out, info_pub, cloud_pub = lidar_depth_graph(graph)
+    stamp = time.time_ns()
+    info_pub.publish(camera_info(stamp))
+    assert graph.spin_until(lambda: node.camera is not None)
+    point = structured_cloud(np.array([[5.0, 0.0, 0.0]], np.float32))
+
+    def depth_pixel(k: int) -> tuple[int, int]:
+        cloud_pub.publish(array_to_pointcloud2(point, header(stamp + k, "lidar")))
+        assert graph.spin_until(lambda: len(depth_out) == k)
+        rows, cols = np.nonzero(image_to_numpy(depth_out[-1]))
+        assert len(rows) == 1
+        return int(rows[0]), int(cols[0])
+
+    row, col = depth_pixel(1)
+    assert abs(col - 31.5) <= 0.5  # default extrinsic: the point straight ahead lands at the image centre
+    # Camera 1 m to the LiDAR's left (+y), same orientation: the point now appears 1 m to the camera's right, so
+    # (optical x right) u = cx + F * 1 / 5 = 39.5.
+    moved = [0.0, 0.0, 0.0, 0.5, -0.5, 0.5, 0.5]
+    moved[0] = 1.0  # translation in the camera optical frame: x right
+    result = graph.set_parameters("lidar_depth", [Parameter("camera_from_lidar", value=moved)])
+    assert result[0].successful, result[0].reason
+    row2, col2 = depth_pixel(2)
+    assert row2 == row and abs(col2 - (31.5 + F * 1.0 / 5.0)) <= 0.5
+
+    refused = graph.set_parameters("lidar_depth", [Parameter("calibration_file", value="/tmp/calibration.yaml")])
+    assert not refused[0].successful and "read-only" in refused[0].reason.lower()
+    bad = graph.set_parameters("lidar_depth", [Parameter("camera_from_lidar", value=[0.0, 0.0, 0.0, 1.0, 1.0, 0.0,
+                                                                                      0.0])])
+    assert not bad[0].successful and "unit length" in bad[0].reason
+    assert depth_pixel(3) == (row2, col2), "a refused change must leave the extrinsic as it was"
+
+
+def test_camera_from_lidar_is_refused_while_a_calibration_file_gives_the_extrinsic(graph, tmp_path):
+    from ros_mmfusion.core.sim.calibration import write_calibration
+    from ros_mmfusion.core.sim.sensors import make_rig
+
+    path = write_calibration(tmp_path / "calibration.yaml", make_rig("car", W, H))
+    node = graph.add(LidarDepthNode(parameter_overrides=[Parameter("calibration_file", value=str(path))]))
+    before, default = node.camera_from_lidar.matrix(), list(node.params["camera_from_lidar"])
+    result = graph.set_parameters("lidar_depth", [Parameter("camera_from_lidar",
+                                                            value=[1.0, 0.0, 0.0, 0.5, -0.5, 0.5, 0.5])])
+    assert not result[0].successful and "calibration_file" in result[0].reason
+    np.testing.assert_array_equal(node.camera_from_lidar.matrix(), before)
+    assert node.params["camera_from_lidar"] == default

@@ -127,7 +127,7 @@ def test_second_pass_replayed_through_the_navigation_preset_localises_forward_an
     from ros_mmfusion import presets
     from ros_mmfusion.core.navigation import build_topomap
     from ros_mmfusion.core.sim import record
-    from ros_mmfusion.ros.launcher import run_in_process
+    from ros_mmfusion.launcher import run_in_process
 
     monkeypatch.setenv("MMFUSION_CACHE_DIR", str(tmp_path / "cache"))
     record("indoor_corridor", tmp_path / "pass1", 24, size=(96, 72), beams=16, rate=4.0)  # 6 s: nodes at 0..5 m

@@ -11,7 +11,9 @@ import zlib
 import numpy as np
 
 from ros_mmfusion.core.errors import MessageFormatError
-from ros_mmfusion.core.geometry import yaw_to_quaternion  # noqa: F401  (re-exported: boxes are built from yaw)
+
+# re-exported: boxes are built from yaw and read back to yaw
+from ros_mmfusion.core.geometry import quaternion_to_yaw, yaw_to_quaternion  # noqa: F401
 
 # Corners of a unit box, bottom face then top face, each counter-clockwise from (+x, +y) seen from above.
 _UNIT_CORNERS = 0.5 * np.array(
@@ -22,16 +24,6 @@ _UNIT_CORNERS = 0.5 * np.array(
 BOX_EDGES = np.array(
     [[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7]], dtype=np.intp
 )
-
-
-def quaternion_to_yaw(quaternion: np.ndarray) -> np.ndarray | float:
-    """Yaw in radians, in (-pi, pi], of ``(..., 4)`` ``(x, y, z, w)`` quaternions (roll and pitch are ignored)."""
-    q = np.asarray(quaternion, dtype=np.float64)
-    if q.shape[-1:] != (4,):
-        raise MessageFormatError(f"a quaternion array must be (..., 4) as (x, y, z, w), got {q.shape}")
-    x, y, z, w = np.moveaxis(q, -1, 0)
-    yaw = np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
-    return float(yaw) if yaw.ndim == 0 else yaw
 
 
 def _triples(values: np.ndarray, name: str) -> np.ndarray:

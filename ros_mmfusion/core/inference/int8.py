@@ -16,8 +16,8 @@ instruction set (``cpu_features.py``):
 
 :func:`int8_plan` is the one decision, per model family and CPU class, of the format and of whether INT8 pays at all
 (it is declined where it was measured slower than fp32 or not accurate enough); nodes (through
-:func:`choose_backend`), ``mmfusion doctor`` and ``mmfusion bench`` all ask it. ``MMFUSION_INT8`` overrides it for
-experts: ``off`` declines INT8 everywhere, a format name (``u8s8``, ``u8s8-rr``, ``u8u8``, ``s8s8``) forces INT8 in
+:func:`choose_backend`), ``mmfusion doctor`` and ``mmfusion bench-network`` all ask it. ``MMFUSION_INT8`` overrides it
+for experts: ``off`` declines INT8 everywhere, a format name (``u8s8``, ``u8s8-rr``, ``u8u8``, ``s8s8``) forces INT8 in
 that format.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ U8U8 = Int8Settings(weights="uint8")
 S8S8 = Int8Settings(activations="int8")
 TENSORRT_INT8 = Int8Settings(activations="int8", symmetric_activations=True, target="tensorrt")
 CPU_FORMATS = {s.label: s for s in (CPU_INT8, U8S8_REDUCED, U8U8, S8S8)}
-"""The CPU formats by name ("u8s8", "u8s8-rr", "u8u8", "s8s8"): ``MMFUSION_INT8`` and ``mmfusion bench
+"""The CPU formats by name ("u8s8", "u8s8-rr", "u8u8", "s8s8"): ``MMFUSION_INT8`` and ``mmfusion bench-network
 --int8-format`` take these names."""
 
 _SATURATES = "U8S8 kernels saturate without VNNI, so the weights use 7 bits"
@@ -285,8 +285,8 @@ def int8_spec(onnx: str | Path, settings: Int8Settings | None = None, isa: CpuIs
     TensorRT variants of one ONNX file are two entries rather than each other's stale entry. A CPU model's device
     is the CPU class it was made for (``cpu:x86-avx2``; ``isa``, default this machine's), so an entry made on one
     class is rebuilt, not reused, on another; a TensorRT file's is "any" (a GPU artifact). The calibration data is
-    recorded, not keyed, so a model calibrated from a real recording (``mmfusion build-engine --calib BAG``) is the
-    one every later user finds. The sidecar's notes name the CPU class, its model name and the format."""
+    recorded, not keyed, so a model calibrated from a real recording (``mmfusion build-engine --quantize-from BAG``) is
+    the one every later user finds. The sidecar's notes name the CPU class, its model name and the format."""
     import onnxruntime as ort
 
     isa = isa or cpu_isa()

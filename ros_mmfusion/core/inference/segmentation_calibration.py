@@ -92,7 +92,7 @@ def frames_from_bag(spec, bag: str | Path, count: int = 24, stride: int = 1, rgb
         raise ConfigError(f"no default X topic for x_modality {spec.x_modality!r}; pass x_topic")
     camera_from_lidar = None
     if spec.x_modality == "lidar":
-        from ros_mmfusion.core.sim.calibration import load_calibration
+        from ros_mmfusion.core.calibration import load_calibration
 
         calib = Path(bag) / "calibration.yaml"
         if not calib.is_file():

@@ -217,12 +217,13 @@ class TensorRTBackend:
     """Runs an ONNX network through a cached TensorRT engine on one CUDA device.
 
     ``shapes``: per input a fixed shape or (min, opt, max) shapes; inputs with static ONNX shapes may be omitted.
-    ``calibration``: returns sample inputs (opt shapes) for INT8 calibration of a float ONNX file.
+    ``quantization_samples``: returns sample inputs (opt shapes) for the INT8 calibration of a float ONNX file
+    (TensorRT's implicit quantization).
     """
 
     def __init__(self, onnx_path: str | Path, precision: str = "fp16", shapes: Mapping[str, object] | None = None,
                  *, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
-                 calibration: Callable[[], Feeds] | None = None, cache: EngineCache | None = None,
+                 quantization_samples: Callable[[], Feeds] | None = None, cache: EngineCache | None = None,
                  device_index: int = 0, force_rebuild: bool = False) -> None:
         reason = tensorrt_unavailable()
         if reason:
@@ -238,7 +239,7 @@ class TensorRTBackend:
 
         def build(tmp: Path) -> dict[str, object]:
             calib_file = calibration_cache_path(onnx, folder)
-            samples = calibration() if calibration is not None and precision == "int8" else None
+            samples = quantization_samples() if quantization_samples is not None and precision == "int8" else None
             tmp.write_bytes(build_engine(onnx, precision, profile, self.logger, workspace_bytes=workspace_bytes,
                                          calibration=samples, calibration_cache=calib_file, device=self.device))
             return {"tensorrt": trt.__version__, "gpu": gpu, "precision": precision,

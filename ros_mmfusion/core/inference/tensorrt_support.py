@@ -37,12 +37,6 @@ def tensorrt_unavailable() -> str | None:
     return None
 
 
-def tensorrt_version() -> str:
-    import tensorrt as trt
-
-    return str(trt.__version__)
-
-
 def normalize_profile(shapes: Mapping[str, Any]) -> Profile:
     """``{input: shape}`` (fixed) or ``{input: (min, opt, max)}`` -> ``{input: (min, opt, max)}`` of int tuples.
 

@@ -34,8 +34,6 @@ import numpy as np
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.geometry import PinholeCamera, Transform
 
-#: Depth encodings accepted by :func:`depth_metres` -> metres per stored unit.
-DEPTH_ENCODINGS = {"32FC1": 1.0, "16UC1": 0.001}
 #: Order of the three HHA channels in the output: disparity (d), height (h), angle (a).
 HHA_CHANNEL_ORDERS = ("dha", "ahd")
 _CHUNK = 16384
@@ -348,6 +346,6 @@ def encode_hha(channels: HHAChannels, min_depth: float = 0.5, max_height: float 
     return out[..., ::-1].copy() if order == "ahd" else out
 
 
-__all__ = ["DEPTH_ENCODINGS", "HHA_CHANNEL_ORDERS", "HHAChannels", "as_image_plane", "back_project", "camera_rays",
+__all__ = ["HHA_CHANNEL_ORDERS", "HHAChannels", "as_image_plane", "back_project", "camera_rays",
            "depth_metres", "encode_depth", "encode_hha", "gravity_up", "hha_channels", "refine_gravity",
            "surface_normals"]

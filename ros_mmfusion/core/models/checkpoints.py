@@ -1,8 +1,8 @@
-"""Upstream checkpoint conversion for every architecture: read the released file, map its keys onto ours, check it
-against our model strictly, and write a plain state_dict (what ``mmfusion convert-checkpoint`` does).
+"""Loading weights into our models: read a weights file safely and load a state_dict strictly, reporting every
+missing, unexpected or mis-shaped key.
 
-Each architecture file owns its pure key mapping (``convert_upstream_checkpoint``); this module only picks the file
-reader and infers the variant from the checkpoint's own keys and shapes.
+Architecture-neutral: the model files import this module, never the reverse (the upstream conversion that picks an
+architecture lives in :mod:`ros_mmfusion.core.models.upstream`, above the model files).
 """
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ros_mmfusion.core.errors import ConfigError
-
-ARCHITECTURES = ("cmx", "vint", "pointpillars")
 
 
 def _listed(keys: Iterable[str], limit: int = 12) -> str:
@@ -74,14 +72,6 @@ def load_state(model, state: Mapping, strict: bool = True, allow_missing: Iterab
     return report
 
 
-@dataclass
-class Converted:
-    architecture: str
-    variant: str
-    state: dict
-    details: dict
-
-
 def load_weights_file(path: str | Path):
     """``torch.load`` of a weights file with ``weights_only=True`` (no code runs); clear errors for a missing or
     unreadable file."""
@@ -95,10 +85,10 @@ def load_weights_file(path: str | Path):
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad or foreign file
-        raise ConfigError(f"cannot read weights {path}: {_load_failure(exc)}") from None
+        raise ConfigError(f"cannot read weights {path}: {describe_load_failure(exc)}") from None
 
 
-def _load_failure(exc: BaseException) -> str:
+def describe_load_failure(exc: BaseException) -> str:
     """Why ``torch.load`` failed, in one short line (torch's weights-only message is a paragraph of advice)."""
     text = " ".join(str(exc).split())
     if "WeightsUnpickler error:" in text:
@@ -108,71 +98,3 @@ def _load_failure(exc: BaseException) -> str:
         return "the file is empty or truncated"
     return f"not a PyTorch checkpoint ({type(exc).__name__}: {text[:200]})" if text else \
         f"not a PyTorch checkpoint ({type(exc).__name__})"
-
-
-def read_checkpoint(path: str | Path, architecture: str):
-    """The checkpoint object of ``path``; released ViNT files are pickled training objects, read without the
-    upstream package (``vint.load_released_checkpoint``); the others with :func:`load_weights_file`."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if architecture == "vint":
-        from ros_mmfusion.core.models.vint import load_released_checkpoint
-
-        try:
-            return load_released_checkpoint(path)
-        except ConfigError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - unpickling a foreign or broken file raises many kinds
-            raise ConfigError(f"cannot read checkpoint {path}: {_load_failure(exc)}") from None
-    return load_weights_file(path)
-
-
-def _shape(state: Mapping, key: str) -> tuple[int, ...]:
-    if key not in state:
-        raise ConfigError(f"checkpoint has no {key!r}: is it a checkpoint of this architecture?")
-    return tuple(state[key].shape)
-
-
-def _cmx_variant(state: Mapping) -> tuple[str, dict]:
-    """Backbone from the number of blocks per stage and the stage widths; classes and decoder width from shapes."""
-    from ros_mmfusion.core.models.mit import MIT_VARIANTS
-
-    num_classes = _shape(state, "decode_head.linear_pred.weight")[0]
-    embed = _shape(state, "decode_head.linear_pred.weight")[1]
-    depths = tuple(len({k.split(".")[2] for k in state if k.startswith(f"backbone.block{i}.")}) for i in range(1, 5))
-    dims = tuple(_shape(state, f"backbone.patch_embed{i}.proj.weight")[0] for i in range(1, 5))
-    for name, variant in MIT_VARIANTS.items():
-        if tuple(variant.depths) == depths and tuple(variant.embed_dims) == dims:
-            return f"cmx_{name}", {"num_classes": num_classes, "decoder_embed_dim": embed}
-    raise ConfigError(f"no MiT variant has depths {depths} and widths {dims}")
-
-
-def convert(path: str | Path, architecture: str, variant: str | None = None) -> Converted:
-    """Read, convert and strictly check an upstream checkpoint; ConfigError naming any mismatch."""
-    if architecture not in ARCHITECTURES:
-        raise ConfigError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-    obj = read_checkpoint(path, architecture)
-    if architecture == "cmx":
-        from ros_mmfusion.core.models import cmx
-
-        state = cmx.convert_upstream_checkpoint(obj)
-        inferred, kwargs = _cmx_variant(state)
-        name = variant or inferred
-        model = cmx.build_cmx(name, **kwargs)
-        report = cmx.load_checkpoint(model, state, strict=True)
-        return Converted("cmx", name, model.state_dict(), {**kwargs, "loaded": len(report.loaded)})
-    if architecture == "vint":
-        from ros_mmfusion.core.models import vint
-
-        state = vint.convert_upstream_checkpoint(obj)
-        name = variant or "vint_default"
-        model = vint.create_vint(name)
-        report = vint.load_checkpoint(model, state, strict=True)
-        return Converted("vint", name, model.state_dict(), {"loaded": len(report.loaded)})
-    from ros_mmfusion.core.models import pointpillars
-
-    state = pointpillars.convert_upstream_checkpoint(obj)
-    name = variant or "pointpillars_kitti"
-    model = pointpillars.build_model(name)
-    report = pointpillars.load_checkpoint(model, state, strict=True)
-    return Converted("pointpillars", name, model.state_dict(), {"loaded": len(report.loaded)})

@@ -1,24 +1,16 @@
-"""The rig's calibration as a YAML file beside each recorded bag, and reading it back.
+"""The simulated rig's calibration written as a YAML file beside each recorded bag.
 
-Format ``ros_mmfusion/calibration/v1``: per camera the image size, ``K`` (row-major 3x3, pixels), ``D`` and
-``distortion_model`` exactly as in its CameraInfo, and per sensor ``T_base_sensor`` = base_link <- sensor frame (the
-transform tf2 looks up as ``lookup_transform("base_link", frame_id)``: a point in the sensor frame maps to base_link
-by ``p_base = R p_sensor + t``) as translation (metres), quaternion (x, y, z, w) and the 4x4 matrix. The LiDAR adds
-its beam elevations (degrees, ring 0 first), azimuth columns and range limits.
+The format and its reader are shared by every node and tool: :mod:`ros_mmfusion.core.calibration`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ros_mmfusion.core.errors import ConfigError
-from ros_mmfusion.core.geometry import PinholeCamera, Transform
+from ros_mmfusion.core.calibration import BASE_FRAME, FORMAT
+from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.sim.sensors import Rig
-
-FORMAT = "ros_mmfusion/calibration/v1"
-BASE_FRAME = "base_link"
 
 
 def _transform_dict(T: Transform) -> dict:
@@ -53,8 +45,8 @@ def calibration_dict(rig: Rig, topics: dict[str, str] | None = None) -> dict:
     lidar = rig.lidar
     lidar_entry = {
         "frame_id": lidar.frame_id,
-        "beams": int(len(lidar.elevations)),
-        "elevations_deg": [round(float(v), 6) for v in np.degrees(lidar.elevations)],
+        "beams": int(len(lidar.elevations_rad)),
+        "elevations_deg": [round(float(v), 6) for v in np.degrees(lidar.elevations_rad)],
         "columns": lidar.columns,
         "min_range": lidar.min_range,
         "max_range": lidar.max_range,
@@ -75,77 +67,3 @@ def write_calibration(path: str | Path, rig: Rig, topics: dict[str, str] | None 
     text += yaml.safe_dump(calibration_dict(rig, topics), sort_keys=False, default_flow_style=None, width=120)
     path.write_text(text)
     return path
-
-
-@dataclass(frozen=True, eq=False)
-class CameraCalibration:
-    name: str
-    frame_id: str
-    camera: PinholeCamera
-    T_base_sensor: Transform
-
-
-@dataclass(frozen=True, eq=False)
-class LidarCalibration:
-    frame_id: str
-    T_base_sensor: Transform
-    elevations_rad: np.ndarray
-    columns: int
-    min_range: float
-    max_range: float
-
-
-@dataclass(frozen=True, eq=False)
-class Calibration:
-    """A calibration file read back: cameras by name ("color", "depth", "thermal") and the LiDAR."""
-
-    platform: str
-    cameras: dict[str, CameraCalibration]
-    lidar: LidarCalibration
-    source: str = ""
-    """The file it was read from, for messages."""
-
-    def camera_from_lidar(self, camera: str) -> Transform:
-        """camera ``camera``'s optical frame <- LiDAR frame; ConfigError naming the cameras when there is none."""
-        if camera not in self.cameras:
-            raise ConfigError(f"calibration {self.source} has no camera {camera!r}; it has {sorted(self.cameras)}")
-        return self.cameras[camera].T_base_sensor.inverse() @ self.lidar.T_base_sensor
-
-
-def _transform(entry: dict, where: str) -> Transform:
-    try:
-        t = entry["T_base_sensor"]
-        return Transform.from_xyz_quat(t["translation"], t["rotation_xyzw"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"calibration {where}: bad or missing T_base_sensor ({exc})") from None
-
-
-def load_calibration(path: str | Path) -> Calibration:
-    """Read a calibration YAML written by :func:`write_calibration`; ConfigError naming the bad key otherwise."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"calibration {path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ConfigError(f"calibration {path}: expected format {FORMAT!r}")
-    cameras = {}
-    for name, entry in (data.get("cameras") or {}).items():
-        try:
-            cam = PinholeCamera(k=np.asarray(entry["K"], dtype=np.float64).reshape(3, 3), width=int(entry["width"]),
-                                height=int(entry["height"]), d=np.asarray(entry.get("D", []), dtype=np.float64),
-                                distortion_model=entry.get("distortion_model", "plumb_bob"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"calibration {path}: camera {name!r}: {exc}") from None
-        cameras[name] = CameraCalibration(name, entry["frame_id"], cam, _transform(entry, f"camera {name!r}"))
-    lid = data.get("lidar")
-    if not isinstance(lid, dict):
-        raise ConfigError(f"calibration {path}: missing 'lidar'")
-    try:
-        lidar = LidarCalibration(lid["frame_id"], _transform(lid, "lidar"), np.radians(lid["elevations_deg"]),
-                                 int(lid["columns"]), float(lid["min_range"]), float(lid["max_range"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"calibration {path}: lidar: {exc}") from None
-    return Calibration(str(data.get("platform", "")), cameras, lidar, str(path))

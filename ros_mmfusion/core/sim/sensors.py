@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
+import ros_mmfusion.core.sim.appearance as A
 from ros_mmfusion.core import labels as L
+from ros_mmfusion.core.calibration import CameraCalibration, LidarCalibration
 from ros_mmfusion.core.geometry import R_OPTICAL_FROM_BODY, PinholeCamera, Transform
-from ros_mmfusion.core.sim import appearance as A
 from ros_mmfusion.core.sim.scenarios import Conditions
 from ros_mmfusion.core.sim.world import Snapshot, World, open3d_module
 
@@ -32,51 +32,17 @@ DEPTH_MIN_RANGE = 0.2  #: metres
 
 
 @dataclass(frozen=True, eq=False)
-class CameraSensor:
-    """A camera: ``frame_id`` (its optical frame), intrinsics, and ``T_base_sensor`` (base_link <- optical frame)."""
-
-    name: str
-    frame_id: str
-    camera: PinholeCamera
-    T_base_sensor: Transform
-
-
-@dataclass(frozen=True, eq=False)
-class LidarSensor:
-    """A spinning LiDAR: beam ``elevations`` (radians, ascending: ring 0 is the lowest beam), ``columns`` azimuth
-    steps a revolution, ranges in metres, ``T_base_sensor`` (base_link <- lidar frame, x forward, z up)."""
-
-    frame_id: str
-    T_base_sensor: Transform
-    elevations: np.ndarray
-    columns: int
-    min_range: float
-    max_range: float
-
-    @cached_property
-    def directions(self) -> tuple[np.ndarray, np.ndarray]:
-        """(columns * beams, 3) unit directions in the LiDAR frame, column after column (azimuth from +x, counter-
-        clockwise), every beam of a column in ring order; and the (columns * beams,) uint16 ring of each."""
-        az = np.arange(self.columns) * (2.0 * math.pi / self.columns)
-        el = np.asarray(self.elevations)
-        a, e = np.meshgrid(az, el, indexing="ij")
-        dirs = np.stack([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)], axis=-1).reshape(-1, 3)
-        rings = np.broadcast_to(np.arange(len(el), dtype=np.uint16), a.shape).reshape(-1)
-        return dirs.astype(np.float32), rings.copy()
-
-
-@dataclass(frozen=True, eq=False)
 class Rig:
     """The platform's sensors (poses relative to ``base_link``)."""
 
     platform: str
-    color: CameraSensor
-    depth: CameraSensor
-    thermal: CameraSensor
-    lidar: LidarSensor
+    color: CameraCalibration
+    depth: CameraCalibration
+    thermal: CameraCalibration
+    lidar: LidarCalibration
 
     @property
-    def cameras(self) -> tuple[CameraSensor, CameraSensor, CameraSensor]:
+    def cameras(self) -> tuple[CameraCalibration, CameraCalibration, CameraCalibration]:
         return self.color, self.depth, self.thermal
 
 
@@ -98,12 +64,12 @@ def make_rig(platform: str, width: int, height: int, beams: int = 32) -> Rig:
     T_base_cambody = Transform.from_xyz_rpy(spec["camera_xyz"], spec["camera_rpy"])
     T_base_optical = T_base_cambody @ Transform(R_OPTICAL_FROM_BODY.T, np.zeros(3))
     cams = [
-        CameraSensor(name, frame, camera, T_base_optical)
+        CameraCalibration(name, frame, camera, T_base_optical)
         for name, frame in (("color", "camera_color_optical_frame"), ("depth", "camera_depth_optical_frame"),
                             ("thermal", "thermal_optical_frame"))
     ]
     lo, hi = spec["elevation_deg"]
-    lidar = LidarSensor("lidar_link", Transform.from_xyz_rpy(spec["lidar_xyz"], (0.0, 0.0, 0.0)),
+    lidar = LidarCalibration("lidar_link", Transform.from_xyz_rpy(spec["lidar_xyz"], (0.0, 0.0, 0.0)),
                         np.radians(np.linspace(lo, hi, beams)), LIDAR_COLUMNS, *spec["range"])
     return Rig(platform, *cams, lidar)
 
