@@ -383,8 +383,8 @@ def compare_int8(fp32_onnx: str | Path, int8_onnx: str | Path, feeds: Sequence[M
     output to a label image of the ground truth's size (default: argmax over axis 1 of batch item 0, which must
     match). ``timing_runs``: median of that many runs of the first feed per model, after one warm-up (0: none).
     """
-    from ros_mmfusion.core.evaluation.segmentation import confusion_matrix, scores
     from ros_mmfusion.core.onnx_export import ort_session
+    from ros_mmfusion.core.segmentation.metrics import confusion_matrix, scores
 
     s32, s8 = ort_session(fp32_onnx, threads), ort_session(int8_onnx, threads)
     name = output or s32.get_outputs()[0].name

@@ -47,8 +47,8 @@ from torch import nn
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.models.checkpoints import LoadReport, load_state
 from ros_mmfusion.core.models.efficientnet import EFFICIENTNET_VARIANTS, EfficientNet, efficientnet
+from ros_mmfusion.core.models.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from ros_mmfusion.core.preprocess.navigation import VINT_IMAGE_SIZE
-from ros_mmfusion.core.preprocess.segmentation import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass(frozen=True)

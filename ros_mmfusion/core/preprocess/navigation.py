@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ros_mmfusion.core.preprocess.segmentation import IMAGENET_MEAN, IMAGENET_STD
+from ros_mmfusion.core.models.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 VINT_IMAGE_SIZE = (85, 64)
 """(width, height) of every ViNT input frame; tensors are ``[..., 64, 85]``."""

@@ -1,13 +1,12 @@
 """Frames for INT8 calibration and accuracy checks of the segmentation model: from a rosbag2 recording or from the
-synthetic world, encoded exactly as the segmentation node encodes them, plus ground truth when the source has it.
+synthetic world, X encoded by the node's own :func:`~ros_mmfusion.core.segmentation.preprocess.encode_x`, plus
+ground truth when the source has it; network inputs made by the pipeline's own stages
+(:meth:`FusionSegmenter.network_inputs <ros_mmfusion.core.segmentation.pipeline.FusionSegmenter.network_inputs>`).
 
-``int8_onnx_for(spec)`` is the segmentation pipeline's INT8 model: the fp32 ONNX of ``spec`` quantized (QDQ, in
-this CPU's format) with frames of the synthetic world, cached beside it; ``mmfusion build-engine --precision int8
---calib BAG`` writes the same cache entry from a real recording instead, and the pipeline then uses that one.
+``artifacts.int8_onnx_for(spec)`` quantizes the fp32 ONNX of ``spec`` with these frames.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError
-from ros_mmfusion.core.inference.engine_cache import EngineCache
-from ros_mmfusion.core.inference.int8 import TENSORRT_INT8, Int8Settings, quantized_model
+from ros_mmfusion.core.segmentation.pipeline import FusionSegmenter, SegmentationModelSpec
+from ros_mmfusion.core.segmentation.preprocess import X_NEEDS_CAMERA, encode_x
 
 #: topics of a bag written by ``mmfusion sim`` (``core/sim/recorder.py``)
 RGB_TOPIC = "/camera/color/image_raw"
@@ -25,7 +24,7 @@ GT_TOPIC = "/ground_truth/semantic"
 X_TOPICS = {"thermal": "/thermal/image_raw", "depth": "/camera/depth/image_rect_raw",
             "depth_hha": "/camera/depth/image_rect_raw", "lidar": "/lidar/points"}
 SIM_SCENARIOS = ("urban_day", "urban_night", "fog")
-SIM_SEED = 900  # not among the training (1-6) or validation (101, 102) seeds of core/training/segmentation.py
+SIM_SEED = 900  # not among the training (1-6) or validation (101, 102) seeds of training.py
 
 
 @dataclass
@@ -35,26 +34,17 @@ class LabelledFrame:
     labels: np.ndarray | None  # (H, W) uint8 class ids, or None when the source has no ground truth
 
 
-def _preprocess(spec, rgb: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
-    from ros_mmfusion.core.segmentation import FusionSegmenter
-
-    # FusionSegmenter.preprocess reads only ``self.spec``: reuse it without building a backend.
-    holder = FusionSegmenter.__new__(FusionSegmenter)
-    holder.spec = spec
-    return holder.preprocess(rgb, x)
-
-
-def feeds_of(spec, frames: list[LabelledFrame]) -> list[dict[str, np.ndarray]]:
+def feeds_of(spec: SegmentationModelSpec, frames: list[LabelledFrame]) -> list[dict[str, np.ndarray]]:
     """Network inputs (``rgb``, ``x``; batch 1 at ``spec.input_size``) of ``frames``, as the pipeline makes them."""
-    return [_preprocess(spec, f.rgb, f.x) for f in frames]
+    return list(FusionSegmenter(spec).network_inputs((f.rgb, f.x) for f in frames))
 
 
-def frames_from_simulation(spec, count: int = 24, scenarios: tuple[str, ...] = SIM_SCENARIOS, seed: int = SIM_SEED,
-                           stride: int = 3) -> list[LabelledFrame]:
+def frames_from_simulation(spec: SegmentationModelSpec, count: int = 24, scenarios: tuple[str, ...] = SIM_SCENARIOS,
+                           seed: int = SIM_SEED, stride: int = 3) -> list[LabelledFrame]:
     """``count`` frames of the synthetic world at the model's input size, spread over ``scenarios``."""
     from ros_mmfusion.core.modalities.encoders import make_encoder
+    from ros_mmfusion.core.segmentation.training import raw_x
     from ros_mmfusion.core.sim import Simulation
-    from ros_mmfusion.core.training.segmentation import raw_x
 
     if spec.x_modality == "lidar":
         raise ConfigError("calibrating a LiDAR-X model from the synthetic world is not supported; pass a bag")
@@ -64,17 +54,16 @@ def frames_from_simulation(spec, count: int = 24, scenarios: tuple[str, ...] = S
     per = -(-count // len(scenarios))
     for scenario in scenarios:
         sim = Simulation(scenario, seed=seed, size=(w, h), beams=16)
-        camera = sim.rig.color.camera if spec.x_modality == "depth_hha" else None
         for k in range(min(per, count - len(frames))):
             frame = sim.frame(k * stride)
             raw, encoding = raw_x(frame, spec.x_modality)
-            frames.append(LabelledFrame(frame.camera.rgb, encoder.encode(raw, camera, encoding=encoding),
-                                        frame.camera.semantic))
+            x = encode_x(encoder, spec.x_modality, raw, (h, w), camera=sim.rig.color.camera, encoding=encoding)
+            frames.append(LabelledFrame(frame.camera.rgb, x, frame.camera.semantic))
     return frames
 
 
-def frames_from_bag(spec, bag: str | Path, count: int = 24, stride: int = 1, rgb_topic: str = RGB_TOPIC,
-                    x_topic: str | None = None, gt_topic: str = GT_TOPIC,
+def frames_from_bag(spec: SegmentationModelSpec, bag: str | Path, count: int = 24, stride: int = 1,
+                    rgb_topic: str = RGB_TOPIC, x_topic: str | None = None, gt_topic: str = GT_TOPIC,
                     camera_info_topic: str = CAMERA_INFO_TOPIC) -> list[LabelledFrame]:
     """Up to ``count`` RGB/X(/ground-truth) frames of a rosbag2, every ``stride``-th set of messages with the same
     header stamp, X encoded with the model's encoder (LiDAR X needs the bag's ``calibration.yaml``)."""
@@ -133,15 +122,16 @@ def frames_from_bag(spec, bag: str | Path, count: int = 24, stride: int = 1, rgb
             m = parts[rgb_topic]
             rgb = decode_rgb(m.height, m.width, m.encoding, m.is_bigendian, m.step, m.data)
             xm = parts[x_topic]
+            if camera is None and spec.x_modality in X_NEEDS_CAMERA:
+                first = "LiDAR scan" if spec.x_modality == "lidar" else "depth image (HHA needs the intrinsics)"
+                raise ConfigError(f"bag {bag}: no {camera_info_topic} before the first {first}")
             if spec.x_modality == "lidar":
-                if camera is None:
-                    raise ConfigError(f"bag {bag}: no {camera_info_topic} before the first LiDAR scan")
-                cloud = decode_cloud(xm.height, xm.width, xm.fields, xm.is_bigendian, xm.point_step, xm.row_step,
-                                     xm.data)
-                x = encoder.encode(cloud, camera, camera_from_lidar=camera_from_lidar)
+                raw = decode_cloud(xm.height, xm.width, xm.fields, xm.is_bigendian, xm.point_step, xm.row_step,
+                                   xm.data)
             else:
                 raw = decode_image(xm.height, xm.width, xm.encoding, xm.is_bigendian, xm.step, xm.data)
-                x = encoder.encode(raw, camera if spec.x_modality == "depth_hha" else None, encoding=xm.encoding)
+            x = encode_x(encoder, spec.x_modality, raw, rgb.shape[:2], camera=camera,
+                         encoding=getattr(xm, "encoding", ""), camera_from_lidar=camera_from_lidar)
             labels = None
             if gt_topic in parts:
                 g = parts[gt_topic]
@@ -154,7 +144,8 @@ def frames_from_bag(spec, bag: str | Path, count: int = 24, stride: int = 1, rgb
     return frames
 
 
-def frames_from(spec, source: str | Path | None, count: int = 24, stride: int = 1) -> list[LabelledFrame]:
+def frames_from(spec: SegmentationModelSpec, source: str | Path | None, count: int = 24,
+                stride: int = 1) -> list[LabelledFrame]:
     """Frames from a bag directory, or from the synthetic world when ``source`` is None or "sim"."""
     if source is None or str(source) == "sim":
         return frames_from_simulation(spec, count)
@@ -162,29 +153,7 @@ def frames_from(spec, source: str | Path | None, count: int = 24, stride: int = 
 
 
 def describe_source(source: str | Path | None, frames: list[LabelledFrame]) -> str:
+    """One line naming where ``frames`` came from (for logs, sidecar notes and reports)."""
     if source is None or str(source) == "sim":
         return f"{len(frames)} frames of the synthetic world ({', '.join(SIM_SCENARIOS)}, seed {SIM_SEED})"
     return f"{len(frames)} frames of bag {Path(source).resolve()}"
-
-
-def int8_onnx_for(spec, source: str | Path | None = None, count: int = 24, stride: int = 1,
-                  settings: Int8Settings | None = None, cache: EngineCache | None = None, force: bool = False,
-                  log: Callable[[str], None] | None = None, tensorrt: bool = False) -> Path:
-    """The INT8 (QDQ) model of the segmentation ``spec``: from the cache beside its fp32 ONNX, else quantized now
-    with frames of ``source`` (a bag, or the synthetic world when None). ``tensorrt``: the symmetric variant
-    TensorRT accepts (``TENSORRT_INT8``) instead of this CPU's format (``int8.cpu_int8_settings``), unless
-    ``settings`` are given."""
-    from ros_mmfusion.core.segmentation import onnx_for
-
-    fp32 = onnx_for(spec)
-    frames: list[LabelledFrame] = []
-
-    def feeds() -> Iterator[dict[str, np.ndarray]]:
-        frames.extend(frames_from(spec, source, count, stride))
-        (log or print)(f"calibrating INT8 on {describe_source(source, frames)}")
-        yield from feeds_of(spec, frames)
-
-    chosen = settings or (TENSORRT_INT8 if tensorrt else None)  # None: this CPU's format
-    result = quantized_model(fp32, feeds, chosen, cache or EngineCache(log=log), force=force,
-                             notes_of=lambda: {"calibration": describe_source(source, frames)})
-    return result.artifact
