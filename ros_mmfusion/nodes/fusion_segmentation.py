@@ -122,7 +122,8 @@ class FusionSegmentationNode(MmfusionNode):
             raw = pointcloud2_to_array(msg, limits=self.limits)
         else:
             raw = image_to_numpy(msg, limits=self.limits)
-        return encode_x(self.encoder, self.spec.x_modality, raw, size, camera=self.camera,
+        camera = self.camera if self.spec.x_modality in X_NEEDS_CAMERA else None  # subscribed to only then
+        return encode_x(self.encoder, self.spec.x_modality, raw, size, camera=camera,
                         encoding=getattr(msg, "encoding", ""), camera_from_lidar=self.camera_from_lidar)
 
     def segment(self, synced) -> None:
