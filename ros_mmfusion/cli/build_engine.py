@@ -60,9 +60,9 @@ def _frames(args: argparse.Namespace, spec):
 def _onnxruntime_int8(args: argparse.Namespace, onnx: Path, spec) -> dict:
     from ros_mmfusion.cli.main import UserError
     from ros_mmfusion.core.inference.engine_cache import EngineCache
-    from ros_mmfusion.core.inference.int8 import compare_int8, quantized_model
+    from ros_mmfusion.core.inference.int8 import quantized_model
     from ros_mmfusion.core.segmentation.pipeline import postprocess
-    from ros_mmfusion.core.segmentation.quantize import describe_source, feeds_of
+    from ros_mmfusion.core.segmentation.quantize import compare_int8, describe_source, feeds_of
 
     if args.precision != "int8":
         raise UserError("--target onnxruntime builds the INT8 model only; fp32/fp16 ONNX files run as they are")

@@ -229,10 +229,10 @@ def bench_int8_formats(model: str, formats: list[str], size: tuple[int, int] | N
 def _segmentation_int8(settings, size, threads, runs, frames, package, cache):
     import dataclasses
 
-    from ros_mmfusion.core.inference.int8 import compare_int8, quantized_model
+    from ros_mmfusion.core.inference.int8 import quantized_model
     from ros_mmfusion.core.segmentation.artifacts import DEFAULT_PACKAGE, load_package, onnx_for
     from ros_mmfusion.core.segmentation.pipeline import postprocess
-    from ros_mmfusion.core.segmentation.quantize import describe_source, feeds_of, frames_from_simulation
+    from ros_mmfusion.core.segmentation.quantize import compare_int8, describe_source, feeds_of, frames_from_simulation
 
     spec = load_package(Path(package).absolute() if package else DEFAULT_PACKAGE)
     spec = dataclasses.replace(spec, input_size=size or spec.input_size)

@@ -23,7 +23,6 @@ from ros_mmfusion.core.inference.int8 import (
     U8S8_REDUCED,
     Int8Settings,
     choose_backend,
-    compare_int8,
     cpu_int8_settings,
     int8_plan,
     int8_spec,
@@ -38,7 +37,7 @@ from ros_mmfusion.core.segmentation.pipeline import (
     SegmentationModelSpec,
     postprocess,
 )
-from ros_mmfusion.core.segmentation.quantize import feeds_of, frames_from_bag, frames_from_simulation
+from ros_mmfusion.core.segmentation.quantize import compare_int8, feeds_of, frames_from_bag, frames_from_simulation
 
 SIZE = (64, 96)  # (height, width)
 

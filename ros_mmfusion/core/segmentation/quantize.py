@@ -3,10 +3,12 @@ synthetic world, X encoded by the node's own :func:`~ros_mmfusion.core.segmentat
 ground truth when the source has it; network inputs made by the pipeline's own stages
 (:meth:`FusionSegmenter.network_inputs <ros_mmfusion.core.segmentation.pipeline.FusionSegmenter.network_inputs>`).
 
-``artifacts.int8_onnx_for(spec)`` quantizes the fp32 ONNX of ``spec`` with these frames.
+``artifacts.int8_onnx_for(spec)`` quantizes the fp32 ONNX of ``spec`` with these frames; :func:`compare_int8` checks
+an INT8 model against its fp32 original on held-out frames (logits, argmax agreement, mIoU against ground truth).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.inference.int8 import AccuracyReport, interleaved_latency
+from ros_mmfusion.core.segmentation.metrics import confusion_matrix, scores
 from ros_mmfusion.core.segmentation.pipeline import FusionSegmenter, SegmentationModelSpec
 from ros_mmfusion.core.segmentation.preprocess import X_NEEDS_CAMERA, encode_x
 
@@ -157,3 +161,52 @@ def describe_source(source: str | Path | None, frames: list[LabelledFrame]) -> s
     if source is None or str(source) == "sim":
         return f"{len(frames)} frames of the synthetic world ({', '.join(SIM_SCENARIOS)}, seed {SIM_SEED})"
     return f"{len(frames)} frames of bag {Path(source).resolve()}"
+
+
+def compare_int8(fp32_onnx: str | Path, int8_onnx: str | Path, feeds: Sequence[Mapping[str, np.ndarray]],
+                 output: str | None = None, labels: Sequence[np.ndarray | None] | None = None,
+                 num_classes: int = 0, ignore_index: int | None = 0, threads: int = 0,
+                 timing_runs: int = 5,
+                 label_of: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None) -> AccuracyReport:
+    """Run both models on ``feeds`` and compare ``output`` (default: the first output), class axis 1.
+
+    ``labels``: ground truth per feed (``(H, W)`` class ids, or None); ``label_of(output, (H, W))`` maps one feed's
+    output to a label image of the ground truth's size (default: argmax over axis 1 of batch item 0, which must
+    match). ``timing_runs``: median of that many runs of the first feed per model, after one warm-up (0: none).
+    """
+    from ros_mmfusion.core.onnx_export import ort_session
+
+    s32, s8 = ort_session(fp32_onnx, threads), ort_session(int8_onnx, threads)
+    name = output or s32.get_outputs()[0].name
+    agree = total = 0
+    max_err, abs_sum, sq_err, sq_ref, count = 0.0, 0.0, 0.0, 0.0, 0
+    cm32 = cm8 = None
+    to_label = label_of or (lambda out, size: out.argmax(1)[0])
+    for i, feed in enumerate(feeds):
+        a = s32.run([name], dict(feed))[0].astype(np.float64)
+        b = s8.run([name], dict(feed))[0].astype(np.float64)
+        diff = np.abs(a - b)
+        max_err = max(max_err, float(diff.max()))
+        abs_sum += float(diff.sum())
+        sq_err += float((diff ** 2).sum())
+        sq_ref += float((a ** 2).sum())
+        count += diff.size
+        if a.ndim >= 2:
+            same = a.argmax(1) == b.argmax(1)
+            agree += int(same.sum())
+            total += same.size
+        gt = labels[i] if labels is not None and i < len(labels) else None
+        if gt is not None and num_classes:
+            p32, p8 = to_label(a, gt.shape[:2]), to_label(b, gt.shape[:2])
+            c32 = confusion_matrix(gt, p32, num_classes, ignore_index)
+            c8 = confusion_matrix(gt, p8, num_classes, ignore_index)
+            cm32 = c32 if cm32 is None else cm32 + c32
+            cm8 = c8 if cm8 is None else cm8 + c8
+    report = AccuracyReport(len(feeds), agree / total if total else float("nan"), max_err,
+                            abs_sum / max(count, 1), float(np.sqrt(sq_err / max(sq_ref, 1e-30))))
+    if cm32 is not None and cm8 is not None:
+        report.miou_fp32 = scores(cm32, ignore_index).miou
+        report.miou_int8 = scores(cm8, ignore_index).miou
+    if timing_runs and feeds:
+        report.latency_fp32_ms, report.latency_int8_ms = interleaved_latency(s32, s8, dict(feeds[0]), timing_runs)
+    return report
