@@ -52,7 +52,7 @@ def _shapes(items: list[str]) -> dict[str, object]:
 
 def _frames(args: argparse.Namespace, spec):
     """(calibration frames, evaluation frames): alternate frames of the source, so evaluation is on unseen ones."""
-    from ros_mmfusion.core.inference.segmentation_calibration import frames_from
+    from ros_mmfusion.core.segmentation.quantize import frames_from
 
     frames = frames_from(spec, args.calib, count=2 * args.frames)
     calib, held_out = frames[0::2], frames[1::2]
@@ -62,9 +62,9 @@ def _frames(args: argparse.Namespace, spec):
 def _onnxruntime_int8(args: argparse.Namespace, onnx: Path, spec) -> dict:
     from ros_mmfusion.cli.main import UserError
     from ros_mmfusion.core.inference.engine_cache import EngineCache
-    from ros_mmfusion.core.inference.int8 import compare_int8, quantized_model
-    from ros_mmfusion.core.inference.segmentation_calibration import describe_source, feeds_of
-    from ros_mmfusion.core.segmentation import postprocess
+    from ros_mmfusion.core.inference.int8 import quantized_model
+    from ros_mmfusion.core.segmentation.pipeline import postprocess
+    from ros_mmfusion.core.segmentation.quantize import compare_int8, describe_source, feeds_of
 
     if args.precision != "int8":
         raise UserError("--target onnxruntime builds the INT8 model only; fp32/fp16 ONNX files run as they are")
@@ -86,8 +86,8 @@ def _onnxruntime_int8(args: argparse.Namespace, onnx: Path, spec) -> dict:
 
 def _tensorrt(args: argparse.Namespace, onnx: Path, spec) -> dict:
     from ros_mmfusion.core.inference.engine_cache import EngineCache
-    from ros_mmfusion.core.inference.segmentation_calibration import feeds_of
     from ros_mmfusion.core.inference.tensorrt_backend import TensorRTBackend
+    from ros_mmfusion.core.segmentation.quantize import feeds_of
 
     shapes = _shapes(args.shape)
     if spec is not None:
@@ -108,7 +108,7 @@ def check_onnx(path: Path, spec) -> None:
     import onnx
 
     from ros_mmfusion.cli.main import UserError, one_line
-    from ros_mmfusion.core.segmentation import INPUTS
+    from ros_mmfusion.core.segmentation.pipeline import INPUTS
 
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.cli.main import UserError
     from ros_mmfusion.core.inference.tensorrt_support import tensorrt_unavailable
     from ros_mmfusion.core.outputs import check_directory_option, require_file
-    from ros_mmfusion.core.segmentation import SegmentationModelSpec
+    from ros_mmfusion.core.segmentation.pipeline import SegmentationModelSpec
 
     onnx = Path(args.onnx)
     if not onnx.exists():

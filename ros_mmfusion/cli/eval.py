@@ -199,7 +199,7 @@ class SegmentationAccumulator:
         self._keep(self._rgb, stamp, rgb)
 
     def add(self, stamp: int, gt: np.ndarray | None = None, pred: np.ndarray | None = None) -> None:
-        from ros_mmfusion.core.evaluation.segmentation import confusion_matrix
+        from ros_mmfusion.core.segmentation.metrics import confusion_matrix
 
         if gt is not None:
             self._keep(self._gt, stamp, gt)
@@ -410,8 +410,8 @@ def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any,
     from ros_mmfusion.core import labels as label_set
     from ros_mmfusion.core.evaluation.latency import latency_stats
     from ros_mmfusion.core.evaluation.report import LatencySeries, SampleFrame, write_report
-    from ros_mmfusion.core.evaluation.segmentation import scores
     from ros_mmfusion.core.geometry import quaternion_to_yaw
+    from ros_mmfusion.core.segmentation.metrics import scores
     from ros_mmfusion.core.stamps import stamp_to_ns
     from ros_mmfusion.launcher import replay_in_process, run_processes
     from ros_mmfusion.ros.detections import detections_to_arrays

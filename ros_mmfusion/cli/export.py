@@ -44,19 +44,14 @@ def _export_registry(args: argparse.Namespace, out: Path) -> str:
 
 
 def _export_package(args: argparse.Namespace, out: Path) -> str:
-    import torch
-
     from ros_mmfusion.cli.main import UserError
-    from ros_mmfusion.core.onnx_export import export_onnx
-    from ros_mmfusion.core.segmentation import INPUTS, OUTPUTS, SegmentationModelSpec, build_module
+    from ros_mmfusion.core.segmentation.artifacts import export_model
+    from ros_mmfusion.core.segmentation.pipeline import SegmentationModelSpec
 
     if args.weights or args.size:
         raise UserError("--weights and --size come from the model package's model.yaml; leave them out")
     spec = SegmentationModelSpec.from_package(args.model)
-    h, w = spec.input_size
-    axes = {0: "batch", 2: "height", 3: "width"}
-    export_onnx(build_module(spec), (torch.zeros(1, 3, h, w), torch.zeros(1, 3, h, w)), out, INPUTS, OUTPUTS,
-                {name: axes for name in (*INPUTS, *OUTPUTS)})
+    export_model(spec, out)
     return f"segmentation package {args.model} ({spec.variant}, {spec.num_classes} classes)"
 
 

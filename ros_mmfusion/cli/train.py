@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.core.outputs import OutputDirectory
+    from ros_mmfusion.core.segmentation.training import PACKAGE_FILES, TrainConfig, train
     from ros_mmfusion.core.sim import parse_size
-    from ros_mmfusion.core.training.segmentation import PACKAGE_FILES, TrainConfig, train
 
     width, height = parse_size(args.size)
     x_params = {"window_k": [263.0, 318.0], "kelvin_per_count": 0.01} if args.x_modality == "thermal" else {}

@@ -225,17 +225,17 @@ def bench_int8_formats(model: str, formats: list[str], size: tuple[int, int] | N
 def _segmentation_int8(settings, size, threads, runs, frames, package, cache):
     import dataclasses
 
-    from ros_mmfusion.core.inference.int8 import compare_int8, quantized_model
-    from ros_mmfusion.core.inference.segmentation_calibration import describe_source, feeds_of, frames_from_simulation
-    from ros_mmfusion.core.segmentation import SegmentationModelSpec, onnx_for, postprocess
-    from ros_mmfusion.paths import share_dir
+    from ros_mmfusion.core.inference.int8 import quantized_model
+    from ros_mmfusion.core.segmentation.artifacts import DEFAULT_PACKAGE, load_package, onnx_for
+    from ros_mmfusion.core.segmentation.pipeline import postprocess
+    from ros_mmfusion.core.segmentation.quantize import compare_int8, describe_source, feeds_of, frames_from_simulation
 
-    spec = SegmentationModelSpec.from_package(package or share_dir() / "models" / "cmx_b0_rgbt_synthetic")
+    spec = load_package(Path(package).absolute() if package else DEFAULT_PACKAGE)
     spec = dataclasses.replace(spec, input_size=size or spec.input_size)
     fp32 = onnx_for(spec)
     samples = frames_from_simulation(spec, 2 * frames)
     calib, held = samples[0::2], samples[1::2]
-    inputs = (f"{spec.variant} {Path(package or 'cmx_b0_rgbt_synthetic').name} at {spec.input_size[0]}x"
+    inputs = (f"{spec.variant} {Path(package or DEFAULT_PACKAGE).name} at {spec.input_size[0]}x"
               f"{spec.input_size[1]}: calibrated on {describe_source(None, calib)}, evaluated on {len(held)} others")
     rows = []
     for s in settings:

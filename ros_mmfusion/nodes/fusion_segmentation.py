@@ -22,13 +22,14 @@ from vision_msgs.msg import LabelInfo
 
 from ros_mmfusion.core.codec.image import decode_rgb
 from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, MessageLimits
-from ros_mmfusion.core.errors import MessageFormatError
 from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, changed_camera_from_lidar
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.modalities.encoders import make_encoder
 from ros_mmfusion.core.params import ParamSpec
-from ros_mmfusion.core.segmentation import FusionSegmenter, SegmentationModelSpec
+from ros_mmfusion.core.segmentation.artifacts import DEFAULT_PACKAGE, build_backend, load_package
+from ros_mmfusion.core.segmentation.pipeline import FusionSegmenter
+from ros_mmfusion.core.segmentation.preprocess import X_NEEDS_CAMERA, encode_x
 from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
 from ros_mmfusion.paths import share_dir
 from ros_mmfusion.ros.builders import label_info
@@ -38,8 +39,6 @@ from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
 from ros_mmfusion.ros.pointcloud import pointcloud2_to_array
 from ros_mmfusion.ros.qos import LATCHED_QOS
 
-DEFAULT_MODEL = "models/cmx_b0_rgbt_synthetic"
-
 
 def rgb_from_image(msg: Image, limits: MessageLimits = DEFAULT_LIMITS) -> np.ndarray:
     """(H, W, 3) uint8 R,G,B from a colour Image; MessageFormatError for other encodings or sizes over ``limits``."""
@@ -48,7 +47,7 @@ def rgb_from_image(msg: Image, limits: MessageLimits = DEFAULT_LIMITS) -> np.nda
 
 class FusionSegmentationNode(MmfusionNode):
     PARAMS = (
-        ParamSpec("model_package", DEFAULT_MODEL, "Model package directory (model.yaml + weights), absolute or "
+        ParamSpec("model_package", DEFAULT_PACKAGE, "Model package directory (model.yaml + weights), absolute or "
                   "relative to the package share directory.", read_only=True),
         ParamSpec("backend", "onnxruntime", "Inference backend.",
                   choices=("onnxruntime", "torch", "onnxruntime-int8", "tensorrt"), read_only=True),
@@ -73,15 +72,14 @@ class FusionSegmentationNode(MmfusionNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("fusion_segmentation", **kwargs)
         check_path_parameters(self, files=["calibration_file"], directories=["model_package"], base=share_dir())
-        package = self.params["model_package"]
-        path = package if package.startswith("/") else str(share_dir() / package)
-        self.spec = SegmentationModelSpec.from_package(path)
+        self.spec = load_package(self.params["model_package"])
         self.encoder = make_encoder(self.spec.x_modality, self.spec.x_params)
         choice = choose_backend(self.params["backend"], "segmentation", self.params["precision"])
         if choice.plan is not None:  # INT8 asked for: say what this CPU runs
             self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
-        self.segmenter = FusionSegmenter(self.spec, backend=choice.backend, device=self.params["device"],
-                                         precision=choice.precision, threads=self.params["threads"])
+        self.segmenter = FusionSegmenter(self.spec, build_backend(
+            self.spec, choice.backend, device=self.params["device"], precision=choice.precision,
+            threads=self.params["threads"]))
         self.palette = self.spec.palette()
         self.camera_from_lidar = camera_from_lidar(self.params)
         optional = {"x": self.params["x_timeout"]} if self.params["missing_x_policy"] == "neutral" else None
@@ -98,7 +96,7 @@ class FusionSegmentationNode(MmfusionNode):
         self.sensor_subscription(PointCloud2 if x_is_points else Image, "x/points" if x_is_points else "x/image",
                                  lambda m: self.on_input("x", m), name="x", required=optional is None,
                                  stall_timeout=self.params["x_timeout"] if optional else None)
-        if self.spec.x_modality in ("lidar", "depth_hha"):
+        if self.spec.x_modality in X_NEEDS_CAMERA:
             self.camera_info_subscription("rgb/camera_info")
         self.get_logger().info(f"{self.spec.variant} ({self.spec.x_modality} X, {self.spec.num_classes} classes) "
                                f"on {self.segmenter.backend.info.detail}")
@@ -121,24 +119,16 @@ class FusionSegmentationNode(MmfusionNode):
             self.clear_finding("x")
 
     def encode_x(self, msg, size: tuple[int, int]) -> np.ndarray:
+        """The X image for an RGB image of ``size`` (H, W) from an X message (None: X missing)."""
         if msg is None:
-            return self.encoder.neutral(*size)
-        if self.spec.x_modality == "lidar":
-            if self.camera is None:
-                raise MessageFormatError("no CameraInfo received yet: cannot project LiDAR into the camera")
-            camera = self.camera.scaled(size[1], size[0]) if (self.camera.height, self.camera.width) != size \
-                else self.camera
-            cloud = pointcloud2_to_array(msg, limits=self.limits)
-            return self.encoder.encode(cloud, camera, camera_from_lidar=self.camera_from_lidar)
-        x = image_to_numpy(msg, limits=self.limits)
-        if x.shape[:2] != size:
-            raise MessageFormatError(f"X image is {x.shape[1]}x{x.shape[0]} but RGB is {size[1]}x{size[0]}; "
-                                     "register X to the colour camera first")
-        if self.spec.x_modality == "depth_hha":
-            if self.camera is None:
-                raise MessageFormatError("no CameraInfo received yet: HHA needs the intrinsics")
-            return self.encoder.encode(x, self.camera, encoding=msg.encoding)
-        return self.encoder.encode(x, None, encoding=msg.encoding)
+            raw = None
+        elif self.spec.x_modality == "lidar":
+            raw = pointcloud2_to_array(msg, limits=self.limits)
+        else:
+            raw = image_to_numpy(msg, limits=self.limits)
+        camera = self.camera if self.spec.x_modality in X_NEEDS_CAMERA else None  # subscribed to only then
+        return encode_x(self.encoder, self.spec.x_modality, raw, size, camera=camera,
+                        encoding=getattr(msg, "encoding", ""), camera_from_lidar=self.camera_from_lidar)
 
     def segment(self, synced) -> None:
         started = time.perf_counter()

@@ -22,7 +22,7 @@ from ros_mmfusion.core.models.cmx import (
     convert_upstream_checkpoint,
     load_checkpoint,
 )
-from ros_mmfusion.core.preprocess.segmentation import rgb_input, rgbx_inputs, x_input
+from ros_mmfusion.core.segmentation.preprocess import rgb_input, rgbx_inputs, x_input
 from test.fixtures import FIXTURES as ALL_FIXTURES
 
 FIXTURES = ALL_FIXTURES

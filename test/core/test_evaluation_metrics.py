@@ -9,7 +9,7 @@ import pytest
 
 from ros_mmfusion.core.evaluation.latency import latency_stats
 from ros_mmfusion.core.evaluation.report import LatencySeries, SampleFrame, write_report
-from ros_mmfusion.core.evaluation.segmentation import confusion_matrix, scores
+from ros_mmfusion.core.segmentation.metrics import ConfusionAccumulator, confusion_matrix, scores
 
 
 def test_confusion_and_scores_of_a_hand_built_case():
@@ -60,6 +60,26 @@ def test_confusion_accumulated_over_frames_equals_one_of_all_pixels():
     total = sum(confusion_matrix(g, p, 6) for g, p in frames)
     whole = confusion_matrix(np.concatenate([g for g, _ in frames]), np.concatenate([p for _, p in frames]), 6)
     assert (total == whole).all()
+
+
+def test_confusion_accumulators_merge_into_the_one_pass_result():
+    """Per-worker (or per-scenario) accumulators add up to exactly the accumulator of all frames."""
+    rng = np.random.default_rng(2)
+    frames = [(rng.integers(0, 6, (7, 9)), rng.integers(0, 6, (7, 9))) for _ in range(5)]
+    one_pass, first, second = (ConfusionAccumulator(6, ignore_index=0) for _ in range(3))
+    for i, (g, p) in enumerate(frames):
+        one_pass.add(g, p)
+        (first if i < 2 else second).add(g, p)
+    merged = first + second
+    assert (merged.confusion == one_pass.confusion).all() and merged.frames == one_pass.frames == 5
+    assert (first.merge(second).confusion == merged.confusion).all()
+    assert merged.scores().miou == scores(one_pass.confusion, 0).miou
+    assert first.frames == 2 and second.frames == 3, "merging leaves its operands unchanged"
+    assert sum([first, second], ConfusionAccumulator(6)).frames == 5
+    with pytest.raises(ValueError, match="cannot merge"):
+        first + ConfusionAccumulator(7)
+    with pytest.raises(ValueError, match="cannot merge"):
+        first.merge(ConfusionAccumulator(6, ignore_index=None))
 
 
 @pytest.mark.parametrize("seed, ignore", [(0, 0), (1, 0), (2, None), (3, 4)])

@@ -23,27 +23,21 @@ from ros_mmfusion.core.inference.int8 import (
     U8S8_REDUCED,
     Int8Settings,
     choose_backend,
-    compare_int8,
     cpu_int8_settings,
     int8_plan,
     int8_spec,
     is_quantized,
     quantized_model,
 )
-from ros_mmfusion.core.inference.segmentation_calibration import (
-    feeds_of,
-    frames_from_bag,
-    frames_from_simulation,
-    int8_onnx_for,
-)
-from ros_mmfusion.core.segmentation import (
+from ros_mmfusion.core.segmentation.artifacts import build_backend, int8_onnx_for, onnx_for
+from ros_mmfusion.core.segmentation.pipeline import (
     INPUTS,
     OUTPUTS,
     FusionSegmenter,
     SegmentationModelSpec,
-    onnx_for,
     postprocess,
 )
+from ros_mmfusion.core.segmentation.quantize import compare_int8, feeds_of, frames_from_bag, frames_from_simulation
 
 SIZE = (64, 96)  # (height, width)
 
@@ -154,8 +148,8 @@ def test_segmentation_pipeline_takes_the_int8_backend(spec, frames):
     class: test_cpu_features.py)."""
     int8 = int8_onnx_for(spec)  # the cache entry made above; a fresh cache would calibrate on the synthetic world
     assert is_quantized(int8) and f".onnxruntime-qdq-int8-{cpu_int8_settings().label}." in int8.name
-    segmenter = FusionSegmenter(spec, backend="onnxruntime-int8", threads=2)
-    reference = FusionSegmenter(spec, backend="onnxruntime", threads=2)
+    segmenter = FusionSegmenter(spec, build_backend(spec, "onnxruntime-int8", threads=2))
+    reference = FusionSegmenter(spec, build_backend(spec, "onnxruntime", threads=2))
     f = frames[0]
     got, want = segmenter(f.rgb, f.x), reference(f.rgb, f.x)
     assert got.labels.shape == SIZE and (got.labels == want.labels).mean() > 0.8
@@ -166,7 +160,7 @@ def test_segmentation_pipeline_takes_the_int8_backend(spec, frames):
     else:
         assert (choice.backend, choice.precision) == ("onnxruntime", "fp32") and choice.declined
         assert "INT8 declined for segmentation" in choice.log_line() and "using fp32" in choice.log_line()
-        chosen = FusionSegmenter(spec, backend=choice.backend, precision=choice.precision, threads=2)
+        chosen = FusionSegmenter(spec, build_backend(spec, choice.backend, precision=choice.precision, threads=2))
         assert chosen.backend.info.kind == "onnxruntime" and (chosen(f.rgb, f.x).labels == want.labels).all()
 
 

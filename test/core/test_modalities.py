@@ -22,7 +22,7 @@ from ros_mmfusion.core.modalities.encoders import (
     make_encoder,
 )
 from ros_mmfusion.core.modalities.lidar import lidar_depth_image
-from ros_mmfusion.core.preprocess.segmentation import x_input
+from ros_mmfusion.core.segmentation.preprocess import x_input
 
 CAMERA = PinholeCamera.from_fov(160, 120, np.radians(70.0))
 CAMERA_HEIGHT = 1.2

@@ -14,7 +14,8 @@ from std_msgs.msg import Header
 from vision_msgs.msg import LabelInfo
 
 from ros_mmfusion.core import labels
-from ros_mmfusion.core.segmentation import SegmentationModelSpec, build_module
+from ros_mmfusion.core.segmentation.artifacts import build_module
+from ros_mmfusion.core.segmentation.pipeline import SegmentationModelSpec
 from ros_mmfusion.nodes.fusion_segmentation import FusionSegmentationNode
 from ros_mmfusion.ros.image import image_to_numpy, numpy_to_image
 from ros_mmfusion.ros.node_base import stamp_to_ns

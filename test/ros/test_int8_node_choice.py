@@ -13,7 +13,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from ros_mmfusion.core import labels
 from ros_mmfusion.core.inference.int8 import OVERRIDE_ENV, choose_backend
-from ros_mmfusion.core.segmentation import SegmentationModelSpec, build_module
+from ros_mmfusion.core.segmentation.artifacts import build_module
+from ros_mmfusion.core.segmentation.pipeline import SegmentationModelSpec
 from ros_mmfusion.nodes.fusion_segmentation import FusionSegmentationNode
 
 ROSOUT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -372,56 +372,6 @@ class AccuracyReport(Int8Comparison):
         return "\n".join(lines)
 
 
-def compare_int8(fp32_onnx: str | Path, int8_onnx: str | Path, feeds: Sequence[Mapping[str, np.ndarray]],
-                 output: str | None = None, labels: Sequence[np.ndarray | None] | None = None,
-                 num_classes: int = 0, ignore_index: int | None = 0, threads: int = 0,
-                 timing_runs: int = 5,
-                 label_of: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None) -> AccuracyReport:
-    """Run both models on ``feeds`` and compare ``output`` (default: the first output), class axis 1.
-
-    ``labels``: ground truth per feed (``(H, W)`` class ids, or None); ``label_of(output, (H, W))`` maps one feed's
-    output to a label image of the ground truth's size (default: argmax over axis 1 of batch item 0, which must
-    match). ``timing_runs``: median of that many runs of the first feed per model, after one warm-up (0: none).
-    """
-    from ros_mmfusion.core.evaluation.segmentation import confusion_matrix, scores
-    from ros_mmfusion.core.onnx_export import ort_session
-
-    s32, s8 = ort_session(fp32_onnx, threads), ort_session(int8_onnx, threads)
-    name = output or s32.get_outputs()[0].name
-    agree = total = 0
-    max_err, abs_sum, sq_err, sq_ref, count = 0.0, 0.0, 0.0, 0.0, 0
-    cm32 = cm8 = None
-    to_label = label_of or (lambda out, size: out.argmax(1)[0])
-    for i, feed in enumerate(feeds):
-        a = s32.run([name], dict(feed))[0].astype(np.float64)
-        b = s8.run([name], dict(feed))[0].astype(np.float64)
-        diff = np.abs(a - b)
-        max_err = max(max_err, float(diff.max()))
-        abs_sum += float(diff.sum())
-        sq_err += float((diff ** 2).sum())
-        sq_ref += float((a ** 2).sum())
-        count += diff.size
-        if a.ndim >= 2:
-            same = a.argmax(1) == b.argmax(1)
-            agree += int(same.sum())
-            total += same.size
-        gt = labels[i] if labels is not None and i < len(labels) else None
-        if gt is not None and num_classes:
-            p32, p8 = to_label(a, gt.shape[:2]), to_label(b, gt.shape[:2])
-            c32 = confusion_matrix(gt, p32, num_classes, ignore_index)
-            c8 = confusion_matrix(gt, p8, num_classes, ignore_index)
-            cm32 = c32 if cm32 is None else cm32 + c32
-            cm8 = c8 if cm8 is None else cm8 + c8
-    report = AccuracyReport(len(feeds), agree / total if total else float("nan"), max_err,
-                            abs_sum / max(count, 1), float(np.sqrt(sq_err / max(sq_ref, 1e-30))))
-    if cm32 is not None and cm8 is not None:
-        report.miou_fp32 = scores(cm32, ignore_index).miou
-        report.miou_int8 = scores(cm8, ignore_index).miou
-    if timing_runs and feeds:
-        report.latency_fp32_ms, report.latency_int8_ms = interleaved_latency(s32, s8, dict(feeds[0]), timing_runs)
-    return report
-
-
 def interleaved_latency(session_a, session_b, feed: Mapping[str, np.ndarray], runs: int) -> tuple[float, float]:
     """Median milliseconds of ``runs`` calls of each session on ``feed``, alternating a and b after one warm-up
     each, so that load from other processes on a shared machine falls on both alike."""

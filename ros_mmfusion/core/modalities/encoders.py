@@ -1,7 +1,7 @@
 """X-modality encoders for RGB-X fusion segmentation, chosen by name from configuration.
 
 Every encoder turns one raw X input into the ``(H, W, 3)`` uint8 image that
-:func:`ros_mmfusion.core.preprocess.segmentation.x_input` normalises for the model, pixel-aligned with the camera
+:func:`ros_mmfusion.core.segmentation.preprocess.x_input` normalises for the model, pixel-aligned with the camera
 whose RGB image it accompanies (this module does not resize; the caller resizes both images to the model input):
 
 ======================  ============================================================  ==========================
@@ -49,7 +49,7 @@ from ros_mmfusion.core.modalities.depth import (
 )
 from ros_mmfusion.core.modalities.lidar import lidar_depth_image, lidar_points_xyz
 from ros_mmfusion.core.modalities.thermal import THERMAL_ENCODINGS, encode_thermal
-from ros_mmfusion.core.preprocess.segmentation import IMAGENET_MEAN
+from ros_mmfusion.core.models.imagenet import IMAGENET_MEAN
 
 NEUTRAL_FILLS = ("no_data", "mean")
 #: The "mean" neutral colour: ImageNet mean on the 0..255 scale, normalising to ~0 per channel.

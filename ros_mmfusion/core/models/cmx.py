@@ -19,7 +19,7 @@ Module names are those of the upstream ``EncoderDecoder`` (``backbone.extra_bloc
 ``decode_head.linear_fuse.1``...), so ``convert_upstream_checkpoint`` only unwraps and normalises a checkpoint and
 ``load_checkpoint`` loads released weights strictly. BatchNorm epsilon is PyTorch's 1e-5 everywhere: upstream
 evaluation builds the model without a criterion and never applies the training-time 1e-3 (eps is not saved).
-Input channel order and normalisation are in ``ros_mmfusion.core.preprocess.segmentation`` (the released weights
+Input channel order and normalisation are in ``ros_mmfusion.core.segmentation.preprocess`` (the released weights
 expect B,G,R order).
 """
 from __future__ import annotations
@@ -343,7 +343,7 @@ class CMXConfig:
 class CMX(nn.Module):
     """RGB-X segmentation: ``forward(rgb, x)`` -> ``(B, num_classes, H, W)`` logits at the input resolution.
 
-    ``rgb`` and ``x`` are ``(B, 3, H, W)`` float tensors normalised as ``preprocess.segmentation`` does (for released
+    ``rgb`` and ``x`` are ``(B, 3, H, W)`` float tensors normalised as ``segmentation.preprocess`` does (for released
     weights: B,G,R order, ImageNet mean/std; X replicated to three channels, same mean/std). H and W need not be
     multiples of 32. ``forward_features`` and ``forward_head`` expose the fused maps and the 1/4-resolution logits.
     """

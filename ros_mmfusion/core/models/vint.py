@@ -47,8 +47,10 @@ from torch import nn
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.models.checkpoints import LoadReport, load_state
 from ros_mmfusion.core.models.efficientnet import EFFICIENTNET_VARIANTS, EfficientNet, efficientnet
-from ros_mmfusion.core.navigation.preprocess import VINT_IMAGE_SIZE
-from ros_mmfusion.core.preprocess.segmentation import IMAGENET_MEAN, IMAGENET_STD
+from ros_mmfusion.core.models.imagenet import IMAGENET_MEAN, IMAGENET_STD
+
+VINT_IMAGE_SIZE = (85, 64)
+"""(width, height) of every ViNT input frame; tensors are ``[..., 64, 85]``."""
 
 
 @dataclass(frozen=True)

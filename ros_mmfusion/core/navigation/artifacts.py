@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError
-from ros_mmfusion.core.inference.base import Backend, create_backend
+from ros_mmfusion.core.inference.base import Backend
 from ros_mmfusion.core.inference.engine_cache import EngineCache
+from ros_mmfusion.core.inference.factory import create_backend
 from ros_mmfusion.core.inference.int8 import Int8Settings, quantized_model
 from ros_mmfusion.core.models.vint import (
     ONNX_INPUT_NAMES,

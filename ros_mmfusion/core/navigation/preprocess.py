@@ -21,10 +21,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ros_mmfusion.core.preprocess.segmentation import IMAGENET_MEAN, IMAGENET_STD
+from ros_mmfusion.core.models.imagenet import IMAGENET_MEAN, IMAGENET_STD
+from ros_mmfusion.core.models.vint import VINT_IMAGE_SIZE
 
-VINT_IMAGE_SIZE = (85, 64)
-"""(width, height) of every ViNT input frame; tensors are ``[..., 64, 85]``."""
 VINT_CROP_ASPECT = 4.0 / 3.0
 
 

@@ -1,11 +1,12 @@
 """RGB-X fusion segmentation pipeline (ROS-free): resize to the model input, normalise, infer, resize back.
 
-``FusionSegmenter(spec, backend=...)`` turns an RGB image and a pixel-aligned, 8-bit encoded X image (see
-``core/modalities``) into class ids and per-pixel confidence at the RGB image's size.
+``FusionSegmenter(spec, backend)`` turns an RGB image and a pixel-aligned, 8-bit encoded X image (see
+:func:`~ros_mmfusion.core.segmentation.preprocess.encode_x`) into class ids and per-pixel confidence at the RGB
+image's size. It receives its backend, built by :func:`ros_mmfusion.core.segmentation.artifacts.build_backend`.
 """
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,9 +14,8 @@ import cv2
 import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
-from ros_mmfusion.core.inference import Backend, create_backend
-from ros_mmfusion.core.onnx_export import cache_dir, export_once, export_onnx
-from ros_mmfusion.core.preprocess.segmentation import RGBXNormalization, rgbx_inputs
+from ros_mmfusion.core.inference.base import Backend
+from ros_mmfusion.core.segmentation.preprocess import RGBXNormalization, rgbx_inputs
 
 INPUTS = ("rgb", "x")
 OUTPUTS = ("logits",)
@@ -101,62 +101,14 @@ class SegmentationResult:
     confidence: np.ndarray  # (H, W) float32 softmax probability of the chosen class
 
 
-def build_module(spec: SegmentationModelSpec, deploy: bool = True):
-    """The PyTorch CMX model of ``spec`` with its weights loaded (strict); with ``deploy`` its decoder is folded
-    for inference (:func:`~ros_mmfusion.core.models.cmx.fold_for_inference`: same logits, far less compute)."""
-    from ros_mmfusion.core.models import cmx
-    from ros_mmfusion.core.models.checkpoints import load_weights_file
-
-    model = cmx.build_cmx(spec.variant, num_classes=spec.num_classes, decoder_embed_dim=spec.decoder_embed_dim)
-    if spec.weights:
-        cmx.load_checkpoint(model, load_weights_file(spec.weights), strict=True)
-    return cmx.fold_for_inference(model) if deploy else model.eval()
-
-
-def onnx_for(spec: SegmentationModelSpec) -> Path:
-    """The ONNX file of ``spec``: the configured one (exported there on first use when missing), or one exported
-    into the cache directory, named from the variant, classes, input size and the weights' content hash."""
-    if spec.onnx:
-        path = Path(spec.onnx)
-    else:
-        key = f"deploy-v1/{spec.variant}/{spec.num_classes}/{spec.decoder_embed_dim}/{spec.input_size}"
-        digest = hashlib.sha256(key.encode())
-        if spec.weights:
-            digest.update(Path(spec.weights).read_bytes())
-        path = cache_dir() / "onnx" / f"{spec.variant}-{digest.hexdigest()[:16]}.onnx"
-
-    def export(tmp: Path) -> None:
-        import torch
-
-        h, w = spec.input_size
-        export_onnx(build_module(spec), (torch.zeros(1, 3, h, w), torch.zeros(1, 3, h, w)), tmp, INPUTS, OUTPUTS,
-                    {"rgb": {0: "batch", 2: "height", 3: "width"}, "x": {0: "batch", 2: "height", 3: "width"},
-                     "logits": {0: "batch", 2: "height", 3: "width"}})
-
-    return export_once(path, export)  # atomic: concurrent nodes never read a half-written file
-
-
-def _onnx_path(spec: SegmentationModelSpec, backend: str, precision: str) -> Path | None:
-    """The ONNX file ``backend`` runs: the INT8 (QDQ) model for onnxruntime-int8 and TensorRT int8 (quantized on
-    first use, see ``core/inference/segmentation_calibration.py``), the fp32 export for onnxruntime and tensorrt."""
-    if backend == "onnxruntime-int8" or (backend == "tensorrt" and precision == "int8"):
-        from ros_mmfusion.core.inference.segmentation_calibration import int8_onnx_for
-
-        return int8_onnx_for(spec, tensorrt=backend == "tensorrt")
-    return onnx_for(spec) if backend in ("onnxruntime", "tensorrt") else None
-
-
 class FusionSegmenter:
-    """Segments RGB + X images with the backend ``backend`` ("torch", "onnxruntime", "onnxruntime-int8" or
-    "tensorrt")."""
+    """Segments RGB + X images of the model ``spec`` with ``backend`` (inputs ``INPUTS``, output ``OUTPUTS``; see
+    ``artifacts.build_backend``). Without a backend it only makes network inputs (:meth:`network_inputs`: INT8
+    calibration, accuracy checks)."""
 
-    def __init__(self, spec: SegmentationModelSpec, backend: str = "onnxruntime", device: str = "cpu",
-                 precision: str = "fp32", threads: int = 0) -> None:
+    def __init__(self, spec: SegmentationModelSpec, backend: Backend | None = None) -> None:
         self.spec = spec
-        self.backend: Backend = create_backend(
-            backend, input_names=INPUTS, output_names=OUTPUTS, module_factory=lambda: build_module(spec),
-            onnx_path=_onnx_path(spec, backend, precision), device=device, precision=precision, threads=threads,
-            shapes={name: (1, 3, *spec.input_size) for name in INPUTS})
+        self.backend = backend
 
     def preprocess(self, rgb: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
         """Resize both images to the model input (RGB bilinear; X nearest, so sparse depth stays exact) and
@@ -173,7 +125,15 @@ class FusionSegmenter:
         rgb_t, x_t = rgbx_inputs(rgb, x, self.spec.normalization)
         return {"rgb": rgb_t, "x": x_t}
 
+    def network_inputs(self, samples: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        """The network inputs (``rgb``, ``x``: ``(1, 3, H, W)`` float32 at ``spec.input_size``) of each
+        ``(rgb, x)`` sample, made by :meth:`preprocess` exactly as :meth:`__call__` makes them."""
+        for rgb, x in samples:
+            yield self.preprocess(rgb, x)
+
     def __call__(self, rgb: np.ndarray, x: np.ndarray) -> SegmentationResult:
+        if self.backend is None:
+            raise ConfigError("this FusionSegmenter was built without a backend: it only makes network inputs")
         logits = self.backend.run(self.preprocess(rgb, x))["logits"][0]  # (C, h, w)
         return postprocess(logits, rgb.shape[:2])
 

@@ -1,4 +1,5 @@
-"""RGB-X segmentation inputs: 8-bit images to the normalised ``(1, 3, H, W)`` float32 tensors a model consumes.
+"""RGB-X segmentation inputs: sensor arrays to the 8-bit X image (:func:`encode_x`), and 8-bit images to the
+normalised ``(1, 3, H, W)`` float32 tensors a model consumes.
 
 The conventions are those the released CMX weights were trained and evaluated with (``UPSTREAM_CMX``):
 
@@ -18,8 +19,45 @@ from dataclasses import dataclass
 
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ros_mmfusion.core.errors import MessageFormatError
+from ros_mmfusion.core.geometry import PinholeCamera, Transform
+from ros_mmfusion.core.modalities.encoders import XEncoder
+from ros_mmfusion.core.models.imagenet import IMAGENET_MEAN, IMAGENET_STD
+
+X_NEEDS_CAMERA = ("lidar", "depth_hha")
+"""X modalities whose encoding needs the colour camera's intrinsics (LiDAR projection, HHA's height and angle)."""
+
+
+def encode_x(encoder: XEncoder, modality: str, raw: np.ndarray | None, size: tuple[int, int], *,
+             camera: PinholeCamera | None = None, encoding: str = "",
+             camera_from_lidar: Transform | None = None) -> np.ndarray:
+    """The ``(H, W, 3)`` uint8 X image of one raw X input, pixel-aligned with the RGB image of ``size`` (H, W):
+    the one place that decides how depth, thermal and LiDAR become the network's X (the segmentation node, INT8
+    calibration and training all call it).
+
+    ``raw``: for ``lidar`` the points (``(N, 3+)`` array or structured cloud, LiDAR frame) projected with
+    ``camera`` (the colour camera's intrinsics, scaled to ``size`` when calibrated at another resolution) and
+    ``camera_from_lidar``; otherwise the X image, already registered to the colour camera (same size), with its ROS
+    ``encoding`` (``32FC1`` metres, ``16UC1`` millimetres, ``mono16`` ...); ``depth_hha`` also needs ``camera``.
+    None (X missing): the encoder's neutral image. MessageFormatError when the camera is missing where it is
+    needed or the X image is not of the RGB image's size.
+    """
+    if raw is None:
+        return encoder.neutral(*size)
+    if modality == "lidar":
+        if camera is None:
+            raise MessageFormatError("no CameraInfo received yet: cannot project LiDAR into the camera")
+        if (camera.height, camera.width) != size:
+            camera = camera.scaled(size[1], size[0])
+        return encoder.encode(raw, camera, camera_from_lidar=camera_from_lidar)
+    if raw.shape[:2] != size:
+        raise MessageFormatError(f"X image is {raw.shape[1]}x{raw.shape[0]} but RGB is {size[1]}x{size[0]}; "
+                                 "register X to the colour camera first")
+    if modality == "depth_hha":
+        if camera is None:
+            raise MessageFormatError("no CameraInfo received yet: HHA needs the intrinsics")
+        return encoder.encode(raw, camera, encoding=encoding)
+    return encoder.encode(raw, None, encoding=encoding)
 
 
 @dataclass(frozen=True)
@@ -85,5 +123,5 @@ def rgbx_inputs(rgb: np.ndarray, x: np.ndarray,
     return rgb_input(rgb, norm), x_input(x, norm)
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RGBXNormalization", "UPSTREAM_CMX", "normalize_image", "rgb_input",
-           "x_input", "rgbx_inputs"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RGBXNormalization", "UPSTREAM_CMX", "X_NEEDS_CAMERA", "encode_x",
+           "normalize_image", "rgb_input", "x_input", "rgbx_inputs"]

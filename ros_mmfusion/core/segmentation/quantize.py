@@ -1,13 +1,14 @@
 """Frames for INT8 calibration and accuracy checks of the segmentation model: from a rosbag2 recording or from the
-synthetic world, encoded exactly as the segmentation node encodes them, plus ground truth when the source has it.
+synthetic world, X encoded by the node's own :func:`~ros_mmfusion.core.segmentation.preprocess.encode_x`, plus
+ground truth when the source has it; network inputs made by the pipeline's own stages
+(:meth:`FusionSegmenter.network_inputs <ros_mmfusion.core.segmentation.pipeline.FusionSegmenter.network_inputs>`).
 
-``int8_onnx_for(spec)`` is the segmentation pipeline's INT8 model: the fp32 ONNX of ``spec`` quantized (QDQ, in
-this CPU's format) with frames of the synthetic world, cached beside it; ``mmfusion build-engine --precision int8
---calib BAG`` writes the same cache entry from a real recording instead, and the pipeline then uses that one.
+``artifacts.int8_onnx_for(spec)`` quantizes the fp32 ONNX of ``spec`` with these frames; :func:`compare_int8` checks
+an INT8 model against its fp32 original on held-out frames (logits, argmax agreement, mIoU against ground truth).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError
-from ros_mmfusion.core.inference.engine_cache import EngineCache
-from ros_mmfusion.core.inference.int8 import TENSORRT_INT8, Int8Settings, quantized_model
+from ros_mmfusion.core.inference.int8 import AccuracyReport, interleaved_latency
+from ros_mmfusion.core.segmentation.metrics import confusion_matrix, scores
+from ros_mmfusion.core.segmentation.pipeline import FusionSegmenter, SegmentationModelSpec
+from ros_mmfusion.core.segmentation.preprocess import X_NEEDS_CAMERA, encode_x
 
 #: topics of a bag written by ``mmfusion sim`` (``core/sim/recorder.py``)
 RGB_TOPIC = "/camera/color/image_raw"
@@ -25,7 +28,7 @@ GT_TOPIC = "/ground_truth/semantic"
 X_TOPICS = {"thermal": "/thermal/image_raw", "depth": "/camera/depth/image_rect_raw",
             "depth_hha": "/camera/depth/image_rect_raw", "lidar": "/lidar/points"}
 SIM_SCENARIOS = ("urban_day", "urban_night", "fog")
-SIM_SEED = 900  # not among the training (1-6) or validation (101, 102) seeds of core/training/segmentation.py
+SIM_SEED = 900  # not among the training (1-6) or validation (101, 102) seeds of training.py
 
 
 @dataclass
@@ -35,26 +38,17 @@ class LabelledFrame:
     labels: np.ndarray | None  # (H, W) uint8 class ids, or None when the source has no ground truth
 
 
-def _preprocess(spec, rgb: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
-    from ros_mmfusion.core.segmentation import FusionSegmenter
-
-    # FusionSegmenter.preprocess reads only ``self.spec``: reuse it without building a backend.
-    holder = FusionSegmenter.__new__(FusionSegmenter)
-    holder.spec = spec
-    return holder.preprocess(rgb, x)
-
-
-def feeds_of(spec, frames: list[LabelledFrame]) -> list[dict[str, np.ndarray]]:
+def feeds_of(spec: SegmentationModelSpec, frames: list[LabelledFrame]) -> list[dict[str, np.ndarray]]:
     """Network inputs (``rgb``, ``x``; batch 1 at ``spec.input_size``) of ``frames``, as the pipeline makes them."""
-    return [_preprocess(spec, f.rgb, f.x) for f in frames]
+    return list(FusionSegmenter(spec).network_inputs((f.rgb, f.x) for f in frames))
 
 
-def frames_from_simulation(spec, count: int = 24, scenarios: tuple[str, ...] = SIM_SCENARIOS, seed: int = SIM_SEED,
-                           stride: int = 3) -> list[LabelledFrame]:
+def frames_from_simulation(spec: SegmentationModelSpec, count: int = 24, scenarios: tuple[str, ...] = SIM_SCENARIOS,
+                           seed: int = SIM_SEED, stride: int = 3) -> list[LabelledFrame]:
     """``count`` frames of the synthetic world at the model's input size, spread over ``scenarios``."""
     from ros_mmfusion.core.modalities.encoders import make_encoder
+    from ros_mmfusion.core.segmentation.training import raw_x
     from ros_mmfusion.core.sim import Simulation
-    from ros_mmfusion.core.training.segmentation import raw_x
 
     if spec.x_modality == "lidar":
         raise ConfigError("calibrating a LiDAR-X model from the synthetic world is not supported; pass a bag")
@@ -64,17 +58,16 @@ def frames_from_simulation(spec, count: int = 24, scenarios: tuple[str, ...] = S
     per = -(-count // len(scenarios))
     for scenario in scenarios:
         sim = Simulation(scenario, seed=seed, size=(w, h), beams=16)
-        camera = sim.rig.color.camera if spec.x_modality == "depth_hha" else None
         for k in range(min(per, count - len(frames))):
             frame = sim.frame(k * stride)
             raw, encoding = raw_x(frame, spec.x_modality)
-            frames.append(LabelledFrame(frame.camera.rgb, encoder.encode(raw, camera, encoding=encoding),
-                                        frame.camera.semantic))
+            x = encode_x(encoder, spec.x_modality, raw, (h, w), camera=sim.rig.color.camera, encoding=encoding)
+            frames.append(LabelledFrame(frame.camera.rgb, x, frame.camera.semantic))
     return frames
 
 
-def frames_from_bag(spec, bag: str | Path, count: int = 24, stride: int = 1, rgb_topic: str = RGB_TOPIC,
-                    x_topic: str | None = None, gt_topic: str = GT_TOPIC,
+def frames_from_bag(spec: SegmentationModelSpec, bag: str | Path, count: int = 24, stride: int = 1,
+                    rgb_topic: str = RGB_TOPIC, x_topic: str | None = None, gt_topic: str = GT_TOPIC,
                     camera_info_topic: str = CAMERA_INFO_TOPIC) -> list[LabelledFrame]:
     """Up to ``count`` RGB/X(/ground-truth) frames of a rosbag2, every ``stride``-th set of messages with the same
     header stamp, X encoded with the model's encoder (LiDAR X needs the bag's ``calibration.yaml``)."""
@@ -133,15 +126,16 @@ def frames_from_bag(spec, bag: str | Path, count: int = 24, stride: int = 1, rgb
             m = parts[rgb_topic]
             rgb = decode_rgb(m.height, m.width, m.encoding, m.is_bigendian, m.step, m.data)
             xm = parts[x_topic]
+            if camera is None and spec.x_modality in X_NEEDS_CAMERA:
+                first = "LiDAR scan" if spec.x_modality == "lidar" else "depth image (HHA needs the intrinsics)"
+                raise ConfigError(f"bag {bag}: no {camera_info_topic} before the first {first}")
             if spec.x_modality == "lidar":
-                if camera is None:
-                    raise ConfigError(f"bag {bag}: no {camera_info_topic} before the first LiDAR scan")
-                cloud = decode_cloud(xm.height, xm.width, xm.fields, xm.is_bigendian, xm.point_step, xm.row_step,
-                                     xm.data)
-                x = encoder.encode(cloud, camera, camera_from_lidar=camera_from_lidar)
+                raw = decode_cloud(xm.height, xm.width, xm.fields, xm.is_bigendian, xm.point_step, xm.row_step,
+                                   xm.data)
             else:
                 raw = decode_image(xm.height, xm.width, xm.encoding, xm.is_bigendian, xm.step, xm.data)
-                x = encoder.encode(raw, camera if spec.x_modality == "depth_hha" else None, encoding=xm.encoding)
+            x = encode_x(encoder, spec.x_modality, raw, rgb.shape[:2], camera=camera,
+                         encoding=getattr(xm, "encoding", ""), camera_from_lidar=camera_from_lidar)
             labels = None
             if gt_topic in parts:
                 g = parts[gt_topic]
@@ -154,7 +148,8 @@ def frames_from_bag(spec, bag: str | Path, count: int = 24, stride: int = 1, rgb
     return frames
 
 
-def frames_from(spec, source: str | Path | None, count: int = 24, stride: int = 1) -> list[LabelledFrame]:
+def frames_from(spec: SegmentationModelSpec, source: str | Path | None, count: int = 24,
+                stride: int = 1) -> list[LabelledFrame]:
     """Frames from a bag directory, or from the synthetic world when ``source`` is None or "sim"."""
     if source is None or str(source) == "sim":
         return frames_from_simulation(spec, count)
@@ -162,29 +157,56 @@ def frames_from(spec, source: str | Path | None, count: int = 24, stride: int = 
 
 
 def describe_source(source: str | Path | None, frames: list[LabelledFrame]) -> str:
+    """One line naming where ``frames`` came from (for logs, sidecar notes and reports)."""
     if source is None or str(source) == "sim":
         return f"{len(frames)} frames of the synthetic world ({', '.join(SIM_SCENARIOS)}, seed {SIM_SEED})"
     return f"{len(frames)} frames of bag {Path(source).resolve()}"
 
 
-def int8_onnx_for(spec, source: str | Path | None = None, count: int = 24, stride: int = 1,
-                  settings: Int8Settings | None = None, cache: EngineCache | None = None, force: bool = False,
-                  log: Callable[[str], None] | None = None, tensorrt: bool = False) -> Path:
-    """The INT8 (QDQ) model of the segmentation ``spec``: from the cache beside its fp32 ONNX, else quantized now
-    with frames of ``source`` (a bag, or the synthetic world when None). ``tensorrt``: the symmetric variant
-    TensorRT accepts (``TENSORRT_INT8``) instead of this CPU's format (``int8.cpu_int8_settings``), unless
-    ``settings`` are given."""
-    from ros_mmfusion.core.segmentation import onnx_for
+def compare_int8(fp32_onnx: str | Path, int8_onnx: str | Path, feeds: Sequence[Mapping[str, np.ndarray]],
+                 output: str | None = None, labels: Sequence[np.ndarray | None] | None = None,
+                 num_classes: int = 0, ignore_index: int | None = 0, threads: int = 0,
+                 timing_runs: int = 5,
+                 label_of: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None) -> AccuracyReport:
+    """Run both models on ``feeds`` and compare ``output`` (default: the first output), class axis 1.
 
-    fp32 = onnx_for(spec)
-    frames: list[LabelledFrame] = []
+    ``labels``: ground truth per feed (``(H, W)`` class ids, or None); ``label_of(output, (H, W))`` maps one feed's
+    output to a label image of the ground truth's size (default: argmax over axis 1 of batch item 0, which must
+    match). ``timing_runs``: median of that many runs of the first feed per model, after one warm-up (0: none).
+    """
+    from ros_mmfusion.core.onnx_export import ort_session
 
-    def feeds() -> Iterator[dict[str, np.ndarray]]:
-        frames.extend(frames_from(spec, source, count, stride))
-        (log or print)(f"calibrating INT8 on {describe_source(source, frames)}")
-        yield from feeds_of(spec, frames)
-
-    chosen = settings or (TENSORRT_INT8 if tensorrt else None)  # None: this CPU's format
-    result = quantized_model(fp32, feeds, chosen, cache or EngineCache(log=log), force=force,
-                             notes_of=lambda: {"calibration": describe_source(source, frames)})
-    return result.artifact
+    s32, s8 = ort_session(fp32_onnx, threads), ort_session(int8_onnx, threads)
+    name = output or s32.get_outputs()[0].name
+    agree = total = 0
+    max_err, abs_sum, sq_err, sq_ref, count = 0.0, 0.0, 0.0, 0.0, 0
+    cm32 = cm8 = None
+    to_label = label_of or (lambda out, size: out.argmax(1)[0])
+    for i, feed in enumerate(feeds):
+        a = s32.run([name], dict(feed))[0].astype(np.float64)
+        b = s8.run([name], dict(feed))[0].astype(np.float64)
+        diff = np.abs(a - b)
+        max_err = max(max_err, float(diff.max()))
+        abs_sum += float(diff.sum())
+        sq_err += float((diff ** 2).sum())
+        sq_ref += float((a ** 2).sum())
+        count += diff.size
+        if a.ndim >= 2:
+            same = a.argmax(1) == b.argmax(1)
+            agree += int(same.sum())
+            total += same.size
+        gt = labels[i] if labels is not None and i < len(labels) else None
+        if gt is not None and num_classes:
+            p32, p8 = to_label(a, gt.shape[:2]), to_label(b, gt.shape[:2])
+            c32 = confusion_matrix(gt, p32, num_classes, ignore_index)
+            c8 = confusion_matrix(gt, p8, num_classes, ignore_index)
+            cm32 = c32 if cm32 is None else cm32 + c32
+            cm8 = c8 if cm8 is None else cm8 + c8
+    report = AccuracyReport(len(feeds), agree / total if total else float("nan"), max_err,
+                            abs_sum / max(count, 1), float(np.sqrt(sq_err / max(sq_ref, 1e-30))))
+    if cm32 is not None and cm8 is not None:
+        report.miou_fp32 = scores(cm32, ignore_index).miou
+        report.miou_int8 = scores(cm8, ignore_index).miou
+    if timing_runs and feeds:
+        report.latency_fp32_ms, report.latency_int8_ms = interleaved_latency(s32, s8, dict(feeds[0]), timing_runs)
+    return report

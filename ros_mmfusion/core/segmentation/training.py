@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError
-from ros_mmfusion.core.evaluation.segmentation import confusion_matrix, scores
 from ros_mmfusion.core.modalities.encoders import make_encoder
-from ros_mmfusion.core.preprocess.segmentation import RGBXNormalization, rgbx_inputs
+from ros_mmfusion.core.segmentation.metrics import ConfusionAccumulator
+from ros_mmfusion.core.segmentation.preprocess import RGBXNormalization, encode_x, rgbx_inputs
 
 PACKAGE_FILES = ("model.yaml", "weights.pt", "metrics.json")
 """What :func:`train` writes into its output directory."""
@@ -122,9 +122,9 @@ def build_dataset(cfg: TrainConfig, seeds: tuple[int, ...], log: Callable[[str],
             for k in range(cfg.frames_per_seed):
                 frame = sim.frame(k * cfg.frame_stride)
                 raw, encoding = raw_x(frame, cfg.x_modality)
-                camera = sim.rig.color.camera if cfg.x_modality == "depth_hha" else None
                 rgbs.append(frame.camera.rgb)
-                xs.append(encoder.encode(raw, camera, encoding=encoding))
+                xs.append(encode_x(encoder, cfg.x_modality, raw, (cfg.height, cfg.width), camera=sim.rig.color.camera,
+                                   encoding=encoding))
                 labels.append(frame.camera.semantic)
                 scen.append(si)
         log(f"  {scenario}: {len(seeds) * cfg.frames_per_seed} frames")
@@ -159,7 +159,7 @@ def evaluate(model, ds: Dataset, norm: RGBXNormalization, num_classes: int, neut
     import torch
 
     model.eval()
-    per_scenario: dict[int, np.ndarray] = {}
+    per_scenario: dict[int, ConfusionAccumulator] = {}
     with torch.inference_mode():
         for start in range(0, len(ds.rgb), batch):
             idx = np.arange(start, min(start + batch, len(ds.rgb)))
@@ -168,10 +168,10 @@ def evaluate(model, ds: Dataset, norm: RGBXNormalization, num_classes: int, neut
             rgb, x, y = _batch_tensors(view, idx, norm, None, neutral_x, 0.0)
             pred = model(rgb.to(device), x.to(device)).argmax(1).cpu().numpy()
             for j, i in enumerate(idx):
-                cm = confusion_matrix(y[j].numpy(), pred[j], num_classes)
-                per_scenario[int(ds.scenario[i])] = per_scenario.get(int(ds.scenario[i]), 0) + cm
-    total = sum(per_scenario.values())
-    return {"all": scores(total), "by_scenario": {k: scores(v) for k, v in per_scenario.items()}}
+                per_scenario.setdefault(int(ds.scenario[i]), ConfusionAccumulator(num_classes)).add(y[j].numpy(),
+                                                                                                    pred[j])
+    total = sum(per_scenario.values(), ConfusionAccumulator(num_classes))
+    return {"all": total.scores(), "by_scenario": {k: v.scores() for k, v in per_scenario.items()}}
 
 
 def train(cfg: TrainConfig, out: Path, log: Callable[[str], None] = print) -> dict:
