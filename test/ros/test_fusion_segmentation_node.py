@@ -5,8 +5,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
-import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -14,8 +12,6 @@ from std_msgs.msg import Header
 from vision_msgs.msg import LabelInfo
 
 from ros_mmfusion.core import labels
-from ros_mmfusion.core.segmentation.artifacts import build_module
-from ros_mmfusion.core.segmentation.pipeline import SegmentationModelSpec
 from ros_mmfusion.nodes.fusion_segmentation import FusionSegmentationNode
 from ros_mmfusion.ros.image import image_to_numpy, numpy_to_image
 from ros_mmfusion.ros.node_base import stamp_to_ns
@@ -25,18 +21,8 @@ H, W = 48, 64
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    """A thermal model package with random weights at 32x48 input (outputs are resized back to 48x64)."""
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("pkg")
-    spec = SegmentationModelSpec(num_classes=len(labels.LABELS), decoder_embed_dim=16, input_size=(32, 48))
-    torch.save(build_module(spec, deploy=False).state_dict(), root / "weights.pt")
-    (root / "model.yaml").write_text(yaml.safe_dump({
-        "format": "ros_mmfusion/model/v1", "task": "segmentation", "variant": "cmx_mit_b0",
-        "num_classes": len(labels.LABELS), "decoder_embed_dim": 16, "input_size": [32, 48], "rgb_order": "rgb",
-        "weights": "weights.pt", "onnx": "model.onnx", "class_names": labels.label_names(),
-        "x_modality": {"name": "thermal", "params": {"window_k": [263.0, 318.0], "kelvin_per_count": 0.01}}}))
-    return str(root)
+def package(tiny_thermal_package):
+    return tiny_thermal_package
 
 
 def header(stamp_ns: int) -> Header:

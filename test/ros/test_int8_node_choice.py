@@ -5,33 +5,19 @@ test/core/test_cpu_features.py."""
 from __future__ import annotations
 
 import pytest
-import torch
-import yaml
 from rcl_interfaces.msg import Log
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from ros_mmfusion.core import labels
 from ros_mmfusion.core.inference.int8 import OVERRIDE_ENV, choose_backend
-from ros_mmfusion.core.segmentation.artifacts import build_module
-from ros_mmfusion.core.segmentation.pipeline import SegmentationModelSpec
 from ros_mmfusion.nodes.fusion_segmentation import FusionSegmentationNode
 
 ROSOUT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("pkg")
-    spec = SegmentationModelSpec(num_classes=len(labels.LABELS), decoder_embed_dim=16, input_size=(32, 48))
-    torch.save(build_module(spec, deploy=False).state_dict(), root / "weights.pt")
-    (root / "model.yaml").write_text(yaml.safe_dump({
-        "format": "ros_mmfusion/model/v1", "task": "segmentation", "variant": "cmx_mit_b0",
-        "num_classes": len(labels.LABELS), "decoder_embed_dim": 16, "input_size": [32, 48], "rgb_order": "rgb",
-        "weights": "weights.pt", "class_names": labels.label_names(),
-        "x_modality": {"name": "thermal", "params": {"window_k": [263.0, 318.0], "kelvin_per_count": 0.01}}}))
-    return str(root)
+def package(tiny_thermal_package):
+    return tiny_thermal_package
 
 
 def test_segmentation_node_asked_for_int8_logs_the_decline_and_runs_fp32(graph, package, monkeypatch, tmp_path):
