@@ -144,7 +144,6 @@ def _navigation_setup(evaluated: list[Evaluated], facts: BagFacts, notes: list[s
     """The navigation outputs of the preset's ViNT node, or None (with a note) when it cannot be evaluated."""
     from ros_mmfusion.core.errors import ConfigError
     from ros_mmfusion.core.navigation.metrics import NavigationRecord
-    from ros_mmfusion.core.navigation.topomap import load_topomap
 
     for launch, ev in evaluated:
         if ev.path is None:
@@ -154,20 +153,14 @@ def _navigation_setup(evaluated: list[Evaluated], facts: BagFacts, notes: list[s
             notes.append(f"navigation metrics skipped: the bag has no {odom_topic}")
             return None
         try:
-            topomap = load_topomap(str(launch.parameters.get("topomap_dir", "")))
-            node_xy = topomap.poses_xy_yaw()[:, :2]
+            record = NavigationRecord.for_node(str(launch.parameters.get("topomap_dir", "")),
+                                               float(launch.parameters.get("frame_rate") or 0.0),
+                                               str(launch.parameters.get("variant", "vint_default")))
         except ConfigError as exc:
             notes.append(f"navigation metrics skipped: {exc}")
             return None
-        rate = float(launch.parameters.get("frame_rate") or 0.0)
-        if rate <= 0:
-            from ros_mmfusion.core.models.vint import VINT_VARIANTS
-
-            variant = VINT_VARIANTS.get(str(launch.parameters.get("variant", "vint_default")))
-            rate = variant.frame_rate_hz if variant is not None else 4.0
         return NavigationOutputs(resolve_topic(ev.path, launch.remappings),
-                                 resolve_topic(ev.closest_node, launch.remappings), odom_topic,
-                                 NavigationRecord(node_xy, 1.0 / rate))
+                                 resolve_topic(ev.closest_node, launch.remappings), odom_topic, record)
     return None
 
 

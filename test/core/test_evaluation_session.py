@@ -166,3 +166,22 @@ def test_scan_bag_refuses_a_missing_or_unreadable_bag_in_one_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         scan_bag(tmp_path / "empty")
     assert "empty" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_navigation_record_for_a_node_takes_the_topomaps_poses_and_the_context_frame_period(tmp_path):
+    from ros_mmfusion.core.navigation.topomap import build_topomap, load_topomap
+    from ros_mmfusion.core.sim import record
+
+    record("indoor_corridor", tmp_path / "pass1", 6, size=(48, 36), beams=16, rate=2.0)
+    build_topomap(tmp_path / "pass1", "/camera/color/image_raw", 1.0, tmp_path / "bare")
+    with pytest.raises(ConfigError, match="no odometry poses"):  # built without odometry: nothing to localise against
+        NavigationRecord.for_node(str(tmp_path / "bare"))
+    build_topomap(tmp_path / "pass1", "/camera/color/image_raw", 1.0, tmp_path / "map", "/odom")
+    poses = load_topomap(tmp_path / "map").poses_xy_yaw()[:, :2]
+    default = NavigationRecord.for_node(str(tmp_path / "map"))
+    np.testing.assert_array_equal(default.node_xy, poses)
+    assert default.dt_s == 0.25  # ViNT's 4 Hz
+    assert NavigationRecord.for_node(str(tmp_path / "map"), 2.0).dt_s == 0.5
+    assert NavigationRecord.for_node(str(tmp_path / "map"), 0.0, "no_such_variant").dt_s == 0.25
+    with pytest.raises(ConfigError):
+        NavigationRecord.for_node(str(tmp_path / "missing"))
