@@ -250,11 +250,11 @@ class _Plan:
 
 def _plan(args: argparse.Namespace, facts: BagFacts, preset: Any, evaluated: list[Evaluated], *, names: list[str],
           ignore: int | None, det_classes: tuple[str, ...], iou_thresholds: tuple[float, ...]) -> _Plan:
-    """The topics to tap with their types and the accumulators fed from them; notes on what cannot be evaluated."""
-    from nav_msgs.msg import Odometry
+    """The topics to tap with their types and the accumulators fed from them (``_add_accumulators``); notes on what
+    cannot be evaluated."""
     from nav_msgs.msg import Path as PathMsg
     from sensor_msgs.msg import Image
-    from std_msgs.msg import Float64, Int32
+    from std_msgs.msg import Float64
     from vision_msgs.msg import Detection3DArray
 
     from ros_mmfusion.ros.evaluation import EvaluationFeed
@@ -284,12 +284,29 @@ def _plan(args: argparse.Namespace, facts: BagFacts, preset: Any, evaluated: lis
         if launch.key != "bag_player" and launch.name not in evaluated_names:
             notes.append(f"node {launch.name} ({launch.key}): no metrics in eval yet; only its debug latency is shown")
 
+    odom_topic = _add_accumulators(args, facts, preset, evaluated, outputs, feed, notes, names=names, ignore=ignore,
+                                   det_classes=det_classes, iou_thresholds=iou_thresholds)
+    ground_truth = {GT_SEMANTIC, GT_BOXES, RGB_TOPIC} | ({odom_topic} if odom_topic is not None else set())
+    return _Plan(outputs, expected, {t: facts.counts.get(t, 0) for t in sorted(main_inputs)}, workers,
+                 {t for t in outputs if t not in ground_truth}, session, feed, notes)
+
+
+def _add_accumulators(args: argparse.Namespace, facts: BagFacts, preset: Any, evaluated: list[Evaluated],
+                      outputs: dict[str, type], feed: Any, notes: list[str], *, names: list[str], ignore: int | None,
+                      det_classes: tuple[str, ...], iou_thresholds: tuple[float, ...]) -> str | None:
+    """Give ``feed.session`` an accumulator for every task whose outputs and ground truth are both there, add the
+    ground-truth topics to ``outputs``, and note the others; the ground-truth odometry topic, if navigation is."""
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Int32
+    from vision_msgs.msg import Detection3DArray
+
     if feed.labels_topics and GT_SEMANTIC in facts.topics:
         from ros_mmfusion.core.evaluation.segmentation_session import SegmentationAccumulator
 
         outputs[GT_SEMANTIC] = Image
-        session.segmentation = SegmentationAccumulator(len(names), ignore,
-                                                       sample_after=facts.counts.get(GT_SEMANTIC, 0) // 2)
+        feed.session.segmentation = SegmentationAccumulator(len(names), ignore,
+                                                            sample_after=facts.counts.get(GT_SEMANTIC, 0) // 2)
         if RGB_TOPIC in facts.topics:
             outputs[RGB_TOPIC] = Image
             feed.rgb_topic = RGB_TOPIC
@@ -302,7 +319,7 @@ def _plan(args: argparse.Namespace, facts: BagFacts, preset: Any, evaluated: lis
         from ros_mmfusion.core.detection3d.metrics import DetectionAccumulator, DetectionEvaluator
 
         outputs[GT_BOXES] = Detection3DArray
-        session.detection = DetectionAccumulator(DetectionEvaluator(
+        feed.session.detection = DetectionAccumulator(DetectionEvaluator(
             classes=det_classes, iou_thresholds=iou_thresholds, interpolation=args.ap_interpolation,
             bev_range=_detector_bev_range(preset)))
     elif feed.detection_topics:
@@ -312,12 +329,9 @@ def _plan(args: argparse.Namespace, facts: BagFacts, preset: Any, evaluated: lis
     if nav is not None:
         outputs[nav.closest_topic] = Int32
         outputs[nav.odom_topic] = Odometry
-        session.navigation, session.odom_topic = nav.record, nav.odom_topic
+        feed.session.navigation, feed.session.odom_topic = nav.record, nav.odom_topic
         feed.path_topic, feed.closest_topic, feed.odom_topic = nav.path_topic, nav.closest_topic, nav.odom_topic
-
-    ground_truth = {GT_SEMANTIC, GT_BOXES, RGB_TOPIC} | ({nav.odom_topic} if nav is not None else set())
-    return _Plan(outputs, expected, {t: facts.counts.get(t, 0) for t in sorted(main_inputs)}, workers,
-                 {t for t in outputs if t not in ground_truth}, session, feed, notes)
+    return None if nav is None else nav.odom_topic
 
 
 def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any, evaluated: list[Evaluated],
