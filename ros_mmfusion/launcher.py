@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from ros_mmfusion.core.errors import ConfigError, one_line
+from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.params import validate
 from ros_mmfusion.presets import NodeLaunch, Preset
 
@@ -42,6 +43,17 @@ EXIT_INTERRUPTED = 130
 
 def node_class(launch: NodeLaunch) -> type:
     return getattr(importlib.import_module(launch.module), launch.class_name)
+
+
+def evaluated_nodes(preset: Preset, nodes: list[NodeLaunch] | None = None) -> list[tuple[NodeLaunch, EvaluationTopics]]:
+    """The launches of ``nodes`` (default: the preset's) whose node class declares ``EVALUATION``, in preset order,
+    each with its declaration. Imports the node modules."""
+    found = []
+    for launch in preset.nodes if nodes is None else nodes:
+        topics = getattr(node_class(launch), "EVALUATION", None)
+        if topics is not None:
+            found.append((launch, topics))
+    return found
 
 
 def typed_parameters(launch: NodeLaunch) -> dict[str, Any]:

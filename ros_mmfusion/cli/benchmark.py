@@ -180,8 +180,9 @@ def _keeps_up(summary: dict, tolerance: float) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ros_mmfusion.cli.eval import EVALUATED, _resolve, scan_bag
     from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.bagio import scan_bag
+    from ros_mmfusion.core.evaluation.topics import resolve_topic
     from ros_mmfusion.core.outputs import OutputDirectory
 
     rates = _parse_rates(args.rates)
@@ -197,15 +198,17 @@ def run(args: argparse.Namespace) -> int:
     facts = scan_bag(bag)
     preset = presets.load(args.preset, {"bag": str(bag)})
     under_test = [n for n in preset.nodes if n.key != "bag_player"]
-    evaluated = [(n, EVALUATED[n.key]) for n in under_test if n.key in EVALUATED]
+    from ros_mmfusion.launcher import evaluated_nodes
+
+    evaluated = evaluated_nodes(preset, under_test)
     if not evaluated:
         raise UserError(f"preset {args.preset!r} has no node the benchmark knows how to feed")
-    inputs = sorted({_resolve(name, n.remappings) for n, ev in evaluated for name in ev.inputs})
+    inputs = sorted({resolve_topic(name, n.remappings) for n, ev in evaluated for name in ev.inputs})
     missing = [t for t in inputs if t not in facts.topics]
     if missing:
         raise UserError(f"bag {bag} lacks the input topic(s) {', '.join(missing)}")
     launch, ev = evaluated[0]
-    main_output = _resolve(ev.outputs[0], launch.remappings)
+    main_output = resolve_topic(ev.outputs[0], launch.remappings)
     frames = preload(bag, inputs, args.max_frames)
     if not frames:
         raise UserError(f"bag {bag} has no frame with every input ({', '.join(inputs)}) under one stamp")
@@ -217,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     from vision_msgs.msg import Detection3DArray
 
     import ros_mmfusion.ros  # noqa: F401  (DDS profile)
-    from ros_mmfusion.nodes.bag_player import message_class
+    from ros_mmfusion.ros.messages import message_class
 
     classes = {t: message_class(facts.topics[t]) for t in inputs}
     preset_under_test = replace(preset, nodes=under_test)

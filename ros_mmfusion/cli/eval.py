@@ -20,54 +20,24 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ros_mmfusion.core.navigation.metrics import NavigationRecord
+from ros_mmfusion.core.bagio import BagFacts, scan_bag
+from ros_mmfusion.core.evaluation.session import GT_BOXES, GT_SEMANTIC, EvaluationSession
+from ros_mmfusion.core.evaluation.topics import EvaluationTopics, resolve_topic
 
 HELP = "replay a bag through a preset and report accuracy and latency (metrics.json, report.md/html)"
 
-GT_SEMANTIC = "/ground_truth/semantic"
-GT_BOXES = "/ground_truth/boxes"
 DEFAULT_DETECTION_CLASSES = ("car", "pedestrian", "cyclist")
 OUTPUTS_BAG = "outputs"
+RGB_TOPIC = "/camera/color/image_raw"
+"""The camera image shown beside the segmentation sample frame (when the bag has it)."""
 #: every entry ``eval`` may write into its report directory (core.evaluation.report names the figures)
 REPORT_FILES = ("metrics.json", "report.md", "report.html", "iou_per_class.png", "latency_histogram.png",
                 "latency_timeline.png", "pr_curves.png", "detection_sample_bev.png", "trajectory.png",
                 "sample_frame.png")
-
-
-@dataclass(frozen=True)
-class Evaluated:
-    """What ``eval`` knows of a node: its main input (counts expected frames), outputs, a segmentation output."""
-
-    main_input: str
-    required_inputs: tuple[str, ...]
-    outputs: tuple[str, ...]  # Image topics (relative names, remappable)
-    labels: str | None = None  # the mono8 class-id output compared with GT_SEMANTIC
-    inputs: tuple[str, ...] = ()  # every input topic (relative), preloaded by ``mmfusion bench-graph``
-    detections: str | None = None  # the Detection3DArray output compared with GT_BOXES (not an Image)
-    path: str | None = None  # the nav_msgs/Path of waypoints compared with the future odometry (not an Image)
-    closest_node: str | None = None  # the std_msgs/Int32 localised node (no header: paired with ``path`` in order)
-    odom: str | None = None  # the nav_msgs/Odometry input used as ground-truth trajectory
-
-
-#: node key -> what is evaluated; nodes not listed run but only their debug latency is reported
-EVALUATED: dict[str, Evaluated] = {
-    "fusion_segmentation": Evaluated("rgb/image", ("rgb/image",), ("segmentation/labels", "segmentation/color"),
-                                     labels="segmentation/labels",
-                                     inputs=("rgb/image", "rgb/camera_info", "x/image")),
-    "lidar_depth": Evaluated("lidar/points", ("lidar/points",), ("lidar/depth_image",),
-                             inputs=("lidar/points", "camera/camera_info")),
-    "detection3d": Evaluated("points", ("points",), ("detections",), detections="detections",
-                             inputs=("points",)),  # painting (off in the preset) would add labels and camera_info
-    "vint_navigation": Evaluated("image", ("image",), ("navigation/path",), inputs=("image",),
-                                 path="navigation/path", closest_node="navigation/closest_node", odom="odom"),
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,157 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-record", action="store_true", help="do not write the outputs bag")
     parser.add_argument("--startup", type=float, default=10.0,
                         help="with --processes: seconds the player waits for the other processes to load")
-
-
-def _resolve(name: str, remappings: dict[str, str]) -> str:
-    return remappings.get(name, name if name.startswith("/") else f"/{name}")
-
-
-@dataclass
-class BagFacts:
-    topics: dict[str, str]
-    counts: dict[str, int]
-    duration_s: float
-
-
-def scan_bag(path: Path) -> BagFacts:
-    """Open and read the whole bag once, so a corrupt or truncated one fails here with a clear message."""
-    from ros_mmfusion.cli.main import UserError
-    from ros_mmfusion.core.bagio import BagSource
-    from ros_mmfusion.core.errors import ConfigError
-
-    if not path.exists():
-        raise UserError(f"bag not found: {path}")
-    try:
-        with BagSource(path) as source:
-            topics, counts = source.topics, source.message_counts
-            seen = sum(1 for _ in source.messages())
-            duration = source.duration_ns / 1e9
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - rosbags raises many kinds for broken files
-        raise UserError(f"cannot read bag {path} (corrupt or truncated?): {type(exc).__name__}: {exc}") from None
-    if seen != sum(counts.values()):
-        raise UserError(f"bag {path} is truncated: metadata lists {sum(counts.values())} messages, {seen} readable")
-    if not topics:
-        raise UserError(f"bag {path} has no topics")
-    return BagFacts(topics, counts, duration)
-
-
-def _msgtype(msg: Any) -> str:
-    cls = type(msg)
-    return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
-
-
-class OutputsBag:
-    """Records rclpy messages (serialized as they are) into an MCAP rosbag2 with rosbags; log time = arrival."""
-
-    def __init__(self, path: Path) -> None:
-        """``path`` must not exist (it lies in the staging directory of ``core.outputs``)."""
-        from rosbags.rosbag2 import StoragePlugin, Writer
-
-        self.path = path
-        self._writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
-        self._writer.open()
-        self._conns: dict[str, Any] = {}
-        self.count = 0
-
-    def write(self, topic: str, msg: Any, log_time_ns: int) -> None:
-        from rclpy.serialization import serialize_message
-
-        from ros_mmfusion.core.bagio import typestore
-
-        if topic not in self._conns:
-            self._conns[topic] = self._writer.add_connection(topic, _msgtype(msg), typestore=typestore())
-        self._writer.write(self._conns[topic], log_time_ns, serialize_message(msg))
-        self.count += 1
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-@dataclass
-class SegmentationAccumulator:
-    """Pairs predictions with ground truth by (restamped) stamp and accumulates one confusion matrix."""
-
-    num_classes: int
-    ignore_index: int | None
-    sample_after: int = 0  # the sample frame is the first matched frame at or after this many matched frames
-    pending_limit: int = 100
-    confusion: np.ndarray = field(init=False)
-    matched: int = 0
-    size_mismatch: int = 0
-    evicted: int = 0
-    sample: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    last: tuple[np.ndarray, np.ndarray, None] | None = None
-    _gt: OrderedDict = field(default_factory=OrderedDict)
-    _pred: OrderedDict = field(default_factory=OrderedDict)
-    _rgb: OrderedDict = field(default_factory=OrderedDict)
-
-    def __post_init__(self) -> None:
-        self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
-
-    def _keep(self, store: OrderedDict, stamp: int, value: Any) -> None:
-        store[stamp] = value
-        while len(store) > self.pending_limit:
-            store.popitem(last=False)
-            if store is not self._rgb:
-                self.evicted += 1
-
-    def add_rgb(self, stamp: int, rgb: np.ndarray) -> None:
-        self._keep(self._rgb, stamp, rgb)
-
-    def add(self, stamp: int, gt: np.ndarray | None = None, pred: np.ndarray | None = None) -> None:
-        from ros_mmfusion.core.segmentation.metrics import confusion_matrix
-
-        if gt is not None:
-            self._keep(self._gt, stamp, gt)
-        if pred is not None:
-            self._keep(self._pred, stamp, pred)
-        if stamp not in self._gt or stamp not in self._pred:
-            return
-        gt, pred = self._gt.pop(stamp), self._pred.pop(stamp)
-        if gt.shape != pred.shape:
-            self.size_mismatch += 1
-            return
-        self.confusion += confusion_matrix(gt, pred, self.num_classes, self.ignore_index)
-        if self.sample is None and self.matched >= self.sample_after and stamp in self._rgb:
-            self.sample = (gt, pred, self._rgb[stamp])
-        self.last = (gt, pred, None)
-        self.matched += 1
-
-    def sample_frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
-        """A frame from the second half with its camera image, else the last matched frame without one."""
-        return self.sample or self.last
-
-
-@dataclass
-class DetectionAccumulator:
-    """Pairs detections with ``/ground_truth/boxes`` by (restamped) stamp and feeds a DetectionEvaluator."""
-
-    evaluator: Any
-    pending_limit: int = 100
-    matched: int = 0
-    evicted: int = 0
-    _gt: OrderedDict = field(default_factory=OrderedDict)
-    _pred: OrderedDict = field(default_factory=OrderedDict)
-    sample: dict | None = None  # the matched frame with the most ground-truth boxes, for the report's BEV picture
-
-    def add(self, stamp: int, gt: Any = None, pred: Any = None) -> None:
-        for store, value in ((self._gt, gt), (self._pred, pred)):
-            if value is not None:
-                store[stamp] = value
-                while len(store) > self.pending_limit:
-                    store.popitem(last=False)
-                    self.evicted += 1
-        if stamp in self._gt and stamp in self._pred:
-            (gb, gl, _), (db, dl, ds) = self._gt.pop(stamp), self._pred.pop(stamp)
-            self.evaluator.add_frame(gb, gl, db, dl, ds)
-            self.matched += 1
-            if self.sample is None or len(gl) > len(self.sample["gt_labels"]):
-                self.sample = {"stamp_ns": stamp, "gt_boxes": np.asarray(gb).round(3).tolist(),
-                               "gt_labels": list(gl), "det_boxes": np.asarray(db).round(3).tolist(),
-                               "det_labels": list(dl), "det_scores": np.asarray(ds).round(3).tolist()}
 
 
 def _detector_bev_range(preset: Any) -> tuple[float, float, float, float] | None:
@@ -293,6 +112,10 @@ def _detection_classes(text: str, preset: Any) -> tuple[str, ...]:
     return classes
 
 
+Evaluated = tuple[Any, EvaluationTopics]
+"""A preset's node launch with the topics its node class declares for evaluation (``EVALUATION``)."""
+
+
 def _floats(text: str, option: str) -> tuple[float, ...]:
     from ros_mmfusion.cli.main import UserError
 
@@ -314,36 +137,30 @@ class NavigationOutputs:
     path_topic: str
     closest_topic: str
     odom_topic: str
-    record: NavigationRecord
+    record: Any  # core.navigation.metrics.NavigationRecord
 
 
-def _navigation_setup(preset: Any, facts: BagFacts, notes: list[str]) -> NavigationOutputs | None:
+def _navigation_setup(evaluated: list[Evaluated], facts: BagFacts, notes: list[str]) -> NavigationOutputs | None:
     """The navigation outputs of the preset's ViNT node, or None (with a note) when it cannot be evaluated."""
     from ros_mmfusion.core.errors import ConfigError
-    from ros_mmfusion.core.navigation.topomap import load_topomap
+    from ros_mmfusion.core.navigation.metrics import NavigationRecord
 
-    for launch in preset.nodes:
-        ev = EVALUATED.get(launch.key)
-        if ev is None or ev.path is None:
+    for launch, ev in evaluated:
+        if ev.path is None:
             continue
-        odom_topic = _resolve(ev.odom, launch.remappings)
+        odom_topic = resolve_topic(ev.odom, launch.remappings)
         if odom_topic not in facts.topics:
             notes.append(f"navigation metrics skipped: the bag has no {odom_topic}")
             return None
         try:
-            topomap = load_topomap(str(launch.parameters.get("topomap_dir", "")))
-            node_xy = topomap.poses_xy_yaw()[:, :2]
+            record = NavigationRecord.for_node(str(launch.parameters.get("topomap_dir", "")),
+                                               float(launch.parameters.get("frame_rate") or 0.0),
+                                               str(launch.parameters.get("variant", "vint_default")))
         except ConfigError as exc:
             notes.append(f"navigation metrics skipped: {exc}")
             return None
-        rate = float(launch.parameters.get("frame_rate") or 0.0)
-        if rate <= 0:
-            from ros_mmfusion.core.models.vint import VINT_VARIANTS
-
-            variant = VINT_VARIANTS.get(str(launch.parameters.get("variant", "vint_default")))
-            rate = variant.frame_rate_hz if variant is not None else 4.0
-        return NavigationOutputs(_resolve(ev.path, launch.remappings), _resolve(ev.closest_node, launch.remappings),
-                                 odom_topic, NavigationRecord(node_xy, 1.0 / rate))
+        return NavigationOutputs(resolve_topic(ev.path, launch.remappings),
+                                 resolve_topic(ev.closest_node, launch.remappings), odom_topic, record)
     return None
 
 
@@ -352,7 +169,6 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.01 <= args.rate <= 100:
         raise UserError(f"--rate must be in [0.01, 100], got {args.rate}")
-    from ros_mmfusion import presets
     from ros_mmfusion.core import labels as label_set
     from ros_mmfusion.core.outputs import OutputDirectory
 
@@ -361,6 +177,28 @@ def run(args: argparse.Namespace) -> int:
     writes = REPORT_FILES if args.no_record else (*REPORT_FILES, OUTPUTS_BAG)
     output = OutputDirectory(args.out, "eval", overwrite=args.overwrite, writes=writes, inputs=[bag],
                              what="report directory")
+    preset = _load_preset(args, bag)
+    det_classes = _detection_classes(args.detection_classes, preset)
+    _detector_bev_range(preset)  # a bad point_cloud_range override is an error before the replay starts
+    facts = scan_bag(bag)
+    evaluated = _evaluated_nodes(preset, facts, bag)
+    names = label_set.label_names()
+    ignore = label_set.UNLABELED if args.ignore_index is None else args.ignore_index
+    ignore = None if ignore < 0 else ignore
+    if ignore is not None and ignore >= len(names):
+        raise UserError(f"--ignore-index must be below {len(names)} (or -1 for none), got {ignore}")
+    with output as stage:
+        paths = _evaluate(args, bag, facts, preset, evaluated, stage, output.path, names=names, ignore=ignore,
+                          det_classes=det_classes, iou_thresholds=iou_thresholds)
+    print(f"report: {output.path / paths['html'].name} ({paths['markdown'].name}, {paths['metrics'].name})")
+    return 0
+
+
+def _load_preset(args: argparse.Namespace, bag: Path) -> Any:
+    """The preset with ``--arg``, ``--set`` and the player's replay settings (restamped, ``--rate``) applied."""
+    from ros_mmfusion import presets
+    from ros_mmfusion.cli.main import UserError
+
     preset_args = presets.parse_arguments(args.arg)
     preset_args["bag"] = str(bag)
     overrides: dict[str, dict[str, Any]] = presets.parse_set(args.set)
@@ -370,160 +208,183 @@ def run(args: argparse.Namespace) -> int:
     preset = presets.load(args.preset, preset_args, overrides)
     if "bag_player" not in [n.key for n in preset.nodes]:
         raise UserError(f"preset {args.preset!r} has no bag_player node; eval needs one to replay the bag")
-    det_classes = _detection_classes(args.detection_classes, preset)
-    _detector_bev_range(preset)  # a bad point_cloud_range override is an error before the replay starts
-    facts = scan_bag(bag)
-    evaluated = [(n, EVALUATED[n.key]) for n in preset.nodes if n.key in EVALUATED]
+    return preset
+
+
+def _evaluated_nodes(preset: Any, facts: BagFacts, bag: Path) -> list[Evaluated]:
+    """The preset's evaluated nodes; UserError naming every required input topic the bag lacks."""
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.launcher import evaluated_nodes
+
+    evaluated = evaluated_nodes(preset)
     missing = []
     for launch, ev in evaluated:
         for name in ev.required_inputs:
-            topic = _resolve(name, launch.remappings)
+            topic = resolve_topic(name, launch.remappings)
             if topic not in facts.topics:
                 missing.append(f"{topic} (input {name} of {launch.name})")
     if missing:
         raise UserError(f"bag {bag} lacks the topic(s) the preset needs: {', '.join(missing)}; "
                         f"it has {', '.join(sorted(facts.topics))}")
-    names = label_set.label_names()
-    ignore = label_set.UNLABELED if args.ignore_index is None else args.ignore_index
-    ignore = None if ignore < 0 else ignore
-    if ignore is not None and ignore >= len(names):
-        raise UserError(f"--ignore-index must be below {len(names)} (or -1 for none), got {ignore}")
-    with output as stage:
-        paths = _evaluate(args, bag, facts, preset, stage, output.path, names=names, ignore=ignore,
-                          det_classes=det_classes, iou_thresholds=iou_thresholds)
-    print(f"report: {output.path / paths['html'].name} ({paths['markdown'].name}, {paths['metrics'].name})")
-    return 0
+    return evaluated
 
 
-def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any, out: Path, final: Path, *,
-              names: list[str], ignore: int | None, det_classes: tuple[str, ...],
-              iou_thresholds: tuple[float, ...]) -> dict[str, Path]:
-    """Replay, collect and write the report into ``out`` (the staging directory of ``final``); the report's paths."""
-    import rclpy
-    from nav_msgs.msg import Odometry
+@dataclass
+class _Plan:
+    """What one run taps and evaluates, decided from the preset and the bag before the replay."""
+
+    outputs: dict[str, type]  # topic -> message class, every topic tapped
+    expected: dict[str, int]  # evaluated output topic -> frames expected (its node's main input frames)
+    main_counts: dict[str, int]  # main input topic -> frames in the bag
+    workers: list[str]  # names of the nodes other than the player (their debug latency is tapped)
+    recorded: set[str]  # tapped topics written to the outputs bag (not the replayed ground truth and inputs)
+    session: EvaluationSession
+    feed: Any  # ros.evaluation.EvaluationFeed
+    notes: list[str]
+
+
+def _plan(args: argparse.Namespace, facts: BagFacts, preset: Any, evaluated: list[Evaluated], *, names: list[str],
+          ignore: int | None, det_classes: tuple[str, ...], iou_thresholds: tuple[float, ...]) -> _Plan:
+    """The topics to tap with their types and the accumulators fed from them (``_add_accumulators``); notes on what
+    cannot be evaluated."""
     from nav_msgs.msg import Path as PathMsg
     from sensor_msgs.msg import Image
-    from std_msgs.msg import Float64, Int32
+    from std_msgs.msg import Float64
     from vision_msgs.msg import Detection3DArray
 
-    import ros_mmfusion.ros  # noqa: F401  (DDS profile)
-    from ros_mmfusion.core import labels as label_set
-    from ros_mmfusion.core.evaluation.latency import latency_stats
-    from ros_mmfusion.core.evaluation.report import LatencySeries, SampleFrame, write_report
-    from ros_mmfusion.core.geometry import quaternion_to_yaw
-    from ros_mmfusion.core.segmentation.metrics import scores
-    from ros_mmfusion.core.stamps import stamp_to_ns
-    from ros_mmfusion.launcher import replay_in_process, run_processes
-    from ros_mmfusion.ros.detections import detections_to_arrays
-    from ros_mmfusion.ros.image import image_to_numpy
-    from ros_mmfusion.ros.tap import TopicTap
+    from ros_mmfusion.ros.evaluation import EvaluationFeed
 
-    evaluated = [(n, EVALUATED[n.key]) for n in preset.nodes if n.key in EVALUATED]
     notes: list[str] = []
     outputs: dict[str, type] = {}
     expected: dict[str, int] = {}
-    labels_topics: set[str] = set()
-    detection_topics: set[str] = set()
+    session = EvaluationSession()
+    feed = EvaluationFeed(session)
     main_inputs: set[str] = set()
     for launch, ev in evaluated:
-        main = _resolve(ev.main_input, launch.remappings)
+        main = resolve_topic(ev.main_input, launch.remappings)
         main_inputs.add(main)
         for name in ev.outputs:
-            topic = _resolve(name, launch.remappings)
+            topic = resolve_topic(name, launch.remappings)
             outputs[topic] = Detection3DArray if name == ev.detections else PathMsg if name == ev.path else Image
             expected[topic] = facts.counts.get(main, 0)
         if ev.detections:
-            detection_topics.add(_resolve(ev.detections, launch.remappings))
+            feed.detection_topics.add(resolve_topic(ev.detections, launch.remappings))
         if ev.labels:
-            labels_topics.add(_resolve(ev.labels, launch.remappings))
+            feed.labels_topics.add(resolve_topic(ev.labels, launch.remappings))
     workers = [n.name for n in preset.nodes if n.key != "bag_player"]
     for name in workers:
         outputs[f"/{name}/debug/pipeline_latency_ms"] = Float64
+    evaluated_names = {launch.name for launch, _ in evaluated}
     for launch in preset.nodes:
-        if launch.key != "bag_player" and launch.key not in EVALUATED:
+        if launch.key != "bag_player" and launch.name not in evaluated_names:
             notes.append(f"node {launch.name} ({launch.key}): no metrics in eval yet; only its debug latency is shown")
-    has_gt = GT_SEMANTIC in facts.topics
-    seg: SegmentationAccumulator | None = None
-    rgb_topic = "/camera/color/image_raw"
-    if labels_topics and has_gt:
+
+    odom_topic = _add_accumulators(args, facts, preset, evaluated, outputs, feed, notes, names=names, ignore=ignore,
+                                   det_classes=det_classes, iou_thresholds=iou_thresholds)
+    ground_truth = {GT_SEMANTIC, GT_BOXES, RGB_TOPIC} | ({odom_topic} if odom_topic is not None else set())
+    return _Plan(outputs, expected, {t: facts.counts.get(t, 0) for t in sorted(main_inputs)}, workers,
+                 {t for t in outputs if t not in ground_truth}, session, feed, notes)
+
+
+def _add_accumulators(args: argparse.Namespace, facts: BagFacts, preset: Any, evaluated: list[Evaluated],
+                      outputs: dict[str, type], feed: Any, notes: list[str], *, names: list[str], ignore: int | None,
+                      det_classes: tuple[str, ...], iou_thresholds: tuple[float, ...]) -> str | None:
+    """Give ``feed.session`` an accumulator for every task whose outputs and ground truth are both there, add the
+    ground-truth topics to ``outputs``, and note the others; the ground-truth odometry topic, if navigation is."""
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Int32
+    from vision_msgs.msg import Detection3DArray
+
+    if feed.labels_topics and GT_SEMANTIC in facts.topics:
+        from ros_mmfusion.core.segmentation.metrics import SegmentationAccumulator
+
         outputs[GT_SEMANTIC] = Image
-        frames = facts.counts.get(GT_SEMANTIC, 0)
-        seg = SegmentationAccumulator(len(names), ignore, sample_after=frames // 2)
-        if rgb_topic in facts.topics:
-            outputs[rgb_topic] = Image
-    elif labels_topics:
+        feed.session.segmentation = SegmentationAccumulator(len(names), ignore,
+                                                            sample_after=facts.counts.get(GT_SEMANTIC, 0) // 2)
+        if RGB_TOPIC in facts.topics:
+            outputs[RGB_TOPIC] = Image
+            feed.rgb_topic = RGB_TOPIC
+    elif feed.labels_topics:
         notes.append(f"segmentation metrics skipped: the bag has no {GT_SEMANTIC}")
     else:
         notes.append("segmentation metrics skipped: the preset has no segmentation node")
 
-    det: DetectionAccumulator | None = None
-    if detection_topics and GT_BOXES in facts.topics:
-        from ros_mmfusion.core.detection3d.metrics import DetectionEvaluator
+    if feed.detection_topics and GT_BOXES in facts.topics:
+        from ros_mmfusion.core.detection3d.metrics import DetectionAccumulator, DetectionEvaluator
 
         outputs[GT_BOXES] = Detection3DArray
-        det = DetectionAccumulator(DetectionEvaluator(classes=det_classes, iou_thresholds=iou_thresholds,
-                                                      interpolation=args.ap_interpolation,
-                                                      bev_range=_detector_bev_range(preset)))
-    elif detection_topics:
+        feed.session.detection = DetectionAccumulator(DetectionEvaluator(
+            classes=det_classes, iou_thresholds=iou_thresholds, interpolation=args.ap_interpolation,
+            bev_range=_detector_bev_range(preset)))
+    elif feed.detection_topics:
         notes.append(f"3D detection metrics skipped: the bag has no {GT_BOXES}")
 
-    nav = _navigation_setup(preset, facts, notes)
+    nav = _navigation_setup(evaluated, facts, notes)
     if nav is not None:
         outputs[nav.closest_topic] = Int32
         outputs[nav.odom_topic] = Odometry
+        feed.session.navigation, feed.session.odom_topic = nav.record, nav.odom_topic
+        feed.path_topic, feed.closest_topic, feed.odom_topic = nav.path_topic, nav.closest_topic, nav.odom_topic
+    return None if nav is None else nav.odom_topic
 
+
+def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any, evaluated: list[Evaluated],
+              out: Path, final: Path, *, names: list[str], ignore: int | None, det_classes: tuple[str, ...],
+              iou_thresholds: tuple[float, ...]) -> dict[str, Path]:
+    """Replay, collect and write the report into ``out`` (the staging directory of ``final``); the report's paths."""
+    import ros_mmfusion.ros  # noqa: F401  (DDS profile)
+    from ros_mmfusion.core.evaluation.report import write_report
+    from ros_mmfusion.ros.recording import OutputsBag
+
+    plan = _plan(args, facts, preset, evaluated, names=names, ignore=ignore, det_classes=det_classes,
+                 iou_thresholds=iou_thresholds)
     recorder = None if args.no_record else OutputsBag(out / OUTPUTS_BAG)
-    recorded = {t for t in outputs if t not in (GT_SEMANTIC, GT_BOXES, rgb_topic) and (nav is None or
-                                                                                       t != nav.odom_topic)}
+    tap, elapsed = _replay(args, bag, facts, preset, plan, recorder)
+    metrics, series = _latency_metrics(plan, tap)
+    metrics = {"run": {"preset": args.preset, "bag": str(bag), "mode": "processes" if args.processes else "in-process",
+                       "rate": args.rate, "seconds": round(elapsed, 1), "input_frames": plan.main_counts,
+                       "outputs_bag": None if recorder is None else str(final / OUTPUTS_BAG),
+                       "outputs_recorded": 0 if recorder is None else recorder.count},
+               **metrics, "notes": plan.notes}
+    metrics.update(plan.session.results(names, facts.counts, plan.notes))
+    paths = write_report(out, metrics, series, _sample_frame(plan.session))
+    _print_summary(metrics, iou_thresholds)
+    return paths
+
+
+def _replay(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any, plan: _Plan,
+            recorder: Any) -> tuple[Any, float]:
+    """Replay the bag through the preset with a tap that records and feeds the plan's topics; (tap, seconds)."""
+    import rclpy
+
+    from ros_mmfusion.launcher import replay_in_process, run_processes
+    from ros_mmfusion.ros.tap import TopicTap
+
     last_output = [0.0]
     lock = threading.Lock()
 
     def on_message(topic: str, msg: Any, arrival_ns: int) -> None:
         with lock:
-            if topic in recorded:
+            if topic in plan.recorded:
                 last_output[0] = time.monotonic()
                 if recorder is not None:
                     recorder.write(topic, msg, arrival_ns)
-            if nav is not None and topic == nav.closest_topic:
-                nav.record.add_closest_node(msg.data)
-            if not hasattr(msg, "header"):
-                return
-            stamp = stamp_to_ns(msg.header.stamp)
-            if nav is not None:
-                if topic == nav.path_topic:
-                    nav.record.add_path(stamp, [(p.pose.position.x, p.pose.position.y) for p in msg.poses])
-                elif topic == nav.odom_topic:
-                    pose = msg.pose.pose
-                    q = pose.orientation
-                    nav.record.add_odometry(stamp, pose.position.x, pose.position.y,
-                                            float(quaternion_to_yaw((q.x, q.y, q.z, q.w))))
-            if det is not None and topic == GT_BOXES:
-                det.add(stamp, gt=detections_to_arrays(msg))
-            elif det is not None and topic in detection_topics:
-                det.add(stamp, pred=detections_to_arrays(msg))
-            if seg is None:
-                return
-            if topic == GT_SEMANTIC:
-                seg.add(stamp, gt=image_to_numpy(msg).copy())
-            elif topic in labels_topics:
-                seg.add(stamp, pred=image_to_numpy(msg).copy())
-            elif topic == rgb_topic:
-                seg.add_rgb(stamp, image_to_numpy(msg).copy())
+            plan.feed(topic, msg)
 
-    main_counts = {t: facts.counts.get(t, 0) for t in sorted(main_inputs)}
-    total = sum(main_counts.values())
+    total = sum(plan.main_counts.values())
 
     def progress(published: dict[str, int], elapsed: float) -> None:
-        done = sum(published.get(t, 0) for t in main_counts)
+        done = sum(published.get(t, 0) for t in plan.main_counts)
         print(f"  {elapsed:5.0f} s: replayed {done}/{total} input frames", flush=True)
 
     print(f"evaluating preset {args.preset!r} on {bag} ({facts.duration_s:.1f} s of data at x{args.rate}, "
           f"{'one process per node' if args.processes else 'one process'}): "
-          + ", ".join(f"{t} {n} frames" for t, n in main_counts.items()), flush=True)
+          + ", ".join(f"{t} {n} frames" for t, n in plan.main_counts.items()), flush=True)
     rclpy.init()
     started = time.monotonic()
     try:
-        tap = TopicTap(outputs, name="mmfusion_eval_tap", timing=True, on_message=on_message)
+        tap = TopicTap(plan.outputs, name="mmfusion_eval_tap", timing=True, on_message=on_message)
         if args.processes:
             _replay_processes(preset, tap, facts.duration_s / args.rate + args.startup, last_output, progress,
                               run_processes)
@@ -534,56 +395,46 @@ def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any,
         if recorder is not None:
             recorder.close()
         rclpy.try_shutdown()
-    elapsed = time.monotonic() - started
+    return tap, time.monotonic() - started
+
+
+def _latency_metrics(plan: _Plan, tap: Any) -> tuple[dict[str, dict], dict[str, Any]]:
+    """``latency`` per evaluated output and ``node_pipeline_latency`` per worker node (metrics.json sections), and
+    the series plotted in the report; a note for every output on which nothing arrived."""
+    from ros_mmfusion.core.evaluation.latency import latency_stats, pipeline_latency_summary
+    from ros_mmfusion.core.evaluation.report import LatencySeries
 
     latency: dict[str, dict] = {}
     series: dict[str, LatencySeries] = {}
-    for topic in outputs:
-        if topic in expected:
+    for topic in plan.outputs:
+        if topic in plan.expected:
             rec = tap.records[topic]
-            latency[topic] = latency_stats(rec.stamps_ns, rec.arrivals_ns, expected[topic]).as_dict()
+            latency[topic] = latency_stats(rec.stamps_ns, rec.arrivals_ns, plan.expected[topic]).as_dict()
             series[topic] = LatencySeries(rec.stamps_ns, rec.arrivals_ns)
             if rec.count == 0:
-                notes.append(f"{topic}: no output arrived")
+                plan.notes.append(f"{topic}: no output arrived")
     node_latency = {}
-    for name in workers:
-        values = np.asarray(tap.records[f"/{name}/debug/pipeline_latency_ms"].values)
-        if values.size:
-            node_latency[name] = {"messages": int(values.size), "p50_ms": float(np.median(values)),
-                                  "p95_ms": float(np.percentile(values, 95))}
-    metrics: dict[str, Any] = {
-        "run": {"preset": args.preset, "bag": str(bag), "mode": "processes" if args.processes else "in-process",
-                "rate": args.rate, "seconds": round(elapsed, 1), "input_frames": main_counts,
-                "outputs_bag": None if recorder is None else str(final / OUTPUTS_BAG),
-                "outputs_recorded": 0 if recorder is None else recorder.count},
-        "latency": latency, "node_pipeline_latency": node_latency, "notes": notes,
-    }
-    sample = None
-    if seg is not None:
-        if seg.matched:
-            s = scores(seg.confusion, ignore)
-            metrics["segmentation"] = {**s.as_dict(names), "frames": seg.matched, "ignore_index": ignore,
-                                       "ground_truth_frames": facts.counts.get(GT_SEMANTIC, 0),
-                                       "class_names": names, "confusion": seg.confusion.tolist()}
-            if seg.size_mismatch:
-                notes.append(f"{seg.size_mismatch} predictions differ in size from their ground truth: skipped")
-            if seg.sample_frame() is not None:
-                gt, pred, rgb = seg.sample_frame()
-                rgb = rgb if rgb is not None and rgb.shape[:2] == gt.shape else np.zeros((*gt.shape, 3), np.uint8)
-                sample = SampleFrame(rgb[..., :3], gt, pred, label_set.palette())
-        else:
-            notes.append("segmentation metrics skipped: no prediction matched a ground-truth frame by stamp")
-    if det is not None:
-        if det.matched:
-            metrics["detection"] = {**det.evaluator.results(), "ground_truth_frames": facts.counts.get(GT_BOXES, 0),
-                                    "sample_bev": det.sample}
-        else:
-            notes.append("3D detection metrics skipped: no detection matched a ground-truth frame by stamp")
-    if nav is not None:
-        nav_metrics = nav.record.results(notes, nav.odom_topic)
-        if nav_metrics is not None:
-            metrics["navigation"] = nav_metrics
-    paths = write_report(out, metrics, series, sample)
+    for name in plan.workers:
+        summary = pipeline_latency_summary(tap.records[f"/{name}/debug/pipeline_latency_ms"].values)
+        if summary is not None:
+            node_latency[name] = summary
+    return {"latency": latency, "node_pipeline_latency": node_latency}, series
+
+
+def _sample_frame(session: EvaluationSession) -> Any:
+    """The report's segmentation sample frame (camera image, ground truth, prediction), or None."""
+    from ros_mmfusion.core import labels as label_set
+    from ros_mmfusion.core.evaluation.report import SampleFrame
+
+    frame = session.segmentation.sample_frame() if session.segmentation is not None else None
+    if frame is None:
+        return None
+    gt, pred, rgb = frame
+    return SampleFrame(rgb, gt, pred, label_set.palette())
+
+
+def _print_summary(metrics: dict[str, Any], iou_thresholds: tuple[float, ...]) -> None:
+    """One line per evaluated task and per output topic, then the notes."""
     if "segmentation" in metrics:
         m = metrics["segmentation"]
         print(f"segmentation: mIoU {m['mIoU']:.3f}, pixel accuracy {m['pixel_accuracy']:.3f} over {m['frames']} frames")
@@ -598,14 +449,13 @@ def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any,
         print(f"navigation: localisation accuracy {loc['accuracy'] if loc['accuracy'] is not None else '-'} over "
               f"{loc['frames']} frames, ADE {wp['ADE_m'] if wp['ADE_m'] is not None else '-'} m, "
               f"FDE {wp['FDE_m'] if wp['FDE_m'] is not None else '-'} m over {wp['frames']} frames")
-    for topic, s in latency.items():
+    for topic, s in metrics["latency"].items():
         p50 = "-" if s["p50_ms"] is None else f"{s['p50_ms']:.1f}"
         p95 = "-" if s["p95_ms"] is None else f"{s['p95_ms']:.1f}"
         print(f"{topic}: {s['count']} messages, dropped {s['dropped']}/{s['expected']}, latency p50 {p50} ms "
               f"p95 {p95} ms, {s['rate_hz'] or 0:.1f} Hz")
-    for note in notes:
+    for note in metrics["notes"]:
         print(f"note: {note}")
-    return paths
 
 
 def _replay_processes(preset, tap, expected_s: float, last_output: list[float], progress, run_processes) -> None:

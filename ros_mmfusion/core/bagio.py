@@ -135,3 +135,34 @@ class BagSource:
     def deserialize(self, message: BagMessage):
         """The message as a rosbags dataclass (same field names as the rclpy message)."""
         return typestore().deserialize_cdr(message.data, message.msgtype)
+
+
+@dataclass(frozen=True)
+class BagFacts:
+    """What a checked bag holds: topic -> message type, topic -> message count, and its duration (s)."""
+
+    topics: dict[str, str]
+    counts: dict[str, int]
+    duration_s: float
+
+
+def scan_bag(path: str | Path) -> BagFacts:
+    """Open and read the whole bag once, so a corrupt or truncated one fails here: ConfigError with one line naming
+    the bag and the reason (missing, unreadable, fewer readable messages than its metadata lists, no topics)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"bag not found: {path}")
+    try:
+        with BagSource(path) as source:
+            topics, counts = source.topics, source.message_counts
+            seen = sum(1 for _ in source.messages())
+            duration = source.duration_ns / 1e9
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - rosbags raises many kinds for broken files
+        raise ConfigError(f"cannot read bag {path} (corrupt or truncated?): {type(exc).__name__}: {exc}") from None
+    if seen != sum(counts.values()):
+        raise ConfigError(f"bag {path} is truncated: metadata lists {sum(counts.values())} messages, {seen} readable")
+    if not topics:
+        raise ConfigError(f"bag {path} has no topics")
+    return BagFacts(topics, counts, duration)

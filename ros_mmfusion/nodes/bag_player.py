@@ -6,7 +6,6 @@ clock, so messages of one frame keep sharing a stamp and downstream nodes' pipel
 """
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 
@@ -15,19 +14,11 @@ from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.ros.entry import run_node
+from ros_mmfusion.ros.messages import message_class
 from ros_mmfusion.ros.node_base import MmfusionNode
 from ros_mmfusion.ros.qos import LATCHED_QOS, OUTPUT_QOS
 
 LATCHED_TOPICS = ("/tf_static",)
-
-
-def message_class(msgtype: str) -> type:
-    """The rclpy class of ``pkg/msg/Name``; ConfigError when its package is not installed."""
-    pkg, _, name = msgtype.split("/")
-    try:
-        return getattr(importlib.import_module(f"{pkg}.msg"), name)
-    except (ImportError, AttributeError):
-        raise ConfigError(f"message type {msgtype} is not installed") from None
 
 
 class BagPlayerNode(MmfusionNode):

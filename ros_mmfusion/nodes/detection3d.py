@@ -29,6 +29,7 @@ from ros_mmfusion.core.detection3d.artifacts import DetectorSpec, build_detector
 from ros_mmfusion.core.detection3d.painting import SegmentationScores, paint_class_ids
 from ros_mmfusion.core.detection3d.pipeline import with_range
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, changed_camera_from_lidar
 from ros_mmfusion.core.geometry import PinholeCamera
 from ros_mmfusion.core.health import Level
@@ -67,6 +68,8 @@ def output_class_name(name: str) -> str:
 
 
 class Detection3DNode(MmfusionNode):
+    # painting (off in the preset) would add labels and camera_info to the inputs
+    EVALUATION = EvaluationTopics("points", ("points",), ("detections",), detections="detections", inputs=("points",))
     PARAMS = (
         ParamSpec("model", "pointpillars_synthetic", "Detector configuration.", choices=tuple(detectors(aliases=False)),
                   read_only=True),

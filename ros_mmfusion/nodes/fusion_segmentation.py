@@ -22,6 +22,7 @@ from vision_msgs.msg import LabelInfo
 
 from ros_mmfusion.core.codec.image import decode_rgb
 from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, MessageLimits
+from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, changed_camera_from_lidar
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
@@ -46,6 +47,8 @@ def rgb_from_image(msg: Image, limits: MessageLimits = DEFAULT_LIMITS) -> np.nda
 
 
 class FusionSegmentationNode(MmfusionNode):
+    EVALUATION = EvaluationTopics("rgb/image", ("rgb/image",), ("segmentation/labels", "segmentation/color"),
+                                  labels="segmentation/labels", inputs=("rgb/image", "rgb/camera_info", "x/image"))
     PARAMS = (
         ParamSpec("model_package", DEFAULT_PACKAGE, "Model package directory (model.yaml + weights), absolute or "
                   "relative to the package share directory.", read_only=True),

@@ -12,6 +12,7 @@ from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 
 from ros_mmfusion.core.errors import MessageFormatError
+from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, changed_camera_from_lidar
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.modalities.lidar import lidar_depth_image
@@ -23,6 +24,8 @@ from ros_mmfusion.ros.pointcloud import pointcloud2_to_xyz
 
 
 class LidarDepthNode(MmfusionNode):
+    EVALUATION = EvaluationTopics("lidar/points", ("lidar/points",), ("lidar/depth_image",),
+                                  inputs=("lidar/points", "camera/camera_info"))
     PARAMS = (
         *EXTRINSIC_PARAMS,
         ParamSpec("max_range", 100.0, "Ignore points farther than this from the camera (m).", minimum=0.1),

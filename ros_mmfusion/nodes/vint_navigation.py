@@ -30,6 +30,7 @@ from std_msgs.msg import Bool, Int32
 from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
 from ros_mmfusion.core.codec.image import decode_rgb
 from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.models.vint import VINT_VARIANTS
@@ -45,6 +46,8 @@ from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
 
 
 class VintNavigationNode(MmfusionNode):
+    EVALUATION = EvaluationTopics("image", ("image",), ("navigation/path",), inputs=("image",),
+                                  path="navigation/path", closest_node="navigation/closest_node", odom="odom")
     PARAMS = (
         ParamSpec("topomap_dir", "", "Topological map directory (topomap.yaml + numbered images, or an upstream "
                   "ViNT topomap); leave empty when goal_image is set.", read_only=True),

@@ -22,6 +22,7 @@ from std_msgs.msg import Float64
 
 from ros_mmfusion.core.codec.limits import LIMIT_PARAMS, MessageLimits
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.health import InputMonitor, LatencyMonitor, Level, StampGuard, summarize
 from ros_mmfusion.core.params import ParamSpec, validate
 from ros_mmfusion.core.stamps import stamp_to_ns
@@ -71,12 +72,14 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
 class MmfusionNode(Node):
     """Node base: validated parameters, guarded sensor inputs, timing topics and diagnostics.
 
-    Subclasses set ``PARAMS`` (a tuple of ParamSpec) and call ``super().__init__(name, **kwargs)``; validated values
-    are in ``self.params`` (a dict kept up to date on parameter changes). A bad start-up value raises ConfigError with
-    the parameter's name and the reason.
+    Subclasses set ``PARAMS`` (a tuple of ParamSpec), ``EVALUATION`` when evaluated, and call
+    ``super().__init__(name, **kwargs)``; validated values are in ``self.params`` (a dict kept up to date on
+    parameter changes). A bad start-up value raises ConfigError with the parameter's name and the reason.
     """
 
     PARAMS: tuple[ParamSpec, ...] = ()
+    EVALUATION: EvaluationTopics | None = None
+    """The topics ``mmfusion eval`` and ``mmfusion benchmark`` evaluate (None: only the debug latency is shown)."""
 
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)

@@ -24,11 +24,14 @@ Implemented from the published metric definitions (PASCAL VOC / KITTI object ben
   thresholds; the overall mAP averages classes.
 * **Merging**: ``DetectionEvaluator.merge`` adds another evaluator's frames (e.g. one per robot or per bag, evaluated
   apart); the results equal those of one evaluator given every frame, the merged-in frames after its own.
+* **One run** (``mmfusion eval``): :class:`DetectionAccumulator` pairs each detection frame with its ground-truth
+  frame by stamp (ns) and feeds a :class:`DetectionEvaluator`; pending frames are bounded.
 * A class without ground truth has AP ``None`` (undefined; its detections are counted); a class with ground truth
   but no detections has AP 0. mAP figures average the classes whose AP is defined.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -301,3 +304,45 @@ class DetectionEvaluator:
         out["num_gt"] = {c: self._ranked.get(("bev", self.iou_thresholds[0], c), _Ranked()).num_gt
                          for c in classes} if self.iou_thresholds else {}
         return out
+
+
+Boxes = tuple[np.ndarray, Sequence[str], np.ndarray]
+"""One frame: ``(N, 7)`` boxes, ``N`` class names and ``(N,)`` scores (ignored for ground truth)."""
+
+
+@dataclass
+class DetectionAccumulator:
+    """Pairs detections with ground truth by stamp (ns) and feeds ``evaluator``; keeps the matched frame with the
+    most ground-truth boxes for the report's BEV picture (``sample``: JSON-ready, coordinates rounded to mm)."""
+
+    evaluator: DetectionEvaluator
+    pending_limit: int = 100
+    matched: int = 0
+    evicted: int = 0
+    _gt: OrderedDict = field(default_factory=OrderedDict)
+    _pred: OrderedDict = field(default_factory=OrderedDict)
+    sample: dict | None = None
+
+    def add(self, stamp: int, gt: Boxes | None = None, pred: Boxes | None = None) -> None:
+        for store, value in ((self._gt, gt), (self._pred, pred)):
+            if value is not None:
+                store[stamp] = value
+                while len(store) > self.pending_limit:
+                    store.popitem(last=False)
+                    self.evicted += 1
+        if stamp in self._gt and stamp in self._pred:
+            (gb, gl, _), (db, dl, ds) = self._gt.pop(stamp), self._pred.pop(stamp)
+            self.evaluator.add_frame(gb, gl, db, dl, ds)
+            self.matched += 1
+            if self.sample is None or len(gl) > len(self.sample["gt_labels"]):
+                self.sample = {"stamp_ns": stamp, "gt_boxes": np.asarray(gb).round(3).tolist(),
+                               "gt_labels": list(gl), "det_boxes": np.asarray(db).round(3).tolist(),
+                               "det_labels": list(dl), "det_scores": np.asarray(ds).round(3).tolist()}
+
+    def results(self, ground_truth_frames: int, notes: list[str]) -> dict | None:
+        """The ``detection`` section of ``metrics.json`` (the evaluator's results, the sample frame), or None with a
+        note in ``notes`` when no detection matched a ground-truth frame."""
+        if not self.matched:
+            notes.append("3D detection metrics skipped: no detection matched a ground-truth frame by stamp")
+            return None
+        return {**self.evaluator.results(), "ground_truth_frames": ground_truth_frames, "sample_bev": self.sample}

@@ -54,3 +54,12 @@ def latency_stats(stamps_ns: Sequence[int], arrivals_ns: Sequence[int], expected
     rate = (stamps.size - 1) / span if stamps.size > 1 and span > 0 else 0.0
     return LatencyStats(int(stamps.size), expected, float(p50), float(p95), float(p99), float(ms.max()),
                         float(ms.mean()), float(rate), dropped)
+
+
+def pipeline_latency_summary(values_ms: Sequence[float]) -> dict | None:
+    """``messages``, ``p50_ms`` and ``p95_ms`` of a node's ``debug/pipeline_latency_ms`` values; None when empty."""
+    values = np.asarray(values_ms, np.float64)
+    if not values.size:
+        return None
+    return {"messages": int(values.size), "p50_ms": float(np.median(values)),
+            "p95_ms": float(np.percentile(values, 95))}

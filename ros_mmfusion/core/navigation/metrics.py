@@ -186,6 +186,22 @@ class NavigationRecord:
     closest: list[int] = field(default_factory=list)
     odom: list[tuple[int, float, float, float]] = field(default_factory=list)
 
+    @classmethod
+    def for_node(cls, topomap_dir: str, frame_rate_hz: float = 0.0, variant: str = "vint_default") -> NavigationRecord:
+        """The record of a navigation node run with these parameters: the node poses of its topomap and the
+        waypoint spacing in time (``frame_rate_hz`` 0: the variant's rate, 4 Hz when the variant is unknown).
+        ConfigError (one line) when the topomap cannot be read or has no poses."""
+        from ros_mmfusion.core.navigation.topomap import load_topomap
+
+        node_xy = load_topomap(str(topomap_dir)).poses_xy_yaw()[:, :2]
+        rate = float(frame_rate_hz or 0.0)
+        if rate <= 0:
+            from ros_mmfusion.core.models.vint import VINT_VARIANTS
+
+            known = VINT_VARIANTS.get(str(variant))
+            rate = known.frame_rate_hz if known is not None else 4.0
+        return cls(node_xy, 1.0 / rate)
+
     def add_path(self, stamp_ns: int, waypoints_xy: list[tuple[float, float]]) -> None:
         self.paths.append((stamp_ns, waypoints_xy))
 

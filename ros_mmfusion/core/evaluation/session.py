@@ -1,0 +1,42 @@
+"""One ``mmfusion eval`` run's accumulators (ROS-free): whichever of segmentation, 3D detection and navigation the
+preset evaluates, fed with arrays and stamps (ns) by the ROS layer (``ros/evaluation.py``), and the metric sections
+of ``metrics.json`` they give at the end."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ros_mmfusion.core.detection3d.metrics import DetectionAccumulator
+from ros_mmfusion.core.navigation.metrics import NavigationRecord
+from ros_mmfusion.core.segmentation.metrics import SegmentationAccumulator
+
+GT_SEMANTIC = "/ground_truth/semantic"
+"""The ground-truth class-id image topic of a simulated bag (``mmfusion sim``)."""
+GT_BOXES = "/ground_truth/boxes"
+"""The ground-truth Detection3DArray topic of a simulated bag."""
+
+
+@dataclass
+class EvaluationSession:
+    """The accumulators of one run; None where the preset or the bag gives nothing to evaluate.
+    ``odom_topic`` names the ground-truth trajectory in navigation's notes."""
+
+    segmentation: SegmentationAccumulator | None = None
+    detection: DetectionAccumulator | None = None
+    navigation: NavigationRecord | None = None
+    odom_topic: str = "/odom"
+
+    def results(self, class_names: list[str], ground_truth_frames: Mapping[str, int],
+                notes: list[str]) -> dict[str, dict]:
+        """The ``segmentation``, ``detection`` and ``navigation`` sections that could be computed (in that order);
+        a section that could not gets a line in ``notes`` instead. ``ground_truth_frames``: message count per
+        ground-truth topic in the bag."""
+        sections: dict[str, dict | None] = {}
+        if self.segmentation is not None:
+            sections["segmentation"] = self.segmentation.results(class_names, ground_truth_frames.get(GT_SEMANTIC, 0),
+                                                                 notes)
+        if self.detection is not None:
+            sections["detection"] = self.detection.results(ground_truth_frames.get(GT_BOXES, 0), notes)
+        if self.navigation is not None:
+            sections["navigation"] = self.navigation.results(notes, self.odom_topic)
+        return {key: value for key, value in sections.items() if value is not None}

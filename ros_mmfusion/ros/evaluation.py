@@ -1,0 +1,60 @@
+"""The ROS side of evaluation: the feed that turns tapped messages into arrays and stamps for the ROS-free
+:class:`~ros_mmfusion.core.evaluation.session.EvaluationSession` (which of a preset's nodes are evaluated:
+``launcher.evaluated_nodes``).
+
+Stamps are header stamps in ns (the bag player's restamped input stamps, so a prediction and the ground truth of
+its frame share one); messages without a header (``std_msgs/Int32`` closest node) are fed in arrival order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ros_mmfusion.core.evaluation.session import GT_BOXES, GT_SEMANTIC, EvaluationSession
+from ros_mmfusion.core.geometry import quaternion_to_yaw
+from ros_mmfusion.core.stamps import stamp_to_ns
+from ros_mmfusion.ros.detections import detections_to_arrays
+from ros_mmfusion.ros.image import image_to_numpy
+
+
+@dataclass
+class EvaluationFeed:
+    """Routes tapped messages (absolute topics) to ``session``, converted to arrays; topics not named are ignored."""
+
+    session: EvaluationSession
+    labels_topics: set[str] = field(default_factory=set)  # mono8 class-id predictions
+    detection_topics: set[str] = field(default_factory=set)  # Detection3DArray predictions
+    rgb_topic: str | None = None  # the camera image of the segmentation sample frame
+    path_topic: str | None = None
+    closest_topic: str | None = None
+    odom_topic: str | None = None
+
+    def __call__(self, topic: str, msg: Any) -> None:
+        seg, det, nav = self.session.segmentation, self.session.detection, self.session.navigation
+        if nav is not None and topic == self.closest_topic:
+            nav.add_closest_node(msg.data)
+        if not hasattr(msg, "header"):
+            return
+        stamp = stamp_to_ns(msg.header.stamp)
+        if nav is not None:
+            if topic == self.path_topic:
+                nav.add_path(stamp, [(p.pose.position.x, p.pose.position.y) for p in msg.poses])
+            elif topic == self.odom_topic:
+                pose = msg.pose.pose
+                q = pose.orientation
+                nav.add_odometry(stamp, pose.position.x, pose.position.y,
+                                 quaternion_to_yaw(np.array([q.x, q.y, q.z, q.w])))
+        if det is not None and topic == GT_BOXES:
+            det.add(stamp, gt=detections_to_arrays(msg))
+        elif det is not None and topic in self.detection_topics:
+            det.add(stamp, pred=detections_to_arrays(msg))
+        if seg is None:
+            return
+        if topic == GT_SEMANTIC:
+            seg.add(stamp, gt=image_to_numpy(msg).copy())
+        elif topic in self.labels_topics:
+            seg.add(stamp, pred=image_to_numpy(msg).copy())
+        elif topic == self.rgb_topic:
+            seg.add_rgb(stamp, image_to_numpy(msg).copy())
