@@ -82,3 +82,44 @@ def test_an_added_forbidden_import_or_cycle_breaks_the_contract(package_copy, co
     result = lint_imports(package_copy, contract)
     assert result.returncode != 0
     assert "BROKEN" in result.stdout and expected in result.stdout, result.stdout[-4000:]
+
+
+MODULE_CYCLES = """
+import grimp
+graph = grimp.build_graph("ros_mmfusion")
+for module in sorted(graph.modules):
+    for imported in graph.find_modules_directly_imported_by(module):
+        try:
+            back = graph.find_shortest_chain(importer=imported, imported=module, as_packages=False)
+        except ValueError:  # a package and its own submodule: not an import cycle
+            continue
+        if back:
+            print(" -> ".join((module, *back)))
+"""
+
+
+def module_cycles(root: Path) -> list[str]:
+    """Every module-level import cycle of the ``ros_mmfusion`` under ``root`` (one line each), found by grimp, the
+    graph library behind import-linter; lazy imports inside functions count."""
+    env = {k: v for k, v in os.environ.items() if k != "_ROS_WHEELS_BOOTSTRAP_COMPLETE"}
+    env["PYTHONPATH"] = str(root)
+    result = subprocess.run([sys.executable, "-c", MODULE_CYCLES], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.splitlines()
+
+
+def test_no_module_imports_itself_through_other_modules():
+    """Zero import cycles at module level across the whole package (the package-level ``acyclic`` contract is
+    stricter)."""
+    cycles = module_cycles(ROOT)
+    assert not cycles, "import cycles:\n" + "\n".join(cycles[:20])
+
+
+def test_an_added_module_cycle_is_found(package_copy):
+    geometry = package_copy / "ros_mmfusion" / "core" / "geometry.py"
+    lazy = "\n\ndef _late():\n    from ros_mmfusion.core.sync import NS_PER_S  # noqa\n"  # inside a function: counts
+    geometry.write_text(geometry.read_text() + lazy)
+    sync = package_copy / "ros_mmfusion" / "core" / "sync.py"
+    sync.write_text(sync.read_text() + "\nfrom ros_mmfusion.core import geometry  # noqa: E402,F401\n")
+    assert any("ros_mmfusion.core.geometry" in c and "ros_mmfusion.core.sync" in c for c in module_cycles(package_copy))
