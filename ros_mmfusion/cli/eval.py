@@ -460,18 +460,8 @@ def _print_summary(metrics: dict[str, Any], iou_thresholds: tuple[float, ...]) -
 
 def _replay_processes(preset, tap, expected_s: float, last_output: list[float], progress, run_processes) -> None:
     """Spin ``tap`` here while the preset runs one process per node; stop once outputs went quiet (or time ran out)."""
-    from rclpy.executors import SingleThreadedExecutor
+    from ros_mmfusion.ros.runtime import spinning_in_background
 
-    executor = SingleThreadedExecutor()
-    executor.add_node(tap)
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
-
-    spinner = threading.Thread(target=spin, name="eval_tap", daemon=True)
-    spinner.start()
     started = time.monotonic()
     deadline = started + expected_s + 60.0
     state = {"next": started + 5.0}
@@ -486,11 +476,5 @@ def _replay_processes(preset, tap, expected_s: float, last_output: list[float], 
             return True
         return now - started > expected_s and last_output[0] > 0 and now - last_output[0] > 3.0
 
-    try:
+    with spinning_in_background(tap, "eval_tap"):
         run_processes(preset, until=until)
-    finally:
-        stop.set()
-        spinner.join(timeout=5.0)
-        executor.remove_node(tap)
-        tap.destroy_node()
-        executor.shutdown()

@@ -7,7 +7,6 @@ SIGTERM stop every node; a node that cannot start is one error line and a non-ze
 from __future__ import annotations
 
 import argparse
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,31 +31,16 @@ def _listening(board) -> Iterator[None]:
         yield
         return
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     from ros_mmfusion.ros.progress import diagnostics_listener
+    from ros_mmfusion.ros.runtime import spinning_in_background
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # the launcher handles SIGINT/SIGTERM itself
-    executor = SingleThreadedExecutor()
-    listener = diagnostics_listener(board)
-    executor.add_node(listener)
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
-
-    spinner = threading.Thread(target=spin, name="mmfusion_run_progress", daemon=True)
-    spinner.start()
     try:
-        yield
+        with spinning_in_background(diagnostics_listener(board), "mmfusion_run_progress"):
+            yield
     finally:
-        stop.set()
-        spinner.join(timeout=5.0)
-        executor.remove_node(listener)
-        listener.destroy_node()
-        executor.shutdown()
         rclpy.try_shutdown()
 
 

@@ -5,8 +5,10 @@ any adapter first is enough. It never overrides what the user set.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +118,29 @@ def spin_nodes(nodes: Iterable, args: list[str] | None = None,
         if rclpy.ok():
             rclpy.try_shutdown()
     return 0
+
+
+@contextlib.contextmanager
+def spinning_in_background(node, name: str) -> Iterator[None]:
+    """Spin ``node`` in a daemon thread of this process (its own SingleThreadedExecutor) while the block runs, e.g. a
+    tap or listener beside node processes started elsewhere; on exit stop the thread and destroy the node."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
+
+    spinner = threading.Thread(target=spin, name=name, daemon=True)
+    spinner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        spinner.join(timeout=5.0)
+        executor.remove_node(node)
+        node.destroy_node()
+        executor.shutdown()
