@@ -279,6 +279,6 @@ def _detection_int8(model, settings, threads, runs, frames, weights, cache):
         encoder, head = int8_onnx_files(spec, 1 / 255, count=frames, settings=s, cache=cache)
         backends = PillarBackends(OnnxRuntimeBackend(encoder, "cpu", "fp32", threads),  # this format, whatever the
                                   OnnxRuntimeBackend(head, "cpu", "fp32", threads))  # CPU's own
-        int8 = PillarDetector(spec.config, backends, intensity_scale=1 / 255)
+        int8 = PillarDetector(spec.config, backends, paint_channels=spec.paint_channels, intensity_scale=1 / 255)
         rows.append((inputs, compare_pillars_int8(fp32, int8, clouds, timing_runs=runs)))
     return rows

@@ -166,7 +166,7 @@ class StampGuard:
             return "header stamp is zero (unset by the driver)"
         last = self.last_ns
         step = self._rule.classify(last, stamp_ns)
-        if step is Step.OUT_OF_ORDER and last is not None:
+        if step is Step.OUT_OF_ORDER:
             return f"out-of-order stamp ({(last - stamp_ns) / 1e6:.1f} ms older than the previous one)"
         self.jumped = step is Step.JUMP
         self.last_ns = stamp_ns

@@ -60,7 +60,7 @@ class WaypointControllerNode(MmfusionNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("waypoint_controller", **kwargs)
         p = self.params
-        self.follower = WaypointFollower(self.limits(), p["waypoint_dt"], p["waypoint_timeout"])
+        self.follower = WaypointFollower(self.velocity_limits(), p["waypoint_dt"], p["waypoint_timeout"])
         self.cmd_type = TwistStamped if p["cmd_vel_stamped"] else Twist
         self.cmd_pub = self.output_publisher(self.cmd_type, "cmd_vel")
         # not "required": waypoints stopping is the expected end of a run, reported as WARN (and the robot stops)
@@ -78,7 +78,7 @@ class WaypointControllerNode(MmfusionNode):
             self.inputs["waypoint"].stall_timeout = self.params["waypoint_timeout"]
             self.inputs["goal_reached"].stall_timeout = _goal_stall_timeout(self.params["waypoint_timeout"])
 
-    def limits(self) -> VelocityLimits:
+    def velocity_limits(self) -> VelocityLimits:
         return VelocityLimits(*(self.params[name] for name in _LIMIT_PARAMS))
 
     def on_waypoint(self, msg: PoseStamped) -> None:
@@ -100,7 +100,7 @@ class WaypointControllerNode(MmfusionNode):
 
     def on_control_tick(self) -> None:
         p = self.params
-        self.follower.limits = self.limits()  # parameters may change at run time
+        self.follower.limits = self.velocity_limits()  # parameters may change at run time
         self.follower.waypoint_dt, self.follower.timeout = p["waypoint_dt"], p["waypoint_timeout"]
         now_ns = self.now_ns()
         command = self.follower.command(now_ns / 1e9)

@@ -23,7 +23,7 @@ from std_msgs.msg import Float64
 from ros_mmfusion.core.codec.limits import LIMIT_PARAMS, MessageLimits
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
-from ros_mmfusion.core.health import InputMonitor, LatencyMonitor, Level, StampGuard, summarize
+from ros_mmfusion.core.health import HealthReport, InputMonitor, LatencyMonitor, Level, StampGuard, summarize
 from ros_mmfusion.core.params import ParamSpec, validate
 from ros_mmfusion.core.stamps import stamp_to_ns
 from ros_mmfusion.ros.qos import OUTPUT_QOS, SENSOR_QOS
@@ -85,6 +85,7 @@ class MmfusionNode(Node):
         super().__init__(node_name, **kwargs)
         self._specs = {s.name: s for s in (*COMMON_PARAMS, *self.PARAMS)}
         self.params: dict[str, Any] = {}
+        self._limits: MessageLimits | None = None
         for spec in self._specs.values():
             try:
                 self.declare_parameter(spec.name, spec.default, _descriptor(spec))
@@ -132,10 +133,12 @@ class MmfusionNode(Node):
                 return SetParametersResult(successful=False, reason=str(exc))
         previous = {name: self.params[name] for name in staged}
         self.params.update(staged)
+        self._limits = None  # rebuilt from the new values on next use
         try:
             self.on_parameters_changed(frozenset(staged))
         except ConfigError as exc:
             self.params.update(previous)
+            self._limits = None
             return SetParametersResult(successful=False, reason=str(exc))
         self.latency.warn_ms = self.params["latency_warn_ms"]
         self.latency.error_ms = self.params["latency_error_ms"]
@@ -155,8 +158,11 @@ class MmfusionNode(Node):
 
     @property
     def limits(self) -> MessageLimits:
-        """The message limits of this node's parameters: pass them to every decode call (``limits=self.limits``)."""
-        return MessageLimits.from_params(self.params)
+        """The message limits of this node's parameters: pass them to every decode call (``limits=self.limits``).
+        Built once per parameter change, not per message."""
+        if self._limits is None:
+            self._limits = MessageLimits.from_params(self.params)
+        return self._limits
 
     # -- time -------------------------------------------------------------------------------------------------------
     def now_ns(self) -> int:
@@ -302,14 +308,17 @@ class MmfusionNode(Node):
         return summarize(list(self.inputs.values()), self.latency, self.now_ns() / 1e9,
                          list(self._extra_findings.values()))
 
+    def diagnostic_values(self, report: HealthReport) -> dict[str, str]:
+        """The key/values of this node's ``/diagnostics`` status for ``report`` (also the run summary's)."""
+        return {**report.values, "frames_processed": str(self.frames_processed),
+                "frames_skipped": str(self.frames_skipped), "time_jumps": str(self.time_jumps)}
+
     def publish_diagnostics(self) -> None:
         report = self.health()
         status = DiagnosticStatus(
             level=bytes([int(report.level)]), name=f"{self.get_fully_qualified_name()}", message=report.message,
             hardware_id="ros_mmfusion",
-            values=[KeyValue(key=k, value=v) for k, v in {
-                **report.values, "frames_processed": str(self.frames_processed),
-                "frames_skipped": str(self.frames_skipped), "time_jumps": str(self.time_jumps)}.items()],
+            values=[KeyValue(key=k, value=v) for k, v in self.diagnostic_values(report).items()],
         )
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()

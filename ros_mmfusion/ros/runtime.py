@@ -74,9 +74,7 @@ def node_io(node: Any) -> dict[str, Any]:
 def health_snapshot(node: Any) -> dict[str, Any]:
     """The node's health now, as its ``/diagnostics`` status carries it: ``{"level", "message", "values"}``."""
     report = node.health()
-    values = {**report.values, "frames_processed": str(node.frames_processed),
-              "frames_skipped": str(node.frames_skipped)}
-    return {"level": int(report.level), "message": report.message, "values": values}
+    return {"level": int(report.level), "message": report.message, "values": node.diagnostic_values(report)}
 
 
 def spin_nodes(nodes: Iterable, args: list[str] | None = None,

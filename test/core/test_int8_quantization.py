@@ -22,9 +22,7 @@ from ros_mmfusion.core.inference.int8 import (
     TENSORRT_INT8,
     U8S8_REDUCED,
     Int8Settings,
-    choose_backend,
     cpu_int8_settings,
-    int8_plan,
     int8_spec,
     is_quantized,
     quantized_model,
@@ -153,15 +151,6 @@ def test_segmentation_pipeline_takes_the_int8_backend(spec, frames):
     f = frames[0]
     got, want = segmenter(f.rgb, f.x), reference(f.rgb, f.x)
     assert got.labels.shape == SIZE and (got.labels == want.labels).mean() > 0.8
-
-    choice = choose_backend("onnxruntime-int8", "segmentation", "int8")
-    if int8_plan("segmentation").use_int8:
-        assert (choice.backend, choice.precision) == ("onnxruntime-int8", "int8") and not choice.declined
-    else:
-        assert (choice.backend, choice.precision) == ("onnxruntime", "fp32") and choice.declined
-        assert "INT8 declined for segmentation" in choice.log_line() and "using fp32" in choice.log_line()
-        chosen = FusionSegmenter(spec, build_backend(spec, choice.backend, precision=choice.precision, threads=2))
-        assert chosen.backend.info.kind == "onnxruntime" and (chosen(f.rgb, f.x).labels == want.labels).all()
 
 
 def test_int8_settings_are_part_of_the_cache_key(fp32):

@@ -57,11 +57,6 @@ class CpuIsa:
     def description(self) -> str:
         return DESCRIPTIONS[self.name]
 
-    @property
-    def exact_u8s8(self) -> bool:
-        """True where ONNX Runtime's U8S8 kernels accumulate exactly (VNNI, AMX; aarch64 dot product)."""
-        return self.name in (X86_AMX, X86_AVX512_VNNI, X86_AVX_VNNI, ARM64_DOTPROD)
-
     def __str__(self) -> str:
         return f"{self.name} ({self.description}{', ' + self.model if self.model else ''})"
 

@@ -317,8 +317,9 @@ def quantized_model(onnx: str | Path, feeds: Callable[[], Iterable[Mapping[str, 
     the build."""
     if is_quantized(onnx):
         return CacheResult(Path(onnx), Path(onnx), "hit", "the ONNX file is already quantized")
+    isa = isa or cpu_isa()
+    settings = settings or cpu_int8_settings(isa)  # resolved once: the identity and the build use the same format
     spec = int8_spec(onnx, settings, isa)
-    settings = settings or cpu_int8_settings(isa)
 
     def build(tmp: Path) -> dict:
         facts = quantize_int8(onnx, tmp, feeds(), settings)

@@ -109,8 +109,7 @@ class SegmentationAccumulator:
     ignore_index: int | None
     sample_after: int = 0  # the sample frame is the first matched frame at or after this many matched frames
     pending_limit: int = 100
-    confusion: np.ndarray = field(init=False)
-    matched: int = 0
+    totals: ConfusionAccumulator = field(init=False)
     size_mismatch: int = 0
     evicted: int = 0
     sample: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -120,7 +119,16 @@ class SegmentationAccumulator:
     _rgb: OrderedDict = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
-        self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
+        self.totals = ConfusionAccumulator(self.num_classes, self.ignore_index)
+
+    @property
+    def confusion(self) -> np.ndarray:
+        return self.totals.confusion
+
+    @property
+    def matched(self) -> int:
+        """Frames whose prediction met its ground truth (and were counted)."""
+        return self.totals.frames
 
     def _keep(self, store: OrderedDict, stamp: int, value: Any) -> None:
         store[stamp] = value
@@ -143,11 +151,10 @@ class SegmentationAccumulator:
         if gt.shape != pred.shape:
             self.size_mismatch += 1
             return
-        self.confusion += confusion_matrix(gt, pred, self.num_classes, self.ignore_index)
         if self.sample is None and self.matched >= self.sample_after and stamp in self._rgb:
             self.sample = (gt, pred, self._rgb[stamp])
         self.last = (gt, pred, None)
-        self.matched += 1
+        self.totals.add(gt, pred)
 
     def sample_frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """``(ground truth, prediction, rgb)`` of a frame from the second half with its camera image, else of the
@@ -167,6 +174,6 @@ class SegmentationAccumulator:
             return None
         if self.size_mismatch:
             notes.append(f"{self.size_mismatch} predictions differ in size from their ground truth: skipped")
-        return {**scores(self.confusion, self.ignore_index).as_dict(class_names), "frames": self.matched,
+        return {**self.totals.scores().as_dict(class_names), "frames": self.matched,
                 "ignore_index": self.ignore_index, "ground_truth_frames": ground_truth_frames,
                 "class_names": class_names, "confusion": self.confusion.tolist()}

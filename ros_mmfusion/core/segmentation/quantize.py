@@ -17,9 +17,10 @@ import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.inference.int8 import AccuracyReport, interleaved_latency
-from ros_mmfusion.core.segmentation.metrics import confusion_matrix, scores
+from ros_mmfusion.core.segmentation.metrics import ConfusionAccumulator
 from ros_mmfusion.core.segmentation.pipeline import FusionSegmenter, SegmentationModelSpec
 from ros_mmfusion.core.segmentation.preprocess import X_NEEDS_CAMERA, encode_x
+from ros_mmfusion.core.stamps import stamp_to_ns
 
 #: topics of a bag written by ``mmfusion sim`` (``core/sim/recorder.py``)
 RGB_TOPIC = "/camera/color/image_raw"
@@ -112,7 +113,7 @@ def frames_from_bag(spec: SegmentationModelSpec, bag: str | Path, count: int = 2
                                                 msg.p, msg.binning_x, msg.binning_y, msg.roi,
                                                 msg.header.frame_id).pinhole()
                 continue
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            stamp = stamp_to_ns(msg.header.stamp)
             parts = pending.setdefault(stamp, {})
             parts[message.topic] = msg
             if not complete(parts):
@@ -180,7 +181,8 @@ def compare_int8(fp32_onnx: str | Path, int8_onnx: str | Path, feeds: Sequence[M
     name = output or s32.get_outputs()[0].name
     agree = total = 0
     max_err, abs_sum, sq_err, sq_ref, count = 0.0, 0.0, 0.0, 0.0, 0
-    cm32 = cm8 = None
+    acc32 = ConfusionAccumulator(num_classes, ignore_index) if num_classes else None
+    acc8 = ConfusionAccumulator(num_classes, ignore_index) if num_classes else None
     to_label = label_of or (lambda out, size: out.argmax(1)[0])
     for i, feed in enumerate(feeds):
         a = s32.run([name], dict(feed))[0].astype(np.float64)
@@ -196,17 +198,13 @@ def compare_int8(fp32_onnx: str | Path, int8_onnx: str | Path, feeds: Sequence[M
             agree += int(same.sum())
             total += same.size
         gt = labels[i] if labels is not None and i < len(labels) else None
-        if gt is not None and num_classes:
-            p32, p8 = to_label(a, gt.shape[:2]), to_label(b, gt.shape[:2])
-            c32 = confusion_matrix(gt, p32, num_classes, ignore_index)
-            c8 = confusion_matrix(gt, p8, num_classes, ignore_index)
-            cm32 = c32 if cm32 is None else cm32 + c32
-            cm8 = c8 if cm8 is None else cm8 + c8
+        if gt is not None and acc32 is not None and acc8 is not None:
+            acc32.add(gt, to_label(a, gt.shape[:2]))
+            acc8.add(gt, to_label(b, gt.shape[:2]))
     report = AccuracyReport(len(feeds), agree / total if total else float("nan"), max_err,
                             abs_sum / max(count, 1), float(np.sqrt(sq_err / max(sq_ref, 1e-30))))
-    if cm32 is not None and cm8 is not None:
-        report.miou_fp32 = scores(cm32, ignore_index).miou
-        report.miou_int8 = scores(cm8, ignore_index).miou
+    if acc32 is not None and acc8 is not None and acc32.frames:
+        report.miou_fp32, report.miou_int8 = acc32.scores().miou, acc8.scores().miou
     if timing_runs and feeds:
         report.latency_fp32_ms, report.latency_int8_ms = interleaved_latency(s32, s8, dict(feeds[0]), timing_runs)
     return report
