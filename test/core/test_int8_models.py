@@ -19,6 +19,8 @@ from test.fixtures import FIXTURES
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
+# The "measured" figures below are Intel AVX-512/VNNI, u8s8 (2026-11-21) unless a class is named; every bound also
+# held on AMD EPYC AVX2, u8s8-rr (`pytest test/core/test_int8_models.py`, 2026-12-06), not measured separately.
 # ViNT (vint_default, untrained seeded weights; their outputs are small: |distance| ~0.01, |waypoint| ~7 mm)
 VINT_DISTANCE_MAX_ABS_ERROR = 0.01  # measured 0.002
 VINT_WAYPOINT_MAX_ERROR_M = 0.003  # metric, waypoint_spacing 0.05 m; measured 1.0 mm
