@@ -27,6 +27,7 @@ anchors (``core/sim``).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -247,6 +248,11 @@ VARIANTS: dict[str, PointPillarsConfig] = {
         voxel_size=(0.16, 0.16, 4.0), head=AnchorHeadConfig(anchor_generator=_SYNTHETIC_ANCHORS),
         post_processing=PostProcessConfig(score_thresh=0.1, nms=NmsConfig("rotated", 0.01, 4096, 500))),
 }
+# The same detector with a half-width BEV backbone (32/64/128 filters, 64 per upsampled map): a quarter of the
+# weights and about a third of the compute, so it trains on CPUs; the default trained package (models/) uses it.
+VARIANTS["pointpillars_synthetic_lite"] = dataclasses.replace(
+    VARIANTS["pointpillars_synthetic"], name="pointpillars_synthetic_lite",
+    backbone=BEVBackboneConfig(num_filters=(32, 64, 128), num_upsample_filters=(64, 64, 64)))
 """Named detector configurations (the one list: ``core/models/registry.py``'s ``detectors()`` adds the command-line
 aliases); ``build_model(name)`` makes the network."""
 
