@@ -1,31 +1,105 @@
-"""``mmfusion train segmentation``: train default weights on the synthetic world and write a model package."""
+"""``mmfusion train TASK``: train a model on the synthetic world or on rosbag2 bags and write a model package.
+
+Each task is one entry of :data:`TASKS`: its help line, a function adding its options to its own sub-parser, and a
+function running it. The options every task shares are added by :func:`add_common` (a task picks those it
+supports), so ``mmfusion train segmentation|detection|navigation`` have one shape.
+"""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 
-HELP = "train a model on the synthetic world and write a model package (model.yaml + weights.pt + metrics.json)"
+HELP = "train a model (synthetic world or your bags) and write a model package (model.yaml + weights.pt + metrics.json)"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+@dataclass(frozen=True)
+class Task:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def parse_seeds(text: str, option: str) -> tuple[int, ...]:
+    """``"1,2,5-8"`` -> ``(1, 2, 5, 6, 7, 8)``; UserError (one line) otherwise; ``""`` -> ``()``."""
+    from ros_mmfusion.cli.main import UserError
+
+    seeds: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            lo, _, hi = part.partition("-")
+            first, last = int(lo), int(hi or lo)
+            if first < 0 or last < first or last - first > 10_000:
+                raise ValueError
+            seeds.extend(range(first, last + 1))
+    except ValueError:
+        raise UserError(f"{option} expects seeds like 1,2,5-8 (non-negative integers), got {text!r}") from None
+    return tuple(dict.fromkeys(seeds))
+
+
+def add_common(parser: argparse.ArgumentParser, *, iterations: int, batch: int, lr: float | None = None,
+               data: bool = False, validate_every: int | None = None, seeds: str = "", val_seeds: str = "") -> None:
+    """The options every ``mmfusion train`` task has (``--out``, ``--iterations``, ``--batch``, ``--threads``,
+    ``--device``, ``--overwrite``), and with ``data`` the data, initialisation and schedule options (``--scenario``,
+    ``--seeds``, ``--val-seeds``, ``--bag``, ``--val-bag``, ``--init``, ``--lr``, ``--validate-every``,
+    ``--resume``)."""
     from ros_mmfusion.cli.args import add_overwrite
 
-    parser.add_argument("task", choices=["segmentation"], help="what to train")
-    parser.add_argument("--out", required=True, help="model package directory to write")
-    parser.add_argument("--variant", default="cmx_mit_b0")
-    parser.add_argument("--x-modality", default="thermal", choices=["thermal", "depth", "depth_hha"])
-    parser.add_argument("--iterations", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", default="160x120", help="training resolution WxH (each side 32..8192)")
-    parser.add_argument("--frames-per-seed", type=int, default=40)
-    parser.add_argument("--decoder-embed-dim", type=int, default=128)
+    parser.add_argument("--out", required=True, help="model package directory to write (refused if it exists)")
+    parser.add_argument("--iterations", type=int, default=iterations)
+    parser.add_argument("--batch", type=int, default=batch)
+    if data:
+        parser.add_argument("--scenario", action="append", default=None, metavar="NAME",
+                            help="synthetic scenario to train on (repeatable)")
+        parser.add_argument("--seeds", default=seeds, help=f"training seeds of the synthetic world (default {seeds})")
+        parser.add_argument("--val-seeds", default=val_seeds,
+                            help=f"held-out validation seeds (default {val_seeds})")
+        parser.add_argument("--bag", action="append", default=[], metavar="DIR",
+                            help="rosbag2 directory to train on (repeatable); with --bag and no --scenario only "
+                                 "bags are used")
+        parser.add_argument("--val-bag", action="append", default=[], metavar="DIR",
+                            help="rosbag2 directory to validate on (repeatable)")
+        parser.add_argument("--init", default="", help="initial weights: a model package directory or a "
+                                                       "checkpoint (ours, or a converted/released upstream one)")
+        parser.add_argument("--lr", type=float, default=lr)
+        parser.add_argument("--validate-every", type=int, default=validate_every, metavar="N",
+                            help="validate every N iterations (and at the end)")
+        parser.add_argument("--resume", action="store_true",
+                            help="continue an interrupted run with the same settings from its checkpoint (kept in "
+                                 "~/.cache/ros_mmfusion/train)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (>= 1)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda needs a CUDA GPU and torch")
     add_overwrite(parser, "the model package files (model.yaml, weights.pt, metrics.json) an earlier "
                           "`mmfusion train` wrote into --out; nothing else is ever touched")
 
 
-def run(args: argparse.Namespace) -> int:
+def write_package(args: argparse.Namespace, files, check: Callable[[], None], run: Callable) -> int:
+    """Check the settings, then run ``run(stage)`` into a staging directory that becomes ``--out`` on success."""
     from ros_mmfusion.core.outputs import OutputDirectory
+
+    check()  # every setting and --out are checked before the (long) training starts
+    output = OutputDirectory(args.out, "train", overwrite=args.overwrite, writes=files, what="model package")
+    with output as stage:
+        run(stage)
+    print(f"model package: {output.path}")
+    return 0
+
+
+def log(line: str) -> None:
+    print(line, flush=True)
+
+
+# -- segmentation -----------------------------------------------------------------------------------------------------
+def add_segmentation(parser: argparse.ArgumentParser) -> None:
+    add_common(parser, iterations=2000, batch=8)
+    parser.add_argument("--variant", default="cmx_mit_b0")
+    parser.add_argument("--x-modality", default="thermal", choices=["thermal", "depth", "depth_hha"])
+    parser.add_argument("--size", default="160x120", help="training resolution WxH (each side 32..8192)")
+    parser.add_argument("--frames-per-seed", type=int, default=40)
+    parser.add_argument("--decoder-embed-dim", type=int, default=128)
+
+
+def run_segmentation(args: argparse.Namespace) -> int:
     from ros_mmfusion.core.segmentation.training import PACKAGE_FILES, TrainConfig, train
     from ros_mmfusion.core.sim import parse_size
 
@@ -34,9 +108,82 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(variant=args.variant, decoder_embed_dim=args.decoder_embed_dim, width=width, height=height,
                       iterations=args.iterations, batch=args.batch, frames_per_seed=args.frames_per_seed,
                       x_modality=args.x_modality, x_params=x_params, threads=args.threads, device=args.device)
-    cfg.check()  # every setting and --out are checked before the (long) training starts
-    output = OutputDirectory(args.out, "train", overwrite=args.overwrite, writes=PACKAGE_FILES, what="model package")
-    with output as stage:
-        train(cfg, stage, log=lambda line: print(line, flush=True))
-    print(f"model package: {output.path}")
-    return 0
+    return write_package(args, PACKAGE_FILES, cfg.check, lambda stage: train(cfg, stage, log=log))
+
+
+# -- detection --------------------------------------------------------------------------------------------------------
+# DETECTION: the lead adds `add_detection` / `run_detection` here (add_common(parser, ..., data=True) plus its own
+# options) and one `"detection": Task(...)` entry in TASKS below.
+
+
+# -- navigation -------------------------------------------------------------------------------------------------------
+def add_navigation(parser: argparse.ArgumentParser) -> None:
+    from ros_mmfusion.core.navigation.training import NavTrainConfig
+
+    d = NavTrainConfig()
+    add_common(parser, iterations=d.loop.iterations, batch=d.batch, lr=d.loop.lr, data=True,
+               validate_every=d.loop.validate_every, seeds=",".join(map(str, d.train_seeds)),
+               val_seeds=",".join(map(str, d.val_seeds)))
+    parser.add_argument("--variant", default=d.variant, help="ViNT variant (default: the reduced architecture)")
+    parser.add_argument("--image-topic", default=d.image_topic, help="camera topic of --bag (Image/CompressedImage)")
+    parser.add_argument("--odom-topic", default=d.odom_topic, help="nav_msgs/Odometry topic of --bag")
+    parser.add_argument("--size", default=f"{d.width}x{d.height}",
+                        help="WxH the synthetic camera renders (bag frames are resized to it); the network input "
+                             "is resized to 85x64 from it as the deployment does")
+    parser.add_argument("--frames-per-seed", type=int, default=d.frames_per_seed,
+                        help="frames (at 4 Hz) rendered per scenario and training seed")
+    parser.add_argument("--val-frames", type=int, default=d.val_frames,
+                        help="frames (at 4 Hz) rendered per scenario and validation seed")
+    parser.add_argument("--goals-per-context", type=int, default=d.goals_per_context)
+    parser.add_argument("--waypoint-spacing", type=float, default=d.waypoint_spacing,
+                        help="metres per normalised waypoint unit (0: the training data's median metres per frame)")
+    parser.add_argument("--alpha", type=float, default=d.alpha, help="distance vs waypoint loss weight (ViNT: 0.5)")
+    parser.add_argument("--cross-pass", type=float, default=d.cross_pass,
+                        help="fraction of goals taken from the other pass of the same synthetic route")
+    parser.add_argument("--behind-negatives", type=float, default=d.behind_negatives,
+                        help="fraction of goals drawn behind the robot, labelled far")
+    parser.add_argument("--no-augment", action="store_true", help="train without the light image augmentation")
+
+
+def run_navigation(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ros_mmfusion.core.model_package import PACKAGE_FILES
+    from ros_mmfusion.core.navigation.training import DEFAULT_SCENARIOS, NavTrainConfig, train
+    from ros_mmfusion.core.sim import parse_size
+
+    width, height = parse_size(args.size)
+    scenarios = tuple(args.scenario) if args.scenario else (() if args.bag else DEFAULT_SCENARIOS)
+    d = NavTrainConfig()
+    loop = replace(d.loop, iterations=args.iterations, lr=args.lr, validate_every=args.validate_every,
+                   threads=args.threads, device=args.device)
+    cfg = NavTrainConfig(
+        variant=args.variant, scenarios=scenarios,
+        train_seeds=parse_seeds(args.seeds, "--seeds") if scenarios else (),
+        val_seeds=parse_seeds(args.val_seeds, "--val-seeds") if scenarios else (), width=width, height=height,
+        frames_per_seed=args.frames_per_seed, val_frames=args.val_frames, bags=tuple(args.bag),
+        val_bags=tuple(args.val_bag), image_topic=args.image_topic, odom_topic=args.odom_topic, batch=args.batch,
+        goals_per_context=args.goals_per_context, alpha=args.alpha, cross_pass=args.cross_pass,
+        behind_negatives=args.behind_negatives, augment=not args.no_augment,
+        waypoint_spacing=args.waypoint_spacing, init=args.init, loop=loop)
+    return write_package(args, PACKAGE_FILES, cfg.check,
+                         lambda stage: train(cfg, stage, log=log, resume=args.resume))
+
+
+TASKS: dict[str, Task] = {
+    "segmentation": Task("RGB-X CMX segmentation on the synthetic world", add_segmentation, run_segmentation),
+    # "detection": Task(..., add_detection, run_detection),  <- DETECTION entry goes here
+    "navigation": Task("ViNT navigation, self-supervised from synthetic routes or bags with odometry",
+                       add_navigation, run_navigation),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
+    for name, task in TASKS.items():
+        p = sub.add_parser(name, help=task.help, description=task.help)
+        task.add_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    return TASKS[args.task].run(args)

@@ -96,7 +96,9 @@ VINT_VARIANTS: dict[str, ViNTVariant] = {
     ),
     "vint_reduced": ViNTVariant(
         ViNTConfig(obs_encoding_size=256, mha_num_attention_layers=2),
-        weights="test fixture state_vint_reduced_fp16.npz (random weights, not trained)",
+        weights="a reduced variant of the released architecture (256-d tokens, 2 attention layers; 10.8 M used "
+                "parameters, 21 MB in fp16): the test fixture state_vint_reduced_fp16.npz (random weights, not "
+                "trained) and the packages `mmfusion train navigation` writes by default",
     ),
 }
 
@@ -214,12 +216,22 @@ class ViNT(nn.Module):
         goal_token = self.compress_goal_enc(goal_features).unsqueeze(1)
         return torch.cat([obs_tokens, goal_token], dim=1)
 
-    def forward_intermediates(self, obs_img: torch.Tensor, goal_img: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every stage's output: obs_features, goal_features, tokens, final_repr, action_raw, dist, action."""
+    def forward_intermediates(self, obs_img: torch.Tensor, goal_img: torch.Tensor,
+                              context_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every stage's output: obs_features, goal_features, tokens, final_repr, action_raw, dist, action.
+
+        ``context_index`` (``[B]`` int64, optional) pairs goal ``b`` with context ``obs_img[context_index[b]]``, so
+        several goals share one context whose frames are encoded once (training with several goals per context
+        and scoring a map window do this); without it goal ``b`` pairs with context ``b``."""
         out: dict[str, torch.Tensor] = {}
         out["obs_features"] = self.observation_features(obs_img)
+        obs_features = out["obs_features"]
+        if context_index is not None:
+            obs_img = obs_img[context_index]
+            width = obs_features.shape[-1]
+            obs_features = obs_features.reshape(self.context_size + 1, -1, width)[:, context_index].reshape(-1, width)
         out["goal_features"] = self.goal_features(obs_img, goal_img)
-        out["tokens"] = self.tokens(out["obs_features"], out["goal_features"])
+        out["tokens"] = self.tokens(obs_features, out["goal_features"])
         out["final_repr"] = self.decoder(out["tokens"])
         out["dist"] = self.dist_predictor(out["final_repr"])
         out["action_raw"] = self.action_predictor(out["final_repr"])

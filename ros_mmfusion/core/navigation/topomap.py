@@ -210,7 +210,7 @@ def topomap_from_images(images: Mapping[int, np.ndarray], num_nodes: int, name: 
     return Topomap(Path(f"<{name}>"), nodes, source={"in_memory": name}, _images=dict(images))
 
 
-def _rgb_of(store, message) -> np.ndarray:
+def rgb_of_message(store, message) -> np.ndarray:
     """Pixels of a rosbags Image or CompressedImage as (H, W, 3) uint8 R,G,B."""
     from ros_mmfusion.core.codec.image import decode_compressed, decode_rgb
 
@@ -295,7 +295,7 @@ def build_topomap(bag: str | Path, image_topic: str, dt: float, out: str | Path,
                 if not sampler.offer(message.log_time_ns):
                     continue
                 try:
-                    rgb = _rgb_of(store, message)
+                    rgb = rgb_of_message(store, message)
                 except MessageFormatError as exc:
                     raise ConfigError(f"{image_topic}: {exc}") from None
                 name = f"{len(nodes)}.png"

@@ -1,0 +1,267 @@
+"""ViNT navigation training: labels against the deployment's reading of them, goal sampling, the shared-context
+forward, and tiny end-to-end runs (synthetic world and a recorded bag) whose packages load back into the variant,
+fine-tuning from the upstream fixture, and resuming an interrupted run."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.model_package import read_package
+from ros_mmfusion.core.models.vint import ViNT, create_vint, load_checkpoint, waypoints_to_metric
+from ros_mmfusion.core.navigation.metrics import Trajectory, future_in_body_frame
+from ros_mmfusion.core.navigation.training import (
+    GoalSampler,
+    NavTrainConfig,
+    Recording,
+    initial_model,
+    measured_waypoint_spacing,
+    train,
+    waypoint_labels,
+)
+from ros_mmfusion.core.training import LoopConfig
+from test.fixtures import FIXTURES
+
+VINT_FIXTURE = FIXTURES / "vint" / "state_vint_reduced_fp16.npz"
+needs_fixture = pytest.mark.skipif(not VINT_FIXTURE.exists(), reason="ViNT fixtures not available")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**overrides) -> NavTrainConfig:
+    loop = LoopConfig(iterations=2, lr=1e-4, warmup=1, schedule="cosine", validate_every=1000, checkpoint_every=1,
+                      log_every=1)
+    base = NavTrainConfig(train_seeds=(1,), val_seeds=(101,), frames_per_seed=12, val_frames=12, width=64,
+                          height=48, batch=4, goals_per_context=2, loop=loop)
+    return replace(base, **overrides)
+
+
+def straight_recording(n: int = 30, step: float = 0.25, heading: float = 0.7, group: str = "a") -> Recording:
+    k = np.arange(n, dtype=np.float64)
+    xy = np.stack([3.0 + k * step * math.cos(heading), -1.0 + k * step * math.sin(heading)], axis=1)
+    images = np.zeros((n, 8, 8, 3), np.uint8)
+    return Recording(f"straight-{group}", group, images, xy, np.full(n, heading), k / 4.0)
+
+
+# -- labels -----------------------------------------------------------------------------------------------------------
+def test_straight_motion_gives_unit_steps_forward():
+    rec = straight_recording()
+    labels = waypoint_labels(rec.times, rec.xy, rec.yaw, 6, 5, spacing=0.25, dt=0.25)
+    expected = np.array([[i, 0.0, 1.0, 0.0] for i in range(1, 6)], np.float32)
+    np.testing.assert_allclose(labels, expected, atol=1e-6)
+    assert measured_waypoint_spacing([rec], 0.25) == 0.25
+    # past the end the last pose repeats
+    np.testing.assert_allclose(waypoint_labels(rec.times, rec.xy, rec.yaw, 27, 5, 0.25, 0.25)[:, 0], [1, 2, 2, 2, 2],
+                               atol=1e-6)
+
+
+def test_left_turn_labels_are_left_and_turning():
+    # a quarter circle to the left, radius 1 m, one frame = 0.1 rad
+    t = np.arange(20) * 0.1
+    xy, yaw = np.stack([np.sin(t), 1.0 - np.cos(t)], axis=1), t.copy()
+    labels = waypoint_labels(t * 2.5, xy, yaw, 0, 5, spacing=0.1, dt=0.25)
+    assert np.all(labels[:, 1] > 0), "y (left) must grow on a left turn"
+    np.testing.assert_allclose(np.arctan2(labels[:, 3], labels[:, 2]), t[1:6], atol=1e-6)
+    np.testing.assert_allclose(labels[:, 0] * 0.1, np.sin(t[1:6]), atol=1e-6)
+
+
+def test_labels_read_back_by_the_deployment_equal_the_evaluated_ground_truth():
+    """A network predicting the labels exactly would score ADE 0 in `mmfusion eval`: the deployment's scaling of the
+    labels (waypoints_to_metric) gives the future odometry positions in base_link the evaluator compares with."""
+    rng = np.random.default_rng(3)
+    # frames as a 10 Hz camera sampled at 4 Hz gives them: 0.3, 0.2, 0.3, ... s apart
+    times = np.cumsum(np.tile([0.3, 0.2], 20))
+    yaw = np.cumsum(rng.uniform(-0.2, 0.2, 40))
+    speed = 1.24  # m/s
+    xy = np.cumsum(np.stack([np.cos(yaw), np.sin(yaw)], axis=1) * speed * np.diff(times, prepend=0)[:, None], axis=0)
+    trajectory = Trajectory.build(times, xy, yaw)
+    for current in (5, 17, 30):
+        labels = waypoint_labels(times, xy, yaw, current, 5, spacing=0.31, dt=0.25)
+        metric = waypoints_to_metric(labels, 0.31)[:, :2]
+        truth = future_in_body_frame(trajectory, times[current], 5, 0.25)
+        np.testing.assert_allclose(metric, truth, atol=1e-5)
+
+
+def test_goal_distances_masks_and_negatives():
+    cfg = tiny_config(cross_pass=0.0, behind_negatives=0.0, max_dist=20, max_action_dist=10)
+    recs = [straight_recording(40, group="a"), straight_recording(40, group="b")]
+    sampler = GoalSampler(recs, cfg)
+    rng = np.random.default_rng(0)
+    seen_negative = seen_positive = False
+    for _ in range(400):
+        rec, cur = sampler.context(rng)
+        assert cfg.context_size <= cur < len(recs[rec]) - cfg.len_traj_pred
+        goal = sampler.goal(rng, rec, cur)
+        if goal.negative:
+            seen_negative = True
+            assert goal.recording != rec and goal.distance == 20 and not goal.action
+        else:
+            seen_positive = True
+            assert goal.recording == rec and goal.distance == goal.frame - cur
+            assert 1 <= goal.distance <= 20 and goal.action == (goal.distance < 10)
+    assert seen_negative and seen_positive
+
+
+def test_behind_negatives_and_cross_pass_goals():
+    a1, a2 = straight_recording(40, group="a"), straight_recording(40, group="a")
+    a1.aligned = a2.aligned = True
+    cfg = tiny_config(cross_pass=1.0, behind_negatives=0.5)
+    sampler = GoalSampler([a1, a2], cfg)
+    rng = np.random.default_rng(1)
+    behind = other_pass = 0
+    for _ in range(300):
+        rec, cur = sampler.context(rng)
+        goal = sampler.goal(rng, rec, cur)
+        if goal.negative:
+            behind += goal.frame <= cur - 3
+            assert goal.distance == cfg.max_dist and not goal.action
+        else:
+            other_pass += goal.recording != rec
+            assert goal.distance == goal.frame - cur
+    assert behind > 50 and other_pass > 50
+
+
+# -- model ------------------------------------------------------------------------------------------------------------
+def test_shared_context_forward_equals_one_context_per_goal():
+    torch.manual_seed(0)
+    model = create_vint("vint_reduced")
+    obs, goals = torch.randn(2, 18, 64, 85), torch.randn(3, 3, 64, 85)
+    index = torch.tensor([1, 0, 1])
+    with torch.inference_mode():
+        shared = model.forward_intermediates(obs, goals, index)
+        dist, action = model(obs[index], goals)
+    torch.testing.assert_close(shared["dist"], dist, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared["action"], action, atol=1e-5, rtol=1e-5)
+
+
+def test_config_refusals_are_one_line_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="multiple of goals_per_context"):
+        tiny_config(batch=5).check()
+    with pytest.raises(ConfigError, match="both training and validation seeds"):
+        tiny_config(val_seeds=(1,)).check()
+    with pytest.raises(ConfigError, match="bag not found"):
+        tiny_config(bags=(str(tmp_path / "nope"),)).check()
+    with pytest.raises(ConfigError, match="unknown scenario"):
+        tiny_config(scenarios=("atlantis",)).check()
+
+
+# -- end to end -------------------------------------------------------------------------------------------------------
+def load_package_model(directory: Path) -> tuple[ViNT, dict]:
+    package = read_package(directory, "navigation")
+    model = create_vint(package.variant)
+    state = torch.load(package.weights, map_location="cpu", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    load_checkpoint(model, state, allow_missing=model.unused_state_keys())
+    return model, package.data
+
+
+def test_synthetic_run_writes_a_package_the_variant_loads(tmp_path):
+    out = tmp_path / "pkg"
+    lines: list[str] = []
+    metrics = train(tiny_config(), out, log=lines.append, checkpoint_dir=tmp_path / "ck")
+    model, data = load_package_model(out)
+    assert data["variant"] == "vint_reduced" and data["config"]["obs_encoding_size"] == 256
+    assert data["image_size"] == [85, 64] and data["frame_rate_hz"] == 4.0
+    assert data["waypoint_spacing"] == pytest.approx(0.25, abs=0.01)  # the corridor robot drives 1 m/s at 4 Hz
+    assert "indoor_corridor" in data["trained_on"] and set(data["validation"]) >= {
+        "localisation_accuracy", "window_accuracy", "waypoint_ADE_m"}
+    with torch.inference_mode():
+        dist, action = model.eval()(torch.zeros(3, 18, 64, 85), torch.zeros(3, 3, 64, 85))
+    assert dist.shape == (3, 1) and action.shape == (3, 5, 4)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["seeds"] == {"train": [1], "validation": [101]} and saved["iterations"] == 2
+    assert saved["data"]["held_out"] and saved["history"]["validation"][-1]["iteration"] == 2
+    assert {"date", "device", "hardware", "train_seconds"} <= set(saved) and metrics["variant"] == "vint_reduced"
+    assert (out / "weights.pt").stat().st_size < 25 * 2**20
+
+
+@pytest.fixture(scope="module")
+def corridor_bag(tmp_path_factory) -> Path:
+    from ros_mmfusion.core.sim import record
+
+    out = tmp_path_factory.mktemp("bags") / "corridor"
+    record("indoor_corridor", out, frames=40, seed=2, size=(64, 48), beams=16)
+    return out
+
+
+def bag_config(bag: Path, **overrides) -> NavTrainConfig:
+    return tiny_config(scenarios=(), train_seeds=(), val_seeds=(), bags=(str(bag),), **overrides)
+
+
+def test_bag_run_reads_images_and_odometry_at_4hz(corridor_bag, tmp_path):
+    lines: list[str] = []
+    train(bag_config(corridor_bag), tmp_path / "pkg", log=lines.append, checkpoint_dir=tmp_path / "ck")
+    model, data = load_package_model(tmp_path / "pkg")
+    saved = json.loads((tmp_path / "pkg" / "metrics.json").read_text())
+    # 40 frames at 10 Hz = 3.9 s of stamps -> 16 frames at 4 Hz
+    assert saved["data"]["train"] == [{"name": "bag:corridor", "frames": 16}]
+    assert not saved["data"]["held_out"]  # no validation bag: validated on the training bag, and it says so
+    assert data["waypoint_spacing"] == pytest.approx(0.25, abs=0.01)
+
+
+def test_bag_without_odometry_topic_is_refused(corridor_bag, tmp_path):
+    with pytest.raises(ConfigError, match="no nav_msgs/Odometry topic '/nope'"):
+        train(bag_config(corridor_bag, odom_topic="/nope"), tmp_path / "pkg", log=lambda _: None,
+              checkpoint_dir=tmp_path / "ck")
+    assert not (tmp_path / "pkg").exists()
+
+
+@needs_fixture
+def test_init_from_the_upstream_fixture_and_from_a_package(corridor_bag, tmp_path):
+    with np.load(VINT_FIXTURE) as npz:
+        fixture = {k: npz[k] for k in npz.files}
+    key = "decoder.sa_decoder.layers.0.linear1.weight"
+    model, what = initial_model(bag_config(corridor_bag, init=str(VINT_FIXTURE)))
+    assert what == "fine-tuned from checkpoint state_vint_reduced_fp16.npz"
+    np.testing.assert_array_equal(model.state_dict()[key].numpy(), fixture[key].astype(np.float32))
+    # the released form: a training dict holding the state under "model"
+    released = tmp_path / "vint_released.pth"
+    torch.save({"model": {k: torch.from_numpy(v) for k, v in fixture.items()}, "epoch": 3}, released)
+    model, _ = initial_model(bag_config(corridor_bag, init=str(released)))
+    np.testing.assert_array_equal(model.state_dict()[key].numpy(), fixture[key].astype(np.float32))
+    # fine-tune one iteration, then start again from the package written
+    train(bag_config(corridor_bag, init=str(released)), tmp_path / "pkg", log=lambda _: None,
+          checkpoint_dir=tmp_path / "ck")
+    assert "fine-tuned from checkpoint vint_released.pth" in read_package(tmp_path / "pkg", "navigation").data[
+        "trained_on"]
+    tuned = torch.load(tmp_path / "pkg" / "weights.pt", weights_only=True)
+    model, what = initial_model(bag_config(corridor_bag, init=str(tmp_path / "pkg")))
+    assert what == "fine-tuned from model package pkg"
+    torch.testing.assert_close(model.state_dict()[key], tuned[key].float())
+    with pytest.raises(ConfigError, match="--init .*: .*shape|size"):
+        initial_model(bag_config(corridor_bag, variant="vint_default", init=str(VINT_FIXTURE)))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_an_interrupted_run_to_the_same_weights(corridor_bag, tmp_path):
+    cfg = bag_config(corridor_bag, loop=replace(tiny_config().loop, iterations=3))
+    train(cfg, tmp_path / "straight", log=lambda _: None, checkpoint_dir=tmp_path / "ck-straight")
+
+    def stop_at_two(line: str) -> None:
+        if "[2/3]" in line:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, tmp_path / "resumed", log=stop_at_two, checkpoint_dir=tmp_path / "ck")
+    assert not (tmp_path / "resumed").exists()
+    lines: list[str] = []
+    train(cfg, tmp_path / "resumed", log=lines.append, resume=True, checkpoint_dir=tmp_path / "ck")
+    assert any("resumed from" in line and "at iteration 1" in line for line in lines)
+    a = torch.load(tmp_path / "straight" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "weights.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
