@@ -112,8 +112,53 @@ def run_segmentation(args: argparse.Namespace) -> int:
 
 
 # -- detection --------------------------------------------------------------------------------------------------------
-# DETECTION: the lead adds `add_detection` / `run_detection` here (add_common(parser, ..., data=True) plus its own
-# options) and one `"detection": Task(...)` entry in TASKS below.
+def add_detection(parser: argparse.ArgumentParser) -> None:
+    from ros_mmfusion.core.detection3d.training import DetectionTrainConfig
+
+    d = DetectionTrainConfig()
+    add_common(parser, iterations=d.loop.iterations, batch=d.batch, lr=d.loop.lr, data=True,
+               validate_every=d.loop.validate_every, seeds=",".join(map(str, d.train_seeds)),
+               val_seeds=",".join(map(str, d.val_seeds)))
+    parser.add_argument("--variant", default=d.variant,
+                        help="anchor-head pillar detector (core/models/pointpillars.py)")
+    parser.add_argument("--points-topic", default=d.points_topic, help="sensor_msgs/PointCloud2 topic of --bag")
+    parser.add_argument("--boxes-topic", default=d.boxes_topic,
+                        help="vision_msgs/Detection3DArray ground truth of --bag, in the cloud's frame")
+    parser.add_argument("--frames-per-seed", type=int, default=d.frames_per_seed,
+                        help="LiDAR scans rendered per scenario and training seed")
+    parser.add_argument("--val-frames", type=int, default=d.val_frames_per_seed,
+                        help="LiDAR scans rendered per scenario and validation seed")
+    parser.add_argument("--frame-stride", type=int, default=d.frame_stride, help="render every N-th 10 Hz frame")
+    parser.add_argument("--beams", type=int, default=d.beams, choices=[16, 32, 64, 128], help="synthetic LiDAR beams")
+    parser.add_argument("--intensity-scale", type=float, default=d.intensity_scale,
+                        help="factor from the cloud's intensity to the model's (default 1/255: 0..255 -> 0..1)")
+    parser.add_argument("--paint", default="", metavar="CLASSES",
+                        help="PointPainting: comma-separated label classes whose segmentation scores are appended "
+                             "to every point (e.g. car,pedestrian,cyclist); empty: unpainted")
+    parser.add_argument("--window", type=float, default=d.window,
+                        help="side (m) of the BEV window each batch trains on; 0: the whole range")
+
+
+def run_detection(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ros_mmfusion.core.detection3d.training import DetectionTrainConfig, train
+    from ros_mmfusion.core.model_package import PACKAGE_FILES
+
+    d = DetectionTrainConfig()
+    scenarios = tuple(args.scenario) if args.scenario else (() if args.bag else d.scenarios)
+    loop = replace(d.loop, iterations=args.iterations, lr=args.lr, validate_every=args.validate_every,
+                   threads=args.threads, device=args.device)
+    cfg = DetectionTrainConfig(
+        variant=args.variant, scenarios=scenarios,
+        train_seeds=parse_seeds(args.seeds, "--seeds") if scenarios else (),
+        val_seeds=parse_seeds(args.val_seeds, "--val-seeds") if scenarios else (),
+        frames_per_seed=args.frames_per_seed, val_frames_per_seed=args.val_frames, frame_stride=args.frame_stride,
+        beams=args.beams, bags=tuple(args.bag), val_bags=tuple(args.val_bag), points_topic=args.points_topic,
+        boxes_topic=args.boxes_topic, batch=args.batch, intensity_scale=args.intensity_scale, init=args.init,
+        paint_classes=tuple(c.strip() for c in args.paint.split(",") if c.strip()), window=args.window, loop=loop)
+    return write_package(args, PACKAGE_FILES, cfg.check,
+                         lambda stage: train(cfg, stage, log=log, resume=args.resume))
 
 
 # -- navigation -------------------------------------------------------------------------------------------------------
@@ -172,7 +217,8 @@ def run_navigation(args: argparse.Namespace) -> int:
 
 TASKS: dict[str, Task] = {
     "segmentation": Task("RGB-X CMX segmentation on the synthetic world", add_segmentation, run_segmentation),
-    # "detection": Task(..., add_detection, run_detection),  <- DETECTION entry goes here
+    "detection": Task("PointPillars 3D detection (optionally painted) from synthetic scans or bags with boxes",
+                      add_detection, run_detection),
     "navigation": Task("ViNT navigation, self-supervised from synthetic routes or bags with odometry",
                        add_navigation, run_navigation),
 }

@@ -115,7 +115,8 @@ class DetectionTrainConfig:
 @dataclass
 class Sample:
     """One LiDAR frame: ``points`` (N, 4) float32 x y z intensity (model units), ``boxes`` (M, 7) float32
-    (x, y, z, dx, dy, dz, yaw) in the cloud's frame, ``names`` their class names."""
+    (x, y, z, dx, dy, dz, yaw) in the cloud's frame, ``names`` their class names in lower case (a model's "Car" is
+    trained on "car")."""
 
     points: np.ndarray
     boxes: np.ndarray
@@ -136,7 +137,7 @@ def painted(sample: Sample, num_channels: int) -> Sample:
 
 def _boxes_array(boxes) -> tuple[np.ndarray, np.ndarray]:
     arr = np.asarray([[*b.center, *b.size, b.yaw] for b in boxes], np.float32).reshape(-1, 7)
-    return arr, np.asarray([b.class_name for b in boxes], dtype=object)
+    return arr, np.asarray([b.class_name.lower() for b in boxes], dtype=object)
 
 
 PAINT_SIZE = (320, 240)
@@ -234,7 +235,7 @@ def bag_samples(bags: Sequence[str], points_topic: str, boxes_topic: str, intens
                         q = b.center.orientation
                         rows.append([b.center.position.x, b.center.position.y, b.center.position.z,
                                      b.size.x, b.size.y, b.size.z, quaternion_to_yaw((q.x, q.y, q.z, q.w))])
-                        names.append(det.results[0].hypothesis.class_id if det.results else "")
+                        names.append(det.results[0].hypothesis.class_id.lower() if det.results else "")
                     labels[stamp] = (np.asarray(rows, np.float32).reshape(-1, 7), np.asarray(names, dtype=object))
         paired = sorted(set(clouds) & set(labels))
         if not paired:
@@ -267,7 +268,7 @@ class ObjectDatabase:
         objects: dict[str, list] = {c: [] for c in classes}
         for sample in samples:
             for box, name in zip(sample.boxes, sample.names, strict=True):
-                if name in objects:
+                if name in objects:  # ground-truth names as the data has them
                     inside = points_in_box(sample.points, box, 0.05)
                     if inside.sum() >= MIN_SAMPLE_POINTS:
                         objects[name].append((box.copy(), sample.points[inside].copy()))
@@ -373,9 +374,10 @@ class AnchorTargets:
         n = len(self.anchors)
         labels = np.full(n, -1, np.int64)
         matched = np.zeros((n, 7), np.float32)
-        for ci, name in enumerate(self.class_names):
+        lowered = np.asarray([str(n).lower() for n in names], dtype=object)
+        for ci, name in enumerate(self.class_names):  # ground truth "car" matches a model's "Car"
             idx = np.flatnonzero(self.anchor_class == ci)
-            gt = boxes[names == name]
+            gt = boxes[lowered == name.lower()]
             if not len(gt):
                 labels[idx] = 0
                 continue
@@ -444,9 +446,9 @@ class Batch:
             pos = lab > 0
             r = np.zeros((len(lab), coder.code_size), np.float32)
             r[pos] = coder.encode(matched[pos], targets.anchors[pos])
-            period = 2 * np.pi / head.num_dir_bins
-            rot = limit_period(matched[:, 6] - head.dir_offset, head.dir_limit_offset, period)
-            d = np.clip(np.floor(rot / period), 0, head.num_dir_bins - 1).astype(np.int64)
+            # OpenPCDet's direction target: the heading minus the offset in [0, 2 pi), binned into num_dir_bins
+            rot = limit_period(matched[:, 6] - head.dir_offset, 0.0, 2 * np.pi)
+            d = np.clip(np.floor(rot / (2 * np.pi / head.num_dir_bins)), 0, head.num_dir_bins - 1).astype(np.int64)
             labels.append(lab)
             reg.append(r)
             dirs.append(d)
@@ -547,11 +549,13 @@ def evaluate_detector(detector, samples: Sequence[Sample], classes: Sequence[str
     from ros_mmfusion.core.detection3d.metrics import DetectionEvaluator
 
     x0, y0, _, x1, y1, _ = detector.config.point_cloud_range
-    evaluator = DetectionEvaluator(classes=list(classes), iou_thresholds=(0.5, 0.7), bev_range=(x0, y0, x1, y1))
-    for sample in samples:
+    evaluator = DetectionEvaluator(classes=[c.lower() for c in classes], iou_thresholds=(0.5, 0.7),
+                                   bev_range=(x0, y0, x1, y1))
+    for sample in samples:  # class names compared in lower case, as the node publishes them ("Car" -> "car")
         result = detector(sample.points, sample.scores)
         det = result.detections
-        evaluator.add_frame(sample.boxes, sample.names, det.boxes, result.names, det.scores)
+        evaluator.add_frame(sample.boxes, [str(n).lower() for n in sample.names], det.boxes,
+                            [n.lower() for n in result.names], det.scores)
     return summarize(evaluator.results())
 
 
@@ -625,7 +629,7 @@ def train(cfg: DetectionTrainConfig, out: Path, log: Log = print, resume: bool =
         raise ConfigError("no validation data: give --val-seeds with --scenario, or --val-bag")
     if cfg.batch > len(train_samples):
         raise ConfigError(f"batch {cfg.batch} exceeds the {len(train_samples)} training scans")
-    database = ObjectDatabase.build(train_samples, config.class_names)
+    database = ObjectDatabase.build(train_samples, [c.lower() for c in config.class_names])
     log(f"ground-truth sampling database: {database.summary()}")
     windows = Windows(config, cfg.window)
     torch.manual_seed(cfg.loop.seed)
