@@ -6,7 +6,9 @@ from a thread at fixed rates, each frame restamped with the wall clock at public
 (one executor), with a tap recording each output's stamp and arrival. Per rate: latency (p50/p95/p99/max), output
 rate, dropped frames, CPU (percent of one core, this process) and resident memory, over ``--repeats`` runs with the
 best and worst (by output rate) dropped when there are at least three. Then a peak-throughput search: the highest
-input rate whose output rate is within ``--tolerance`` of it with under 5% of frames lost (bisection).
+input rate whose output rate is within ``--tolerance`` of it with under 5% of frames lost (bisection). The result names
+the network each node ran (weights, package, sha256, backend, hardware), read from the nodes' ``/diagnostics`` as
+``mmfusion eval`` reads it.
 """
 from __future__ import annotations
 
@@ -87,10 +89,13 @@ class _Harness:
 
     def __init__(self, preset, frames: list[list[tuple[str, bytes]]], msg_classes: dict[str, type],
                  outputs: dict[str, type], main_output: str) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
+        from ros_mmfusion.core.evaluation.session import DIAGNOSTICS, EvaluationSession
         from ros_mmfusion.launcher import create_nodes
+        from ros_mmfusion.ros.evaluation import EvaluationFeed
         from ros_mmfusion.ros.qos import OUTPUT_QOS
         from ros_mmfusion.ros.tap import TopicTap
 
@@ -99,7 +104,10 @@ class _Harness:
         self.nodes = create_nodes(preset)
         self.source = Node("mmfusion_benchmark_source")
         self.pubs = {t: self.source.create_publisher(cls, t, OUTPUT_QOS) for t, cls in msg_classes.items()}
-        self.tap = TopicTap(outputs, name="mmfusion_benchmark_tap", timing=True)
+        self.session = EvaluationSession()  # collects each node's network record from /diagnostics
+        feed = EvaluationFeed(self.session)
+        self.tap = TopicTap({**outputs, DIAGNOSTICS: DiagnosticArray}, name="mmfusion_benchmark_tap", timing=True,
+                            on_message=lambda topic, msg, _: feed(topic, msg) if topic == DIAGNOSTICS else None)
         self.executor = SingleThreadedExecutor()
         for node in [*self.nodes, self.source, self.tap]:
             self.executor.add_node(node)
@@ -240,13 +248,16 @@ def run(args: argparse.Namespace) -> int:
                       f"p95 {s['p95_ms'] or 0:7.1f} ms, CPU {s['cpu_percent']:.0f}%,"
                       f" RSS {s['rss_mb_max']:.0f} MB", flush=True)
             peak = _peak_search(harness, fixed, args)
+            notes: list[str] = []
+            models = harness.session.model_section([f"/{n.name}" for n in under_test], notes)
         finally:
             harness.close()
     finally:
         rclpy.try_shutdown()
     result = {"preset": args.preset, "bag": str(bag), "frames_preloaded": len(frames), "main_output": main_output,
               "duration_s": args.duration, "repeats": args.repeats, "tolerance": args.tolerance,
-              "max_loss": MAX_LOSS, "cpu_count": os.cpu_count(), "fixed_rate": fixed, "peak": peak}
+              "max_loss": MAX_LOSS, "cpu_count": os.cpu_count(), "models": models, "fixed_rate": fixed, "peak": peak,
+              "notes": notes}
     with output as stage:
         (stage / "benchmark.json").write_text(json.dumps(result, indent=2) + "\n")
         (stage / "benchmark.md").write_text(_markdown(result))
@@ -274,11 +285,17 @@ def _peak_search(harness: _Harness, fixed: list[dict], args: argparse.Namespace)
 
 
 def _markdown(result: dict) -> str:
+    from ros_mmfusion.core.evaluation.report import models_table
+
+    models = models_table(result.get("models") or {})
     lines = [f"# mmfusion benchmark: preset {result['preset']}", "",
              f"{result['frames_preloaded']} frames of {result['bag']} preloaded; {result['duration_s']} s per run, "
              f"{result['repeats']} runs per rate (best and worst dropped from 3 on); main output "
-             f"{result['main_output']}; {result['cpu_count']} CPUs.", "",
-             "| input Hz | output Hz | loss % | p50 ms | p95 ms | p99 ms | max ms | CPU % | RSS MB |",
+             f"{result['main_output']}; {result['cpu_count']} CPUs.", ""]
+    if len(models) > 1:
+        lines += ["| " + " | ".join(row) + " |" for row in models[:1]] + ["|" + "---|" * len(models[0])]
+        lines += ["| " + " | ".join(row) + " |" for row in models[1:]] + [""]
+    lines += ["| input Hz | output Hz | loss % | p50 ms | p95 ms | p99 ms | max ms | CPU % | RSS MB |",
              "|---|---|---|---|---|---|---|---|---|"]
 
     def f(v, scale=1.0):
@@ -293,4 +310,5 @@ def _markdown(result: dict) -> str:
                   f"{100 * result['max_loss']:.0f}% lost): "
                   + (f"**{peak['rate_hz']} Hz** (falls behind at {peak['upper_bound_hz']} Hz)" if peak["rate_hz"]
                      else "no probed rate kept up"), ""]
+    lines += [f"Note: {n}" for n in result.get("notes", [])]
     return "\n".join(lines)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ros_mmfusion.core.bagio import BagFacts, scan_bag
-from ros_mmfusion.core.evaluation.session import GT_BOXES, GT_SEMANTIC, EvaluationSession
+from ros_mmfusion.core.evaluation.session import DIAGNOSTICS, GT_BOXES, GT_SEMANTIC, EvaluationSession
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics, resolve_topic
 
 HELP = "replay a bag through a preset and report accuracy and latency (metrics.json, report.md/html)"
@@ -70,25 +70,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --processes: seconds the player waits for the other processes to load")
 
 
+def _node_params(launch: Any) -> dict[str, Any]:
+    """Every parameter of a preset's node launch as the node will see it: its declared defaults, then the params file,
+    inline and ``--set`` values (checked: ConfigError for a bad one)."""
+    from ros_mmfusion.launcher import node_class, typed_parameters
+
+    return {**{spec.name: spec.default for spec in node_class(launch).PARAMS}, **typed_parameters(launch)}
+
+
+def _detector_config(preset: Any) -> Any:
+    """The detector configuration (``PointPillarsConfig``) the preset's detection3d node will run, read as the node
+    reads it (``detection3d.artifacts.detector_spec``: model package or model, range override), or None."""
+    from ros_mmfusion.core.detection3d.artifacts import detector_spec
+
+    for launch in preset.nodes:
+        if launch.key == "detection3d":
+            return detector_spec(_node_params(launch), launch.name).config
+    return None
+
+
 def _detector_bev_range(preset: Any) -> tuple[float, float, float, float] | None:
     """The BEV range (x_min, y_min, x_max, y_max) of the preset's detector: boxes outside it are not evaluated.
 
-    A ``point_cloud_range`` override is checked as the node will check it (ConfigError), before anything runs."""
-    from ros_mmfusion.core.detection3d.pipeline import with_range
-    from ros_mmfusion.core.models.registry import detectors
-
-    for launch in preset.nodes:
-        if launch.key != "detection3d":
-            continue
-        config = detectors(aliases=False).get(str(launch.parameters.get("model", "pointpillars_synthetic")))
-        values = [float(v) for v in launch.parameters.get("point_cloud_range") or []]
-        if len(values) == 6 and any(values) and config is not None:
-            values = list(with_range(config, values).point_cloud_range)
-        elif len(values) != 6 or not any(values):
-            values = list(config.point_cloud_range) if config is not None else []
-        if len(values) == 6:
-            return values[0], values[1], values[3], values[4]
-    return None
+    A bad ``point_cloud_range`` override or model package is a ConfigError, before anything runs."""
+    config = _detector_config(preset)
+    if config is None:
+        return None
+    values = list(config.point_cloud_range)
+    return values[0], values[1], values[3], values[4]
 
 
 def _detection_classes(text: str, preset: Any) -> tuple[str, ...]:
@@ -99,12 +108,8 @@ def _detection_classes(text: str, preset: Any) -> tuple[str, ...]:
 
     classes = tuple(c.strip() for c in text.split(",") if c.strip())
     known = [label.name for label in LABELS if label.is_thing]
-    for launch in preset.nodes:
-        if launch.key == "detection3d":
-            from ros_mmfusion.core.models.registry import detectors
-
-            config = detectors(aliases=False).get(str(launch.parameters.get("model", "pointpillars_synthetic")))
-            known += [c for c in (config.class_names if config is not None else ()) if c not in known]
+    config = _detector_config(preset)
+    known += [c for c in (config.class_names if config is not None else ()) if c not in known]
     unknown = [c for c in classes if c not in known]
     if not classes or unknown:
         raise UserError(f"--detection-classes {text!r}: unknown class name(s) {', '.join(unknown) or '(none given)'}"
@@ -143,6 +148,7 @@ class NavigationOutputs:
 def _navigation_setup(evaluated: list[Evaluated], facts: BagFacts, notes: list[str]) -> NavigationOutputs | None:
     """The navigation outputs of the preset's ViNT node, or None (with a note) when it cannot be evaluated."""
     from ros_mmfusion.core.errors import ConfigError
+    from ros_mmfusion.core.navigation.artifacts import navigation_model
     from ros_mmfusion.core.navigation.metrics import NavigationRecord
 
     for launch, ev in evaluated:
@@ -153,9 +159,9 @@ def _navigation_setup(evaluated: list[Evaluated], facts: BagFacts, notes: list[s
             notes.append(f"navigation metrics skipped: the bag has no {odom_topic}")
             return None
         try:
-            record = NavigationRecord.for_node(str(launch.parameters.get("topomap_dir", "")),
-                                               float(launch.parameters.get("frame_rate") or 0.0),
-                                               str(launch.parameters.get("variant", "vint_default")))
+            params = _node_params(launch)
+            rate = float(params.get("frame_rate") or 0.0) or navigation_model(params, launch.name).variant.frame_rate_hz
+            record = NavigationRecord.for_node(str(params.get("topomap_dir", "")), rate)
         except ConfigError as exc:
             notes.append(f"navigation metrics skipped: {exc}")
             return None
@@ -247,6 +253,7 @@ def _plan(args: argparse.Namespace, facts: BagFacts, preset: Any, evaluated: lis
           ignore: int | None, det_classes: tuple[str, ...], iou_thresholds: tuple[float, ...]) -> _Plan:
     """The topics to tap with their types and the accumulators fed from them (``_add_accumulators``); notes on what
     cannot be evaluated."""
+    from diagnostic_msgs.msg import DiagnosticArray
     from nav_msgs.msg import Path as PathMsg
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float64
@@ -274,6 +281,7 @@ def _plan(args: argparse.Namespace, facts: BagFacts, preset: Any, evaluated: lis
     workers = [n.name for n in preset.nodes if n.key != "bag_player"]
     for name in workers:
         outputs[f"/{name}/debug/pipeline_latency_ms"] = Float64
+    outputs[DIAGNOSTICS] = DiagnosticArray  # each node's network record (model.* keys), for the report
     evaluated_names = {launch.name for launch, _ in evaluated}
     for launch in preset.nodes:
         if launch.key != "bag_player" and launch.name not in evaluated_names:
@@ -281,7 +289,7 @@ def _plan(args: argparse.Namespace, facts: BagFacts, preset: Any, evaluated: lis
 
     odom_topic = _add_accumulators(args, facts, preset, evaluated, outputs, feed, notes, names=names, ignore=ignore,
                                    det_classes=det_classes, iou_thresholds=iou_thresholds)
-    ground_truth = {GT_SEMANTIC, GT_BOXES, RGB_TOPIC} | ({odom_topic} if odom_topic is not None else set())
+    ground_truth = {GT_SEMANTIC, GT_BOXES, RGB_TOPIC, DIAGNOSTICS} | ({odom_topic} if odom_topic is not None else set())
     return _Plan(outputs, expected, {t: facts.counts.get(t, 0) for t in sorted(main_inputs)}, workers,
                  {t for t in outputs if t not in ground_truth}, session, feed, notes)
 
@@ -346,6 +354,7 @@ def _evaluate(args: argparse.Namespace, bag: Path, facts: BagFacts, preset: Any,
                        "rate": args.rate, "seconds": round(elapsed, 1), "input_frames": plan.main_counts,
                        "outputs_bag": None if recorder is None else str(final / OUTPUTS_BAG),
                        "outputs_recorded": 0 if recorder is None else recorder.count},
+               "models": plan.session.model_section([f"/{name}" for name in plan.workers], plan.notes),
                **metrics, "notes": plan.notes}
     metrics.update(plan.session.results(names, facts.counts, plan.notes))
     paths = write_report(out, metrics, series, _sample_frame(plan.session))
@@ -434,7 +443,11 @@ def _sample_frame(session: EvaluationSession) -> Any:
 
 
 def _print_summary(metrics: dict[str, Any], iou_thresholds: tuple[float, ...]) -> None:
-    """One line per evaluated task and per output topic, then the notes."""
+    """One line per network that ran, per evaluated task and per output topic, then the notes."""
+    from ros_mmfusion.core.evaluation.report import model_line
+
+    for node, record in metrics.get("models", {}).items():
+        print(f"model of {node}: {model_line(record)}")
     if "segmentation" in metrics:
         m = metrics["segmentation"]
         print(f"segmentation: mIoU {m['mIoU']:.3f}, pixel accuracy {m['pixel_accuracy']:.3f} over {m['frames']} frames")

@@ -15,7 +15,6 @@ subscribes to either. Empty and all-NaN clouds are skipped with a log line and c
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
@@ -25,18 +24,18 @@ from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from ros_mmfusion.core import labels
-from ros_mmfusion.core.detection3d.artifacts import DetectorSpec, build_detector
+from ros_mmfusion.core.detection3d.artifacts import DEFAULT_DETECTOR, build_detector, detector_spec
 from ros_mmfusion.core.detection3d.painting import SegmentationScores, paint_class_ids
-from ros_mmfusion.core.detection3d.pipeline import with_range
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, changed_camera_from_lidar
 from ros_mmfusion.core.geometry import PinholeCamera
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
-from ros_mmfusion.core.models.registry import detector, detectors
+from ros_mmfusion.core.models.registry import detectors
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
+from ros_mmfusion.paths import share_dir
 from ros_mmfusion.ros.builders import box_markers, detection3d_array
 from ros_mmfusion.ros.entry import check_path_parameters, run_node
 from ros_mmfusion.ros.image import image_to_numpy
@@ -71,10 +70,14 @@ class Detection3DNode(MmfusionNode):
     # painting (off in the preset) would add labels and camera_info to the inputs
     EVALUATION = EvaluationTopics("points", ("points",), ("detections",), detections="detections", inputs=("points",))
     PARAMS = (
-        ParamSpec("model", "pointpillars_synthetic", "Detector configuration.", choices=tuple(detectors(aliases=False)),
+        ParamSpec("model_package", "", "Model package directory (model.yaml + weights, task detection3d), absolute or "
+                  "relative to the package share directory: it decides the network, weights and painted classes, so "
+                  "'model' and 'weights' must then be empty. Empty: 'model' + 'weights'.", read_only=True),
+        ParamSpec("model", "", f"Detector configuration without a model package (empty: {DEFAULT_DETECTOR}).",
+                  choices=("", *detectors(aliases=False)), read_only=True),
+        ParamSpec("weights", "", "Checkpoint without a model package: OpenPCDet .pth ({'model_state': ...}), our "
+                  "state_dict, or .npz; empty: random weights (tests and timing only, reported as WARN).",
                   read_only=True),
-        ParamSpec("weights", "", "Checkpoint: OpenPCDet .pth ({'model_state': ...}), our state_dict, or .npz; "
-                  "empty: random weights (tests and timing only).", read_only=True),
         ParamSpec("seed", 0, "Seed of the random weights when `weights` is empty.", minimum=0, read_only=True),
         ParamSpec("onnx_dir", "", "Directory holding (or receiving on first use) pillar_encoder.onnx and "
                   "backbone_head.onnx; empty: the cache directory.", read_only=True),
@@ -91,13 +94,17 @@ class Detection3DNode(MmfusionNode):
         ParamSpec("max_pillars", 0, "Most pillars encoded per frame; more are dropped and reported (0: the model's).",
                   minimum=0, maximum=1_000_000, read_only=True),
         ParamSpec("intensity_scale", 1.0 / 255.0, "Factor from the cloud's intensity to the model's (KITTI-trained "
-                  "models expect 0..1; the synthetic world and many drivers publish 0..255).", minimum=0.0),
+                  "models expect 0..1; the synthetic world and many drivers publish 0..255). While it keeps this "
+                  "default, a model package's intensity_scale applies.", minimum=0.0),
         ParamSpec("score_thresholds", [0.1], "Minimum score: one value, or one per model class in its order "
-                  "(car, pedestrian, cyclist).", check=_check_thresholds),
-        ParamSpec("painting", False, "PointPainting: append segmentation scores of `paint_classes` to every point "
-                  "(needs segmentation/labels and camera_info).", read_only=True),
+                  "(car, pedestrian, cyclist). While it keeps this default, a model package's score_thresholds "
+                  "apply.", check=_check_thresholds),
+        ParamSpec("painting", False, "PointPainting: append segmentation scores of the painted classes to every point "
+                  "(needs segmentation/labels and camera_info; with a model package it must be painted).",
+                  read_only=True),
         ParamSpec("paint_classes", ["car", "pedestrian", "cyclist"], "Segmentation classes painted, one channel "
-                  "each (names of the suite's label set).", read_only=True),
+                  "each (names of the suite's label set); a model package's own paint_classes replace them.",
+                  read_only=True),
         ParamSpec("painting_timeout", 0.5, "Seconds (of stamp time) without segmentation labels before detecting "
                   "without them (unpainted-equivalent) and reporting WARN.", minimum=0.01, read_only=True),
         ParamSpec("sync_queue_size", 10, "Approximate-time synchronizer queue size per input.", minimum=1,
@@ -110,22 +117,25 @@ class Detection3DNode(MmfusionNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("detection3d", **kwargs)
-        check_path_parameters(self, files=["weights"] + (["calibration_file"] if self.params["painting"] else []))
+        check_path_parameters(self, files=["weights"] + (["calibration_file"] if self.params["painting"] else []),
+                              directories=["model_package"], base=share_dir())
         p = self.params
-        config = detector(p["model"])
-        if any(p["point_cloud_range"]):
-            config = with_range(config, p["point_cloud_range"])
-        if p["max_pillars"]:
-            config = dataclasses.replace(config, max_pillars=p["max_pillars"])
-        self.paint_ids = paint_class_ids(p["paint_classes"]) if p["painting"] else ()
-        spec = DetectorSpec(config, weights=p["weights"], seed=p["seed"], paint_channels=len(self.paint_ids),
-                            onnx_dir=p["onnx_dir"])
+        spec = detector_spec(p, self.get_name())
+        config = spec.config
+        self.spec = spec
+        self.paint_ids = paint_class_ids(spec.paint_classes) if p["painting"] else ()
         choice = choose_backend(p["backend"], "detection3d", p["precision"])
         if choice.plan is not None:  # INT8 asked for: say what this CPU runs
             self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
         self.detector = build_detector(spec, backend=choice.backend, device=p["device"], precision=choice.precision,
-                                       threads=p["threads"], intensity_scale=p["intensity_scale"],
-                                       score_thresholds=p["score_thresholds"])
+                                       threads=p["threads"], intensity_scale=self.intensity_scale(),
+                                       score_thresholds=self.score_thresholds())
+        if spec.paint_channels and not p["painting"]:
+            text = (f"model package {spec.package.name if spec.package else ''} is painted with "
+                    f"{list(spec.paint_classes)} but 'painting' is false: every point gets the no-score value "
+                    "(unpainted-equivalent accuracy)")
+            self.get_logger().warn(text)
+            self.set_finding("painting_off", Level.WARN, text)
         self.class_ids = [output_class_name(n) for n in self.detector.class_names]
         self.colors = {name: (r / 255.0, g / 255.0, b / 255.0) for name in self.class_ids
                        if name in labels.label_names() for r, g, b in [labels.label_by_name(name).color]}
@@ -152,9 +162,18 @@ class Detection3DNode(MmfusionNode):
             self.sensor_subscription(PointCloud2, "points", lambda m: self.detect(m, None), name="points")
         self.add_on_set_parameters_callback(self._check_tuning)
         self.add_post_set_parameters_callback(self._apply_tuning)
-        painted = f", painted with {list(p['paint_classes'])}" if p["painting"] else ""
+        painted = f", painted with {list(spec.paint_classes)}" if p["painting"] else ""
         self.get_logger().info(f"{config.name}{painted} over {list(config.point_cloud_range)} on "
                                f"{self.detector.encoder.info.detail}")
+        self.report_model("3D detection", spec.origin, self.detector.encoder.info.detail, p["device"])
+
+    def intensity_scale(self) -> float:
+        """The parameter's value, or the model package's while the parameter keeps its default."""
+        return self.param_or_package("intensity_scale", self.spec.package_value("intensity_scale", float))
+
+    def score_thresholds(self) -> list[float]:
+        """The parameter's values, or the model package's while the parameter keeps its default."""
+        return self.param_or_package("score_thresholds", self.spec.package_value("score_thresholds", list))
 
     def _check_tuning(self, changes) -> SetParametersResult:
         """Reject score thresholds whose count fits neither one value nor one per class (the base checks the rest)."""
@@ -172,9 +191,9 @@ class Detection3DNode(MmfusionNode):
         """Run-time changes of ``score_thresholds`` and ``intensity_scale``, once every check passed."""
         names = {change.name for change in changes}
         if "score_thresholds" in names:
-            self.detector.set_score_thresholds(self.params["score_thresholds"])
+            self.detector.set_score_thresholds(self.score_thresholds())
         if "intensity_scale" in names:
-            self.detector.intensity_scale = self.params["intensity_scale"]
+            self.detector.intensity_scale = self.intensity_scale()
 
     # -- inputs -----------------------------------------------------------------------------------------------------
     def on_time_jump(self) -> None:

@@ -103,6 +103,7 @@ class FusionSegmentationNode(MmfusionNode):
             self.camera_info_subscription("rgb/camera_info")
         self.get_logger().info(f"{self.spec.variant} ({self.spec.x_modality} X, {self.spec.num_classes} classes) "
                                f"on {self.segmenter.backend.info.detail}")
+        self.report_model("segmentation", self.spec.origin, self.segmenter.backend.info.detail, self.params["device"])
 
     def on_parameters_changed(self, names: frozenset[str]) -> None:
         self.camera_from_lidar = changed_camera_from_lidar(self.params, names, in_use=self.spec.x_modality == "lidar") \

@@ -34,11 +34,17 @@ from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.models.vint import VINT_VARIANTS
-from ros_mmfusion.core.navigation.artifacts import build_backend
+from ros_mmfusion.core.navigation.artifacts import (
+    DEFAULT_VARIANT,
+    DEFAULT_WAYPOINT_SPACING,
+    build_backend,
+    navigation_model,
+)
 from ros_mmfusion.core.navigation.localization import OdometrySample, odometry_oracle
 from ros_mmfusion.core.navigation.pipeline import NavigationPolicy, NavigationResult
 from ros_mmfusion.core.navigation.topomap import load_topomap, topomap_from_goal_image
 from ros_mmfusion.core.params import ParamSpec
+from ros_mmfusion.paths import share_dir
 from ros_mmfusion.ros.builders import header as make_header
 from ros_mmfusion.ros.builders import path_msg
 from ros_mmfusion.ros.entry import check_path_parameters, run_node
@@ -62,11 +68,17 @@ class VintNavigationNode(MmfusionNode):
                   minimum=0.0),
         ParamSpec("waypoint_index", 2, "Which predicted waypoint (0-based, of 5) is published to follow.",
                   minimum=0, maximum=4),
-        ParamSpec("waypoint_spacing", 0.05, "Metres per unit of the model's normalised waypoints (the deployment's "
-                  "max_v / frame_rate: 0.2 m/s / 4 Hz).", minimum=1e-4, maximum=10.0),
-        ParamSpec("variant", "vint_default", "ViNT configuration.", choices=tuple(VINT_VARIANTS), read_only=True),
-        ParamSpec("weights", "", "ViNT weights: our state_dict or the released vint.pth; '' runs untrained random "
-                  "weights (plumbing only, reported as WARN).", read_only=True),
+        ParamSpec("waypoint_spacing", DEFAULT_WAYPOINT_SPACING, "Metres per unit of the model's normalised waypoints "
+                  "(the deployment's max_v / frame_rate: 0.2 m/s / 4 Hz). While it keeps this default, a model "
+                  "package's waypoint_spacing applies.", minimum=1e-4, maximum=10.0),
+        ParamSpec("model_package", "", "Model package directory (model.yaml + weights, task navigation), absolute or "
+                  "relative to the package share directory: it decides the network, weights, input size and frame "
+                  "rate, so 'variant' and 'weights' must then be empty. Empty: 'variant' + 'weights'.",
+                  read_only=True),
+        ParamSpec("variant", "", f"ViNT configuration without a model package (empty: {DEFAULT_VARIANT}).",
+                  choices=("", *VINT_VARIANTS), read_only=True),
+        ParamSpec("weights", "", "ViNT weights without a model package: our state_dict or the released vint.pth; '' "
+                  "runs untrained random weights (plumbing only, reported as WARN).", read_only=True),
         ParamSpec("onnx", "", "ONNX file for the onnxruntime backend; '' exports into the cache on first use.",
                   read_only=True),
         ParamSpec("backend", "onnxruntime", "Inference backend (onnxruntime-int8: the QDQ model, calibrated on "
@@ -90,6 +102,8 @@ class VintNavigationNode(MmfusionNode):
         if bool(p["topomap_dir"]) == bool(p["goal_image"]):
             raise ConfigError(f"{self.get_name()}: set exactly one of 'topomap_dir' and 'goal_image'")
         check_path_parameters(self, files=["goal_image", "weights"], directories=["topomap_dir"])
+        check_path_parameters(self, directories=["model_package"], base=share_dir())
+        self.model = navigation_model(p, self.get_name())
         source = "topomap_dir" if p["topomap_dir"] else "goal_image"
         try:
             if p["topomap_dir"]:
@@ -102,11 +116,12 @@ class VintNavigationNode(MmfusionNode):
         choice = choose_backend(p["backend"], "navigation")
         if choice.plan is not None:  # INT8 asked for: say what this CPU runs
             self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
-        backend = build_backend(choice.backend, p["variant"], p["weights"], p["onnx"], p["device"], p["threads"])
+        model = self.model
+        backend = build_backend(choice.backend, model.variant, model.weights, p["onnx"], p["device"], p["threads"])
         self.policy = NavigationPolicy(
-            topomap, backend, variant=p["variant"], goal_node=p["goal_node"], radius=p["radius"],
+            topomap, backend, variant=model.variant, goal_node=p["goal_node"], radius=p["radius"],
             close_threshold=p["close_threshold"], waypoint_index=p["waypoint_index"],
-            waypoint_spacing=p["waypoint_spacing"], frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"])
+            waypoint_spacing=self.waypoint_spacing(), frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"])
         self.node_poses = None
         self.odometry: deque[OdometrySample] = deque(maxlen=200)
         if p["distance_source"] == "odometry":
@@ -114,11 +129,6 @@ class VintNavigationNode(MmfusionNode):
             self.sensor_subscription(Odometry, "odom", self.on_odometry, name="odom")
             self.set_finding("distance_source", Level.WARN, "localising with odometry-oracle distances, not the "
                              "model's (distance_source: odometry)")
-        self.untrained = not p["weights"]
-        if self.untrained:
-            self.set_finding("weights", Level.WARN, "untrained random ViNT weights: distances and waypoints are "
-                             "meaningless (set 'weights')")
-            self.get_logger().warn("no 'weights' given: running untrained random ViNT weights (plumbing only)")
         self.path_pub = self.output_publisher(Path, "navigation/path")
         self.waypoint_pub = self.output_publisher(PoseStamped, "navigation/waypoint")
         self.goal_pub = self.output_publisher(Bool, "navigation/goal_reached")
@@ -126,9 +136,17 @@ class VintNavigationNode(MmfusionNode):
         self.sensor_subscription(Image, "image", self.on_image, name="image")
         self.last_result: NavigationResult | None = None
         mode = f"topomap {p['topomap_dir']}" if p["topomap_dir"] else f"goal image {p['goal_image']}"
-        self.get_logger().info(f"ViNT {p['variant']} on {self.policy.backend.info.detail}; {mode}: "
+        self.get_logger().info(f"ViNT {model.name} on {self.policy.backend.info.detail}; {mode}: "
                                f"{len(topomap)} node(s), goal node {self.policy.localizer.goal_node}, "
-                               f"context {self.policy.context_size + 1} frames at {self.policy.frame_rate_hz:g} Hz")
+                               f"context {self.policy.context_size + 1} frames at {self.policy.frame_rate_hz:g} Hz, "
+                               f"input {model.variant.image_size[0]}x{model.variant.image_size[1]}, waypoint spacing "
+                               f"{self.policy.waypoint_spacing:g} m")
+        self.report_model("navigation", model.origin, self.policy.backend.info.detail, p["device"])
+
+    def waypoint_spacing(self) -> float:
+        """Metres per normalised waypoint unit: the parameter, or the model package's while the parameter keeps its
+        default."""
+        return self.param_or_package("waypoint_spacing", self.model.waypoint_spacing if self.model.package else None)
 
     def on_time_jump(self) -> None:
         self.policy.reset()
@@ -153,10 +171,10 @@ class VintNavigationNode(MmfusionNode):
         p = self.params
         self.policy.localizer.radius = p["radius"]
         self.policy.localizer.close_threshold = p["close_threshold"]
-        self.policy.waypoint_index, self.policy.waypoint_spacing = p["waypoint_index"], p["waypoint_spacing"]
+        self.policy.waypoint_index, self.policy.waypoint_spacing = p["waypoint_index"], self.waypoint_spacing()
         distance_fn = None
         if self.node_poses is not None:
-            distance_fn = odometry_oracle(self.odometry, stamp, self.node_poses, p["waypoint_spacing"])
+            distance_fn = odometry_oracle(self.odometry, stamp, self.node_poses, self.policy.waypoint_spacing)
         result = self.policy.step(distance_fn)
         self.publish(result, msg.header.stamp)
         self.report_timing(stamp, started)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ros_mmfusion.core.evaluation.session import GT_BOXES, GT_SEMANTIC, EvaluationSession
+from ros_mmfusion.core.evaluation.session import DIAGNOSTICS, GT_BOXES, GT_SEMANTIC, EvaluationSession
 from ros_mmfusion.core.geometry import quaternion_to_yaw
 from ros_mmfusion.core.stamps import stamp_to_ns
 from ros_mmfusion.ros.detections import detections_to_arrays
@@ -33,6 +33,10 @@ class EvaluationFeed:
 
     def __call__(self, topic: str, msg: Any) -> None:
         seg, det, nav = self.session.segmentation, self.session.detection, self.session.navigation
+        if topic == DIAGNOSTICS:
+            for status in msg.status:
+                self.session.add_status(status.name, {kv.key: kv.value for kv in status.values})
+            return
         if nav is not None and topic == self.closest_topic:
             nav.add_closest_node(msg.data)
         if not hasattr(msg, "header"):

@@ -5,7 +5,9 @@ read-only flag; validated at start-up and on every change), subscribes to sensor
 :meth:`MmfusionNode.sensor_subscription` (sensor-data QoS, arrival statistics, stamp checks, and a guard that turns a
 malformed message or a failing frame into a throttled log line and a diagnostic instead of a dead node), publishes
 outputs with :meth:`output_publisher` (reliable QoS), skips work when nobody listens (:meth:`has_subscribers`), and
-reports ``~/debug/processing_time_ms``, ``~/debug/pipeline_latency_ms`` and ``/diagnostics``.
+reports ``~/debug/processing_time_ms``, ``~/debug/pipeline_latency_ms`` and ``/diagnostics``. A node that runs a
+network says where its weights came from with :meth:`report_model` (start-up log line, ``model.*`` diagnostics keys,
+and a WARN for as long as it runs on random or fixture weights).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from ros_mmfusion.core.codec.limits import LIMIT_PARAMS, MessageLimits
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.health import HealthReport, InputMonitor, LatencyMonitor, Level, StampGuard, summarize
+from ros_mmfusion.core.model_package import WeightsOrigin, model_values
 from ros_mmfusion.core.params import ParamSpec, validate
 from ros_mmfusion.core.stamps import stamp_to_ns
 from ros_mmfusion.ros.qos import OUTPUT_QOS, SENSOR_QOS
@@ -115,6 +118,7 @@ class MmfusionNode(Node):
         self._debug_pipeline = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", OUTPUT_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self._extra_findings: dict[str, tuple[Level, str]] = {}
+        self.model_values: dict[str, str] = {}  # model.* keys of report_model, in every diagnostics status
         self.frames_processed = 0
         self.frames_skipped = 0
         self.time_jumps = 0
@@ -156,6 +160,15 @@ class MmfusionNode(Node):
         (rclpy refuses to set them).
         """
 
+    def param_or_package(self, name: str, package_value: Any) -> Any:
+        """Parameter ``name``'s value, or ``package_value`` (a tuning value the node's model package carries, None
+        when it has none) while the parameter keeps its declared default: a value set in a params file, with
+        ``--set`` or at run time other than the default overrides the package."""
+        value = self.params[name]
+        default = self._specs[name].default
+        at_default = list(value) == list(default) if self._specs[name].is_list else value == default
+        return package_value if package_value is not None and at_default else value
+
     @property
     def limits(self) -> MessageLimits:
         """The message limits of this node's parameters: pass them to every decode call (``limits=self.limits``).
@@ -194,6 +207,20 @@ class MmfusionNode(Node):
 
     def clear_finding(self, key: str) -> None:
         self._extra_findings.pop(key, None)
+
+    def report_model(self, what: str, origin: WeightsOrigin, backend: str, device: str = "cpu") -> None:
+        """Say once at start-up where the network ``what`` gets its weights (``origin``) and what runs it: INFO with
+        the package or file and the hash for trained weights; for random or fixture weights a WARN line and a WARN
+        finding in ``/diagnostics`` for as long as the node runs. Every status then carries the ``model.*`` values
+        (``core.model_package.model_values``) that ``mmfusion eval`` and ``bench-graph`` copy into their reports."""
+        self.model_values = model_values(origin, backend, device)
+        if origin.trained:
+            self.get_logger().info(origin.log_line(what))
+            self.clear_finding("weights")
+        else:
+            self.get_logger().warn(origin.log_line(what))
+            self.set_finding("weights", Level.WARN, f"{origin.kind} weights, not trained: outputs mean nothing "
+                                                    "(set model_package)")
 
     # -- inputs -----------------------------------------------------------------------------------------------------
     def sensor_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None], *,
@@ -311,7 +338,7 @@ class MmfusionNode(Node):
     def diagnostic_values(self, report: HealthReport) -> dict[str, str]:
         """The key/values of this node's ``/diagnostics`` status for ``report`` (also the run summary's)."""
         return {**report.values, "frames_processed": str(self.frames_processed),
-                "frames_skipped": str(self.frames_skipped), "time_jumps": str(self.time_jumps)}
+                "frames_skipped": str(self.frames_skipped), "time_jumps": str(self.time_jumps), **self.model_values}
 
     def publish_diagnostics(self) -> None:
         report = self.health()

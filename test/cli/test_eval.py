@@ -25,6 +25,22 @@ def tiny_bag(tmp_path_factory):
     return bag
 
 
+def assert_names_the_model(metrics: dict, report, node: str, kind: str, weights: str | None) -> None:
+    """metrics.json names the network ``node`` ran (weights kind, full sha256 of ``weights`` (repo-relative), backend,
+    CPU ISA class) and the report shows the hash's first 12 hex digits."""
+    from ros_mmfusion.core.inference.cpu_features import cpu_isa
+    from ros_mmfusion.core.inference.engine_cache import file_sha256
+    from ros_mmfusion.paths import share_dir
+
+    record = metrics["models"][node]
+    digest = file_sha256(share_dir() / weights) if weights else ""
+    assert (record["weights"], record["sha256"]) == (kind, digest), record
+    assert "onnxruntime" in record["backend"] and cpu_isa().name in record["hardware"], record
+    text = report.read_text()
+    assert "## Models" in text and f"| {node} | {kind} |" in text and (digest[:12] in text if digest else True)
+    assert digest[12:] not in text if digest else True
+
+
 def _copy_without(bag, out, drop: set[str]):
     """A copy of ``bag`` without the topics in ``drop`` (raw messages, same connections otherwise)."""
     from rosbags.rosbag2 import Reader, StoragePlugin, Writer
@@ -61,6 +77,8 @@ def test_eval_reports_segmentation_metrics_latency_and_recorded_outputs(tiny_bag
                  "sample_frame.png"):
         assert (out / name).stat().st_size > 200, name
     assert "mIoU" in (out / "report.md").read_text() and "<img" in (out / "report.html").read_text()
+    assert_names_the_model(metrics, out / "report.md", "/fusion_segmentation", "trained",
+                           "models/cmx_b0_rgbt_synthetic/weights.pt")
 
     from ros_mmfusion.core.bagio import BagSource, read_header_stamp
 
@@ -127,6 +145,9 @@ def test_benchmark_writes_fixed_rate_and_peak_figures(tiny_bag, tmp_path, ros_ch
     assert fixed["all_runs"][0]["published"] >= 5
     assert len(result["peak"]["probes"]) == 1
     assert "| input Hz |" in (out / "benchmark.md").read_text()
+    record = result["models"]["/fusion_segmentation"]
+    assert record["weights"] == "trained" and len(record["sha256"]) == 64
+    assert f"| {record['sha256'][:12]} |" in (out / "benchmark.md").read_text()
 
 
 def test_benchmark_rejects_bad_rates(tiny_bag, ros_child_env):
@@ -161,6 +182,9 @@ def test_eval_detection_preset_reports_average_precision(tiny_day_bag, tmp_path,
     assert metrics["latency"]["/detections"]["count"] >= 4
     assert (out / "pr_curves.png").stat().st_size > 200 and "3D detection" in (out / "report.md").read_text()
     assert (out / "detection_sample_bev.png").stat().st_size > 1000, "a frame with boxes drawn in the report"
+    assert_names_the_model(metrics, out / "report.md", "/detection3d", "random", None)
+    assert any("/detection3d ran untrained weights" in n for n in metrics["notes"]), metrics["notes"]
+    assert "model of /detection3d: random weights" in proc.stdout
 
     bag = _copy_without(tiny_day_bag, tmp_path / "no_boxes", {"/ground_truth/boxes"})
     shutil.copy(tiny_day_bag / "calibration.yaml", bag)

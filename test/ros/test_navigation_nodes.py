@@ -169,7 +169,7 @@ def test_second_pass_replayed_through_the_navigation_preset_localises_forward_an
     assert closest[0] < closest[-1] == goal and closest == sorted(closest), closest
     first = reached.index(True)
     assert closest[first] == goal and all(reached[first:]) and not any(reached[:first])
-    assert nodes[1].untrained and nodes[1].frames_processed == len(paths)
+    assert not nodes[1].model.origin.trained and nodes[1].frames_processed == len(paths)
     # velocity commands: within the limits and acceleration-limited while tracking; zero at the goal
     v = velocities(out["/cmd_vel"])
     assert len(v) >= 20  # 9 Hz for over 5 s

@@ -2,6 +2,8 @@
 
 The one place that resolves a pillar detector's files and builds its backends:
 
+* ``DetectorSpec.from_package`` / ``detector_spec``: the detector a model package (``task: detection3d``) or a node's
+  parameters name; the package decides the variant, weights and painted classes (``core/model_package.py``).
 * ``build_module``: the PyTorch ``PointPillars`` of a ``DetectorSpec`` with its weights (an OpenPCDet checkpoint
   ``{'model_state': ...}``, our state_dict or an ``.npz`` of one; painted weights widened from unpainted ones; without
   weights random ones drawn from ``seed``: tests and timing only).
@@ -17,20 +19,30 @@ Import order (no cycles): ``preprocess`` <- ``pipeline`` <- ``quantize`` <- ``ar
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ros_mmfusion.core.detection3d.painting import painted_config, painted_state_dict
-from ros_mmfusion.core.detection3d.pipeline import PillarBackends, PillarDetector
+from ros_mmfusion.core.detection3d.painting import paint_class_ids, painted_config, painted_state_dict
+from ros_mmfusion.core.detection3d.pipeline import PillarBackends, PillarDetector, with_range
 from ros_mmfusion.core.detection3d.quantize import quantize_graphs
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.inference import create_backend
 from ros_mmfusion.core.inference.engine_cache import EngineCache
 from ros_mmfusion.core.inference.int8 import Int8Settings
+from ros_mmfusion.core.model_package import (
+    ModelPackage,
+    WeightsOrigin,
+    check_package_params,
+    read_package,
+    resolve_package_dir,
+    weights_origin,
+)
 from ros_mmfusion.core.models.pointpillars import BackboneHead, PillarEncoder, PointPillarsConfig
 from ros_mmfusion.core.models.registry import detector
 from ros_mmfusion.core.onnx_export import cache_dir, export_once
@@ -41,6 +53,10 @@ clouds on first use, see ``quantize.py``; TensorRT needs a pillar-count profile:
 ENCODER_ONNX = "pillar_encoder.onnx"
 BACKBONE_HEAD_ONNX = "backbone_head.onnx"
 _ONNX_CACHE_VERSION = "pillars-v1"
+DEFAULT_DETECTOR = "pointpillars_synthetic"
+"""The detector a node runs when neither ``model_package`` nor ``model`` names one."""
+PACKAGE_REPLACES = ("weights", "model")
+"""The detection3d node parameters a model package replaces: setting one beside ``model_package`` is a ConfigError."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,8 @@ class DetectorSpec:
     with zero weights for the painted channels, see ``painting.py``); empty means random weights drawn from ``seed``.
     ``paint_channels``: number of PointPainting score channels (0: unpainted). ``onnx_dir``: a directory holding, or
     to receive on first use, ``pillar_encoder.onnx`` and ``backbone_head.onnx``; empty means the cache.
+    ``paint_classes``: the suite's label names painted, one channel each (as many as ``paint_channels`` when given).
+    ``package``: the model package the spec was read from (None: named in code or by node parameters).
     """
 
     config: PointPillarsConfig
@@ -59,6 +77,28 @@ class DetectorSpec:
     seed: int = 0
     paint_channels: int = 0
     onnx_dir: str = ""
+    paint_classes: tuple[str, ...] = ()
+    package: ModelPackage | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_package(cls, directory: str | Path, **kwargs) -> DetectorSpec:
+        """The spec of the detection model package in ``directory`` (``task: detection3d``): ``variant`` (a name of
+        ``core/models/pointpillars.VARIANTS``), ``weights``, optional ``paint_classes`` (label names; absent or empty:
+        unpainted) and ``class_names`` (checked against the variant's). ``kwargs``: ``seed``, ``onnx_dir``."""
+        package = read_package(directory, "detection3d")
+        where = package.directory / "model.yaml"
+        config = detector(package.variant)
+        names = package.value("class_names", list)
+        if names is not None and tuple(names) != tuple(config.class_names):
+            raise ConfigError(f"{where}: class_names {names} differ from variant {package.variant}'s "
+                              f"{list(config.class_names)}")
+        paint = tuple(str(n) for n in package.value("paint_classes", list, []))
+        try:
+            paint_class_ids(paint)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: paint_classes: {exc}") from None
+        return cls(config, weights=package.weights, paint_channels=len(paint), paint_classes=paint, package=package,
+                   **kwargs)
 
     @classmethod
     def named(cls, name: str, **kwargs) -> DetectorSpec:
@@ -69,6 +109,45 @@ class DetectorSpec:
     def model_config(self) -> PointPillarsConfig:
         """The configuration of the network that runs (painted when ``paint_channels`` > 0)."""
         return painted_config(self.config, self.paint_channels)
+
+    @property
+    def origin(self) -> WeightsOrigin:
+        """Where the weights come from (trained package, file, fixture or random from ``seed``), with their sha256."""
+        return weights_origin(self.weights, self.package, self.seed)
+
+    def package_value(self, name: str, kind: type) -> Any:
+        """Field ``name`` of the package's ``model.yaml`` (None without a package or the field)."""
+        return None if self.package is None else self.package.value(name, kind)
+
+
+def detector_spec(params: Mapping[str, Any], owner: str = "") -> DetectorSpec:
+    """The detector a ``detection3d`` node's parameters name; the node and ``mmfusion eval`` both read it here.
+
+    ``model_package`` set: the package decides the variant, weights and painted classes (``weights`` and ``model``
+    must be empty: ConfigError naming both); a painted package with ``painting`` off still runs, every point with the
+    no-score value; ``painting`` on with an unpainted package is a ConfigError. Otherwise ``model`` (empty:
+    ``DEFAULT_DETECTOR``), ``weights`` (empty: random from ``seed``) and, with ``painting``, ``paint_classes``.
+    Then ``point_cloud_range`` (all 0: the model's) and ``max_pillars`` (0: the model's). ``owner`` prefixes errors.
+    """
+    check_package_params(params, PACKAGE_REPLACES, owner)
+    prefix = f"{owner}: " if owner else ""
+    painting = bool(params.get("painting", False))
+    common = {"seed": int(params.get("seed", 0)), "onnx_dir": str(params.get("onnx_dir", ""))}
+    if params.get("model_package"):
+        spec = DetectorSpec.from_package(resolve_package_dir(params["model_package"]), **common)
+        if painting and not spec.paint_channels:
+            raise ConfigError(f"{prefix}parameter 'painting' is true but model package {spec.package.name} is "
+                              "unpainted (no paint_classes): use a painted package or set painting false")
+    else:
+        paint = tuple(params.get("paint_classes") or ()) if painting else ()
+        spec = DetectorSpec(detector(str(params.get("model") or DEFAULT_DETECTOR)), weights=str(params.get("weights",
+                            "")), paint_channels=len(paint), paint_classes=paint, **common)
+    config = spec.config
+    if any(params.get("point_cloud_range") or ()):
+        config = with_range(config, params["point_cloud_range"])
+    if params.get("max_pillars"):
+        config = dataclasses.replace(config, max_pillars=int(params["max_pillars"]))
+    return dataclasses.replace(spec, config=config)
 
 
 def read_checkpoint(path: str | Path) -> Mapping:

@@ -2,7 +2,9 @@
 
 The plots are PNG files next to the reports (matplotlib, Agg backend): per-class IoU bars, a latency histogram and a
 latency timeline per output topic, one sample frame (camera | ground truth | prediction) and, with detection metrics,
-precision-recall curves (BEV and 3D at the first IoU threshold, centre distance at 2 m).
+precision-recall curves (BEV and 3D at the first IoU threshold, centre distance at 2 m). A "Models" table names the
+network each node ran (``metrics["models"]``: weights kind, package, sha256 (12 hex digits here, all 64 in
+``metrics.json``), backend, hardware), so every figure says what produced it.
 """
 from __future__ import annotations
 
@@ -240,6 +242,26 @@ def _iou_table(seg: dict) -> list[list[str]]:
     return [["class", "IoU"]] + [[n, _fmt(v)] for n, v in seg["IoU"].items() if v is not None]
 
 
+SHA256_SHOWN = 12
+"""Hex digits of a weights hash shown in reports (``metrics.json`` keeps all 64)."""
+
+
+def model_line(record: dict[str, str]) -> str:
+    """One line for a node's network record: weights kind and description, hash prefix, backend, hardware."""
+    digest = record.get("sha256") or "-"
+    return (f"{record.get('weights', '?')} weights, {record.get('description', '')} (sha256 "
+            f"{digest[:SHA256_SHOWN]}), on {record.get('backend', '?')}, {record.get('hardware', '?')}")
+
+
+def models_table(models: dict[str, dict[str, str]]) -> list[list[str]]:
+    """Rows (header first) naming each node's network: node, weights, package, sha256 prefix, backend, hardware."""
+    rows = [["node", "weights", "package", "sha256", "backend", "hardware"]]
+    for node, r in models.items():
+        rows.append([node, r.get("weights", "?"), r.get("package") or "-", (r.get("sha256") or "-")[:SHA256_SHOWN],
+                     r.get("backend", "?"), r.get("hardware", "?")])
+    return rows
+
+
 def _md_table(rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
@@ -301,6 +323,10 @@ def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeri
     html_parts += [f"<li>{html.escape(k)}: {html.escape(_fmt(v))}</li>" for k, v in run.items()
                    if not isinstance(v, dict | list)]
     html_parts.append("</ul>")
+    if metrics.get("models"):
+        rows = models_table(metrics["models"])
+        md += ["## Models", "", _md_table(rows), ""]
+        html_parts += ["<h2>Models</h2>", _html_table(rows)]
     if seg:
         summary = (f"mIoU {_fmt(seg['mIoU'])}, pixel accuracy {_fmt(seg['pixel_accuracy'])} over "
                    f"{seg.get('frames', '?')} frames (ignore label {seg.get('ignore_index')})")

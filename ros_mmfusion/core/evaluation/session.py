@@ -4,7 +4,7 @@ of ``metrics.json`` they give at the end."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ros_mmfusion.core.detection3d.metrics import DetectionAccumulator
 from ros_mmfusion.core.navigation.metrics import NavigationRecord
@@ -14,17 +14,45 @@ GT_SEMANTIC = "/ground_truth/semantic"
 """The ground-truth class-id image topic of a simulated bag (``mmfusion sim``)."""
 GT_BOXES = "/ground_truth/boxes"
 """The ground-truth Detection3DArray topic of a simulated bag."""
+DIAGNOSTICS = "/diagnostics"
+"""Where nodes publish their status, with the ``model.*`` record of their network (``core.model_package``)."""
 
 
 @dataclass
 class EvaluationSession:
     """The accumulators of one run; None where the preset or the bag gives nothing to evaluate.
-    ``odom_topic`` names the ground-truth trajectory in navigation's notes."""
+    ``odom_topic`` names the ground-truth trajectory in navigation's notes. ``models``: per node (fully qualified
+    name) the record of the network it ran, from its ``/diagnostics`` (``core.model_package.model_values``)."""
 
     segmentation: SegmentationAccumulator | None = None
     detection: DetectionAccumulator | None = None
     navigation: NavigationRecord | None = None
     odom_topic: str = "/odom"
+    models: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def add_status(self, node: str, values: Mapping[str, str]) -> None:
+        """A ``/diagnostics`` status of ``node``: its network record (weights kind, package, sha256, backend,
+        hardware) is kept when it has one (the latest wins)."""
+        from ros_mmfusion.core.model_package import model_of_values
+
+        record = model_of_values(values)
+        if record is not None:
+            self.models[node] = record
+
+    def model_section(self, nodes: list[str], notes: list[str]) -> dict[str, dict[str, str]]:
+        """The ``models`` section of ``metrics.json``: the network record of each node in ``nodes`` (fully qualified
+        names) that runs one, with a note for any whose record never arrived; random or fixture weights get a note
+        too, since their accuracy figures mean nothing."""
+        section = {}
+        for node in nodes:
+            record = self.models.get(node)
+            if record is None:
+                continue
+            section[node] = record
+            if record.get("weights") not in ("trained", "file"):
+                notes.append(f"{node} ran untrained weights ({record.get('description')}): its accuracy figures "
+                             "mean nothing")
+        return section
 
     def results(self, class_names: list[str], ground_truth_frames: Mapping[str, int],
                 notes: list[str]) -> dict[str, dict]:

@@ -1,5 +1,7 @@
 """ViNT's model artifacts, the one place that resolves them: weights -> network -> ONNX -> INT8 -> a Backend.
 
+* :class:`NavigationModel` / :func:`navigation_model`: the ViNT a model package (``task: navigation``) or a node's
+  parameters name (variant with the package's config, input size and frame rate applied, weights, waypoint spacing);
 * :func:`build_vint`: the network of a variant with weights loaded (our state_dict or the released ``vint.pth``),
   seeded random weights when none are given;
 * :func:`vint_onnx`: its fp32 ONNX export (dynamic batch), cached under a name hashed from the variant and weights;
@@ -15,9 +17,12 @@ Usage (nodes, CLI, tests)::
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,11 +31,19 @@ from ros_mmfusion.core.inference.base import Backend
 from ros_mmfusion.core.inference.engine_cache import EngineCache
 from ros_mmfusion.core.inference.factory import create_backend
 from ros_mmfusion.core.inference.int8 import Int8Settings, quantized_model
+from ros_mmfusion.core.model_package import (
+    ModelPackage,
+    WeightsOrigin,
+    check_package_params,
+    read_package,
+    resolve_package_dir,
+    weights_origin,
+)
 from ros_mmfusion.core.models.vint import (
     ONNX_INPUT_NAMES,
     ONNX_OUTPUT_NAMES,
     ViNT,
-    create_vint,
+    ViNTVariant,
     load_checkpoint,
     load_released_checkpoint,
     vint_onnx_spec,
@@ -46,9 +59,73 @@ from ros_mmfusion.core.navigation.quantize import (
 
 UNTRAINED_SEED = 0
 """Seed of the random weights used when no weights file is given (so every process builds the same network)."""
+DEFAULT_VARIANT = "vint_default"
+"""The variant a node runs when neither ``model_package`` nor ``variant`` names one."""
+DEFAULT_WAYPOINT_SPACING = 0.05
+"""Metres per normalised waypoint unit of the released deployment (``max_v / frame_rate`` = 0.2 m/s / 4 Hz)."""
+PACKAGE_REPLACES = ("weights", "variant")
+"""The vint_navigation parameters a model package replaces: setting one beside ``model_package`` is a ConfigError."""
 
 
-def build_vint(variant: str = "vint_default", weights: str = "") -> ViNT:
+@dataclass(frozen=True)
+class NavigationModel:
+    """The ViNT a node runs: ``name`` (the variant's, for logs and cache names), ``variant`` (the resolved
+    :class:`ViNTVariant`: network configuration, input size (w, h), frame rate), ``weights`` ("" = random from
+    ``UNTRAINED_SEED``), ``waypoint_spacing`` (metres per normalised unit the model was trained with) and the
+    ``package`` it came from (None: a named variant)."""
+
+    name: str
+    variant: ViNTVariant
+    weights: str = ""
+    waypoint_spacing: float = DEFAULT_WAYPOINT_SPACING
+    package: ModelPackage | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def named(cls, name: str = "", weights: str = "") -> NavigationModel:
+        """Variant ``name`` (empty: ``DEFAULT_VARIANT``) with ``weights``."""
+        name = name or DEFAULT_VARIANT
+        return cls(name, vint_variant(name), weights)
+
+    @classmethod
+    def from_package(cls, directory: str | Path) -> NavigationModel:
+        """The navigation model package in ``directory`` (``task: navigation``): ``variant`` (a ``VINT_VARIANTS``
+        name), ``weights``, and optionally ``config`` (ViNTConfig fields overriding the variant's), ``image_size``
+        [w, h], ``frame_rate_hz`` and ``waypoint_spacing`` (m per unit)."""
+        package = read_package(directory, "navigation")
+        where = package.directory / "model.yaml"
+        base = vint_variant(package.variant)
+        try:
+            config = dataclasses.replace(base.config, **package.value("config", dict, {}))
+        except TypeError as exc:
+            raise ConfigError(f"{where}: field 'config': {exc}") from None
+        size = package.value("image_size", list, list(base.image_size))
+        if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 16 for v in size):
+            raise ConfigError(f"{where}: image_size must be [width, height] in pixels (>= 16), got {size}")
+        rate = package.value("frame_rate_hz", float, base.frame_rate_hz)
+        spacing = package.value("waypoint_spacing", float, DEFAULT_WAYPOINT_SPACING)
+        if not (rate > 0 and spacing > 0):
+            raise ConfigError(f"{where}: frame_rate_hz ({rate}) and waypoint_spacing ({spacing}) must be positive")
+        variant = dataclasses.replace(base, config=config, image_size=(size[0], size[1]), frame_rate_hz=rate,
+                                      weights=f"model package {package.name}")
+        return cls(package.variant, variant, package.weights, spacing, package)
+
+    @property
+    def origin(self) -> WeightsOrigin:
+        """Where the weights come from (trained package, file, fixture or random), with their sha256."""
+        return weights_origin(self.weights, self.package, UNTRAINED_SEED)
+
+
+def navigation_model(params: Mapping[str, Any], owner: str = "") -> NavigationModel:
+    """The ViNT a ``vint_navigation`` node's parameters name; the node and ``mmfusion eval`` both read it here.
+    ``model_package`` set: the package decides (``weights`` and ``variant`` must be empty: ConfigError naming both);
+    else ``variant`` (empty: ``DEFAULT_VARIANT``) and ``weights``."""
+    check_package_params(params, PACKAGE_REPLACES, owner)
+    if params.get("model_package"):
+        return NavigationModel.from_package(resolve_package_dir(params["model_package"]))
+    return NavigationModel.named(str(params.get("variant") or ""), str(params.get("weights") or ""))
+
+
+def build_vint(variant: str | ViNTVariant = "vint_default", weights: str = "") -> ViNT:
     """The ViNT network of ``variant`` in eval mode with ``weights`` loaded, or seeded random weights when empty.
 
     ``weights`` may be our plain state_dict or a released ``vint.pth`` training checkpoint (read without the
@@ -58,7 +135,7 @@ def build_vint(variant: str = "vint_default", weights: str = "") -> ViNT:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(UNTRAINED_SEED)
-        model = create_vint(variant)
+        model = ViNT(vint_variant(variant).config)
     if weights:
         path = Path(weights)
         if not path.is_file():
@@ -73,29 +150,33 @@ def build_vint(variant: str = "vint_default", weights: str = "") -> ViNT:
     return model.eval()
 
 
-def vint_onnx(variant: str = "vint_default", weights: str = "", onnx: str = "") -> Path:
+def vint_onnx(variant: str | ViNTVariant = "vint_default", weights: str = "", onnx: str = "") -> Path:
     """The ONNX file of ``variant`` + ``weights``: ``onnx`` when given (exported there when missing), else one in the
-    cache directory named after the variant and a hash of the weights file (or of the untrained seed)."""
+    cache directory named after the variant and a hash of the weights file (or of the untrained seed); a
+    :class:`ViNTVariant` (a package's) is named by its configuration and input size."""
     from ros_mmfusion.core.onnx_export import cache_dir, export_once, export_onnx
 
+    resolved = vint_variant(variant)
     if onnx:
         path = Path(onnx)
     else:
-        digest = hashlib.sha256(f"{variant}/dynamic-batch/untrained-seed{UNTRAINED_SEED}".encode())
+        key = variant if isinstance(variant, str) else f"custom/{resolved.config!r}/{resolved.image_size}"
+        name = variant if isinstance(variant, str) else "vint_package"
+        digest = hashlib.sha256(f"{key}/dynamic-batch/untrained-seed{UNTRAINED_SEED}".encode())
         if weights:
             if not Path(weights).is_file():
                 raise ConfigError(f"ViNT weights file not found: {weights}")
             digest.update(Path(weights).read_bytes())
-        path = cache_dir() / "onnx" / f"{variant}-{digest.hexdigest()[:16]}.onnx"
+        path = cache_dir() / "onnx" / f"{name}-{digest.hexdigest()[:16]}.onnx"
 
     def export(tmp: Path) -> None:
-        model = build_vint(variant, weights)
-        export_onnx(model, path=tmp, **vint_onnx_spec(model))
+        model = build_vint(resolved, weights)
+        export_onnx(model, path=tmp, **vint_onnx_spec(model, image_size=resolved.image_size))
 
     return export_once(path, export)
 
 
-def vint_int8_onnx(variant: str = "vint_default", weights: str = "", onnx: str = "", count: int = 16,
+def vint_int8_onnx(variant: str | ViNTVariant = "vint_default", weights: str = "", onnx: str = "", count: int = 16,
                    settings: Int8Settings | None = None, cache: EngineCache | None = None,
                    force: bool = False) -> Path:
     """The INT8 (QDQ) model of ViNT ``variant`` + ``weights`` (its fp32 ONNX from ``vint_onnx``): the cached one,
@@ -109,8 +190,8 @@ def vint_int8_onnx(variant: str = "vint_default", weights: str = "", onnx: str =
                            notes_of=lambda: {"calibration": describe(count)}).artifact
 
 
-def build_backend(backend: str = "onnxruntime", variant: str = "vint_default", weights: str = "", onnx: str = "",
-                  device: str = "cpu", threads: int = 0) -> Backend:
+def build_backend(backend: str = "onnxruntime", variant: str | ViNTVariant = "vint_default", weights: str = "",
+                  onnx: str = "", device: str = "cpu", threads: int = 0) -> Backend:
     """The ViNT backend ``backend`` for ``variant`` + ``weights``: ``onnxruntime`` runs the fp32 export (``onnx``, or
     the cached one), ``onnxruntime-int8`` its INT8 (QDQ) model (calibrated on ``indoor_corridor`` contexts on first
     use, then cached beside it), ``torch`` the network itself. ConfigError for an unknown variant or backend, or
@@ -126,7 +207,7 @@ def build_backend(backend: str = "onnxruntime", variant: str = "vint_default", w
                           threads=threads)
 
 
-def measure_int8(variant: str = "vint_default", weights: str = "", count: int = 16, threads: int = 0,
+def measure_int8(variant: str | ViNTVariant = "vint_default", weights: str = "", count: int = 16, threads: int = 0,
                  timing_runs: int = 20) -> NavigationInt8Report:
     """Quantize (or reuse) and compare on ``count`` evaluation contexts (docs/backends.md's ViNT INT8 line)."""
     int8 = vint_int8_onnx(variant, weights, count=count)

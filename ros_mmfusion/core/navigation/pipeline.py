@@ -41,8 +41,11 @@ DistanceFunction = Callable[[int, int], np.ndarray]
 """``(start, end) -> distances`` of topomap nodes ``start..end`` (inclusive), overriding the model's (tests, oracle)."""
 
 
-def vint_variant(name: str) -> ViNTVariant:
-    """The ViNT variant ``name`` (its network configuration, input size and frame rate); ConfigError if unknown."""
+def vint_variant(name: str | ViNTVariant) -> ViNTVariant:
+    """The ViNT variant ``name`` (its network configuration, input size and frame rate); ConfigError if unknown.
+    A :class:`ViNTVariant` (a model package's, ``artifacts.NavigationModel``) is returned as it is."""
+    if isinstance(name, ViNTVariant):
+        return name
     if name not in VINT_VARIANTS:
         raise ConfigError(f"unknown ViNT variant {name!r}; known: {sorted(VINT_VARIANTS)}")
     return VINT_VARIANTS[name]
@@ -86,7 +89,7 @@ class NavigationPolicy:
     ``waypoint_spacing`` (metres) scales the normalised waypoints; ``frame_rate_hz`` 0 takes the variant's (4 Hz).
     """
 
-    def __init__(self, topomap: Topomap, backend: Backend | None, *, variant: str = "vint_default",
+    def __init__(self, topomap: Topomap, backend: Backend | None, *, variant: str | ViNTVariant = "vint_default",
                  goal_node: int = -1, radius: int = 4, close_threshold: float = 3.0, waypoint_index: int = 2,
                  waypoint_spacing: float = 0.05, frame_rate_hz: float = 0.0, center_crop: bool = False,
                  start_node: int = 0) -> None:

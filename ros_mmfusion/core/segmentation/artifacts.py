@@ -32,11 +32,10 @@ DEFAULT_PACKAGE = "models/cmx_b0_rgbt_synthetic"
 
 def load_package(package: str | Path = DEFAULT_PACKAGE) -> SegmentationModelSpec:
     """The spec of the model package directory ``package``: absolute, or relative to the package share directory
-    (``ros_mmfusion.paths.share_dir``), as the node's ``model_package`` parameter names it."""
-    from ros_mmfusion.paths import share_dir
+    (``core.model_package.resolve_package_dir``), as the node's ``model_package`` parameter names it."""
+    from ros_mmfusion.core.model_package import resolve_package_dir
 
-    path = Path(package)
-    return SegmentationModelSpec.from_package(path if path.is_absolute() else share_dir() / path)
+    return SegmentationModelSpec.from_package(resolve_package_dir(package))
 
 
 def build_module(spec: SegmentationModelSpec, deploy: bool = True):

@@ -15,6 +15,7 @@ import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.inference.base import Backend
+from ros_mmfusion.core.model_package import ModelPackage, WeightsOrigin, read_package, weights_origin
 from ros_mmfusion.core.segmentation.preprocess import RGBXNormalization, rgbx_inputs
 
 INPUTS = ("rgb", "x")
@@ -42,34 +43,32 @@ class SegmentationModelSpec:
     x_params: dict = field(default_factory=dict)
     ignore_index: int = 0
 
+    package: ModelPackage | None = field(default=None, compare=False, repr=False)
+    """The model package this spec was read from (None: built in code)."""
+
     @classmethod
     def from_package(cls, directory: str | Path) -> SegmentationModelSpec:
-        """Read a model package: ``model.yaml`` (format ``ros_mmfusion/model/v1``) and the weights beside it."""
-        import yaml
-
-        directory = Path(directory)
-        path = directory / "model.yaml"
-        if not path.is_file():
-            raise ConfigError(f"model package {directory}: no model.yaml")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(data, dict) or data.get("format") != "ros_mmfusion/model/v1" \
-                or data.get("task") != "segmentation":
-            raise ConfigError(f"{path}: not a ros_mmfusion segmentation model package")
+        """Read a model package (``core.model_package.read_package``: ``model.yaml`` of format
+        ``ros_mmfusion/model/v1``, task ``segmentation``, and the weights beside it)."""
+        package = read_package(directory, "segmentation")
+        data = package.data
         try:
             x = data.get("x_modality") or {}
-            return cls(variant=data["variant"], num_classes=int(data["num_classes"]),
+            return cls(variant=package.variant, num_classes=int(data["num_classes"]),
                        decoder_embed_dim=int(data["decoder_embed_dim"]),
                        input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
-                       rgb_order=data.get("rgb_order", "bgr"),
-                       weights=str(directory / data["weights"]) if data.get("weights") else "",
-                       onnx=str(directory / data["onnx"]) if data.get("onnx") else "",
+                       rgb_order=data.get("rgb_order", "bgr"), weights=package.weights,
+                       onnx=str(package.directory / data["onnx"]) if data.get("onnx") else "",
                        class_names=tuple(data.get("class_names") or ()), x_modality=x.get("name", "depth"),
-                       x_params=dict(x.get("params") or {}), ignore_index=int(data.get("ignore_index", 0)))
+                       x_params=dict(x.get("params") or {}), ignore_index=int(data.get("ignore_index", 0)),
+                       package=package)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ConfigError(f"{path}: missing or bad field: {exc}") from None
+            raise ConfigError(f"{package.directory / 'model.yaml'}: missing or bad field: {exc}") from None
+
+    @property
+    def origin(self) -> WeightsOrigin:
+        """Where the weights come from (trained package, file, fixture or random), with their sha256."""
+        return weights_origin(self.weights, self.package)
 
     def palette(self) -> np.ndarray:
         """(256, 3) uint8 RGB colour per class id: the suite's label colours when the classes are the suite's label
