@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detection-classes", default=",".join(DEFAULT_DETECTION_CLASSES),
                         help="3D detection: comma-separated class names evaluated (the label set's object "
                              "classes or the detector's)")
+    parser.add_argument("--detection-min-points", type=int, default=0, metavar="N",
+                        help="3D detection: also score a level where ground truth with fewer than N LiDAR returns of "
+                             "the detector's input cloud is ignored (neither a miss nor a false positive when "
+                             "detected; KITTI's difficulty / Waymo's LEVEL_1 idea); 0: every box counts, only")
     parser.add_argument("--no-record", action="store_true", help="do not write the outputs bag")
     parser.add_argument("--startup", type=float, default=10.0,
                         help="with --processes: seconds the player waits for the other processes to load")
@@ -290,6 +294,7 @@ def _plan(args: argparse.Namespace, facts: BagFacts, preset: Any, evaluated: lis
     odom_topic = _add_accumulators(args, facts, preset, evaluated, outputs, feed, notes, names=names, ignore=ignore,
                                    det_classes=det_classes, iou_thresholds=iou_thresholds)
     ground_truth = {GT_SEMANTIC, GT_BOXES, RGB_TOPIC, DIAGNOSTICS} | ({odom_topic} if odom_topic is not None else set())
+    ground_truth |= {feed.cloud_topic} if feed.cloud_topic else set()  # a replayed input, not an output
     return _Plan(outputs, expected, {t: facts.counts.get(t, 0) for t in sorted(main_inputs)}, workers,
                  {t for t in outputs if t not in ground_truth}, session, feed, notes)
 
@@ -324,7 +329,13 @@ def _add_accumulators(args: argparse.Namespace, facts: BagFacts, preset: Any, ev
         outputs[GT_BOXES] = Detection3DArray
         feed.session.detection = DetectionAccumulator(DetectionEvaluator(
             classes=det_classes, iou_thresholds=iou_thresholds, interpolation=args.ap_interpolation,
-            bev_range=_detector_bev_range(preset)))
+            bev_range=_detector_bev_range(preset)), min_points=max(0, args.detection_min_points))
+        if args.detection_min_points > 0:
+            from sensor_msgs.msg import PointCloud2
+
+            feed.cloud_topic = next(resolve_topic(ev.main_input, launch.remappings) for launch, ev in evaluated
+                                    if ev.detections)
+            outputs[feed.cloud_topic] = PointCloud2
     elif feed.detection_topics:
         notes.append(f"3D detection metrics skipped: the bag has no {GT_BOXES}")
 
@@ -442,6 +453,23 @@ def _sample_frame(session: EvaluationSession) -> Any:
     return SampleFrame(rgb, gt, pred, label_set.palette())
 
 
+def kitti_threshold(class_name: str, section: dict) -> str | None:
+    """The IoU threshold KITTI scores a class at (car 0.7, others 0.5) when the evaluation has it."""
+    want = "0.7" if class_name.lower() == "car" else "0.5"
+    return want if want in section else None
+
+
+def kitti_aps(classes: list[str], bev: dict) -> str:
+    """``car@0.7 0.912, pedestrian@0.5 0.634, ...``: each class's BEV AP at its KITTI threshold, where evaluated."""
+    parts = []
+    for c in classes:
+        t = kitti_threshold(c, bev)
+        if t is not None:
+            ap = bev[t]["AP"].get(c)
+            parts.append(f"{c}@{t} {'-' if ap is None else f'{ap:.3f}'}")
+    return ", ".join(parts) or "-"
+
+
 def _print_summary(metrics: dict[str, Any], iou_thresholds: tuple[float, ...]) -> None:
     """One line per network that ran, per evaluated task and per output topic, then the notes."""
     from ros_mmfusion.core.evaluation.report import model_line
@@ -457,6 +485,11 @@ def _print_summary(metrics: dict[str, Any], iou_thresholds: tuple[float, ...]) -
         print(f"3D detection: BEV mAP@{first} {m['bev'][first]['mAP'] or 0:.3f}, 3D mAP@{first} "
               f"{m['3d'][first]['mAP'] or 0:.3f}, centre-distance mAP {m['center_distance_mAP']['mAP'] or 0:.3f} "
               f"over {m['frames']} frames")
+        levels = [("every box", m)]
+        if m.get("min_points_level"):
+            levels.append((f">= {m['min_points_level']['min_points']} LiDAR points", m["min_points_level"]))
+        for level, section in levels:
+            print(f"3D detection BEV AP per class ({level}): {kitti_aps(m['classes'], section['bev'])}")
     if "navigation" in metrics:
         loc, wp = metrics["navigation"]["localisation"], metrics["navigation"]["waypoints"]
         print(f"navigation: localisation accuracy {loc['accuracy'] if loc['accuracy'] is not None else '-'} over "

@@ -17,6 +17,7 @@ from ros_mmfusion.core.geometry import quaternion_to_yaw
 from ros_mmfusion.core.stamps import stamp_to_ns
 from ros_mmfusion.ros.detections import detections_to_arrays
 from ros_mmfusion.ros.image import image_to_numpy
+from ros_mmfusion.ros.pointcloud import pointcloud2_to_xyz
 
 
 @dataclass
@@ -27,6 +28,7 @@ class EvaluationFeed:
     labels_topics: set[str] = field(default_factory=set)  # mono8 class-id predictions
     detection_topics: set[str] = field(default_factory=set)  # Detection3DArray predictions
     rgb_topic: str | None = None  # the camera image of the segmentation sample frame
+    cloud_topic: str | None = None  # the detector's PointCloud2 input (ground truth's LiDAR returns per box)
     path_topic: str | None = None
     closest_topic: str | None = None
     odom_topic: str | None = None
@@ -50,6 +52,8 @@ class EvaluationFeed:
                 q = pose.orientation
                 nav.add_odometry(stamp, pose.position.x, pose.position.y,
                                  quaternion_to_yaw(np.array([q.x, q.y, q.z, q.w])))
+        if det is not None and topic == self.cloud_topic:
+            det.add(stamp, cloud=pointcloud2_to_xyz(msg))
         if det is not None and topic == GT_BOXES:
             det.add(stamp, gt=detections_to_arrays(msg))
         elif det is not None and topic in self.detection_topics:

@@ -175,3 +175,40 @@ def test_report_has_detection_tables_and_pr_curves(tmp_path):
     assert paths["pr_curves"].stat().st_size > 1000
     md = paths["markdown"].read_text()
     assert "## 3D detection" in md and "| class (BEV AP @IoU) | 0.5 | 0.7 |" in md and "| pedestrian | 0.000 |" in md
+
+
+def test_ignored_ground_truth_neither_counts_nor_penalises():
+    from ros_mmfusion.core.detection3d.metrics import points_in_boxes
+
+    gt = np.array([[10.0, 0, 0, 4, 2, 1.5, 0], [20.0, 5, 0, 4, 2, 1.5, 0.3]])
+    det = np.array([[10.0, 0, 0, 4, 2, 1.5, 0], [20.0, 5, 0, 4, 2, 1.5, 0.3], [30.0, -5, 0, 4, 2, 1.5, 0]])
+    cloud = np.r_[np.c_[np.random.default_rng(0).uniform(-0.9, 0.9, (40, 2)) + [10, 0], np.zeros(40)],
+                  [[20.0, 5.0, 0.0], [20.5, 5.2, 0.1]], [[50.0, 0.0, 0.0]]]
+    counts = points_in_boxes(cloud, gt)
+    np.testing.assert_array_equal(counts, [40, 2])
+    plain, level = DetectionEvaluator(classes=["car"]), DetectionEvaluator(classes=["car"])
+    plain.add_frame(gt, ["car", "car"], det, ["car"] * 3, [0.9, 0.8, 0.7])
+    level.add_frame(gt, ["car", "car"], det, ["car"] * 3, [0.9, 0.8, 0.7], gt_ignore=counts < 5)
+    p, lv = plain.curve("bev", 0.7, "car"), level.curve("bev", 0.7, "car")
+    assert (p.num_gt, p.num_det) == (2, 3) and (lv.num_gt, lv.num_det) == (1, 2)
+    # the detection of the ignored box is gone, the false positive stays: precision 1 then 1/2 at full recall
+    np.testing.assert_allclose(lv.precision, [1.0, 0.5])
+    with pytest.raises(ValueError, match="gt_ignore"):
+        level.add_frame(gt, ["car", "car"], det, ["car"] * 3, [0.9, 0.8, 0.7], gt_ignore=[True])
+
+
+def test_accumulator_min_points_level_pairs_clouds_by_stamp():
+    from ros_mmfusion.core.detection3d.metrics import DetectionAccumulator
+
+    gt = (np.array([[10.0, 0, 0, 4, 2, 1.5, 0], [20.0, 5, 0, 4, 2, 1.5, 0]]), ["car", "car"], np.ones(2))
+    pred = (np.array([[10.0, 0, 0, 4, 2, 1.5, 0]]), ["car"], np.array([0.9]))
+    cloud = np.c_[np.random.default_rng(1).uniform(-0.9, 0.9, (30, 2)) + [10, 0], np.zeros(30)]
+    acc = DetectionAccumulator(DetectionEvaluator(classes=["car"], iou_thresholds=(0.7,)), min_points=5)
+    acc.add(1, gt=gt, pred=pred)
+    assert acc.matched == 0  # waits for the cloud
+    acc.add(1, cloud=cloud)
+    assert acc.matched == 1
+    out = acc.results(1, [])
+    assert out["bev"]["0.7"]["AP"]["car"] < 0.6  # the empty far car is a miss among every box
+    assert out["min_points_level"]["bev"]["0.7"]["AP"]["car"] == pytest.approx(1.0)
+    assert out["min_points_level"]["num_gt"] == {"car": 1}

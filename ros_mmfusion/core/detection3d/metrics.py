@@ -88,25 +88,44 @@ def center_distance_matrix(boxes_a, boxes_b) -> np.ndarray:
     return np.hypot(np.subtract.outer(a[:, 0], b[:, 0]), np.subtract.outer(a[:, 1], b[:, 1]))
 
 
-def greedy_match(affinity: np.ndarray, scores, accept: np.ndarray) -> np.ndarray:
-    """True-positive flags ``(D,)`` (in input order) of greedy score-ordered matching.
+def greedy_assign(affinity: np.ndarray, scores, accept: np.ndarray) -> np.ndarray:
+    """The ground truth each detection matched, ``(D,)`` int (``-1``: none), by greedy score-ordered matching.
 
     ``affinity`` ``(D, G)``: higher is better (IoU, or minus the distance); ``accept`` ``(D, G)``: whether a pair may
     match at all (IoU >= threshold, distance <= threshold). Each detection, best score first, takes the unmatched
     ground truth of highest affinity among those it may match.
     """
     d, g = affinity.shape
-    tp = np.zeros(d, dtype=bool)
+    matched = np.full(d, -1, dtype=np.int64)
     if d == 0 or g == 0:
-        return tp
+        return matched
     taken = np.zeros(g, dtype=bool)
     for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
         ok = accept[i] & ~taken
         if ok.any():
             j = int(np.argmax(np.where(ok, affinity[i], -np.inf)))
             taken[j] = True
-            tp[i] = True
-    return tp
+            matched[i] = j
+    return matched
+
+
+def greedy_match(affinity: np.ndarray, scores, accept: np.ndarray) -> np.ndarray:
+    """True-positive flags ``(D,)`` (in input order) of :func:`greedy_assign`."""
+    return greedy_assign(affinity, scores, accept) >= 0
+
+
+def points_in_boxes(xyz: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``(G,)`` number of the ``(N, 3)`` points inside each yawed box ``(x, y, z, dx, dy, dz, yaw)``."""
+    b = _boxes(boxes)
+    pts = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    counts = np.zeros(b.shape[0], dtype=np.int64)
+    for k, (x, y, z, dx, dy, dz, yaw) in enumerate(b):
+        near = pts[(np.abs(pts[:, 0] - x) <= (dx + dy) / 2) & (np.abs(pts[:, 1] - y) <= (dx + dy) / 2)]
+        c, s = np.cos(yaw), np.sin(yaw)
+        lx = (near[:, 0] - x) * c + (near[:, 1] - y) * s
+        ly = -(near[:, 0] - x) * s + (near[:, 1] - y) * c
+        counts[k] = int(np.sum((np.abs(lx) <= dx / 2) & (np.abs(ly) <= dy / 2) & (np.abs(near[:, 2] - z) <= dz / 2)))
+    return counts
 
 
 @dataclass
@@ -208,9 +227,17 @@ class DetectionEvaluator:
         yield from (("3d", t) for t in self.iou_thresholds)
         yield from (("center_distance", t) for t in self.distance_thresholds)
 
-    def add_frame(self, gt_boxes, gt_labels: Sequence[str], det_boxes, det_labels: Sequence[str], det_scores) -> None:
-        """One frame: ground-truth boxes and class names, detected boxes, class names and scores."""
+    def add_frame(self, gt_boxes, gt_labels: Sequence[str], det_boxes, det_labels: Sequence[str], det_scores,
+                  gt_ignore=None) -> None:
+        """One frame: ground-truth boxes and class names, detected boxes, class names and scores.
+
+        ``gt_ignore`` ``(G,)`` bools mark ground truth that neither counts nor penalises (too few LiDAR points, as
+        KITTI's difficulty levels and Waymo's LEVEL_1 leave out): it is matched like any other box, but a detection
+        that takes it is dropped from the ranking (neither true nor false positive) and a miss of it is no miss."""
         gt, det = _boxes(gt_boxes), _boxes(det_boxes)
+        ignore = np.zeros(gt.shape[0], bool) if gt_ignore is None else np.asarray(gt_ignore, bool).reshape(-1)
+        if ignore.size != gt.shape[0]:
+            raise ValueError("gt_ignore and the ground-truth boxes disagree in number")
         gt_labels, det_labels = np.asarray(list(gt_labels), dtype=object), np.asarray(list(det_labels), dtype=object)
         det_scores = np.asarray(det_scores, dtype=np.float64).reshape(-1)
         if gt.shape[0] != gt_labels.size or det.shape[0] != det_labels.size or det.shape[0] != det_scores.size:
@@ -219,7 +246,7 @@ class DetectionEvaluator:
             x0, y0, x1, y1 = (float(v) for v in self.bev_range)
             keep_gt = (gt[:, 0] >= x0) & (gt[:, 0] <= x1) & (gt[:, 1] >= y0) & (gt[:, 1] <= y1)
             keep_det = (det[:, 0] >= x0) & (det[:, 0] <= x1) & (det[:, 1] >= y0) & (det[:, 1] <= y1)
-            gt, gt_labels = gt[keep_gt], gt_labels[keep_gt]
+            gt, gt_labels, ignore = gt[keep_gt], gt_labels[keep_gt], ignore[keep_gt]
             det, det_labels, det_scores = det[keep_det], det_labels[keep_det], det_scores[keep_det]
         self.frames += 1
         self._seen.update(gt_labels.tolist())
@@ -227,22 +254,24 @@ class DetectionEvaluator:
         classes = self.classes if self.classes is not None else sorted(set(gt_labels) | set(det_labels))
         for name in classes:
             g, d = gt[gt_labels == name], det[det_labels == name]
+            ig = ignore[gt_labels == name]
             s = det_scores[det_labels == name]
             bev = iou3d = dist = None
             for kind, thr in self._kinds():
                 if kind == "bev":
                     bev = bev_iou_matrix(d, g) if bev is None else bev
-                    tp = greedy_match(bev, s, bev >= thr)
+                    matched = greedy_assign(bev, s, bev >= thr)
                 elif kind == "3d":
                     iou3d = iou3d_matrix(d, g) if iou3d is None else iou3d
-                    tp = greedy_match(iou3d, s, iou3d >= thr)
+                    matched = greedy_assign(iou3d, s, iou3d >= thr)
                 else:
                     dist = center_distance_matrix(d, g) if dist is None else dist
-                    tp = greedy_match(-dist, s, dist <= thr)
+                    matched = greedy_assign(-dist, s, dist <= thr)
+                dropped = (matched >= 0) & ig[np.maximum(matched, 0)] if ig.size else np.zeros(len(s), bool)
                 ranked = self._ranked.setdefault((kind, thr, name), _Ranked())
-                ranked.scores.append(s)
-                ranked.tp.append(tp)
-                ranked.num_gt += g.shape[0]
+                ranked.scores.append(s[~dropped])
+                ranked.tp.append((matched >= 0)[~dropped])
+                ranked.num_gt += int(g.shape[0] - ig.sum())
 
     def _settings(self) -> tuple:
         return (None if self.classes is None else tuple(self.classes), tuple(self.iou_thresholds),
@@ -313,26 +342,42 @@ Boxes = tuple[np.ndarray, Sequence[str], np.ndarray]
 @dataclass
 class DetectionAccumulator:
     """Pairs detections with ground truth by stamp (ns) and feeds ``evaluator``; keeps the matched frame with the
-    most ground-truth boxes for the report's BEV picture (``sample``: JSON-ready, coordinates rounded to mm)."""
+    most ground-truth boxes for the report's BEV picture (``sample``: JSON-ready, coordinates rounded to mm).
+
+    With ``min_points`` > 0 the LiDAR cloud of each frame (``add(stamp, cloud=xyz)``) is paired too and a second
+    evaluator, ``level``, scores the same frames with ground truth of fewer than ``min_points`` returns ignored
+    (``DetectionEvaluator.add_frame``'s ``gt_ignore``): the all-boxes figures stay the headline."""
 
     evaluator: DetectionEvaluator
     pending_limit: int = 100
+    min_points: int = 0
+    level: DetectionEvaluator | None = None
     matched: int = 0
     evicted: int = 0
     _gt: OrderedDict = field(default_factory=OrderedDict)
     _pred: OrderedDict = field(default_factory=OrderedDict)
+    _cloud: OrderedDict = field(default_factory=OrderedDict)
     sample: dict | None = None
 
-    def add(self, stamp: int, gt: Boxes | None = None, pred: Boxes | None = None) -> None:
-        for store, value in ((self._gt, gt), (self._pred, pred)):
+    def __post_init__(self) -> None:
+        if self.min_points > 0 and self.level is None:
+            self.level = DetectionEvaluator(**{k: getattr(self.evaluator, k) for k in (
+                "classes", "iou_thresholds", "distance_thresholds", "interpolation", "bev_range")})
+
+    def add(self, stamp: int, gt: Boxes | None = None, pred: Boxes | None = None, cloud: np.ndarray | None = None
+            ) -> None:
+        for store, value in ((self._gt, gt), (self._pred, pred), (self._cloud, cloud)):
             if value is not None:
                 store[stamp] = value
                 while len(store) > self.pending_limit:
                     store.popitem(last=False)
                     self.evicted += 1
-        if stamp in self._gt and stamp in self._pred:
+        if stamp in self._gt and stamp in self._pred and (self.min_points <= 0 or stamp in self._cloud):
             (gb, gl, _), (db, dl, ds) = self._gt.pop(stamp), self._pred.pop(stamp)
             self.evaluator.add_frame(gb, gl, db, dl, ds)
+            if self.level is not None:
+                counts = points_in_boxes(self._cloud.pop(stamp), gb)
+                self.level.add_frame(gb, gl, db, dl, ds, gt_ignore=counts < self.min_points)
             self.matched += 1
             if self.sample is None or len(gl) > len(self.sample["gt_labels"]):
                 self.sample = {"stamp_ns": stamp, "gt_boxes": np.asarray(gb).round(3).tolist(),
@@ -340,9 +385,16 @@ class DetectionAccumulator:
                                "det_labels": list(dl), "det_scores": np.asarray(ds).round(3).tolist()}
 
     def results(self, ground_truth_frames: int, notes: list[str]) -> dict | None:
-        """The ``detection`` section of ``metrics.json`` (the evaluator's results, the sample frame), or None with a
-        note in ``notes`` when no detection matched a ground-truth frame."""
+        """The ``detection`` section of ``metrics.json`` (the evaluator's results, the sample frame; with
+        ``min_points`` the ``min_points_level`` results too), or None with a note in ``notes`` when no detection
+        matched a ground-truth frame."""
         if not self.matched:
             notes.append("3D detection metrics skipped: no detection matched a ground-truth frame by stamp")
             return None
-        return {**self.evaluator.results(), "ground_truth_frames": ground_truth_frames, "sample_bev": self.sample}
+        out = {**self.evaluator.results(), "ground_truth_frames": ground_truth_frames, "sample_bev": self.sample}
+        if self.level is not None:
+            level = self.level.results()
+            aps = {kind: {thr: {"AP": v["AP"], "mAP": v["mAP"]} for thr, v in level[kind].items()}
+                   for kind in ("bev", "3d")}
+            out["min_points_level"] = {"min_points": self.min_points, "num_gt": level["num_gt"], **aps}
+        return out
