@@ -30,7 +30,8 @@ def fails_with_one_line(capsys, argv: list[str], message: str) -> None:
 
 
 @pytest.mark.skipif(not VINT_FIXTURE.exists(), reason="ViNT fixtures not available")
-def test_train_navigation_on_a_bag_from_the_fixture(bag, tmp_path, capsys):
+def test_train_navigation_on_a_bag_from_the_fixture(bag, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MMFUSION_CACHE_DIR", str(tmp_path / "cache"))  # checkpoints go to the cache
     out = tmp_path / "nav"
     argv = ["train", "navigation", "--out", str(out), "--bag", str(bag), "--val-bag", str(bag.parent / "pass2"),
             "--size", "64x48", "--iterations", "1", "--batch", "2", "--goals-per-context", "2", "--threads", "1",
@@ -47,6 +48,7 @@ def test_train_navigation_on_a_bag_from_the_fixture(bag, tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"]["held_out"] and metrics["data"]["validation"][0]["name"] == "bag:pass2"
     assert metrics["config"]["bags"] == [str(bag.resolve())] and metrics["config"]["scenarios"] == []
+    assert len(list((tmp_path / "cache" / "train").glob("nav-*/last.pt"))) == 1
     # an existing package is refused, and left as it was
     before = (out / "weights.pt").read_bytes()
     fails_with_one_line(capsys, argv, "is not an empty directory")
