@@ -96,7 +96,7 @@ VINT_VARIANTS: dict[str, ViNTVariant] = {
     ),
     "vint_reduced": ViNTVariant(
         ViNTConfig(obs_encoding_size=256, mha_num_attention_layers=2),
-        weights="a reduced variant of the released architecture (256-d tokens, 2 attention layers; 10.8 M used "
+        weights="a reduced variant of the released architecture (256-d tokens, 2 attention layers; 10.9 M used "
                 "parameters, 21 MB in fp16): the test fixture state_vint_reduced_fp16.npz (random weights, not "
                 "trained) and the packages `mmfusion train navigation` writes by default",
     ),
