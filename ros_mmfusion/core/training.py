@@ -19,7 +19,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -51,10 +51,7 @@ class LoopConfig:
 
     def check(self) -> None:
         """ConfigError naming the first unusable setting (names as ``mmfusion train``'s options)."""
-        for name in ("iterations", "validate_every", "checkpoint_every", "log_every", "threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, ("iterations", "validate_every", "checkpoint_every", "log_every", "threads"))
         if self.threads > 1024 or self.iterations > 10_000_000:
             raise ConfigError(f"threads must be <= 1024 and iterations <= 10000000, got {self.threads}, "
                               f"{self.iterations}")
@@ -74,6 +71,14 @@ class LoopConfig:
         if self.schedule == "cosine":
             return self.lr * warm * 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.lr * warm * (1.0 - progress) ** 0.9
+
+
+def check_positive_ints(config: Any, names: Sequence[str]) -> None:
+    """ConfigError naming the first of ``config``'s fields ``names`` that is not a positive integer (bools are not)."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 def check_device(device: str) -> None:

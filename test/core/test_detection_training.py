@@ -35,12 +35,7 @@ needs_fixture = pytest.mark.skipif(not PP_FIXTURE.exists(), reason="PointPillars
 LITE = VARIANTS["pointpillars_synthetic_lite"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 def box(x, y, name="car", yaw=0.0):

@@ -32,12 +32,7 @@ VINT_FIXTURE = FIXTURES / "vint" / "state_vint_reduced_fp16.npz"
 needs_fixture = pytest.mark.skipif(not VINT_FIXTURE.exists(), reason="ViNT fixtures not available")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 def tiny_config(**overrides) -> NavTrainConfig:

@@ -34,12 +34,7 @@ INTERMEDIATES = {"obs_feat": "obs_features", "goal_feat": "goal_features", "toke
                  "final_repr": "final_repr", "action_raw": "action_raw", "dist": "dist", "action": "action"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,15 @@ from pathlib import Path
 import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError
-from ros_mmfusion.core.training import Checkpoints, LoopConfig, config_identity, default_checkpoint_dir, fit, run_record
+from ros_mmfusion.core.training import (
+    Checkpoints,
+    LoopConfig,
+    check_positive_ints,
+    config_identity,
+    default_checkpoint_dir,
+    fit,
+    run_record,
+)
 
 Log = Callable[[str], None]
 MIN_SAMPLE_POINTS = 5
@@ -81,10 +89,7 @@ class DetectionTrainConfig:
             anchored = [n for n, c in VARIANTS.items() if isinstance(c.head, AnchorHeadConfig)]
             raise ConfigError(f"variant {self.variant!r} is not a trainable anchor-head detector: "
                               f"{', '.join(anchored)}")
-        for name in ("frames_per_seed", "val_frames_per_seed", "frame_stride", "batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, ("frames_per_seed", "val_frames_per_seed", "frame_stride", "batch"))
         if self.beams not in (16, 32, 64, 128):
             raise ConfigError(f"beams must be 16, 32, 64 or 128, got {self.beams}")
         if not self.bags and not self.scenarios:

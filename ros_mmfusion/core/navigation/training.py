@@ -46,7 +46,7 @@ import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.model_package import PACKAGE_FILES  # noqa: F401 - what train() writes (mmfusion train)
-from ros_mmfusion.core.training import LoopConfig
+from ros_mmfusion.core.training import LoopConfig, check_positive_ints
 
 Log = Callable[[str], None]
 MAX_DATASET_BYTES = 4 * 2**30
@@ -100,11 +100,8 @@ class NavTrainConfig:
         if self.variant not in VINT_VARIANTS:
             raise ConfigError(f"variant {self.variant!r} is not one of {', '.join(VINT_VARIANTS)}")
         check_image_size(self.height, self.width, "training size", minimum=32)
-        for name in ("batch", "goals_per_context", "frames_per_seed", "val_frames", "max_dist", "max_action_dist",
-                     "node_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, ("batch", "goals_per_context", "frames_per_seed", "val_frames", "max_dist",
+                                   "max_action_dist", "node_every"))
         if self.batch % self.goals_per_context:
             raise ConfigError(f"batch {self.batch} must be a multiple of goals_per_context {self.goals_per_context}")
         if self.max_dist > 1000 or self.radius < 0 or self.radius > 100:

@@ -22,6 +22,7 @@ from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.modalities.encoders import make_encoder
 from ros_mmfusion.core.segmentation.metrics import ConfusionAccumulator
 from ros_mmfusion.core.segmentation.preprocess import RGBXNormalization, encode_x, rgbx_inputs
+from ros_mmfusion.core.training import check_positive_ints
 
 PACKAGE_FILES = ("model.yaml", "weights.pt", "metrics.json")
 """What :func:`train` writes into its output directory."""
@@ -62,11 +63,8 @@ class TrainConfig:
         if self.variant not in variants:
             raise ConfigError(f"variant {self.variant!r} is not one of {', '.join(variants)}")
         check_image_size(self.height, self.width, "training size", minimum=32)
-        for name in ("iterations", "batch", "frames_per_seed", "decoder_embed_dim", "threads", "warmup",
-                     "frame_stride"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, ("iterations", "batch", "frames_per_seed", "decoder_embed_dim", "threads", "warmup",
+                                   "frame_stride"))
         if self.decoder_embed_dim > 4096 or self.threads > 1024:
             raise ConfigError(f"decoder_embed_dim must be <= 4096 and threads <= 1024, got "
                               f"{self.decoder_embed_dim} and {self.threads}")
