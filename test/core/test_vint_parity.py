@@ -27,14 +27,12 @@ from ros_mmfusion.core.navigation.preprocess import center_crop_to_aspect, prepr
 from test.fixtures import FIXTURES as ALL_FIXTURES
 
 FIXTURES = ALL_FIXTURES / "vint"
-pytestmark = pytest.mark.skipif(not (FIXTURES / "manifest.json").exists(), reason="ViNT fixtures not available")
+pytestmark = [pytest.mark.skipif(not (FIXTURES / "manifest.json").exists(), reason="ViNT fixtures not available"),
+              pytest.mark.usefixtures("torch_single_thread")]
 
 # fixture array suffix -> ViNT.forward_intermediates name
 INTERMEDIATES = {"obs_feat": "obs_features", "goal_feat": "goal_features", "tokens": "tokens",
                  "final_repr": "final_repr", "action_raw": "action_raw", "dist": "dist", "action": "action"}
-
-
-pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")
