@@ -94,6 +94,13 @@ class DetectionTrainConfig:
             raise ConfigError(f"beams must be 16, 32, 64 or 128, got {self.beams}")
         if not self.bags and not self.scenarios:
             raise ConfigError("no training data: give --scenario or --bag")
+        from ros_mmfusion.core.sim.scenarios import get_scenario
+
+        for name in self.scenarios:
+            get_scenario(name)  # ConfigError naming the known ones
+        if self.scenarios and set(self.train_seeds) & set(self.val_seeds):
+            raise ConfigError(f"seeds {sorted(set(self.train_seeds) & set(self.val_seeds))} are both training and "
+                              "validation seeds: validation must be held out")
         from ros_mmfusion.core import labels as L
 
         known = {label.name for label in L.LABELS}
