@@ -50,6 +50,11 @@ def _clean(obj):
     return obj
 
 
+def metrics_json(metrics: dict) -> str:
+    """``metrics`` as strict JSON text (NaN and inf as null, numpy values as numbers), as ``metrics.json`` holds it."""
+    return json.dumps(_clean(metrics), indent=2, default=_json_default) + "\n"
+
+
 def _plot_iou(iou: dict[str, float | None], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -147,7 +152,7 @@ def _plot_pr(det: dict, path: Path) -> Path:
     return path
 
 
-def _plot_trajectory(traj: dict, path: Path) -> Path:
+def plot_trajectory(traj: dict, path: Path) -> Path:
     """Ground-truth trajectory (odometry), the topological map's nodes, and where the robot was localised: a line
     from each ground-truth position to the node the policy chose there."""
     import matplotlib.pyplot as plt
@@ -174,7 +179,7 @@ def _plot_trajectory(traj: dict, path: Path) -> Path:
     return path
 
 
-def _plot_bev_sample(sample: dict, path: Path, bev_range: tuple[float, float, float, float] | None = None) -> Path:
+def plot_bev_sample(sample: dict, path: Path, bev_range: tuple[float, float, float, float] | None = None) -> Path:
     """One frame in bird's-eye view (LiDAR frame): ground-truth boxes in green, detections in red with scores."""
     import matplotlib.pyplot as plt
 
@@ -267,7 +272,7 @@ def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeri
     out.mkdir(parents=True, exist_ok=True)
     metrics = _clean(metrics)
     paths: dict[str, Path] = {"metrics": out / "metrics.json"}
-    paths["metrics"].write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
+    paths["metrics"].write_text(metrics_json(metrics))
     figures: list[tuple[str, str]] = []  # (file name, caption)
     seg = metrics.get("segmentation")
     if seg and any(v is not None for v in seg["IoU"].values()):
@@ -282,11 +287,11 @@ def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeri
         paths["pr_curves"] = _plot_pr(det, out / "pr_curves.png")
         figures.append((paths["pr_curves"].name, "Precision-recall curves (3D detection)"))
         if det.get("sample_bev"):
-            paths["bev_sample"] = _plot_bev_sample(det["sample_bev"], out / "detection_sample_bev.png")
+            paths["bev_sample"] = plot_bev_sample(det["sample_bev"], out / "detection_sample_bev.png")
             figures.append((paths["bev_sample"].name, "Sample frame with ground-truth and detected boxes (BEV)"))
     nav = metrics.get("navigation")
     if nav and nav.get("trajectory"):
-        paths["trajectory"] = _plot_trajectory(nav["trajectory"], out / "trajectory.png")
+        paths["trajectory"] = plot_trajectory(nav["trajectory"], out / "trajectory.png")
         figures.append((paths["trajectory"].name, "Trajectory, topomap nodes and localisation"))
     if sample is not None:
         paths["sample"] = _plot_sample(sample, out / "sample_frame.png")
