@@ -108,8 +108,10 @@ def _print_summary(metrics: dict[str, Any], iou_thresholds: tuple[float, ...]) -
               f"over {m['frames']} frames")
     if "navigation" in metrics:
         loc, wp = metrics["navigation"]["localisation"], metrics["navigation"]["waypoints"]
-        print(f"navigation: localisation accuracy {loc['accuracy'] if loc['accuracy'] is not None else '-'} over "
-              f"{loc['frames']} frames, ADE {wp['ADE_m'] if wp['ADE_m'] is not None else '-'} m, "
+        within = loc.get("accuracy_within_1")
+        print(f"navigation: localisation accuracy {loc['accuracy'] if loc['accuracy'] is not None else '-'} "
+              f"(within +-1 node {within if within is not None else '-'}) over {loc['frames']} frames, "
+              f"ADE {wp['ADE_m'] if wp['ADE_m'] is not None else '-'} m, "
               f"FDE {wp['FDE_m'] if wp['FDE_m'] is not None else '-'} m over {wp['frames']} frames")
     for topic, s in metrics["latency"].items():
         p50 = "-" if s["p50_ms"] is None else f"{s['p50_ms']:.1f}"
