@@ -180,7 +180,9 @@ def plot_trajectory(traj: dict, path: Path) -> Path:
 
 
 def plot_bev_sample(sample: dict, path: Path, bev_range: tuple[float, float, float, float] | None = None) -> Path:
-    """One frame in bird's-eye view (LiDAR frame): ground-truth boxes in green, detections in red with scores."""
+    """One frame in bird's-eye view (LiDAR frame): ground-truth boxes in green, detections in red with scores. With
+    ``bev_range`` (x_min, y_min, x_max, y_max, metres: the detector's range, where boxes are evaluated) the range is
+    drawn dashed and the view is limited to it (2 m margin)."""
     import matplotlib.pyplot as plt
 
     from ros_mmfusion.core.codec.boxes import box_corners
@@ -200,7 +202,14 @@ def plot_bev_sample(sample: dict, path: Path, bev_range: tuple[float, float, flo
     ax.scatter([0], [0], marker="^", color="k", label="LiDAR")
     ax.set_xlabel("x (m, LiDAR frame)")
     ax.set_ylabel("y (m)")
-    ax.set_aspect("equal", adjustable="datalim")
+    if bev_range is not None:
+        x0, y0, x1, y1 = (float(v) for v in bev_range)
+        ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], "--", color="0.5", lw=1, label="detector range")
+        ax.set_xlim(x0 - 2, x1 + 2)
+        ax.set_ylim(y0 - 2, y1 + 2)
+        ax.set_aspect("equal", adjustable="box")
+    else:
+        ax.set_aspect("equal", adjustable="datalim")
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title("sample frame, bird's-eye view")
     fig.tight_layout()
@@ -287,7 +296,8 @@ def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeri
         paths["pr_curves"] = _plot_pr(det, out / "pr_curves.png")
         figures.append((paths["pr_curves"].name, "Precision-recall curves (3D detection)"))
         if det.get("sample_bev"):
-            paths["bev_sample"] = plot_bev_sample(det["sample_bev"], out / "detection_sample_bev.png")
+            paths["bev_sample"] = plot_bev_sample(det["sample_bev"], out / "detection_sample_bev.png",
+                                                  det.get("bev_range"))
             figures.append((paths["bev_sample"].name, "Sample frame with ground-truth and detected boxes (BEV)"))
     nav = metrics.get("navigation")
     if nav and nav.get("trajectory"):
