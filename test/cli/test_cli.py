@@ -87,19 +87,51 @@ def test_node_with_bad_parameter_exits_2_with_the_reason(ros_child_env):
     assert "Traceback" not in proc.stderr
 
 
-def test_demo_generates_data_replays_it_and_shows_what_was_published(ros_child_env, tmp_path):
+def test_demo_shows_every_task_with_its_metrics_weights_and_pictures(ros_child_env, tmp_path):
+    """The demo's two runs (urban bag: depth, segmentation, 3D detection; corridor: topomap and navigation) at tiny
+    sizes; the metrics' values mean little here (random detection and navigation weights), their presence does."""
+    import math
+
+    import cv2
+
     out = tmp_path / "demo"
-    proc = run(["demo", "--out", str(out), "--frames", "8", "--size", "160x120"], ros_child_env(), timeout=240)
+    args = ["demo", "--out", str(out), "--frames", "6", "--size", "160x120", "--nav-frames", "12"]
+    proc = run(args, ros_child_env(), timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (out / "urban_night_bag" / "metadata.yaml").is_file()
+    for bag in ("urban_night_bag", "indoor_corridor_bag", "indoor_corridor_pass2_bag"):
+        assert (out / bag / "metadata.yaml").is_file() and (out / bag / "calibration.yaml").is_file()
+    assert (out / "indoor_corridor_topomap" / "topomap.yaml").is_file()
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert summary["printed"] == proc.stdout.splitlines()[-len(summary["printed"]) - 2:-2]
+
+    seg, det, nav = (summary["tasks"][k] for k in ("segmentation", "detection", "navigation"))
+    assert 0.0 <= seg["mIoU"] <= 1.0 and seg["frames"] >= 3
+    assert {n: v["iou"] for n, v in det["bev_AP"].items()} == {"car": 0.7, "pedestrian": 0.5, "cyclist": 0.5}
+    assert all(v["AP"] is None or 0.0 <= v["AP"] <= 1.0 for v in det["bev_AP"].values()) and det["frames"] >= 3
+    assert sum(v["ground_truth_boxes"] for v in det["bev_AP"].values()) > 0
+    assert nav["topomap_nodes"] >= 6 and nav["localised_frames"] >= 1
+    assert 0.0 <= nav["localisation_exact"] <= nav["localisation_within_1_node"] <= 1.0
+    assert nav["waypoint_ADE_m"] is None or (math.isfinite(nav["waypoint_ADE_m"]) and nav["waypoint_ADE_m"] >= 0)
+    assert summary["runs"]["navigation"]["distance_source"] == "model", "no odometry oracle in the demo"
+
+    models = summary["models"]
+    assert set(models) == {"/fusion_segmentation", "/detection3d", "/vint_navigation"}
+    assert models["/fusion_segmentation"]["weights"] == "trained"
+    assert all(m["weights"] in ("trained", "file", "fixture", "random") for m in models.values())
+    for line in ("segmentation (urban_night): mIoU", "3D detection (urban_night): BEV AP",
+                 "localisation within +-1 node", "/fusion_segmentation: trained weights"):
+        assert line in proc.stdout, line
     rows = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
-            if line.startswith("/") and len(line.split()) == 3}
-    assert rows["/camera/color/image_raw"] == 8
-    assert 6 <= rows["/lidar/depth_image"] <= 8, "at most the first clouds may precede the first CameraInfo"
-    assert rows["/lidar_depth/debug/pipeline_latency_ms"] == rows["/lidar/depth_image"]
-    assert (out / "demo_urban_night.png").stat().st_size > 1000
-    again = run(["demo", "--out", str(out), "--frames", "8", "--size", "160x120"], ros_child_env(), timeout=240)
-    assert again.returncode == 0 and "using existing bag" in again.stdout
+            if line.startswith("/") and len(line.split()) == 6}
+    assert 1 <= rows["/lidar/depth_image"] <= 6 and 1 <= rows["/detections"] <= 6 and rows["/navigation/path"] >= 1
+
+    picture = cv2.imread(str(out / "demo_urban_night.png"))
+    assert picture.shape == (120, 3 * 160, 3), "camera + depth | segmentation | boxes in the camera"
+    for name in ("demo_urban_night_bev.png", "demo_navigation.png"):
+        assert (out / name).stat().st_size > 1000, name
+    again = run(args, ros_child_env(), timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("using existing bag") == 3
 
 
 def test_demo_rejects_bad_size(ros_child_env, tmp_path):

@@ -57,6 +57,8 @@ def test_localisation_accuracy_against_the_nearest_node():
     assert nearest_node(nodes, truth).tolist() == [0, 1, 3, 5]
     r = localisation_accuracy([0, 1, 2, 5], nodes, truth)
     assert r["accuracy"] == pytest.approx(0.75) and r["max_index_error"] == 1 and r["mean_index_error"] == 0.25
+    assert r["accuracy_within_1"] == 1.0  # the one miss is a neighbour
+    assert localisation_accuracy([0, 3, 2, 7], nodes, truth)["accuracy_within_1"] == 0.5  # 2 off; 7 is no node
     assert localisation_accuracy([0, 1, 2, 5], nodes, truth, tolerance=1)["accuracy"] == 1.0
     assert localisation_accuracy([], nodes, np.zeros((0, 2)))["accuracy"] is None
 
@@ -99,6 +101,7 @@ def test_navigation_record_pairs_paths_with_closest_nodes_and_scores_them_agains
     assert notes == ["navigation: 4 paths but 3 closest-node indices arrived; the first 3 were paired"]
     assert r["paths"] == 4 and r["topomap_nodes"] == 12
     assert r["localisation"]["frames"] == 3 and r["localisation"]["accuracy"] == pytest.approx(2 / 3)
+    assert r["localisation"]["accuracy_within_1"] == 1.0
     assert r["waypoints"]["frames"] == 4 and r["waypoints"]["FDE_m"] == pytest.approx((3 * 0.1 + 0.5) / 4)
     assert r["trajectory"]["localised_node"] == [1, 2, 4] and r["trajectory"]["truth_xy"][2] == [3.0, 0.0]
     notes.clear()

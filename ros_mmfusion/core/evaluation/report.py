@@ -52,6 +52,11 @@ def _clean(obj):
     return obj
 
 
+def metrics_json(metrics: dict) -> str:
+    """``metrics`` as strict JSON text (NaN and inf as null, numpy values as numbers), as ``metrics.json`` holds it."""
+    return json.dumps(_clean(metrics), indent=2, default=_json_default) + "\n"
+
+
 def _plot_iou(iou: dict[str, float | None], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -149,7 +154,7 @@ def _plot_pr(det: dict, path: Path) -> Path:
     return path
 
 
-def _plot_trajectory(traj: dict, path: Path) -> Path:
+def plot_trajectory(traj: dict, path: Path) -> Path:
     """Ground-truth trajectory (odometry), the topological map's nodes, and where the robot was localised: a line
     from each ground-truth position to the node the policy chose there."""
     import matplotlib.pyplot as plt
@@ -176,8 +181,10 @@ def _plot_trajectory(traj: dict, path: Path) -> Path:
     return path
 
 
-def _plot_bev_sample(sample: dict, path: Path, bev_range: tuple[float, float, float, float] | None = None) -> Path:
-    """One frame in bird's-eye view (LiDAR frame): ground-truth boxes in green, detections in red with scores."""
+def plot_bev_sample(sample: dict, path: Path, bev_range: tuple[float, float, float, float] | None = None) -> Path:
+    """One frame in bird's-eye view (LiDAR frame): ground-truth boxes in green, detections in red with scores. With
+    ``bev_range`` (x_min, y_min, x_max, y_max, metres: the detector's range, where boxes are evaluated) the range is
+    drawn dashed and the view is limited to it (2 m margin)."""
     import matplotlib.pyplot as plt
 
     from ros_mmfusion.core.codec.boxes import box_corners
@@ -197,7 +204,14 @@ def _plot_bev_sample(sample: dict, path: Path, bev_range: tuple[float, float, fl
     ax.scatter([0], [0], marker="^", color="k", label="LiDAR")
     ax.set_xlabel("x (m, LiDAR frame)")
     ax.set_ylabel("y (m)")
-    ax.set_aspect("equal", adjustable="datalim")
+    if bev_range is not None:
+        x0, y0, x1, y1 = (float(v) for v in bev_range)
+        ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], "--", color="0.5", lw=1, label="detector range")
+        ax.set_xlim(x0 - 2, x1 + 2)
+        ax.set_ylim(y0 - 2, y1 + 2)
+        ax.set_aspect("equal", adjustable="box")
+    else:
+        ax.set_aspect("equal", adjustable="datalim")
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title("sample frame, bird's-eye view")
     fig.tight_layout()
@@ -289,7 +303,7 @@ def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeri
     out.mkdir(parents=True, exist_ok=True)
     metrics = _clean(metrics)
     paths: dict[str, Path] = {"metrics": out / "metrics.json"}
-    paths["metrics"].write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
+    paths["metrics"].write_text(metrics_json(metrics))
     figures: list[tuple[str, str]] = []  # (file name, caption)
     seg = metrics.get("segmentation")
     if seg and any(v is not None for v in seg["IoU"].values()):
@@ -304,11 +318,12 @@ def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeri
         paths["pr_curves"] = _plot_pr(det, out / "pr_curves.png")
         figures.append((paths["pr_curves"].name, "Precision-recall curves (3D detection)"))
         if det.get("sample_bev"):
-            paths["bev_sample"] = _plot_bev_sample(det["sample_bev"], out / "detection_sample_bev.png")
+            paths["bev_sample"] = plot_bev_sample(det["sample_bev"], out / "detection_sample_bev.png",
+                                                  det.get("bev_range"))
             figures.append((paths["bev_sample"].name, "Sample frame with ground-truth and detected boxes (BEV)"))
     nav = metrics.get("navigation")
     if nav and nav.get("trajectory"):
-        paths["trajectory"] = _plot_trajectory(nav["trajectory"], out / "trajectory.png")
+        paths["trajectory"] = plot_trajectory(nav["trajectory"], out / "trajectory.png")
         figures.append((paths["trajectory"].name, "Trajectory, topomap nodes and localisation"))
     if sample is not None:
         paths["sample"] = _plot_sample(sample, out / "sample_frame.png")

@@ -4,8 +4,9 @@
 * **Localisation**: at each evaluated frame the node published a closest-node index (``navigation/closest_node``);
   the reference is the topomap node whose pose is nearest (BEV Euclidean distance) to the ground-truth pose of the
   robot at that frame's stamp (``/odom`` interpolated to the stamp). Accuracy is the fraction of frames whose
-  published index is within ``tolerance`` nodes of the reference (0: exact); the mean and max absolute index error
-  and the mean BEV distance between the published node's pose and the ground-truth position are reported too.
+  published index is within ``tolerance`` nodes of the reference (0: exact), and ``accuracy_within_1`` the fraction
+  within +-1 node (the navigation target of issue 13); the mean and max absolute index error and the mean BEV
+  distance between the published node's pose and the ground-truth position are reported too.
 * **Waypoints**: the K predicted waypoints published at stamp ``t`` are ``(x, y)`` in ``base_link`` at ``t``.
   Waypoint ``k`` (0-based) is compared with the ground-truth position at ``t + (k + 1) * dt`` (``dt``: the waypoint
   spacing in time, the policy's context frame period), taken from ``/odom`` by linear interpolation and transformed
@@ -125,12 +126,13 @@ class LocalisationAccumulator:
 
     def results(self) -> dict:
         if not self.index_error:
-            return {"frames": 0, "accuracy": None, "tolerance": self.tolerance, "mean_index_error": None,
-                    "max_index_error": None, "mean_node_distance_m": None}
+            return {"frames": 0, "accuracy": None, "tolerance": self.tolerance, "accuracy_within_1": None,
+                    "mean_index_error": None, "max_index_error": None, "mean_node_distance_m": None}
         err, valid = np.concatenate(self.index_error), np.concatenate(self.valid)
         dist = np.concatenate(self.node_distance)
         return {"frames": int(err.size), "accuracy": float(np.mean((err <= self.tolerance) & valid)),
-                "tolerance": self.tolerance, "mean_index_error": float(err.mean()), "max_index_error": int(err.max()),
+                "tolerance": self.tolerance, "accuracy_within_1": float(np.mean((err <= 1) & valid)),
+                "mean_index_error": float(err.mean()), "max_index_error": int(err.max()),
                 "mean_node_distance_m": float(dist[valid].mean()) if valid.any() else None}
 
 

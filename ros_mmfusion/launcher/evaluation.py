@@ -1,0 +1,465 @@
+"""Evaluate a preset over a bag: replay it, feed the outputs and the replayed ground truth to the accumulators, and
+give the ``metrics.json`` sections (the one evaluation that ``mmfusion eval`` and ``mmfusion demo`` both run).
+
+How predictions meet ground truth: the bag player restamps every header stamp onto the wall clock with one formula
+(``stamp = wall_start + (stamp_in_bag - bag_start) / rate``), and it replays the bag's ground-truth topics too. A
+ground-truth image and the camera image of the same frame share a stamp in the bag, so they share the restamped stamp;
+a node stamps its output with its input's header, so a prediction's stamp equals its frame's ground-truth stamp
+exactly, with no offset to recover. This works the same in one process and with ``processes``.
+
+Latency per output topic is the arrival time (wall clock, in this process) minus the output's header stamp (the
+restamped input stamp, i.e. when the input was published); dropped frames are input frames whose stamp never came
+out. With recording, outputs are written with their input stamps into ``OUT/outputs`` (MCAP; the log time is the
+arrival).
+
+Use: :func:`prepare` (loads the preset and checks it against the bag, before anything runs: ConfigError naming the
+problem), then :func:`evaluate` (replays; the metrics, latency series and accumulators). Writing and printing the
+report is the caller's (``cli/eval.py``, ``cli/demo.py``).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ros_mmfusion.core.bagio import BagFacts, scan_bag
+from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.evaluation.session import DIAGNOSTICS, GT_BOXES, GT_SEMANTIC, EvaluationSession
+from ros_mmfusion.core.evaluation.topics import EvaluationTopics, resolve_topic
+
+DEFAULT_DETECTION_CLASSES = ("car", "pedestrian", "cyclist")
+OUTPUTS_BAG = "outputs"
+RGB_TOPIC = "/camera/color/image_raw"
+"""The camera image shown beside the segmentation sample frame (when the bag has it)."""
+
+
+@dataclass
+class EvaluationSettings:
+    """How one evaluation runs (the options of ``mmfusion eval``): ``preset`` name, playback ``rate``, one process per
+    node (``processes``, the player waiting ``startup`` seconds for them), ``ignore_index`` (None: the label set's
+    ``unlabeled``; -1: none), detection IoU thresholds, AP interpolation (r40 | all) and ``detection_classes``
+    (comma-separated names), and ``no_record`` (no outputs bag)."""
+
+    preset: str = "segmentation"
+    rate: float = 1.0
+    processes: bool = False
+    startup: float = 10.0
+    ignore_index: int | None = None
+    iou_thresholds: tuple[float, ...] = (0.5, 0.7)
+    ap_interpolation: str = "r40"
+    detection_classes: str = ",".join(DEFAULT_DETECTION_CLASSES)
+    detection_min_points: int = 0  # > 0: also score ground truth with fewer LiDAR returns as ignored
+    no_record: bool = False
+    arguments: dict[str, str] = field(default_factory=dict)  # the preset's $(arg NAME) values, besides ``bag``
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # node name -> parameter overrides
+
+
+def _node_params(launch: Any) -> dict[str, Any]:
+    """Every parameter of a preset's node launch as the node will see it: its declared defaults, then the params file,
+    inline and ``--set`` values (checked: ConfigError for a bad one)."""
+    from ros_mmfusion.launcher import node_class, typed_parameters
+
+    return {**{spec.name: spec.default for spec in node_class(launch).PARAMS}, **typed_parameters(launch)}
+
+
+def _detector_config(preset: Any) -> Any:
+    """The detector configuration (``PointPillarsConfig``) the preset's detection3d node will run, read as the node
+    reads it (``detection3d.artifacts.detector_spec``: model package or model, range override), or None."""
+    from ros_mmfusion.core.detection3d.artifacts import detector_spec
+
+    for launch in preset.nodes:
+        if launch.key == "detection3d":
+            return detector_spec(_node_params(launch), launch.name).config
+    return None
+
+
+def _detector_bev_range(preset: Any) -> tuple[float, float, float, float] | None:
+    """The BEV range (x_min, y_min, x_max, y_max) of the preset's detector: boxes outside it are not evaluated.
+
+    A bad ``point_cloud_range`` override or model package is a ConfigError, before anything runs."""
+    config = _detector_config(preset)
+    if config is None:
+        return None
+    values = list(config.point_cloud_range)
+    return values[0], values[1], values[3], values[4]
+
+
+def _detection_classes(text: str, preset: Any) -> tuple[str, ...]:
+    """The class names of ``--detection-classes``; each must be one of the label set's object classes (the names of
+    the ground-truth boxes) or of the preset's detector's classes, else ConfigError naming the known ones."""
+    from ros_mmfusion.core.labels import LABELS
+
+    classes = tuple(c.strip() for c in text.split(",") if c.strip())
+    known = [label.name for label in LABELS if label.is_thing]
+    config = _detector_config(preset)
+    known += [c for c in (config.class_names if config is not None else ()) if c not in known]
+    unknown = [c for c in classes if c not in known]
+    if not classes or unknown:
+        raise ConfigError(f"--detection-classes {text!r}: unknown class name(s) "
+                          f"{', '.join(unknown) or '(none given)'}; known: {', '.join(known)}")
+    return classes
+
+
+Evaluated = tuple[Any, EvaluationTopics]
+"""A preset's node launch with the topics its node class declares for evaluation (``EVALUATION``)."""
+
+
+@dataclass
+class NavigationOutputs:
+    """The topics eval reads for navigation and the run's record of what arrived on them (the record and its metrics:
+    ``core/navigation/metrics.py``). The ground truth is the replayed ``/odom``, restamped by the player like the
+    outputs, so both share one clock."""
+
+    path_topic: str
+    closest_topic: str
+    odom_topic: str
+    record: Any  # core.navigation.metrics.NavigationRecord
+
+
+def _navigation_setup(evaluated: list[Evaluated], facts: BagFacts, notes: list[str]) -> NavigationOutputs | None:
+    """The navigation outputs of the preset's ViNT node, or None (with a note) when it cannot be evaluated."""
+    from ros_mmfusion.core.errors import ConfigError
+    from ros_mmfusion.core.navigation.artifacts import navigation_model
+    from ros_mmfusion.core.navigation.metrics import NavigationRecord
+
+    for launch, ev in evaluated:
+        if ev.path is None:
+            continue
+        odom_topic = resolve_topic(ev.odom, launch.remappings)
+        if odom_topic not in facts.topics:
+            notes.append(f"navigation metrics skipped: the bag has no {odom_topic}")
+            return None
+        try:
+            params = _node_params(launch)
+            rate = float(params.get("frame_rate") or 0.0) or navigation_model(params, launch.name).variant.frame_rate_hz
+            record = NavigationRecord.for_node(str(params.get("topomap_dir", "")), rate)
+        except ConfigError as exc:
+            notes.append(f"navigation metrics skipped: {exc}")
+            return None
+        return NavigationOutputs(resolve_topic(ev.path, launch.remappings),
+                                 resolve_topic(ev.closest_node, launch.remappings), odom_topic, record)
+    return None
+
+
+def _load_preset(args: EvaluationSettings, bag: Path) -> Any:
+    """The preset with the settings' arguments and overrides and the player's replay settings (restamped, rate)."""
+    from ros_mmfusion import presets
+
+    preset_args = dict(args.arguments)
+    preset_args["bag"] = str(bag)
+    overrides: dict[str, dict[str, Any]] = {name: dict(values) for name, values in args.overrides.items()}
+    overrides.setdefault("bag_player", {}).update({"rate": args.rate, "restamp": True})
+    if args.processes:
+        overrides["bag_player"]["start_delay"] = float(args.startup)
+    preset = presets.load(args.preset, preset_args, overrides)
+    if "bag_player" not in [n.key for n in preset.nodes]:
+        raise ConfigError(f"preset {args.preset!r} has no bag_player node; eval needs one to replay the bag")
+    return preset
+
+
+def _evaluated_nodes(preset: Any, facts: BagFacts, bag: Path) -> list[Evaluated]:
+    """The preset's evaluated nodes; ConfigError naming every required input topic the bag lacks."""
+    from ros_mmfusion.launcher import evaluated_nodes
+
+    evaluated = evaluated_nodes(preset)
+    missing = []
+    for launch, ev in evaluated:
+        for name in ev.required_inputs:
+            topic = resolve_topic(name, launch.remappings)
+            if topic not in facts.topics:
+                missing.append(f"{topic} (input {name} of {launch.name})")
+    if missing:
+        raise ConfigError(f"bag {bag} lacks the topic(s) the preset needs: {', '.join(missing)}; "
+                          f"it has {', '.join(sorted(facts.topics))}")
+    return evaluated
+
+
+@dataclass
+class _Plan:
+    """What one run taps and evaluates, decided from the preset and the bag before the replay."""
+
+    outputs: dict[str, type]  # topic -> message class, every topic tapped
+    expected: dict[str, int]  # evaluated output topic -> frames expected (its node's main input frames)
+    main_counts: dict[str, int]  # main input topic -> frames in the bag
+    workers: list[str]  # names of the nodes other than the player (their debug latency is tapped)
+    recorded: set[str]  # tapped topics written to the outputs bag (not the replayed ground truth and inputs)
+    session: EvaluationSession
+    feed: Any  # ros.evaluation.EvaluationFeed
+    notes: list[str]
+
+
+def _plan(args: EvaluationSettings, facts: BagFacts, preset: Any, evaluated: list[Evaluated], *, names: list[str],
+          ignore: int | None, det_classes: tuple[str, ...], iou_thresholds: tuple[float, ...]) -> _Plan:
+    """The topics to tap with their types and the accumulators fed from them (``_add_accumulators``); notes on what
+    cannot be evaluated."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from nav_msgs.msg import Path as PathMsg
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Float64
+    from vision_msgs.msg import Detection3DArray
+
+    from ros_mmfusion.ros.evaluation import EvaluationFeed
+
+    notes: list[str] = []
+    outputs: dict[str, type] = {}
+    expected: dict[str, int] = {}
+    session = EvaluationSession()
+    feed = EvaluationFeed(session)
+    main_inputs: set[str] = set()
+    for launch, ev in evaluated:
+        main = resolve_topic(ev.main_input, launch.remappings)
+        main_inputs.add(main)
+        for name in ev.outputs:
+            topic = resolve_topic(name, launch.remappings)
+            outputs[topic] = Detection3DArray if name == ev.detections else PathMsg if name == ev.path else Image
+            expected[topic] = facts.counts.get(main, 0)
+        if ev.detections:
+            feed.detection_topics.add(resolve_topic(ev.detections, launch.remappings))
+        if ev.labels:
+            feed.labels_topics.add(resolve_topic(ev.labels, launch.remappings))
+    workers = [n.name for n in preset.nodes if n.key != "bag_player"]
+    for name in workers:
+        outputs[f"/{name}/debug/pipeline_latency_ms"] = Float64
+    outputs[DIAGNOSTICS] = DiagnosticArray  # each node's network record (model.* keys), for the report
+    evaluated_names = {launch.name for launch, _ in evaluated}
+    for launch in preset.nodes:
+        if launch.key != "bag_player" and launch.name not in evaluated_names:
+            notes.append(f"node {launch.name} ({launch.key}): no metrics in eval yet; only its debug latency is shown")
+
+    odom_topic = _add_accumulators(args, facts, preset, evaluated, outputs, feed, notes, names=names, ignore=ignore,
+                                   det_classes=det_classes, iou_thresholds=iou_thresholds)
+    ground_truth = {GT_SEMANTIC, GT_BOXES, RGB_TOPIC, DIAGNOSTICS} | ({odom_topic} if odom_topic is not None else set())
+    ground_truth |= {feed.cloud_topic} if feed.cloud_topic else set()  # a replayed input, not an output
+    return _Plan(outputs, expected, {t: facts.counts.get(t, 0) for t in sorted(main_inputs)}, workers,
+                 {t for t in outputs if t not in ground_truth}, session, feed, notes)
+
+
+def _add_accumulators(args: EvaluationSettings, facts: BagFacts, preset: Any, evaluated: list[Evaluated],
+                      outputs: dict[str, type], feed: Any, notes: list[str], *, names: list[str], ignore: int | None,
+                      det_classes: tuple[str, ...], iou_thresholds: tuple[float, ...]) -> str | None:
+    """Give ``feed.session`` an accumulator for every task whose outputs and ground truth are both there, add the
+    ground-truth topics to ``outputs``, and note the others; the ground-truth odometry topic, if navigation is."""
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Int32
+    from vision_msgs.msg import Detection3DArray
+
+    if feed.labels_topics and GT_SEMANTIC in facts.topics:
+        from ros_mmfusion.core.segmentation.metrics import SegmentationAccumulator
+
+        outputs[GT_SEMANTIC] = Image
+        feed.session.segmentation = SegmentationAccumulator(len(names), ignore,
+                                                            sample_after=facts.counts.get(GT_SEMANTIC, 0) // 2)
+        if RGB_TOPIC in facts.topics:
+            outputs[RGB_TOPIC] = Image
+            feed.rgb_topic = RGB_TOPIC
+    elif feed.labels_topics:
+        notes.append(f"segmentation metrics skipped: the bag has no {GT_SEMANTIC}")
+    else:
+        notes.append("segmentation metrics skipped: the preset has no segmentation node")
+
+    if feed.detection_topics and GT_BOXES in facts.topics:
+        from ros_mmfusion.core.detection3d.metrics import DetectionAccumulator, DetectionEvaluator
+
+        outputs[GT_BOXES] = Detection3DArray
+        feed.session.detection = DetectionAccumulator(DetectionEvaluator(
+            classes=det_classes, iou_thresholds=iou_thresholds, interpolation=args.ap_interpolation,
+            bev_range=_detector_bev_range(preset)), min_points=max(0, args.detection_min_points))
+        if args.detection_min_points > 0:
+            from sensor_msgs.msg import PointCloud2
+
+            feed.cloud_topic = next(resolve_topic(ev.main_input, launch.remappings) for launch, ev in evaluated
+                                    if ev.detections)
+            outputs[feed.cloud_topic] = PointCloud2
+    elif feed.detection_topics:
+        notes.append(f"3D detection metrics skipped: the bag has no {GT_BOXES}")
+
+    nav = _navigation_setup(evaluated, facts, notes)
+    if nav is not None:
+        outputs[nav.closest_topic] = Int32
+        outputs[nav.odom_topic] = Odometry
+        feed.session.navigation, feed.session.odom_topic = nav.record, nav.odom_topic
+        feed.path_topic, feed.closest_topic, feed.odom_topic = nav.path_topic, nav.closest_topic, nav.odom_topic
+    return None if nav is None else nav.odom_topic
+
+
+@dataclass
+class Evaluation:
+    """An evaluation checked against its bag before anything runs (:func:`prepare`)."""
+
+    settings: EvaluationSettings
+    bag: Path
+    facts: BagFacts
+    preset: Any
+    evaluated: list[Evaluated]
+    names: list[str]  # the label set's class names
+    ignore: int | None  # the ground-truth class left out of the segmentation metrics
+    det_classes: tuple[str, ...]
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate` gives: the ``metrics.json`` mapping (``run``, ``latency``, ``node_pipeline_latency``,
+    ``notes`` and the task sections), the latency series for the plots, the accumulators (``session``), the tap
+    (its records of the extra topics) and the report's segmentation sample frame (or None)."""
+
+    metrics: dict[str, Any]
+    series: dict[str, Any]
+    session: EvaluationSession
+    tap: Any
+    sample: Any
+
+
+def prepare(settings: EvaluationSettings, bag: str | Path) -> Evaluation:
+    """Load ``settings.preset`` for ``bag`` and check everything that can be checked before the replay: the detection
+    classes, the detector's range, the topics the preset's nodes need, the ignore index. ConfigError (one line)."""
+    from ros_mmfusion.core import labels as label_set
+
+    bag = Path(bag)
+    preset = _load_preset(settings, bag)
+    det_classes = _detection_classes(settings.detection_classes, preset)
+    _detector_bev_range(preset)  # a bad point_cloud_range override is an error before the replay starts
+    facts = scan_bag(bag)
+    evaluated = _evaluated_nodes(preset, facts, bag)
+    names = label_set.label_names()
+    ignore = label_set.UNLABELED if settings.ignore_index is None else settings.ignore_index
+    ignore = None if ignore < 0 else ignore
+    if ignore is not None and ignore >= len(names):
+        raise ConfigError(f"--ignore-index must be below {len(names)} (or -1 for none), got {ignore}")
+    return Evaluation(settings, bag, facts, preset, evaluated, names, ignore, det_classes)
+
+
+def evaluate(evaluation: Evaluation, out: Path | None = None, final: Path | None = None, *,
+             extra_topics: dict[str, type] | None = None, keep: int = 0) -> EvaluationResult:
+    """Replay the bag through the preset and compute the metrics. Unless ``settings.no_record``, the outputs are
+    recorded into ``out/outputs`` (``out``: the staging directory of ``final``, the path the metrics name).
+    ``extra_topics`` ({topic: message class}) are tapped too, and with ``keep`` > 0 the tap keeps their last ``keep``
+    messages by header stamp (``result.tap.records[topic].history``), e.g. for pictures."""
+    import ros_mmfusion.ros  # noqa: F401  (DDS profile)
+    from ros_mmfusion.ros.recording import OutputsBag
+
+    args, bag, facts, preset = evaluation.settings, evaluation.bag, evaluation.facts, evaluation.preset
+    plan = _plan(args, facts, preset, evaluation.evaluated, names=evaluation.names, ignore=evaluation.ignore,
+                 det_classes=evaluation.det_classes, iou_thresholds=args.iou_thresholds)
+    for topic, msg_type in (extra_topics or {}).items():
+        plan.outputs.setdefault(topic, msg_type)
+    if args.no_record:
+        recorder = None
+    elif out is None:
+        raise ConfigError("evaluate: recording the outputs needs an output directory")
+    else:
+        recorder = OutputsBag(out / OUTPUTS_BAG)
+    tap, elapsed = _replay(args, bag, facts, preset, plan, recorder, keep)
+    metrics, series = _latency_metrics(plan, tap)
+    metrics = {"run": {"preset": args.preset, "bag": str(bag), "mode": "processes" if args.processes else "in-process",
+                       "rate": args.rate, "seconds": round(elapsed, 1), "input_frames": plan.main_counts,
+                       "outputs_bag": None if recorder is None else str(Path(final or out) / OUTPUTS_BAG),
+                       "outputs_recorded": 0 if recorder is None else recorder.count},
+               "models": plan.session.model_section([f"/{name}" for name in plan.workers], plan.notes),
+               **metrics, "notes": plan.notes}
+    metrics.update(plan.session.results(evaluation.names, facts.counts, plan.notes))
+    return EvaluationResult(metrics, series, plan.session, tap, _sample_frame(plan.session))
+
+
+def _replay(args: EvaluationSettings, bag: Path, facts: BagFacts, preset: Any, plan: _Plan,
+            recorder: Any, keep: int = 0) -> tuple[Any, float]:
+    """Replay the bag through the preset with a tap that records and feeds the plan's topics; (tap, seconds)."""
+    import rclpy
+
+    from ros_mmfusion.launcher import replay_in_process, run_processes
+    from ros_mmfusion.ros.tap import TopicTap
+
+    last_output = [0.0]
+    lock = threading.Lock()
+
+    def on_message(topic: str, msg: Any, arrival_ns: int) -> None:
+        with lock:
+            if topic in plan.recorded:
+                last_output[0] = time.monotonic()
+                if recorder is not None:
+                    recorder.write(topic, msg, arrival_ns)
+            plan.feed(topic, msg)
+
+    total = sum(plan.main_counts.values())
+
+    def progress(published: dict[str, int], elapsed: float) -> None:
+        done = sum(published.get(t, 0) for t in plan.main_counts)
+        print(f"  {elapsed:5.0f} s: replayed {done}/{total} input frames", flush=True)
+
+    print(f"evaluating preset {args.preset!r} on {bag} ({facts.duration_s:.1f} s of data at x{args.rate}, "
+          f"{'one process per node' if args.processes else 'one process'}): "
+          + ", ".join(f"{t} {n} frames" for t, n in plan.main_counts.items()), flush=True)
+    rclpy.init()
+    started = time.monotonic()
+    try:
+        tap = TopicTap(plan.outputs, name="mmfusion_eval_tap", timing=True, on_message=on_message, keep=keep)
+        if args.processes:
+            _replay_processes(preset, tap, facts.duration_s / args.rate + args.startup, last_output, progress,
+                              run_processes)
+        else:
+            replay_in_process(preset, extra_nodes=[tap], grace=3.0, last_activity=lambda: last_output[0],
+                              progress=progress)
+    finally:
+        if recorder is not None:
+            recorder.close()
+        rclpy.try_shutdown()
+    return tap, time.monotonic() - started
+
+
+def _latency_metrics(plan: _Plan, tap: Any) -> tuple[dict[str, dict], dict[str, Any]]:
+    """``latency`` per evaluated output and ``node_pipeline_latency`` per worker node (metrics.json sections), and
+    the series plotted in the report; a note for every output on which nothing arrived."""
+    from ros_mmfusion.core.evaluation.latency import latency_stats, pipeline_latency_summary
+    from ros_mmfusion.core.evaluation.report import LatencySeries
+
+    latency: dict[str, dict] = {}
+    series: dict[str, LatencySeries] = {}
+    for topic in plan.outputs:
+        if topic in plan.expected:
+            rec = tap.records[topic]
+            latency[topic] = latency_stats(rec.stamps_ns, rec.arrivals_ns, plan.expected[topic]).as_dict()
+            series[topic] = LatencySeries(rec.stamps_ns, rec.arrivals_ns)
+            if rec.count == 0:
+                plan.notes.append(f"{topic}: no output arrived")
+    node_latency = {}
+    for name in plan.workers:
+        summary = pipeline_latency_summary(tap.records[f"/{name}/debug/pipeline_latency_ms"].values)
+        if summary is not None:
+            node_latency[name] = summary
+    return {"latency": latency, "node_pipeline_latency": node_latency}, series
+
+
+def _sample_frame(session: EvaluationSession) -> Any:
+    """The report's segmentation sample frame (camera image, ground truth, prediction), or None."""
+    from ros_mmfusion.core import labels as label_set
+    from ros_mmfusion.core.evaluation.report import SampleFrame
+
+    frame = session.segmentation.sample_frame() if session.segmentation is not None else None
+    if frame is None:
+        return None
+    gt, pred, rgb = frame
+    return SampleFrame(rgb, gt, pred, label_set.palette())
+
+
+def _replay_processes(preset, tap, expected_s: float, last_output: list[float], progress, run_processes) -> None:
+    """Spin ``tap`` here while the preset runs one process per node; stop once outputs went quiet (or time ran out)."""
+    from ros_mmfusion.ros.runtime import spinning_in_background
+
+    started = time.monotonic()
+    deadline = started + expected_s + 60.0
+    state = {"next": started + 5.0}
+
+    def until() -> bool:
+        now = time.monotonic()
+        if now >= state["next"]:
+            state["next"] = now + 5.0
+            print(f"  {now - started:5.0f} s: {sum(r.count for r in tap.records.values())} messages received",
+                  flush=True)
+        if now > deadline:
+            return True
+        return now - started > expected_s and last_output[0] > 0 and now - last_output[0] > 3.0
+
+    with spinning_in_background(tap, "eval_tap"):
+        run_processes(preset, until=until)
