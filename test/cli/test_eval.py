@@ -182,9 +182,11 @@ def test_eval_detection_preset_reports_average_precision(tiny_day_bag, tmp_path,
     assert metrics["latency"]["/detections"]["count"] >= 4
     assert (out / "pr_curves.png").stat().st_size > 200 and "3D detection" in (out / "report.md").read_text()
     assert (out / "detection_sample_bev.png").stat().st_size > 1000, "a frame with boxes drawn in the report"
-    assert_names_the_model(metrics, out / "report.md", "/detection3d", "random", None)
-    assert any("/detection3d ran untrained weights" in n for n in metrics["notes"]), metrics["notes"]
-    assert "model of /detection3d: random weights" in proc.stdout
+    # the param file's default: the trained package
+    assert_names_the_model(metrics, out / "report.md", "/detection3d", "trained",
+                           "models/pointpillars_synthetic_lite/weights.pt")
+    assert not any("/detection3d ran untrained weights" in n for n in metrics["notes"]), metrics["notes"]
+    assert "model of /detection3d: trained weights, model package pointpillars_synthetic_lite" in proc.stdout
 
     bag = _copy_without(tiny_day_bag, tmp_path / "no_boxes", {"/ground_truth/boxes"})
     shutil.copy(tiny_day_bag / "calibration.yaml", bag)

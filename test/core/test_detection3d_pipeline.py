@@ -227,7 +227,8 @@ def test_named_detectors_are_the_architecture_files_variants_plus_the_command_li
     from ros_mmfusion.core.models.registry import DETECTOR_ALIASES, detector, detectors
 
     assert detectors(aliases=False) == VARIANTS
-    assert set(VARIANTS) == {"pointpillars_kitti", "centerpoint_pillar", "pointpillars_synthetic"}
+    assert set(VARIANTS) == {"pointpillars_kitti", "centerpoint_pillar", "pointpillars_synthetic",
+                             "pointpillars_synthetic_lite"}
     assert list(detectors()) == [*VARIANTS, *DETECTOR_ALIASES]
     assert detector("pointpillars") is VARIANTS["pointpillars_kitti"]
     assert DetectorSpec.named("pointpillars_synthetic").config is VARIANTS["pointpillars_synthetic"]
