@@ -18,6 +18,7 @@ import pytest
 
 from ros_mmfusion.cli.main import main
 from ros_mmfusion.core.outputs import MARKER, OutputDirectory, OutputFile
+from test.cli.oneline import fails_with_one_line
 
 
 def digest(path: Path) -> dict[str, str]:
@@ -25,17 +26,6 @@ def digest(path: Path) -> dict[str, str]:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     return {str(p.relative_to(path.parent)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
-
-def fails_with_one_line(capsys, argv: list[str], *needles: str) -> str:
-    code = main(argv)
-    captured = capsys.readouterr()
-    err = captured.err.strip()
-    assert code == 2, (argv, code, err)
-    assert "Traceback" not in err and "internal error" not in err, err
-    assert len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, (needle, err)
-    return err
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 
 from ros_mmfusion.cli.main import main
 from ros_mmfusion.core.model_package import read_package
+from test.cli.oneline import fails_with_one_line
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +20,6 @@ def bag(tmp_path_factory) -> Path:
     record("urban_day", out, frames=3, seed=9, size=(64, 48))
     return out
 
-
-def fails_with_one_line(capsys, argv: list[str], message: str) -> None:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err, err
 
 
 def test_train_detection_on_a_bag(bag, tmp_path, capsys, monkeypatch):

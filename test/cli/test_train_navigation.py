@@ -9,6 +9,7 @@ import pytest
 
 from ros_mmfusion.cli.main import main
 from ros_mmfusion.core.model_package import read_package
+from test.cli.oneline import fails_with_one_line
 from test.fixtures import FIXTURES
 
 VINT_FIXTURE = FIXTURES / "vint" / "state_vint_reduced_fp16.npz"
@@ -22,11 +23,6 @@ def bag(tmp_path_factory) -> Path:
     record("indoor_corridor", out, frames=32, seed=4, size=(64, 48), beams=16)
     return out
 
-
-def fails_with_one_line(capsys, argv: list[str], message: str) -> None:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err, err
 
 
 @pytest.mark.skipif(not VINT_FIXTURE.exists(), reason="ViNT fixtures not available")
