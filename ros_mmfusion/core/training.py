@@ -208,7 +208,7 @@ def fit(model, loss_step: Callable[[int, np.random.Generator], dict], validate: 
     history: dict[str, Any] = {"loss": [], "validation": []}
     start = 0
     saved = checkpoints.load() if (checkpoints is not None and resume) else None
-    if saved is not None:
+    if checkpoints is not None and saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         rng.bit_generator.state = saved["rng"]

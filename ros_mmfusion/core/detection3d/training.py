@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ class Sample:
     points: np.ndarray
     boxes: np.ndarray
     names: np.ndarray
-    scores: object = None
+    scores: Any = None
     """Painted detectors: the :class:`~.painting.SegmentationScores` of the scan (None: no segmentation); training
     paints ``points`` once (:func:`painted`), validation hands them to the detector as the node does."""
 
@@ -481,7 +482,8 @@ class Windows:
     def __init__(self, config, side: float) -> None:
         from ros_mmfusion.core.detection3d.pipeline import with_range
 
-        self.config, self.cache = config, {}
+        self.config = config
+        self.cache: dict[tuple[float, float], tuple[Any, AnchorTargets]] = {}
         x0, y0, z0, x1, y1, z1 = config.point_cloud_range
         step = 8 * config.voxel_size[0]
         if side <= 0 or side >= min(x1 - x0, y1 - y0):
@@ -621,7 +623,7 @@ def train(cfg: DetectionTrainConfig, out: Path, log: Log = print, resume: bool =
 
     from ros_mmfusion.core.detection3d.painting import FIRST_PFN_WEIGHT, painted_config, painted_state_dict
     from ros_mmfusion.core.model_package import write_package
-    from ros_mmfusion.core.models.pointpillars import VARIANTS, build_model, load_checkpoint
+    from ros_mmfusion.core.models.pointpillars import VARIANTS, AnchorHeadConfig, build_model, load_checkpoint
 
     base = VARIANTS[cfg.variant]
     channels = len(cfg.paint_classes)
@@ -658,6 +660,7 @@ def train(cfg: DetectionTrainConfig, out: Path, log: Log = print, resume: bool =
             module.momentum = cfg.bn_momentum
     model.to(cfg.loop.device)
     head = config.head
+    assert isinstance(head, AnchorHeadConfig)  # check() admits anchor-head variants only
     num_classes = len(config.class_names)
 
     def loss_step(iteration: int, rng: np.random.Generator) -> dict:
