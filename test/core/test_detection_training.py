@@ -72,7 +72,7 @@ def test_every_box_in_range_gets_positive_anchors_whose_residuals_decode_back():
     decoded = coder.decode(coder.encode(matched[pos], targets.anchors[pos]), targets.anchors[pos])
     np.testing.assert_allclose(decoded, matched[pos], atol=1e-4)
     # names are compared in lower case: a model's "Car" trains on ground truth "car"
-    upper = AnchorTargets(targets.anchors, targets.anchor_class, targets.thresholds, ("Car", "Pedestrian", "Cyclist"))
+    upper = replace(targets, class_names=("Car", "Pedestrian", "Cyclist"))
     np.testing.assert_array_equal(upper.assign(boxes, names)[0], labels)
 
 
@@ -124,7 +124,7 @@ def test_corrupted_masks_stay_close_to_the_truth():
     out = corrupt_mask(mask, (9, 10, 11), rng)
     assert out.shape == mask.shape and out.dtype == mask.dtype
     agree = (out == mask).mean()
-    assert 0.8 < agree <= 1.0
+    assert 0.8 < agree < 1.0  # changed, but not beyond recognition
 
 
 def tiny(**overrides) -> DetectionTrainConfig:

@@ -299,6 +299,17 @@ def _bev_rects(boxes: np.ndarray) -> np.ndarray:
     return np.stack([boxes[:, 0] - hx, boxes[:, 1] - hy, boxes[:, 0] + hx, boxes[:, 1] + hy], axis=1)
 
 
+def nearest_axis_rects(boxes: np.ndarray) -> np.ndarray:
+    """BEV rectangles (x0, y0, x1, y1) of yawed boxes turned to the nearest axis (OpenPCDet's ``nearest_bev``)."""
+    from ros_mmfusion.core.detection3d.box_coder import limit_period
+
+    near = np.array(boxes, dtype=np.float64, copy=True)
+    turned = np.abs(limit_period(near[:, 6], 0.5, np.pi)) > np.pi / 4
+    near[turned, 3], near[turned, 4] = boxes[turned, 4], boxes[turned, 3]
+    near[:, 6] = 0.0
+    return _bev_rects(near)
+
+
 def _overlaps(rect: np.ndarray, rects: np.ndarray) -> bool:
     if not len(rects):
         return False
@@ -367,6 +378,7 @@ class AnchorTargets:
     anchor_class: np.ndarray  # (N,) class index
     thresholds: list[tuple[float, float]]  # per class (matched, unmatched)
     class_names: tuple[str, ...]
+    rects: np.ndarray  # (N, 4) the anchors' nearest-axis BEV rectangles (made once)
 
     @classmethod
     def of(cls, config) -> AnchorTargets:
@@ -376,13 +388,13 @@ class AnchorTargets:
         anchors = generate_anchors(gens, config.point_cloud_range, config.grid.grid_size)
         per_class = np.concatenate([np.full(g.num_anchors_per_location, i) for i, g in enumerate(gens)])
         anchor_class = np.broadcast_to(per_class, anchors.shape[:3]).reshape(-1)
-        return cls(anchors.reshape(-1, 7), anchor_class, [(g.matched_threshold, g.unmatched_threshold) for g in gens],
-                   tuple(g.class_name for g in gens))
+        flat = anchors.reshape(-1, 7)
+        return cls(flat, anchor_class, [(g.matched_threshold, g.unmatched_threshold) for g in gens],
+                   tuple(g.class_name for g in gens), nearest_axis_rects(flat))
 
     def assign(self, boxes: np.ndarray, names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``labels`` (N,) int64: class index + 1 for positives, 0 negatives, -1 ignored; ``matched`` (N, 7) the box
         each positive regresses to (zeros elsewhere)."""
-        from ros_mmfusion.core.detection3d.box_coder import limit_period
 
         n = len(self.anchors)
         labels = np.full(n, -1, np.int64)
@@ -394,17 +406,7 @@ class AnchorTargets:
             if not len(gt):
                 labels[idx] = 0
                 continue
-            a = self.anchors[idx]
-            near = gt.copy()
-            turned = np.abs(limit_period(near[:, 6], 0.5, np.pi)) > np.pi / 4
-            near[turned, 3], near[turned, 4] = gt[turned, 4], gt[turned, 3]
-            near[:, 6] = 0.0
-            ar = np.stack([a[:, 0] - a[:, 3] / 2, a[:, 1] - a[:, 4] / 2, a[:, 0] + a[:, 3] / 2,
-                           a[:, 1] + a[:, 4] / 2], axis=1)
-            turned_a = np.abs(limit_period(a[:, 6], 0.5, np.pi)) > np.pi / 4
-            ar[turned_a] = np.stack([a[turned_a, 0] - a[turned_a, 4] / 2, a[turned_a, 1] - a[turned_a, 3] / 2,
-                                     a[turned_a, 0] + a[turned_a, 4] / 2, a[turned_a, 1] + a[turned_a, 3] / 2], axis=1)
-            gr = _bev_rects(near)
+            ar, gr = self.rects[idx], nearest_axis_rects(gt)
             w = np.clip(np.minimum(ar[:, None, 2], gr[None, :, 2]) - np.maximum(ar[:, None, 0], gr[None, :, 0]), 0,
                         None)
             h = np.clip(np.minimum(ar[:, None, 3], gr[None, :, 3]) - np.maximum(ar[:, None, 1], gr[None, :, 1]), 0,
@@ -541,7 +543,6 @@ def anchor_losses(maps, batch: Batch, num_classes: int, code_size: int, num_dir_
     alpha = onehot * FOCAL_ALPHA + (1 - onehot) * (1 - FOCAL_ALPHA)
     bce = F.binary_cross_entropy_with_logits(cls, onehot, reduction="none")
     cls_loss = (alpha * (1 - pt).pow(FOCAL_GAMMA) * bce * cls_weight.unsqueeze(-1)).sum() / b
-    pred, target = box.clone(), batch.reg.clone()
     sin_pred = torch.sin(box[..., 6]) * torch.cos(batch.reg[..., 6])
     sin_target = torch.cos(box[..., 6]) * torch.sin(batch.reg[..., 6])
     pred = torch.cat([box[..., :6], sin_pred.unsqueeze(-1), box[..., 7:]], dim=-1)
