@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.bagio import ODOMETRY_TYPE, open_bag
     from ros_mmfusion.core.errors import ConfigError
-    from ros_mmfusion.core.navigation.topomap import ODOMETRY_TYPE, build_topomap, open_bag
+    from ros_mmfusion.core.navigation.topomap import build_topomap
     from ros_mmfusion.core.outputs import OutputDirectory
 
     for name in ("bag", "image_topic", "out"):

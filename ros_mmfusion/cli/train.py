@@ -91,24 +91,55 @@ def log(line: str) -> None:
 
 # -- segmentation -----------------------------------------------------------------------------------------------------
 def add_segmentation(parser: argparse.ArgumentParser) -> None:
-    add_common(parser, iterations=2000, batch=8)
-    parser.add_argument("--variant", default="cmx_mit_b0")
-    parser.add_argument("--x-modality", default="thermal", choices=["thermal", "depth", "depth_hha"])
-    parser.add_argument("--size", default="160x120", help="training resolution WxH (each side 32..8192)")
-    parser.add_argument("--frames-per-seed", type=int, default=40)
-    parser.add_argument("--decoder-embed-dim", type=int, default=128)
+    from ros_mmfusion.core.segmentation.training import TRAINABLE_X, SegTrainConfig
+
+    d = SegTrainConfig()
+    add_common(parser, iterations=d.loop.iterations, batch=d.batch, lr=d.loop.lr, data=True,
+               validate_every=d.loop.validate_every, seeds=",".join(map(str, d.train_seeds)),
+               val_seeds=",".join(map(str, d.val_seeds)))
+    parser.add_argument("--variant", default=d.variant, help="CMX backbone (cmx_mit_b0 .. cmx_mit_b5)")
+    parser.add_argument("--x-modality", default=d.x_modality, choices=list(TRAINABLE_X))
+    parser.add_argument("--size", default=f"{d.width}x{d.height}",
+                        help="training resolution WxH (each side 32..8192); bag frames are resized to it")
+    parser.add_argument("--frames-per-seed", type=int, default=d.frames_per_seed,
+                        help="frames rendered per scenario and training seed")
+    parser.add_argument("--val-frames", type=int, default=d.val_frames_per_seed,
+                        help="frames rendered per scenario and validation seed")
+    parser.add_argument("--decoder-embed-dim", type=int, default=d.decoder_embed_dim)
+    parser.add_argument("--image-topic", default=d.image_topic, help="colour topic of --bag (Image/CompressedImage)")
+    parser.add_argument("--x-topic", default="", help="X image topic of --bag, registered to the colour camera "
+                                                      "(default: the synthetic world's thermal or depth topic)")
+    parser.add_argument("--labels-topic", default=d.labels_topic, help="mono8 class-id Image topic of --bag")
+    parser.add_argument("--camera-info-topic", default=d.camera_info_topic,
+                        help="colour CameraInfo of --bag (HHA needs it)")
+    parser.add_argument("--modality-dropout", type=float, default=d.modality_dropout,
+                        help="fraction of samples whose X is replaced by the neutral X")
+    parser.add_argument("--no-scale-crop", action="store_true", help="train without the random scale and crop")
 
 
 def run_segmentation(args: argparse.Namespace) -> int:
-    from ros_mmfusion.core.segmentation.training import PACKAGE_FILES, TrainConfig, train
+    from dataclasses import replace
+
+    from ros_mmfusion.core.model_package import PACKAGE_FILES
+    from ros_mmfusion.core.segmentation.training import SegTrainConfig, default_x_params, train
     from ros_mmfusion.core.sim import parse_size
 
     width, height = parse_size(args.size)
-    x_params = {"window_k": [263.0, 318.0], "kelvin_per_count": 0.01} if args.x_modality == "thermal" else {}
-    cfg = TrainConfig(variant=args.variant, decoder_embed_dim=args.decoder_embed_dim, width=width, height=height,
-                      iterations=args.iterations, batch=args.batch, frames_per_seed=args.frames_per_seed,
-                      x_modality=args.x_modality, x_params=x_params, threads=args.threads, device=args.device)
-    return write_package(args, PACKAGE_FILES, cfg.check, lambda stage: train(cfg, stage, log=log))
+    d = SegTrainConfig()
+    scenarios = tuple(args.scenario) if args.scenario else (() if args.bag else d.scenarios)
+    loop = replace(d.loop, iterations=args.iterations, lr=args.lr, validate_every=args.validate_every,
+                   threads=args.threads, device=args.device)
+    cfg = SegTrainConfig(
+        variant=args.variant, decoder_embed_dim=args.decoder_embed_dim, width=width, height=height,
+        scenarios=scenarios, train_seeds=parse_seeds(args.seeds, "--seeds") if scenarios else (),
+        val_seeds=parse_seeds(args.val_seeds, "--val-seeds") if scenarios else (),
+        frames_per_seed=args.frames_per_seed, val_frames_per_seed=args.val_frames, bags=tuple(args.bag),
+        val_bags=tuple(args.val_bag), image_topic=args.image_topic, x_topic=args.x_topic,
+        labels_topic=args.labels_topic, camera_info_topic=args.camera_info_topic, x_modality=args.x_modality,
+        x_params=default_x_params(args.x_modality), batch=args.batch, modality_dropout=args.modality_dropout,
+        scale_crop=not args.no_scale_crop, init=args.init, loop=loop)
+    return write_package(args, PACKAGE_FILES, cfg.check,
+                         lambda stage: train(cfg, stage, log=log, resume=args.resume))
 
 
 # -- detection --------------------------------------------------------------------------------------------------------
@@ -216,7 +247,8 @@ def run_navigation(args: argparse.Namespace) -> int:
 
 
 TASKS: dict[str, Task] = {
-    "segmentation": Task("RGB-X CMX segmentation on the synthetic world", add_segmentation, run_segmentation),
+    "segmentation": Task("RGB-X CMX segmentation from synthetic frames or bags with mono8 labels",
+                         add_segmentation, run_segmentation),
     "detection": Task("PointPillars 3D detection (optionally painted) from synthetic scans or bags with boxes",
                       add_detection, run_detection),
     "navigation": Task("ViNT navigation, self-supervised from synthetic routes or bags with odometry",

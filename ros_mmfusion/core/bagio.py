@@ -9,11 +9,16 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 
-from ros_mmfusion.core.errors import ConfigError, one_line
+import numpy as np
+
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError, one_line
 from ros_mmfusion.core.stamps import NS_PER_S
 from ros_mmfusion.paths import share_dir
 
 HEADER_TYPE = "std_msgs/msg/Header"
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+"""The camera image types a bag topic may carry (raw or compressed)."""
+ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
 METADATA = "metadata.yaml"
 """The rosbag2 metadata file in a bag directory."""
 
@@ -166,3 +171,24 @@ def scan_bag(path: str | Path) -> BagFacts:
     if not topics:
         raise ConfigError(f"bag {path} has no topics")
     return BagFacts(topics, counts, duration)
+
+
+def rgb_of_message(store, message) -> np.ndarray:
+    """Pixels of a rosbags Image or CompressedImage as (H, W, 3) uint8 R,G,B."""
+    from ros_mmfusion.core.codec.image import decode_compressed, decode_rgb
+
+    msg = store.deserialize_cdr(message.data, message.msgtype)
+    if message.msgtype.endswith("/CompressedImage"):
+        pixels = decode_compressed(msg.format, msg.data, order="rgb")
+        if pixels.ndim != 3 or pixels.shape[2] < 3:
+            raise MessageFormatError(f"{message.topic}: compressed image is not colour (shape {pixels.shape})")
+        return np.ascontiguousarray(pixels[..., :3])
+    return decode_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data)
+
+
+def open_bag(bag: str | Path) -> BagSource:
+    """``BagSource(bag)``, with every failure to open it as a ConfigError naming the bag."""
+    try:
+        return BagSource(bag)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"cannot read bag {bag}: {exc}" if Path(bag).exists() else str(exc)) from None

@@ -81,6 +81,35 @@ def check_positive_ints(config: Any, names: Sequence[str]) -> None:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
+def check_data_sources(scenarios: Sequence[str], train_seeds: Sequence[int], val_seeds: Sequence[int],
+                       bags: Sequence[str], val_bags: Sequence[str], init: str = "") -> None:
+    """ConfigError naming the first unusable data setting every task shares: some training data (``--scenario``
+    with ``--seeds``, or ``--bag``), known scenarios, non-negative seeds, validation seeds and bags held out from
+    training, existing bags and ``--init``."""
+    from ros_mmfusion.core.sim.scenarios import get_scenario
+
+    if not scenarios and not bags:
+        raise ConfigError("no training data: give --scenario or --bag")
+    if scenarios and not train_seeds:
+        raise ConfigError("--scenario needs at least one training seed (--seeds)")
+    for name in scenarios:
+        get_scenario(name)  # ConfigError naming the known ones
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in (*train_seeds, *val_seeds)):
+        raise ConfigError("seeds must be non-negative integers")
+    overlap = set(train_seeds) & set(val_seeds)
+    if scenarios and overlap:
+        raise ConfigError(f"seeds {sorted(overlap)} are both training and validation seeds: validation must be "
+                          "held out")
+    overlap_bags = {str(Path(b).resolve()) for b in bags} & {str(Path(b).resolve()) for b in val_bags}
+    if overlap_bags:
+        raise ConfigError(f"bag(s) {sorted(overlap_bags)} are both training and validation bags")
+    for bag in (*bags, *val_bags):
+        if not Path(bag).is_dir():
+            raise ConfigError(f"bag not found: {bag}")
+    if init and not Path(init).exists():
+        raise ConfigError(f"--init {init}: no such file or model package directory")
+
+
 def check_device(device: str) -> None:
     """ConfigError unless ``device`` is cpu, or cuda[:N] with a CUDA device present."""
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):

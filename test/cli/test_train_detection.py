@@ -18,6 +18,7 @@ def bag(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("bags") / "drive"
     record("urban_day", out, frames=3, seed=9, size=(64, 48))
+    record("urban_night", out.parent / "held_out", frames=2, seed=10, size=(64, 48))
     return out
 
 
@@ -25,8 +26,8 @@ def bag(tmp_path_factory) -> Path:
 def test_train_detection_on_a_bag(bag, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MMFUSION_CACHE_DIR", str(tmp_path / "cache"))  # checkpoints go to the cache
     out = tmp_path / "det"
-    argv = ["train", "detection", "--out", str(out), "--bag", str(bag), "--val-bag", str(bag), "--iterations", "2",
-            "--batch", "2", "--threads", "1", "--window", "10.24"]
+    argv = ["train", "detection", "--out", str(out), "--bag", str(bag), "--val-bag", str(bag.parent / "held_out"),
+            "--iterations", "2", "--batch", "2", "--threads", "1", "--window", "10.24"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "3 clouds with ground truth" in printed and f"model package: {out}" in printed and "ETA" in printed

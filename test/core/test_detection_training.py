@@ -173,14 +173,15 @@ def urban_bag(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("bag") / "urban"
     record("urban_day", out, 3, seed=7, size=(64, 48))
+    record("urban_night", out.parent / "held_out", 2, seed=8, size=(64, 48))
     return out
 
 
 def test_bag_run_reads_clouds_and_boxes(urban_bag, tmp_path):
     lines = []
-    metrics = train(tiny(scenarios=(), bags=(str(urban_bag),), val_bags=(str(urban_bag),)), tmp_path / "pkg",
-                    log=lines.append, checkpoint_dir=tmp_path / "ckpt")
-    assert metrics["data"]["train_scans"] == 3 and metrics["data"]["validation_scans"] == 3
+    metrics = train(tiny(scenarios=(), bags=(str(urban_bag),), val_bags=(str(urban_bag.parent / "held_out"),)),
+                    tmp_path / "pkg", log=lines.append, checkpoint_dir=tmp_path / "ckpt")
+    assert metrics["data"]["train_scans"] == 3 and metrics["data"]["validation_scans"] == 2
     assert any("3 clouds with ground truth" in line for line in lines)
     load_back(tmp_path / "pkg")
 
@@ -190,7 +191,9 @@ def test_refusals_are_config_errors_before_any_work(urban_bag, tmp_path):
                         (tiny(scenarios=(), bags=()), "no training data"),
                         (tiny(paint_classes=("cat",)), "not in the label set"),
                         (tiny(paint_classes=("car",), bags=(str(urban_bag),)), "synthetic world only"),
-                        (tiny(bags=(str(tmp_path / "missing"),)), "does not exist"),
+                        (tiny(bags=(str(tmp_path / "missing"),)), "bag not found"),
+                        (tiny(scenarios=(), bags=(str(urban_bag),), val_bags=(str(urban_bag),)),
+                         "both training and validation bags"),
                         (tiny(scenarios=(), bags=(str(urban_bag),), boxes_topic="/nope"), "no topic /nope")):
         with pytest.raises(ConfigError, match=needle):
             train(cfg, tmp_path / "never", log=lambda _: None, checkpoint_dir=tmp_path / "ckpt")

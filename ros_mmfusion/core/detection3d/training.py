@@ -35,6 +35,7 @@ from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.training import (
     Checkpoints,
     LoopConfig,
+    check_data_sources,
     check_positive_ints,
     config_identity,
     default_checkpoint_dir,
@@ -93,15 +94,7 @@ class DetectionTrainConfig:
         check_positive_ints(self, ("frames_per_seed", "val_frames_per_seed", "frame_stride", "batch"))
         if self.beams not in (16, 32, 64, 128):
             raise ConfigError(f"beams must be 16, 32, 64 or 128, got {self.beams}")
-        if not self.bags and not self.scenarios:
-            raise ConfigError("no training data: give --scenario or --bag")
-        from ros_mmfusion.core.sim.scenarios import get_scenario
-
-        for name in self.scenarios:
-            get_scenario(name)  # ConfigError naming the known ones
-        if self.scenarios and set(self.train_seeds) & set(self.val_seeds):
-            raise ConfigError(f"seeds {sorted(set(self.train_seeds) & set(self.val_seeds))} are both training and "
-                              "validation seeds: validation must be held out")
+        check_data_sources(self.scenarios, self.train_seeds, self.val_seeds, self.bags, self.val_bags, self.init)
         from ros_mmfusion.core import labels as L
 
         known = {label.name for label in L.LABELS}
@@ -116,9 +109,6 @@ class DetectionTrainConfig:
             raise ConfigError(f"window must be >= 0 m, got {self.window}")
         if not (self.intensity_scale > 0 and math.isfinite(self.intensity_scale)):
             raise ConfigError(f"intensity_scale must be positive, got {self.intensity_scale}")
-        for path in (*self.bags, *self.val_bags, *([self.init] if self.init else [])):
-            if not Path(path).exists():
-                raise ConfigError(f"{path}: does not exist")
         self.loop.check()
 
 

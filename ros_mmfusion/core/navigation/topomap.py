@@ -39,12 +39,11 @@ from typing import Any
 
 import numpy as np
 
+from ros_mmfusion.core.bagio import IMAGE_TYPES, ODOMETRY_TYPE, open_bag, rgb_of_message
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 
 MANIFEST = "topomap.yaml"
 FORMAT = "ros_mmfusion/topomap/v1"
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
 _NUMBERED = re.compile(r"^(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)
 
 
@@ -208,29 +207,6 @@ def topomap_from_images(images: Mapping[int, np.ndarray], num_nodes: int, name: 
         raise ValueError(f"image nodes {sorted(images)} outside 0..{num_nodes - 1}")
     nodes = [TopomapNode(f"{name} node {k}") for k in range(num_nodes)]
     return Topomap(Path(f"<{name}>"), nodes, source={"in_memory": name}, _images=dict(images))
-
-
-def rgb_of_message(store, message) -> np.ndarray:
-    """Pixels of a rosbags Image or CompressedImage as (H, W, 3) uint8 R,G,B."""
-    from ros_mmfusion.core.codec.image import decode_compressed, decode_rgb
-
-    msg = store.deserialize_cdr(message.data, message.msgtype)
-    if message.msgtype.endswith("/CompressedImage"):
-        pixels = decode_compressed(msg.format, msg.data, order="rgb")
-        if pixels.ndim != 3 or pixels.shape[2] < 3:
-            raise MessageFormatError(f"{message.topic}: compressed image is not colour (shape {pixels.shape})")
-        return np.ascontiguousarray(pixels[..., :3])
-    return decode_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data)
-
-
-def open_bag(bag: str | Path):
-    """``BagSource(bag)``, with every failure to open it as a ConfigError naming the bag."""
-    from ros_mmfusion.core.bagio import BagSource
-
-    try:
-        return BagSource(bag)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"cannot read bag {bag}: {exc}" if Path(bag).exists() else str(exc)) from None
 
 
 def _prepare_output(out: Path) -> None:

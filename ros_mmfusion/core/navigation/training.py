@@ -46,7 +46,7 @@ import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.model_package import PACKAGE_FILES  # noqa: F401 - what train() writes (mmfusion train)
-from ros_mmfusion.core.training import LoopConfig, check_positive_ints
+from ros_mmfusion.core.training import LoopConfig, check_data_sources, check_positive_ints
 
 Log = Callable[[str], None]
 MAX_DATASET_BYTES = 4 * 2**30
@@ -94,7 +94,6 @@ class NavTrainConfig:
         """ConfigError naming the first unusable setting; cheap, so callers run it before any work."""
         from ros_mmfusion.core.limits import check_image_size
         from ros_mmfusion.core.models.vint import VINT_VARIANTS
-        from ros_mmfusion.core.sim.scenarios import get_scenario
 
         self.loop.check()
         if self.variant not in VINT_VARIANTS:
@@ -112,25 +111,7 @@ class NavTrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
         if not (math.isfinite(self.waypoint_spacing) and self.waypoint_spacing >= 0):
             raise ConfigError(f"waypoint_spacing must be >= 0 metres (0: measured), got {self.waypoint_spacing}")
-        if not self.scenarios and not self.bags:
-            raise ConfigError("no training data: give --scenario or --bag")
-        if self.scenarios and not self.train_seeds:
-            raise ConfigError("--scenario needs at least one training seed (--seeds)")
-        for name in self.scenarios:
-            get_scenario(name)
-        overlap = set(self.train_seeds) & set(self.val_seeds)
-        if self.scenarios and overlap:
-            raise ConfigError(f"seeds {sorted(overlap)} are both training and validation seeds")
-        if any(int(s) < 0 for s in (*self.train_seeds, *self.val_seeds)):
-            raise ConfigError("seeds must be non-negative integers")
-        overlap_bags = {str(Path(b).resolve()) for b in self.bags} & {str(Path(b).resolve()) for b in self.val_bags}
-        if overlap_bags:
-            raise ConfigError(f"bag(s) {sorted(overlap_bags)} are both training and validation bags")
-        for bag in (*self.bags, *self.val_bags):
-            if not Path(bag).is_dir():
-                raise ConfigError(f"bag not found: {bag}")
-        if self.init and not Path(self.init).exists():
-            raise ConfigError(f"--init {self.init}: no such file or model package directory")
+        check_data_sources(self.scenarios, self.train_seeds, self.val_seeds, self.bags, self.val_bags, self.init)
         frames = (len(self.scenarios) * (len(self.train_seeds) * self.frames_per_seed
                                          + len(self.val_seeds) * self.val_frames))
         if frames * self.width * self.height * 3 > MAX_DATASET_BYTES:
@@ -224,12 +205,18 @@ def read_bag_recording(bag: str | Path, image_topic: str, odom_topic: str, size:
     too short to train on."""
     from PIL import Image
 
-    from ros_mmfusion.core.bagio import read_header_stamp, typestore
+    from ros_mmfusion.core.bagio import (
+        IMAGE_TYPES,
+        ODOMETRY_TYPE,
+        open_bag,
+        read_header_stamp,
+        rgb_of_message,
+        typestore,
+    )
     from ros_mmfusion.core.errors import MessageFormatError
     from ros_mmfusion.core.geometry import quaternion_to_yaw
     from ros_mmfusion.core.navigation.metrics import Trajectory
     from ros_mmfusion.core.navigation.sampling import PeriodicSampler
-    from ros_mmfusion.core.navigation.topomap import IMAGE_TYPES, ODOMETRY_TYPE, open_bag, rgb_of_message
 
     store = typestore()
     stamps: list[int] = []
