@@ -251,3 +251,88 @@ class NavigationRecord:
                 "topomap_nodes": int(self.node_xy.shape[0]),
                 "trajectory": {"odom_xy": odom_xy.round(3).tolist(), "nodes_xy": self.node_xy.round(3).tolist(),
                                "truth_xy": truth_xy.round(3).tolist(), "localised_node": localised.tolist()}}
+
+
+# ---------------------------------------------------------------------------------------------------- closed loop
+
+
+def polyline_length(xy: np.ndarray) -> float:
+    """Metres along a (N, 2) polyline."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    return float(np.hypot(*np.diff(xy, axis=0).T).sum()) if len(xy) > 1 else 0.0
+
+
+def cross_track_distances(xy: np.ndarray, route_xy: np.ndarray) -> np.ndarray:
+    """(N,) metres from each point of ``xy`` to the nearest segment of the polyline ``route_xy`` (M >= 1 points)."""
+    p = np.asarray(xy, np.float64).reshape(-1, 1, 2)
+    route = np.asarray(route_xy, np.float64).reshape(-1, 2)
+    if len(route) == 1:
+        return np.linalg.norm(p[:, 0] - route[0], axis=1)
+    a, b = route[:-1][None], route[1:][None]
+    ab = b - a
+    t = np.clip(((p - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(p - (a + t[..., None] * ab), axis=-1).min(axis=1)
+
+
+@dataclass(frozen=True)
+class ClosedLoopRun:
+    """One closed-loop route: the robot's trajectory (``times`` s, ``xy`` world metres), the commands it received
+    (``command_times`` s, ``commands`` (K, 2) v and w), the mapped route (``route_xy``), the goal, and how it ended."""
+
+    route: str
+    times: np.ndarray
+    xy: np.ndarray
+    command_times: np.ndarray
+    commands: np.ndarray
+    route_xy: np.ndarray
+    goal_xy: tuple[float, float]
+    collisions: int
+    ended: str
+    """"goal" (goal_reached published), "collision", "timeout" or "stopped"."""
+
+
+@dataclass(frozen=True)
+class SuccessCriteria:
+    goal_radius: float = 1.0
+    """Metres from the goal within which the run succeeds."""
+    time_limit: float = 120.0
+    """Simulated seconds the run may take."""
+
+
+def closed_loop_metrics(run: ClosedLoopRun, criteria: SuccessCriteria = SuccessCriteria()) -> dict:
+    """Success (final position within ``goal_radius`` of the goal, within the time limit, no collision), SPL (success
+    weighted by the mapped route's length over the driven length, Anderson et al. 2018), collisions, mean and max
+    cross-track distance to the mapped route, time to goal (s, successes only), and smoothness: the RMS change of the
+    commands per second (linear m/s^2, angular rad/s^2)."""
+    xy = np.asarray(run.xy, np.float64).reshape(-1, 2)
+    final = xy[-1] if len(xy) else np.array([np.inf, np.inf])
+    to_goal = float(np.hypot(*(final - np.asarray(run.goal_xy))))
+    duration = float(run.times[-1] - run.times[0]) if len(run.times) > 1 else 0.0
+    success = bool(to_goal <= criteria.goal_radius and duration <= criteria.time_limit and run.collisions == 0)
+    driven, shortest = polyline_length(xy), polyline_length(run.route_xy)
+    spl = float(success) * shortest / max(driven, shortest, 1e-9)
+    cross = cross_track_distances(xy, run.route_xy) if len(xy) else np.zeros(1)
+    smooth = {"linear_rms_m_s2": None, "angular_rms_rad_s2": None}
+    cmds, ct = np.asarray(run.commands, np.float64).reshape(-1, 2), np.asarray(run.command_times, np.float64)
+    if len(cmds) > 2:
+        dt = np.maximum(np.diff(ct), 1e-3)
+        rate = np.diff(cmds, axis=0) / dt[:, None]
+        smooth = {"linear_rms_m_s2": float(np.sqrt(np.mean(rate[:, 0] ** 2))),
+                  "angular_rms_rad_s2": float(np.sqrt(np.mean(rate[:, 1] ** 2)))}
+    return {"route": run.route, "success": success, "spl": spl, "ended": run.ended, "collisions": run.collisions,
+            "distance_to_goal_m": to_goal, "time_s": duration, "time_to_goal_s": duration if success else None,
+            "path_length_m": driven, "route_length_m": shortest, "cross_track_mean_m": float(cross.mean()),
+            "cross_track_max_m": float(cross.max()), **smooth}
+
+
+def summarize_closed_loop(rows: list[dict]) -> dict:
+    """Success rate, mean SPL, total collisions, mean cross-track and time to goal (successes) over routes."""
+    if not rows:
+        return {"routes": 0}
+    times = [r["time_to_goal_s"] for r in rows if r["time_to_goal_s"] is not None]
+    smooth = [r["angular_rms_rad_s2"] for r in rows if r["angular_rms_rad_s2"] is not None]
+    return {"routes": len(rows), "success_rate": float(np.mean([r["success"] for r in rows])),
+            "spl": float(np.mean([r["spl"] for r in rows])), "collisions": int(sum(r["collisions"] for r in rows)),
+            "cross_track_mean_m": float(np.mean([r["cross_track_mean_m"] for r in rows])),
+            "time_to_goal_s": float(np.mean(times)) if times else None,
+            "angular_rms_rad_s2": float(np.mean(smooth)) if smooth else None}
