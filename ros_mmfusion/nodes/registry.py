@@ -9,4 +9,5 @@ NODES: dict[str, tuple[str, str]] = {
     "detection3d": ("ros_mmfusion.nodes.detection3d", "Detection3DNode"),
     "vint_navigation": ("ros_mmfusion.nodes.vint_navigation", "VintNavigationNode"),
     "waypoint_controller": ("ros_mmfusion.nodes.waypoint_controller", "WaypointControllerNode"),
+    "sim_robot": ("ros_mmfusion.nodes.sim_robot", "SimRobotNode"),
 }

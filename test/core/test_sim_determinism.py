@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ros_mmfusion.core.sim.recorder import TOPICS, _Messages
+from ros_mmfusion.core.sim.recorder import TOPICS, SimMessages
 from ros_mmfusion.core.sim.simulator import Simulation
 
 SIZE = (80, 60)
@@ -11,7 +11,7 @@ SIZE = (80, 60)
 
 def _serialized(scenario: str, seed: int, frames: list[int]) -> dict[tuple[int, str], bytes]:
     sim = Simulation(scenario, seed=seed, size=SIZE)
-    msgs = _Messages(sim, "32FC1")
+    msgs = SimMessages(sim, "32FC1")
     out = {}
     for index in frames:
         for topic, message in msgs.frame_messages(sim.frame(index)):

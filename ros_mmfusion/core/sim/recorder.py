@@ -13,7 +13,7 @@ before frame 0, and offered transient-local (as a latched publisher would).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from ros_mmfusion.core.codec.pointcloud import encode_cloud
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.sim.calibration import write_calibration
+from ros_mmfusion.core.sim.ego import EgoState
 from ros_mmfusion.core.sim.simulator import SimFrame, Simulation
 
 GENERATOR = "ros_mmfusion sim"
@@ -118,8 +119,9 @@ def prepare_output(out: Path, overwrite: bool) -> None:
     out.rmdir()
 
 
-class _Messages:
-    """Builds the rosbags message objects of one simulation."""
+class SimMessages:
+    """Builds the rosbags message objects of one simulation (the recorder writes them to bags, the simulated-robot
+    node publishes them serialized)."""
 
     def __init__(self, sim: Simulation, depth_encoding: str) -> None:
         from ros_mmfusion.core.bagio import typestore
@@ -188,14 +190,14 @@ class _Messages:
         return self.new("vision_msgs/msg/LabelInfo", header=self.header(stamp_ns, self.sim.rig.color.frame_id),
                         class_map=classes, threshold=0.0)
 
-    def odometry(self, frame: SimFrame):
-        ego = frame.ego
+    def odometry(self, stamp_ns: int, ego: EgoState):
+        """``nav_msgs/Odometry`` odom -> base_link of ``ego`` (pose and body-frame twist)."""
         cov = np.zeros(36)
         cov[[0, 7, 14, 21, 28, 35]] = 1e-6
         pose = self.new("geometry_msgs/msg/PoseWithCovariance",
                         pose=self.pose(ego.T_odom_base.translation, ego.T_odom_base.quaternion()), covariance=cov)
         twist = self.new("geometry_msgs/msg/Twist", linear=self.vector3(ego.linear), angular=self.vector3(ego.angular))
-        return self.new("nav_msgs/msg/Odometry", header=self.header(frame.stamp_ns, ODOM_FRAME),
+        return self.new("nav_msgs/msg/Odometry", header=self.header(stamp_ns, ODOM_FRAME),
                         child_frame_id=BASE_FRAME, pose=pose,
                         twist=self.new("geometry_msgs/msg/TwistWithCovariance", twist=twist, covariance=cov.copy()))
 
@@ -214,32 +216,41 @@ class _Messages:
         return self.new("vision_msgs/msg/Detection3DArray", header=self.header(frame.stamp_ns, frame_id),
                         detections=detections)
 
-    def frame_messages(self, frame: SimFrame) -> list[tuple[str, object]]:
-        """(topic, message) of every per-frame topic, in a fixed order."""
+    def frame_messages(self, frame: SimFrame, topics: Collection[str] | None = None) -> list[tuple[str, object]]:
+        """(topic, message) of every per-frame topic (or only those in ``topics``), in a fixed order."""
         rig, s, cam = self.sim.rig, frame.stamp_ns, frame.camera
         lidar_frame = rig.lidar.frame_id
-        gt = np.zeros(len(frame.lidar.points), GT_POINT_DTYPE)
-        for name in ("x", "y", "z"):
-            gt[name] = frame.lidar.points[name]
-        gt["label"], gt["instance"] = frame.lidar.labels, frame.lidar.instances
-        return [
-            ("/camera/color/image_raw", self.image(s, rig.color.frame_id, cam.rgb, "rgb8")),
-            ("/camera/color/camera_info", self.camera_info(s, rig.color)),
-            ("/camera/depth/image_rect_raw", self.image(s, rig.depth.frame_id,
-                                                        depth_image(cam.depth, self.depth_encoding),
-                                                        self.depth_encoding)),
-            ("/camera/depth/camera_info", self.camera_info(s, rig.depth)),
-            ("/thermal/image_raw", self.image(s, rig.thermal.frame_id, cam.thermal, "mono16")),
-            ("/thermal/camera_info", self.camera_info(s, rig.thermal)),
-            ("/lidar/points", self.cloud(s, lidar_frame, frame.lidar.points)),
-            ("/odom", self.odometry(frame)),
-            ("/tf", self.new("tf2_msgs/msg/TFMessage", transforms=[
-                self.transform_stamped(s, ODOM_FRAME, BASE_FRAME, frame.ego.T_odom_base)])),
-            ("/ground_truth/semantic", self.image(s, rig.color.frame_id, cam.semantic, "mono8")),
-            ("/ground_truth/instance", self.image(s, rig.color.frame_id, cam.instance, "mono16")),
-            ("/ground_truth/boxes", self.boxes(frame)),
-            ("/ground_truth/points", self.cloud(s, lidar_frame, gt)),
+
+        def gt_points():
+            gt = np.zeros(len(frame.lidar.points), GT_POINT_DTYPE)
+            for name in ("x", "y", "z"):
+                gt[name] = frame.lidar.points[name]
+            gt["label"], gt["instance"] = frame.lidar.labels, frame.lidar.instances
+            return self.cloud(s, lidar_frame, gt)
+
+        builders: list[tuple[str, Callable[[], object]]] = [
+            ("/camera/color/image_raw", lambda: self.image(s, rig.color.frame_id, cam.rgb, "rgb8")),
+            ("/camera/color/camera_info", lambda: self.camera_info(s, rig.color)),
+            ("/camera/depth/image_rect_raw", lambda: self.image(s, rig.depth.frame_id,
+                                                                depth_image(cam.depth, self.depth_encoding),
+                                                                self.depth_encoding)),
+            ("/camera/depth/camera_info", lambda: self.camera_info(s, rig.depth)),
+            ("/thermal/image_raw", lambda: self.image(s, rig.thermal.frame_id, cam.thermal, "mono16")),
+            ("/thermal/camera_info", lambda: self.camera_info(s, rig.thermal)),
+            ("/lidar/points", lambda: self.cloud(s, lidar_frame, frame.lidar.points)),
+            ("/odom", lambda: self.odometry(s, frame.ego)),
+            ("/tf", lambda: self.tf(s, frame.ego.T_odom_base)),
+            ("/ground_truth/semantic", lambda: self.image(s, rig.color.frame_id, cam.semantic, "mono8")),
+            ("/ground_truth/instance", lambda: self.image(s, rig.color.frame_id, cam.instance, "mono16")),
+            ("/ground_truth/boxes", lambda: self.boxes(frame)),
+            ("/ground_truth/points", gt_points),
         ]
+        return [(topic, build()) for topic, build in builders if topics is None or topic in topics]
+
+    def tf(self, stamp_ns: int, T_odom_base: Transform):
+        """The ``/tf`` message of one instant: odom -> base_link."""
+        return self.new("tf2_msgs/msg/TFMessage",
+                        transforms=[self.transform_stamped(stamp_ns, ODOM_FRAME, BASE_FRAME, T_odom_base)])
 
 
 def _qos(transient_local: bool):
@@ -297,7 +308,7 @@ def record(scenario: str, out: str | Path, frames: int, *, seed: int = 0, size: 
     out = Path(out)
     prepare_output(out, overwrite)
     started = time.perf_counter()
-    msgs = _Messages(sim, depth_encoding)
+    msgs = SimMessages(sim, depth_encoding)
     store = msgs.store
     counts = {topic: 0 for topic in TOPICS}
     writer = Writer(out, version=9, storage_plugin=plugins[storage])

@@ -165,4 +165,65 @@ class DiffDriveRobot:
         return self.start.transform(self.z).inverse() @ self.T_world_base()
 
 
-__all__ = ["Collision", "CommandCheck", "DiffDriveRobot", "DriveLimits", "RobotState", "check_command", "integrate"]
+class SimulatedRobot:
+    """A scenario's robot driven by velocity commands instead of its scripted route: the world, its sensors and
+    actors as :class:`~ros_mmfusion.core.sim.simulator.Simulation` renders them, the motion of a
+    :class:`DiffDriveRobot`. It starts at the scripted route's pose at ``start_time`` seconds, moved by
+    ``start_offset`` (forward m, left m, yaw rad, in the robot's frame: the pose perturbation of a closed-loop
+    trial). Simulated time ``t`` starts at 0; stamps count from ``start_stamp_ns``."""
+
+    def __init__(self, scenario: str, seed: int = 0, size: tuple[int, int] = (160, 120), beams: int = 16, *,
+                 start_time: float = 0.0, start_offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                 limits: DriveLimits = DriveLimits(), radius: float = 0.25, command_timeout: float = 0.5,
+                 collides: Collision | None = None, start_stamp_ns: int | None = None) -> None:
+        from ros_mmfusion.core.sim.simulator import START_STAMP_NS, Simulation
+
+        self.sim = Simulation(scenario, seed=seed, size=size, beams=beams,
+                              start_stamp_ns=START_STAMP_NS if start_stamp_ns is None else start_stamp_ns)
+        self.start_time = float(start_time)
+        x, y, z, yaw = self.sim.ego.route.pose(self.start_time)
+        fwd, left, dyaw = (float(v) for v in start_offset)
+        c, s = math.cos(yaw), math.sin(yaw)
+        start = RobotState(x + fwd * c - left * s, y + fwd * s + left * c,
+                           math.atan2(math.sin(yaw + dyaw), math.cos(yaw + dyaw)))
+        self.robot = DiffDriveRobot(start, limits, radius=radius, command_timeout=command_timeout, collides=collides,
+                                    z=z)
+        self.t = 0.0
+        self.frames = 0
+
+    @property
+    def stamp_ns(self) -> int:
+        return self.sim.start_stamp_ns + round(self.t * 1e9)
+
+    def set_command(self, linear: float, angular: float) -> CommandCheck:
+        return self.robot.set_command(linear, angular, self.t)
+
+    def step(self, dt: float) -> None:
+        """Advance simulated time by ``dt`` seconds."""
+        self.robot.step(self.t, dt)
+        self.t += dt
+
+    def ego_state(self):
+        """The robot as the sensors and the recorder's messages see it (an ``EgoState``)."""
+        from ros_mmfusion.core.sim.ego import EgoState
+
+        s = self.robot.state
+        return EgoState(self.robot.T_world_base(), self.robot.T_odom_base(), np.array([s.linear, 0.0, 0.0]),
+                        np.array([0.0, 0.0, s.angular]))
+
+    def render(self, lidar: bool = False):
+        """The sensors at the robot's current pose and time (a ``SimFrame`` stamped now); frames count up."""
+        from dataclasses import replace
+
+        frame = self.sim.frame_at(self.frames, self.start_time + self.t, self.ego_state(), lidar=lidar)
+        self.frames += 1
+        return replace(frame, stamp_ns=self.stamp_ns, time_s=self.t)
+
+    def route_xy(self, t0: float, t1: float, step: float = 0.25) -> np.ndarray:
+        """(N, 2) world x, y of the scripted route from ``t0`` to ``t1`` seconds (the mapped route), every ``step``."""
+        times = np.append(np.arange(t0, t1, step), t1)
+        return np.array([self.sim.ego.route.pose(float(t))[:2] for t in times])
+
+
+__all__ = ["Collision", "CommandCheck", "DiffDriveRobot", "DriveLimits", "RobotState", "SimulatedRobot",
+           "check_command", "integrate"]

@@ -16,7 +16,7 @@ from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.sim.ego import Ego, EgoState
 from ros_mmfusion.core.sim.scenarios import Scenario, get_scenario
-from ros_mmfusion.core.sim.sensors import CameraImages, LidarScan, SensorModel, make_rig
+from ros_mmfusion.core.sim.sensors import POINT_DTYPE, CameraImages, LidarScan, SensorModel, make_rig
 
 #: Header stamp of frame 0: 2024-01-01T00:00:00Z. Fixed, so the same seed gives the same bytes.
 START_STAMP_NS = 1_704_067_200 * 1_000_000_000
@@ -95,13 +95,21 @@ class Simulation:
     def frame(self, index: int) -> SimFrame:
         """Render frame ``index`` (independent of any other frame)."""
         t = index / self.rate
+        return self.frame_at(index, t, self.ego.state(t))
+
+    def frame_at(self, index: int, t: float, ego: EgoState, lidar: bool = True) -> SimFrame:
+        """Render the world at time ``t`` seconds from the ego pose ``ego`` (the scripted route's, or a simulated
+        robot's), stamped as frame ``index``. Without ``lidar`` the scan is empty (no points, no boxes)."""
         snap = self.world.snapshot(t)
         scene = snap.raycasting_scene()
-        ego = self.ego.state(t)
         camera = self.sensors.render_cameras(snap, scene, ego.T_world_base, index)
-        lidar = self.sensors.render_lidar(snap, scene, ego.T_world_base, index)
+        if not lidar:
+            empty = np.zeros(0, POINT_DTYPE)
+            return SimFrame(index, self.stamp_ns(index), t, ego, camera,
+                            LidarScan(empty, np.zeros(0, np.uint8), np.zeros(0, np.uint16)), [])
+        scan = self.sensors.render_lidar(snap, scene, ego.T_world_base, index)
         T_lidar_world = (ego.T_world_base @ self.rig.lidar.T_base_sensor).inverse()
-        counts = np.bincount(lidar.instances, minlength=65536)
+        counts = np.bincount(scan.instances, minlength=65536)
         boxes = []
         for box in snap.boxes:
             n = int(counts[box.instance_id])
@@ -112,7 +120,7 @@ class Simulation:
             boxes.append(Box3D(box.instance_id, box.class_id, L.LABELS[box.class_id].name, T.translation.copy(),
                                np.asarray(box.size, dtype=np.float64), q,
                                float(np.arctan2(T.rotation[1, 0], T.rotation[0, 0])), n))
-        return SimFrame(index, self.stamp_ns(index), t, ego, camera, lidar, boxes)
+        return SimFrame(index, self.stamp_ns(index), t, ego, camera, scan, boxes)
 
     def frames(self, count: int, start: int = 0) -> Iterator[SimFrame]:
         for index in range(start, start + count):
