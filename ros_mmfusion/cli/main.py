@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "bench-graph": "benchmark",
     "train": "train",
     "topomap": "topomap",
+    "closed-loop": "closed_loop",
     "convert-checkpoint": "convert_checkpoint",
     "export": "export",
     "build-engine": "build_engine",

@@ -40,7 +40,12 @@ from ros_mmfusion.core.navigation.artifacts import (
     build_backend,
     navigation_model,
 )
-from ros_mmfusion.core.navigation.localization import OdometrySample, odometry_oracle
+from ros_mmfusion.core.navigation.localization import (
+    OdometrySample,
+    odometry_oracle,
+    odometry_robot_pose,
+    odometry_waypoints,
+)
 from ros_mmfusion.core.navigation.pipeline import NavigationPolicy, NavigationResult
 from ros_mmfusion.core.navigation.topomap import load_topomap, topomap_from_goal_image
 from ros_mmfusion.core.params import ParamSpec
@@ -94,6 +99,10 @@ class VintNavigationNode(MmfusionNode):
         ParamSpec("distance_source", "model", "Temporal distances for localisation: 'model' (ViNT), or 'odometry' "
                   "(ground truth from the odom input and the topomap's poses: a test hook, not for deployment).",
                   choices=("model", "odometry"), read_only=True),
+        ParamSpec("waypoint_source", "model", "Waypoints to follow: 'model' (ViNT), or 'odometry' (straight towards "
+                  "the subgoal node's recorded pose, from the odom input: with distance_source 'odometry' the "
+                  "closed-loop oracle, an upper bound for the controller; a test hook, not for deployment).",
+                  choices=("model", "odometry"), read_only=True),
     )
 
     def __init__(self, **kwargs) -> None:
@@ -124,11 +133,12 @@ class VintNavigationNode(MmfusionNode):
             waypoint_spacing=self.waypoint_spacing(), frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"])
         self.node_poses = None
         self.odometry: deque[OdometrySample] = deque(maxlen=200)
-        if p["distance_source"] == "odometry":
+        oracles = [name for name in ("distance_source", "waypoint_source") if p[name] == "odometry"]
+        if oracles:
             self.node_poses = topomap.poses_xy_yaw()  # ConfigError when the map has no poses
             self.sensor_subscription(Odometry, "odom", self.on_odometry, name="odom")
-            self.set_finding("distance_source", Level.WARN, "localising with odometry-oracle distances, not the "
-                             "model's (distance_source: odometry)")
+            self.set_finding("distance_source", Level.WARN, "odometry oracle instead of the model "
+                             f"({', '.join(f'{n}: odometry' for n in oracles)}): a test hook, not a deployment")
         self.path_pub = self.output_publisher(Path, "navigation/path")
         self.waypoint_pub = self.output_publisher(PoseStamped, "navigation/waypoint")
         self.goal_pub = self.output_publisher(Bool, "navigation/goal_reached")
@@ -172,10 +182,17 @@ class VintNavigationNode(MmfusionNode):
         self.policy.localizer.radius = p["radius"]
         self.policy.localizer.close_threshold = p["close_threshold"]
         self.policy.waypoint_index, self.policy.waypoint_spacing = p["waypoint_index"], self.waypoint_spacing()
-        distance_fn = None
-        if self.node_poses is not None:
+        distance_fn = waypoint_fn = None
+        if p["distance_source"] == "odometry":
             distance_fn = odometry_oracle(self.odometry, stamp, self.node_poses, self.policy.waypoint_spacing)
-        result = self.policy.step(distance_fn)
+        if p["waypoint_source"] == "odometry":
+            robot, nodes = odometry_robot_pose(self.odometry, stamp), self.node_poses
+            count = self.policy.variant.config.len_traj_pred
+            spacing = self.policy.waypoint_spacing
+
+            def waypoint_fn(subgoal: int) -> np.ndarray:
+                return odometry_waypoints(robot, nodes[subgoal], count, spacing)
+        result = self.policy.step(distance_fn, waypoint_fn)
         self.publish(result, msg.header.stamp)
         self.report_timing(stamp, started)
 

@@ -150,17 +150,38 @@ def odometry_oracle(odometry: Iterable[OdometrySample], stamp_ns: int, nodes_xy_
                     metres_per_frame: float, max_extrapolation_s: float = MAX_ODOM_EXTRAPOLATION_S
                     ) -> Callable[[int, int], np.ndarray]:
     """The odometry-oracle distance function ``(start, end) -> distances`` of nodes ``start..end`` for the camera
-    frame stamped ``stamp_ns``: the odometry sample nearest in stamp, extrapolated to the frame with its twist
-    (:func:`extrapolate_pose`), against the topomap's node poses ``nodes_xy_yaw`` ``(N, 3)`` in the odometry frame
-    (:func:`odometry_temporal_distances`). MessageFormatError when no odometry has arrived or the nearest sample is
-    more than ``max_extrapolation_s`` seconds from the frame."""
+    frame stamped ``stamp_ns``: the robot's pose then (:func:`odometry_robot_pose`) against the topomap's node poses
+    ``nodes_xy_yaw`` ``(N, 3)`` in the odometry frame (:func:`odometry_temporal_distances`)."""
+    robot = odometry_robot_pose(odometry, stamp_ns, max_extrapolation_s)
+    nodes = np.asarray(nodes_xy_yaw, dtype=np.float64).reshape(-1, 3)
+    return lambda start, end: odometry_temporal_distances(robot, nodes[start:end + 1], metres_per_frame)
+
+
+def odometry_waypoints(robot_xy_yaw: np.ndarray, node_xy_yaw: np.ndarray, count: int, spacing: float) -> np.ndarray:
+    """``(count, 4)`` metric waypoints ``(x, y, cos, sin)`` in the robot's frame on the straight line to a node,
+    ``spacing`` metres apart and never beyond it, all heading along that line: the odometry oracle's waypoints
+    (what a perfect policy that knows where the subgoal is would predict), for the closed-loop upper bound."""
+    robot = np.asarray(robot_xy_yaw, dtype=np.float64).reshape(3)
+    node = np.asarray(node_xy_yaw, dtype=np.float64).reshape(3)
+    c, s = np.cos(robot[2]), np.sin(robot[2])
+    dx, dy = node[0] - robot[0], node[1] - robot[1]
+    local = np.array([c * dx + s * dy, -s * dx + c * dy])
+    dist = float(np.hypot(*local))
+    unit = local / dist if dist > 1e-9 else np.array([1.0, 0.0])
+    reach = np.minimum(spacing * np.arange(1, count + 1), dist)
+    return np.column_stack([reach * unit[0], reach * unit[1], np.full(count, unit[0]), np.full(count, unit[1])])
+
+
+def odometry_robot_pose(odometry: Iterable[OdometrySample], stamp_ns: int,
+                        max_extrapolation_s: float = MAX_ODOM_EXTRAPOLATION_S) -> np.ndarray:
+    """The robot's ``(x, y, yaw)`` at ``stamp_ns``: the odometry sample nearest in stamp, extrapolated with its twist
+    (:func:`extrapolate_pose`). MessageFormatError when no odometry has arrived or the nearest sample is more than
+    ``max_extrapolation_s`` seconds away."""
     samples = list(odometry)
     if not samples:
-        raise MessageFormatError("distance_source is 'odometry' but no odometry has arrived yet")
+        raise MessageFormatError("an odometry oracle is on but no odometry has arrived yet")
     odom_stamp, pose, linear, angular = min(samples, key=lambda o: abs(o[0] - stamp_ns))
     dt = (stamp_ns - odom_stamp) / 1e9
     if abs(dt) > max_extrapolation_s:
         raise MessageFormatError(f"the nearest odometry is {dt:+.2f} s from the image")
-    robot = extrapolate_pose(pose, linear, angular, dt)
-    nodes = np.asarray(nodes_xy_yaw, dtype=np.float64).reshape(-1, 3)
-    return lambda start, end: odometry_temporal_distances(robot, nodes[start:end + 1], metres_per_frame)
+    return extrapolate_pose(pose, linear, angular, dt)

@@ -167,17 +167,21 @@ class NavigationPolicy:
         out = self.backend.run(feeds)
         return out["dist"].reshape(n), out["action"].reshape(n, -1, out["action"].shape[-1])
 
-    def step(self, distance_fn: DistanceFunction | None = None) -> NavigationResult:
+    def step(self, distance_fn: DistanceFunction | None = None,
+             waypoint_fn: Callable[[int], np.ndarray] | None = None) -> NavigationResult:
         """Localise and choose the waypoint for the current context (call when :attr:`ready`).
 
-        ``distance_fn`` replaces the model's temporal distances for localisation (the model still predicts the
-        waypoints): the hook for known-answer tests and the odometry oracle.
+        ``distance_fn`` replaces the model's temporal distances for localisation, ``waypoint_fn(subgoal_node)`` the
+        model's metric waypoints ``(len_traj_pred, 4)``: the hooks for known-answer tests and the odometry oracle.
         """
         start, end = self.localizer.window()
         model_distances, waypoints = self.predict(start, end)
         distances = model_distances if distance_fn is None else np.asarray(distance_fn(start, end), np.float64)
         step = self.localizer.update(distances)
-        metric = self.to_metric(waypoints[step.subgoal_offset])
+        if waypoint_fn is None:
+            metric = self.to_metric(waypoints[step.subgoal_offset])
+        else:
+            metric = np.asarray(waypoint_fn(step.subgoal_node), np.float64).reshape(waypoints.shape[1], 4)
         return NavigationResult(int(self.context_stamp_ns), step, model_distances, metric,
                                 metric[self.waypoint_index].copy())
 

@@ -118,7 +118,8 @@ class DiffDriveRobot:
     """The robot's motion: commands (with their time), limits, collisions. Times are simulated seconds."""
 
     def __init__(self, start: RobotState, limits: DriveLimits = DriveLimits(), *, radius: float = 0.25,
-                 command_timeout: float = 0.5, collides: Collision | None = None, z: float = 0.0) -> None:
+                 command_timeout: float = 0.5, collides: Collision | None = None, z: float = 0.0,
+                 T_world_odom: Transform | None = None) -> None:
         if not (math.isfinite(radius) and radius >= 0 and math.isfinite(command_timeout) and command_timeout > 0):
             raise ConfigError(f"radius must be >= 0 and command_timeout > 0, got {radius}, {command_timeout}")
         self.state = RobotState(start.x, start.y, start.yaw)
@@ -131,6 +132,7 @@ class DiffDriveRobot:
         self.in_contact = False
         self.distance = 0.0
         """Metres driven (path length)."""
+        self.T_odom_world = (T_world_odom or self.start.transform(z)).inverse()
 
     def set_command(self, linear: float, angular: float, t: float) -> CommandCheck:
         """Take a command received at simulated time ``t``; returns the check (rejected ones change nothing)."""
@@ -161,8 +163,8 @@ class DiffDriveRobot:
         return self.state.transform(self.z)
 
     def T_odom_base(self) -> Transform:
-        """``base_link`` in ``odom`` (REP-105: odom is fixed where the robot started)."""
-        return self.start.transform(self.z).inverse() @ self.T_world_base()
+        """``base_link`` in ``odom`` (REP-105: a fixed frame; by default where the robot started)."""
+        return self.T_odom_world @ self.T_world_base()
 
 
 class SimulatedRobot:
@@ -186,8 +188,10 @@ class SimulatedRobot:
         c, s = math.cos(yaw), math.sin(yaw)
         start = RobotState(x + fwd * c - left * s, y + fwd * s + left * c,
                            math.atan2(math.sin(yaw + dyaw), math.cos(yaw + dyaw)))
+        # odom is the scenario's (the scripted route's pose at time 0), as in its recorded bags: a topological map
+        # recorded on another pass of the route shares the frame, whatever the perturbed start
         self.robot = DiffDriveRobot(start, limits, radius=radius, command_timeout=command_timeout, collides=collides,
-                                    z=z)
+                                    z=z, T_world_odom=self.sim.ego.T_world_odom)
         self.t = 0.0
         self.frames = 0
 
