@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from ros_mmfusion.core.training import (
     fit,
     run_record,
 )
+
+if TYPE_CHECKING:
+    from ros_mmfusion.core.geometry import PinholeCamera
 
 Log = Callable[[str], None]
 MIN_SAMPLE_POINTS = 5
@@ -263,7 +266,7 @@ class _BagCamera:
         from ros_mmfusion.core.static_tf import StaticTransforms
 
         self.bag, self.paint = bag, paint
-        self.camera = None
+        self.camera: PinholeCamera | None = None
         self.camera_frame = ""
         self.transforms = StaticTransforms()
         self.extrinsics: dict[tuple[str, str], Any] = {}
@@ -349,7 +352,7 @@ def bag_samples(bags: Sequence[str], points_topic: str, boxes_topic: str, intens
                 msg = source.deserialize(message)
                 if camera is not None and message.topic == TF_STATIC_TOPIC:
                     camera.transforms.add(msg.transforms)
-                elif camera is not None and message.topic == paint.camera_info_topic:
+                elif camera is not None and message.topic == camera.paint.camera_info_topic:
                     camera.add_camera_info(msg)
                 elif message.topic == points_topic:
                     cloud = decode_cloud(msg.height, msg.width, msg.fields, msg.is_bigendian, msg.point_step,
