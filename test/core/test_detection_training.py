@@ -125,6 +125,11 @@ def test_corrupted_masks_stay_close_to_the_truth():
     assert out.shape == mask.shape and out.dtype == mask.dtype
     agree = (out == mask).mean()
     assert 0.8 < agree < 1.0  # changed, but not beyond recognition
+    for h, w in ((24, 32), (3, 2)):  # masks too small for the blob sizes of a 320x240 one still corrupt
+        small = np.zeros((h, w), np.uint8)
+        small[h // 3:, w // 3:] = 9
+        changed = [corrupt_mask(small, (9, 10, 11), np.random.default_rng(s)) for s in range(10)]
+        assert all(c.shape == small.shape for c in changed) and any((c != small).any() for c in changed)
 
 
 def tiny(**overrides) -> DetectionTrainConfig:

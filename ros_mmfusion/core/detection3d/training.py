@@ -200,8 +200,9 @@ def corrupt_mask(mask: np.ndarray, class_ids: Sequence[int], rng: np.random.Gene
             out[(region > 0) & (grown == 0)] = 0
             out[(grown > 0) & (region == 0)] = cid
     for _ in range(int(rng.integers(0, blobs + 1))):
-        bh, bw = int(rng.integers(4, h // 6)), int(rng.integers(4, w // 8))
-        y, x = int(rng.integers(0, h - bh)), int(rng.integers(0, w - bw))
+        # (small masks, e.g. a bag's low-resolution labels, get blobs of up to 4 px, clipped to the mask)
+        bh, bw = int(rng.integers(4, max(5, h // 6))), int(rng.integers(4, max(5, w // 8)))
+        y, x = int(rng.integers(0, max(1, h - bh))), int(rng.integers(0, max(1, w - bw)))
         out[y:y + bh, x:x + bw] = int(rng.choice(class_ids)) if rng.random() < 0.5 else 0
     return out
 
