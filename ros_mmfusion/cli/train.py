@@ -144,7 +144,11 @@ def run_segmentation(args: argparse.Namespace) -> int:
 
 # -- detection --------------------------------------------------------------------------------------------------------
 def add_detection(parser: argparse.ArgumentParser) -> None:
-    from ros_mmfusion.core.detection3d.training import DetectionTrainConfig
+    from ros_mmfusion.core.detection3d.training import (
+        CORRUPT_CHOICES,
+        GROUND_TRUTH_LABELS_TOPIC,
+        DetectionTrainConfig,
+    )
 
     d = DetectionTrainConfig()
     add_common(parser, iterations=d.loop.iterations, batch=d.batch, lr=d.loop.lr, data=True,
@@ -165,7 +169,22 @@ def add_detection(parser: argparse.ArgumentParser) -> None:
                         help="factor from the cloud's intensity to the model's (default 1/255: 0..255 -> 0..1)")
     parser.add_argument("--paint", default="", metavar="CLASSES",
                         help="PointPainting: comma-separated label classes whose segmentation scores are appended "
-                             "to every point (e.g. car,pedestrian,cyclist); empty: unpainted")
+                             "to every point (e.g. car,pedestrian,cyclist); empty: unpainted. From --bag: the "
+                             "--labels-topic mask of the camera of --camera-info-topic, through the bag's /tf_static "
+                             "(cloud frame -> label image frame)")
+    parser.add_argument("--labels-topic", default=d.labels_topic,
+                        help="painted training from --bag: mono8 class-id Image of the colour camera (the simulated "
+                             "bags' ground truth; on a robot the segmentation node's /segmentation/labels recorded in "
+                             "the bag)")
+    parser.add_argument("--camera-info-topic", default=d.camera_info_topic,
+                        help="painted training from --bag: CameraInfo of the --labels-topic camera")
+    parser.add_argument("--sync-tolerance", type=float, default=d.sync_tolerance, metavar="S",
+                        help="painted training from --bag: largest stamp difference (s) between a cloud and its "
+                             "label image; clouds without one are skipped")
+    parser.add_argument("--corrupt-labels", default=d.corrupt_labels, choices=list(CORRUPT_CHOICES),
+                        help="painted training from --bag: make the labels look like a real segmentation's (grown "
+                             "or shrunk edges, false and missing blobs); auto: only for the ground-truth topic "
+                             f"{GROUND_TRUTH_LABELS_TOPIC}")
     parser.add_argument("--window", type=float, default=d.window,
                         help="side (m) of the BEV window each batch trains on; 0: the whole range")
 
@@ -187,7 +206,9 @@ def run_detection(args: argparse.Namespace) -> int:
         frames_per_seed=args.frames_per_seed, val_frames_per_seed=args.val_frames, frame_stride=args.frame_stride,
         beams=args.beams, bags=tuple(args.bag), val_bags=tuple(args.val_bag), points_topic=args.points_topic,
         boxes_topic=args.boxes_topic, batch=args.batch, intensity_scale=args.intensity_scale, init=args.init,
-        paint_classes=tuple(c.strip() for c in args.paint.split(",") if c.strip()), window=args.window, loop=loop)
+        paint_classes=tuple(c.strip() for c in args.paint.split(",") if c.strip()), labels_topic=args.labels_topic,
+        camera_info_topic=args.camera_info_topic, sync_tolerance=args.sync_tolerance,
+        corrupt_labels=args.corrupt_labels, window=args.window, loop=loop)
     return write_package(args, PACKAGE_FILES, cfg.check,
                          lambda stage: train(cfg, stage, log=log, resume=args.resume))
 

@@ -24,3 +24,12 @@ def stamp_to_ns(stamp: Any) -> int:
     if hasattr(stamp, "sec") and hasattr(stamp, "nanosec"):
         return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
     raise MessageFormatError(f"cannot read a time stamp from {type(stamp).__name__}: expected Time or int ns")
+
+
+def nearest_stamp(stamps: np.ndarray, stamp: int, tolerance_ns: int) -> int | None:
+    """Index of the stamp in sorted ``stamps`` (ns) nearest ``stamp`` when within ``tolerance_ns``, else None."""
+    if not len(stamps):
+        return None
+    i = int(np.searchsorted(stamps, stamp))
+    best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(int(stamps[j]) - stamp))
+    return best if abs(int(stamps[best]) - stamp) <= tolerance_ns else None

@@ -22,6 +22,58 @@ def bag(tmp_path_factory) -> Path:
     return out
 
 
+def without_lidar_transform(bag: Path, out: Path) -> Path:
+    """A copy of ``bag`` whose /tf_static no longer holds the LiDAR's transform (the cameras' stay)."""
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+    from ros_mmfusion.core.bagio import typestore
+
+    store = typestore()
+    with Reader(bag) as reader:
+        writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
+        writer.open()
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store) for c in reader.connections}
+        for conn, t, data in reader.messages():
+            if conn.topic == "/tf_static":
+                msg = store.deserialize_cdr(data, conn.msgtype)
+                msg.transforms = [tf for tf in msg.transforms if tf.child_frame_id != "lidar_link"]
+                assert msg.transforms
+                data = store.serialize_cdr(msg, conn.msgtype)
+            writer.write(conns[conn.id], t, data)
+        writer.close()
+    return out
+
+
+def test_train_painted_detection_on_a_bag(bag, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MMFUSION_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "det"
+    argv = ["train", "detection", "--out", str(out), "--bag", str(bag), "--val-bag", str(bag.parent / "held_out"),
+            "--iterations", "1", "--batch", "2", "--threads", "1", "--window", "10.24", "--paint",
+            "car,pedestrian,cyclist", "--labels-topic", "/ground_truth/semantic", "--sync-tolerance", "0.02"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "3 clouds with ground truth, " in printed and "painted from /ground_truth/semantic (corrupted)" in printed
+    package = read_package(out, "detection3d")
+    assert package.data["paint_classes"] == ["car", "pedestrian", "cyclist"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["labels_topic"] == "/ground_truth/semantic" and metrics["config"]["sync_tolerance"] == 0.02
+    assert metrics["validation"]["frames"] == 2 and "car_bev_ap70" in metrics["validation"]
+
+
+def test_painted_detection_refusals_name_the_bag(bag, tmp_path, capsys):
+    held_out = str(bag.parent / "held_out")
+    painted = ["train", "detection", "--out", str(tmp_path / "m"), "--val-bag", held_out, "--iterations", "1",
+               "--paint", "car"]
+    fails_with_one_line(capsys, [*painted, "--bag", str(bag), "--labels-topic", "/segmentation/labels"],
+                        str(bag), "no topic /segmentation/labels")
+    untied = without_lidar_transform(bag, tmp_path / "untied")
+    fails_with_one_line(capsys, [*painted, "--bag", str(untied)], str(untied), "/tf_static",
+                        "no static transform joins 'lidar_link' to 'camera_color_optical_frame'")
+    assert not (tmp_path / "m").exists()
+    # the unpainted detector does not need the transform
+    assert main(["train", "detection", "--out", str(tmp_path / "u"), "--bag", str(untied), "--val-bag", held_out,
+                 "--iterations", "1", "--window", "10.24"]) == 0
+
 
 def test_train_detection_on_a_bag(bag, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MMFUSION_CACHE_DIR", str(tmp_path / "cache"))  # checkpoints go to the cache

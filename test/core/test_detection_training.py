@@ -125,6 +125,11 @@ def test_corrupted_masks_stay_close_to_the_truth():
     assert out.shape == mask.shape and out.dtype == mask.dtype
     agree = (out == mask).mean()
     assert 0.8 < agree < 1.0  # changed, but not beyond recognition
+    for h, w in ((24, 32), (3, 2)):  # masks too small for the blob sizes of a 320x240 one still corrupt
+        small = np.zeros((h, w), np.uint8)
+        small[h // 3:, w // 3:] = 9
+        changed = [corrupt_mask(small, (9, 10, 11), np.random.default_rng(s)) for s in range(10)]
+        assert all(c.shape == small.shape for c in changed) and any((c != small).any() for c in changed)
 
 
 def tiny(**overrides) -> DetectionTrainConfig:
@@ -190,7 +195,15 @@ def test_refusals_are_config_errors_before_any_work(urban_bag, tmp_path):
     for cfg, needle in ((tiny(variant="centerpoint_pillar"), "anchor-head"),
                         (tiny(scenarios=(), bags=()), "no training data"),
                         (tiny(paint_classes=("cat",)), "not in the label set"),
-                        (tiny(paint_classes=("car",), bags=(str(urban_bag),)), "synthetic world only"),
+                        (tiny(scenarios=(), bags=(str(urban_bag),), paint_classes=("car",),
+                              val_bags=(str(urban_bag.parent / "held_out"),), labels_topic="/nope"), "no topic /nope"),
+                        (tiny(scenarios=(), bags=(str(urban_bag),), paint_classes=("car",),
+                              val_bags=(str(urban_bag.parent / "held_out"),), labels_topic="/camera/color/image_raw"),
+                         "has encoding 'rgb8': painting reads mono8"),
+                        (tiny(scenarios=(), bags=(str(urban_bag),), paint_classes=("car",),
+                              val_bags=(str(urban_bag.parent / "held_out"),), sync_tolerance=-1.0
+                              ), "sync_tolerance must be in"),
+                        (tiny(paint_classes=("car",), corrupt_labels="sometimes"), "corrupt_labels must be one of"),
                         (tiny(bags=(str(tmp_path / "missing"),)), "bag not found"),
                         (tiny(scenarios=(), bags=(str(urban_bag),), val_bags=(str(urban_bag),)),
                          "both training and validation bags"),
@@ -198,6 +211,68 @@ def test_refusals_are_config_errors_before_any_work(urban_bag, tmp_path):
         with pytest.raises(ConfigError, match=needle):
             train(cfg, tmp_path / "never", log=lambda _: None, checkpoint_dir=tmp_path / "ckpt")
     assert not (tmp_path / "never").exists()
+
+
+PAINTED = ("car", "pedestrian", "cyclist")
+
+
+def test_bag_painting_equals_the_synthetic_paths_for_the_same_frames(urban_bag):
+    """The bag's camera (CameraInfo), extrinsic (/tf_static chain lidar_link -> camera optical frame) and labels
+    paint every point exactly as the synthetic path's rig and mask do for the same simulated frames."""
+    from ros_mmfusion.core.detection3d.painting import SegmentationScores, paint_class_ids
+    from ros_mmfusion.core.detection3d.training import bag_samples
+    from ros_mmfusion.core.sim import Simulation
+
+    cfg = tiny(paint_classes=PAINTED, corrupt_labels="never", bags=(str(urban_bag),))
+    painting = cfg.bag_painting(0.0)
+    assert painting is not None and not painting.corrupt
+    samples = bag_samples([str(urban_bag)], cfg.points_topic, cfg.boxes_topic, 1.0, lambda _: None, painting)
+    sim = Simulation("urban_day", seed=7, size=(64, 48))  # the bag's recording
+    camera_from_lidar = sim.rig.color.T_base_sensor.inverse() @ sim.rig.lidar.T_base_sensor  # as build_samples
+    assert len(samples) == 3
+    for k, sample in enumerate(samples):
+        frame = sim.frame(k)
+        xyz = sample.points[:, :3]
+        np.testing.assert_array_equal(xyz, np.stack([frame.lidar.points[c] for c in "xyz"], axis=1))
+        truth = SegmentationScores(sim.rig.color.camera, camera_from_lidar, labels=frame.camera.semantic,
+                                   class_ids=paint_class_ids(PAINTED))
+        for got, want in zip(sample.scores.pixels(xyz), truth.pixels(xyz), strict=True):
+            np.testing.assert_array_equal(got, want)
+        scores = sample.scores.sample(xyz)
+        np.testing.assert_array_equal(scores, truth.sample(xyz))
+        assert truth.pixels(xyz)[2].sum() > 1000 and scores[:, 0].sum() > 20  # cars in view: not all zeros
+
+
+def test_bag_painting_corrupts_ground_truth_labels_only_by_default(urban_bag):
+    from ros_mmfusion.core.detection3d.training import bag_samples
+
+    assert tiny(paint_classes=PAINTED).bag_painting(0.2).corrupt
+    assert not tiny(paint_classes=PAINTED, labels_topic="/segmentation/labels").bag_painting(0.2).corrupt
+    assert tiny(paint_classes=PAINTED, labels_topic="/segmentation/labels", corrupt_labels="always"
+                ).bag_painting(0.2).corrupt
+    assert tiny().bag_painting(0.2) is None  # unpainted
+
+    def read(corrupt: str, dropout: float):
+        return bag_samples([str(urban_bag)], "/lidar/points", "/ground_truth/boxes", 1.0, lambda _: None,
+                           tiny(paint_classes=PAINTED, corrupt_labels=corrupt).bag_painting(dropout), seed=1)
+
+    clean, corrupted = read("never", 0.0), read("auto", 0.0)
+    assert any(not np.array_equal(a.scores.labels, b.scores.labels) for a, b in zip(clean, corrupted, strict=True))
+    assert all(s.scores is None for s in read("auto", 1.0))  # dropout: scans without scores
+
+
+def test_painted_bag_run_writes_a_painted_package_and_validates(urban_bag, tmp_path):
+    lines = []
+    cfg = tiny(scenarios=(), bags=(str(urban_bag),), val_bags=(str(urban_bag.parent / "held_out"),),
+               paint_classes=PAINTED, loop=replace(tiny().loop, iterations=1))
+    metrics = train(cfg, tmp_path / "pkg", log=lines.append, checkpoint_dir=tmp_path / "ckpt")
+    package, model = load_back(tmp_path / "pkg")
+    assert package.data["paint_classes"] == list(PAINTED)
+    assert model.vfe.pfn_layers[0].linear.weight.shape[1] == LITE.num_input_features + 3
+    assert metrics["data"]["train_scans"] == 3 and metrics["validation"]["frames"] == 2
+    assert "car_bev_ap70" in metrics["validation"]
+    assert any("2 clouds with ground truth, 2 painted from /ground_truth/semantic (corrupted)" in line
+               for line in lines)
 
 
 @needs_fixture

@@ -18,7 +18,9 @@ The recipe is OpenPCDet's PointPillars (``kitti_models/pointpillar.yaml``), writ
   (:class:`~.pipeline.PillarDetector` on the live modules).
 
 Data: ``build_samples`` renders LiDAR scans and boxes of synthetic scenarios; ``bag_samples`` reads a PointCloud2 and
-a ``vision_msgs/Detection3DArray`` ground-truth topic from rosbag2 bags (paired by header stamp).
+a ``vision_msgs/Detection3DArray`` ground-truth topic from rosbag2 bags (paired by header stamp), and for painted
+detectors a mono8 class-id label image of the colour camera with its CameraInfo and the LiDAR -> camera chain of
+``/tf_static`` (the label image nearest each cloud's stamp; painted by the node's own ``SegmentationScores``).
 """
 from __future__ import annotations
 
@@ -27,11 +29,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.training import (
     Checkpoints,
     LoopConfig,
@@ -43,11 +45,17 @@ from ros_mmfusion.core.training import (
     run_record,
 )
 
+if TYPE_CHECKING:
+    from ros_mmfusion.core.geometry import PinholeCamera
+
 Log = Callable[[str], None]
 MIN_SAMPLE_POINTS = 5
 """Objects with fewer LiDAR returns do not enter the ground-truth sampling database."""
 FOCAL_ALPHA, FOCAL_GAMMA, SMOOTH_L1_BETA = 0.25, 2.0, 1.0 / 9.0
 LOSS_WEIGHTS = {"cls": 1.0, "loc": 2.0, "dir": 0.2}
+GROUND_TRUTH_LABELS_TOPIC = "/ground_truth/semantic"
+"""The simulated bags' ground-truth class-id mask of the colour camera (``mmfusion sim``)."""
+CORRUPT_CHOICES = ("auto", "always", "never")
 
 
 @dataclass
@@ -72,6 +80,17 @@ class DetectionTrainConfig:
     paint_classes: tuple[str, ...] = ()
     """PointPainting: the label-set classes whose segmentation scores are appended to every point (empty: unpainted)."""
     paint_dropout: float = 0.2
+    labels_topic: str = GROUND_TRUTH_LABELS_TOPIC
+    """Painted training from bags: the mono8 class-id Image of the colour camera painted from (the simulated bags'
+    ground truth; on a robot, the segmentation node's ``/segmentation/labels`` recorded in the bag)."""
+    camera_info_topic: str = "/camera/color/camera_info"
+    """Painted training from bags: the CameraInfo of the camera ``labels_topic`` belongs to."""
+    sync_tolerance: float = 0.05
+    """Painted training from bags: largest stamp difference (s) between a cloud and the label image painted onto it
+    (the node's ``sync_max_interval``); clouds without one are skipped (and counted)."""
+    corrupt_labels: str = "auto"
+    """Painted training from bags: apply :func:`corrupt_mask` to the labels ("always", "never", or "auto": only when
+    ``labels_topic`` is the ground truth's, as the synthetic path does; a real segmentation's errors are its own)."""
     gt_sampling: dict = field(default_factory=lambda: {"car": 6, "pedestrian": 8, "cyclist": 8})
     rotation: float = math.pi / 4
     scaling: tuple[float, float] = (0.95, 1.05)
@@ -101,8 +120,11 @@ class DetectionTrainConfig:
         unknown = [c for c in self.paint_classes if c not in known]
         if unknown:
             raise ConfigError(f"paint classes {unknown} are not in the label set ({', '.join(sorted(known))})")
-        if self.paint_classes and self.bags:
-            raise ConfigError("painted training reads the synthetic world only (bags carry no camera masks yet)")
+        if self.corrupt_labels not in CORRUPT_CHOICES:
+            raise ConfigError(f"corrupt_labels must be one of {', '.join(CORRUPT_CHOICES)}, "
+                              f"got {self.corrupt_labels!r}")
+        if not (math.isfinite(self.sync_tolerance) and 0 <= self.sync_tolerance <= 10):
+            raise ConfigError(f"sync_tolerance must be in [0, 10] s, got {self.sync_tolerance}")
         if not 0.0 <= self.paint_dropout <= 1.0:
             raise ConfigError(f"paint_dropout must be in [0, 1], got {self.paint_dropout}")
         if not (self.window >= 0 and math.isfinite(self.window)):
@@ -110,6 +132,17 @@ class DetectionTrainConfig:
         if not (self.intensity_scale > 0 and math.isfinite(self.intensity_scale)):
             raise ConfigError(f"intensity_scale must be positive, got {self.intensity_scale}")
         self.loop.check()
+
+    def bag_painting(self, dropout: float) -> BagPainting | None:
+        """How ``bag_samples`` paints bag clouds (None: unpainted), with ``dropout`` of the scans left unscored."""
+        if not self.paint_classes:
+            return None
+        from ros_mmfusion.core.detection3d.painting import paint_class_ids
+
+        corrupt = self.corrupt_labels == "always" or (self.corrupt_labels == "auto"
+                                                      and self.labels_topic == GROUND_TRUTH_LABELS_TOPIC)
+        return BagPainting(paint_class_ids(self.paint_classes), self.labels_topic, self.camera_info_topic,
+                           self.sync_tolerance, corrupt, dropout)
 
 
 # ------------------------------------------------------------------------------------------------------------ data
@@ -167,8 +200,9 @@ def corrupt_mask(mask: np.ndarray, class_ids: Sequence[int], rng: np.random.Gene
             out[(region > 0) & (grown == 0)] = 0
             out[(grown > 0) & (region == 0)] = cid
     for _ in range(int(rng.integers(0, blobs + 1))):
-        bh, bw = int(rng.integers(4, h // 6)), int(rng.integers(4, w // 8))
-        y, x = int(rng.integers(0, h - bh)), int(rng.integers(0, w - bw))
+        # (small masks, e.g. a bag's low-resolution labels, get blobs of up to 4 px, clipped to the mask)
+        bh, bw = int(rng.integers(4, max(5, h // 6))), int(rng.integers(4, max(5, w // 8)))
+        y, x = int(rng.integers(0, max(1, h - bh))), int(rng.integers(0, max(1, w - bw)))
         out[y:y + bh, x:x + bw] = int(rng.choice(class_ids)) if rng.random() < 0.5 else 0
     return out
 
@@ -182,12 +216,11 @@ def build_samples(scenarios: Sequence[str], seeds: Sequence[int], frames: int, s
     mask, corrupted by :func:`corrupt_mask` (a perfect segmentation would teach the detector to trust painting more
     than a real one deserves); a fraction ``paint_dropout`` of scans gets no scores at all (the segmentation stopped:
     the detector must still work from geometry)."""
-    from ros_mmfusion.core import labels as L
-    from ros_mmfusion.core.detection3d.painting import SegmentationScores
+    from ros_mmfusion.core.detection3d.painting import SegmentationScores, paint_class_ids
     from ros_mmfusion.core.detection3d.preprocess import point_features
     from ros_mmfusion.core.sim import Simulation
 
-    ids = tuple(L.label_by_name(name).id for name in paint_classes)
+    ids = paint_class_ids(paint_classes)
     rng = np.random.default_rng(seed)
     out = []
     for scenario in scenarios:
@@ -207,30 +240,126 @@ def build_samples(scenarios: Sequence[str], seeds: Sequence[int], frames: int, s
     return out
 
 
+@dataclass(frozen=True)
+class BagPainting:
+    """How :func:`bag_samples` paints: the label-set ``class_ids`` of the painted classes, read from the mono8
+    ``labels_topic`` with the ``camera_info_topic`` calibration and the LiDAR -> camera chain of ``/tf_static``; each
+    cloud takes the label image nearest its stamp within ``tolerance_s``; ``corrupt``: through :func:`corrupt_mask`;
+    ``dropout``: the fraction of scans left without scores."""
+
+    class_ids: tuple[int, ...]
+    labels_topic: str
+    camera_info_topic: str
+    tolerance_s: float
+    corrupt: bool
+    dropout: float
+
+
+def _stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+class _BagCamera:
+    """What painting needs from one bag besides the labels: the camera (first valid CameraInfo) and the static
+    transforms; ``scores`` builds a frame's :class:`~.painting.SegmentationScores` as the detection node does."""
+
+    def __init__(self, bag: str, paint: BagPainting) -> None:
+        from ros_mmfusion.core.static_tf import StaticTransforms
+
+        self.bag, self.paint = bag, paint
+        self.camera: PinholeCamera | None = None
+        self.camera_frame = ""
+        self.transforms = StaticTransforms()
+        self.extrinsics: dict[tuple[str, str], Any] = {}
+
+    def add_camera_info(self, msg) -> None:
+        from ros_mmfusion.core.codec.camera import intrinsics_from_fields
+
+        if self.camera is not None:
+            return
+        try:
+            self.camera = intrinsics_from_fields(msg.height, msg.width, msg.distortion_model, msg.d, msg.k, msg.r,
+                                                 msg.p, msg.binning_x, msg.binning_y, msg.roi).pinhole()
+        except MessageFormatError as exc:
+            raise ConfigError(f"{self.bag}: {self.paint.camera_info_topic}: {exc}") from None
+        self.camera_frame = msg.header.frame_id
+
+    def scores(self, labels_msg, cloud_frame: str, rng: np.random.Generator):
+        """The painting input of a deserialized label Image for a cloud of ``cloud_frame`` (None: dropped out)."""
+        from ros_mmfusion.core.codec.image import decode_image
+        from ros_mmfusion.core.detection3d.painting import SegmentationScores
+
+        paint, where = self.paint, f"{self.bag}: {self.paint.labels_topic}"
+        if labels_msg.encoding != "mono8":
+            raise ConfigError(f"{where} has encoding {labels_msg.encoding!r}: painting reads mono8 class ids")
+        if self.camera is None:
+            raise ConfigError(f"{self.bag}: no {paint.camera_info_topic} message (the labels' camera)")
+        key = (labels_msg.header.frame_id or self.camera_frame, cloud_frame)
+        if key not in self.extrinsics:
+            if not key[0] or not key[1]:
+                raise ConfigError(f"{self.bag}: the labels' and the cloud's header frame_id must both be set to "
+                                  f"paint, got {key[0]!r} and {key[1]!r}")
+            try:
+                self.extrinsics[key] = self.transforms.lookup(*key)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.bag}: /tf_static: {exc}") from None
+        try:
+            labels = decode_image(labels_msg.height, labels_msg.width, labels_msg.encoding, labels_msg.is_bigendian,
+                                  labels_msg.step, labels_msg.data)
+        except MessageFormatError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if rng.random() < paint.dropout:  # drawn as build_samples draws it
+            return None
+        if paint.corrupt:
+            labels = corrupt_mask(labels, paint.class_ids, rng)
+        return SegmentationScores(self.camera, self.extrinsics[key], labels=np.ascontiguousarray(labels),
+                                  class_ids=paint.class_ids)
+
+
 def bag_samples(bags: Sequence[str], points_topic: str, boxes_topic: str, intensity_scale: float,
-                log: Log = print) -> list[Sample]:
+                log: Log = print, paint: BagPainting | None = None, seed: int = 0) -> list[Sample]:
     """Clouds of ``points_topic`` paired by header stamp with ``boxes_topic`` (Detection3DArray, the cloud's frame;
-    class name: the first hypothesis' class_id)."""
-    from ros_mmfusion.core.bagio import BagSource
+    class name: the first hypothesis' class_id); with ``paint``, each with the segmentation scores of the label image
+    nearest its stamp (:class:`BagPainting`; clouds without one within the tolerance are skipped and counted).
+    ConfigError naming the bag for a missing topic, an unusable CameraInfo or label image, no static transform
+    between the cloud's and the labels' frames, or no cloud paired."""
+    from ros_mmfusion.core.bagio import BagSource, read_header_stamp
     from ros_mmfusion.core.codec.pointcloud import decode_cloud
     from ros_mmfusion.core.detection3d.preprocess import point_features
     from ros_mmfusion.core.geometry import quaternion_to_yaw
+    from ros_mmfusion.core.stamps import nearest_stamp
+    from ros_mmfusion.core.static_tf import TF_MESSAGE_TYPE, TF_STATIC_TOPIC
 
+    rng = np.random.default_rng(seed)
+    wanted = {points_topic: "sensor_msgs/msg/PointCloud2", boxes_topic: "vision_msgs/msg/Detection3DArray"}
+    if paint is not None:
+        wanted.update({paint.labels_topic: "sensor_msgs/msg/Image", paint.camera_info_topic:
+                       "sensor_msgs/msg/CameraInfo", TF_STATIC_TOPIC: TF_MESSAGE_TYPE})
     out = []
     for bag in bags:
-        clouds, labels = {}, {}
+        clouds, frames, labels, images = {}, {}, {}, {}
+        camera = _BagCamera(bag, paint) if paint is not None else None
         with BagSource(bag) as source:
             topics = source.topics
-            for topic in (points_topic, boxes_topic):
+            for topic, msgtype in wanted.items():
                 if topic not in topics:
                     raise ConfigError(f"{bag}: no topic {topic} (topics: {', '.join(sorted(topics))})")
-            for message in source.messages([points_topic, boxes_topic]):
+                if topics[topic] != msgtype:
+                    raise ConfigError(f"{bag}: {topic} carries {topics[topic]}, not {msgtype}")
+            for message in source.messages(list(wanted)):
+                if paint is not None and message.topic == paint.labels_topic:
+                    images[read_header_stamp(message.data)] = message  # decoded only when a cloud takes it
+                    continue
                 msg = source.deserialize(message)
-                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                if message.topic == points_topic:
+                if camera is not None and message.topic == TF_STATIC_TOPIC:
+                    camera.transforms.add(msg.transforms)
+                elif camera is not None and message.topic == camera.paint.camera_info_topic:
+                    camera.add_camera_info(msg)
+                elif message.topic == points_topic:
                     cloud = decode_cloud(msg.height, msg.width, msg.fields, msg.is_bigendian, msg.point_step,
                                          msg.row_step, msg.data)
-                    clouds[stamp] = point_features(cloud.reshape(-1), intensity_scale)
+                    clouds[_stamp_ns(msg)] = point_features(cloud.reshape(-1), intensity_scale)
+                    frames[_stamp_ns(msg)] = msg.header.frame_id
                 else:
                     rows, names = [], []
                     for det in msg.detections:
@@ -239,12 +368,32 @@ def bag_samples(bags: Sequence[str], points_topic: str, boxes_topic: str, intens
                         rows.append([b.center.position.x, b.center.position.y, b.center.position.z,
                                      b.size.x, b.size.y, b.size.z, quaternion_to_yaw((q.x, q.y, q.z, q.w))])
                         names.append(det.results[0].hypothesis.class_id.lower() if det.results else "")
-                    labels[stamp] = (np.asarray(rows, np.float32).reshape(-1, 7), np.asarray(names, dtype=object))
-        paired = sorted(set(clouds) & set(labels))
-        if not paired:
-            raise ConfigError(f"{bag}: no {points_topic} cloud shares a header stamp with a {boxes_topic} message")
-        out += [Sample(clouds[s], *labels[s]) for s in paired]
-        log(f"  {bag}: {len(paired)} clouds with ground truth")
+                    labels[_stamp_ns(msg)] = (np.asarray(rows, np.float32).reshape(-1, 7),
+                                              np.asarray(names, dtype=object))
+            paired = sorted(set(clouds) & set(labels))
+            if not paired:
+                raise ConfigError(f"{bag}: no {points_topic} cloud shares a header stamp with a {boxes_topic} message")
+            if camera is None:
+                out += [Sample(clouds[s], *labels[s]) for s in paired]
+                log(f"  {bag}: {len(paired)} clouds with ground truth")
+                continue
+            assert paint is not None
+            stamps = np.array(sorted(images), np.int64)
+            tolerance = int(round(paint.tolerance_s * 1e9))
+            taken, scored = 0, 0
+            for s in paired:
+                j = nearest_stamp(stamps, s, tolerance)
+                if j is None:
+                    continue
+                scores = camera.scores(source.deserialize(images[int(stamps[j])]), frames[s], rng)
+                out.append(Sample(clouds[s], *labels[s], scores))
+                taken, scored = taken + 1, scored + (scores is not None)
+        if not taken:
+            raise ConfigError(f"{bag}: no {points_topic} cloud with ground truth has a {paint.labels_topic} label "
+                              f"image within {paint.tolerance_s:g} s")
+        log(f"  {bag}: {taken} clouds with ground truth, {scored} painted from {paint.labels_topic}"
+            f"{' (corrupted)' if paint.corrupt else ''}; {len(paired) - taken} skipped without a label image within "
+            f"{paint.tolerance_s:g} s")
     return out
 
 
@@ -624,12 +773,15 @@ def train(cfg: DetectionTrainConfig, out: Path, log: Log = print, resume: bool =
     train_samples = [painted(s, channels) for s in build_samples(
         cfg.scenarios, cfg.train_seeds, cfg.frames_per_seed, cfg.frame_stride, cfg.beams, cfg.intensity_scale, log,
         cfg.paint_classes, cfg.paint_dropout, cfg.loop.seed)] if cfg.scenarios else []
-    train_samples += bag_samples(cfg.bags, cfg.points_topic, cfg.boxes_topic, cfg.intensity_scale, log)
+    train_samples += [painted(s, channels) for s in bag_samples(
+        cfg.bags, cfg.points_topic, cfg.boxes_topic, cfg.intensity_scale, log, cfg.bag_painting(cfg.paint_dropout),
+        cfg.loop.seed + 2)]
     log("collecting validation scans ...")
     val_samples = build_samples(cfg.scenarios, cfg.val_seeds, cfg.val_frames_per_seed, cfg.frame_stride, cfg.beams,
                                 cfg.intensity_scale, log, cfg.paint_classes, 0.0,
                                 cfg.loop.seed + 1) if cfg.scenarios and cfg.val_seeds else []
-    val_samples += bag_samples(cfg.val_bags, cfg.points_topic, cfg.boxes_topic, cfg.intensity_scale, log)
+    val_samples += bag_samples(cfg.val_bags, cfg.points_topic, cfg.boxes_topic, cfg.intensity_scale, log,
+                               cfg.bag_painting(0.0), cfg.loop.seed + 3)
     if not val_samples:
         raise ConfigError("no validation data: give --val-seeds with --scenario, or --val-bag")
     if cfg.batch > len(train_samples):

@@ -39,6 +39,7 @@ from ros_mmfusion.core.modalities.encoders import make_encoder
 from ros_mmfusion.core.model_package import PACKAGE_FILES
 from ros_mmfusion.core.segmentation.metrics import ConfusionAccumulator
 from ros_mmfusion.core.segmentation.preprocess import RGBXNormalization, encode_x, rgbx_inputs
+from ros_mmfusion.core.stamps import nearest_stamp as _nearest
 from ros_mmfusion.core.training import Log, LoopConfig, check_data_sources, check_positive_ints
 
 MAX_DATASET_BYTES = 8 * 2**30
@@ -216,15 +217,6 @@ def _resize(image: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarr
     if image.shape[:2] == size:
         return image
     return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
-
-
-def _nearest(stamps: np.ndarray, stamp: int, tolerance_ns: int) -> int | None:
-    """Index of the stamp in sorted ``stamps`` nearest ``stamp`` when within ``tolerance_ns``, else None."""
-    if not len(stamps):
-        return None
-    i = int(np.searchsorted(stamps, stamp))
-    best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(int(stamps[j]) - stamp))
-    return best if abs(int(stamps[best]) - stamp) <= tolerance_ns else None
 
 
 def read_bag_frames(bag: str | Path, cfg: SegTrainConfig, into: _Frames, log: Log = print) -> int:
