@@ -6,7 +6,8 @@ Every static triangle that is not ground (road, sidewalk, terrain, floor, ceilin
 its footprint drawn into a grid (``resolution`` metres a cell) around the route; whatever the robot cannot reach from
 its route's start without crossing a footprint (a building's or a trunk's inside, the rooms behind a corridor wall)
 is an obstacle too. A distance transform then gives each cell's clearance, so :meth:`ClearanceMap.hits` (a disc of
-radius ``r`` at world ``(x, y)``) is one array look-up. Actors (people, cars) are not in it: they move.
+radius ``r`` at world ``(x, y)``) is one array look-up. Actors (people, cars) are not in it: they move;
+:class:`WorldCollision` adds them at a given time.
 
 World frame as in :mod:`.world` (x east, y north, metres). Outside the grid (``margin`` metres around the route's
 loop) every point counts as a hit. Footprints are exact to within about ``resolution`` (the clearance is rounded
@@ -14,6 +15,7 @@ down to be safe).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +56,34 @@ class ClearanceMap:
     def hits(self, x: float, y: float, radius: float = ROBOT_RADIUS) -> bool:
         """True when a disc of ``radius`` metres centred at world ``(x, y)`` touches static geometry."""
         return bool(self.clearance(np.array([[x, y]]))[0] < radius)
+
+
+class WorldCollision:
+    """``collides(x, y, radius, t)``: True when a disc of ``radius`` metres at world ``(x, y)`` touches the static
+    geometry (a :class:`ClearanceMap`) or an actor at ``t`` seconds (the footprint of its standing pose, a rectangle in
+    its own frame, moved along its route). The signature of a closed-loop robot's collision callback."""
+
+    def __init__(self, world: World, static: ClearanceMap | None = None) -> None:
+        self.world = world
+        self.static = static_clearance(world) if static is None else static
+        self._footprints = []
+        for actor in world.actors:
+            verts = np.concatenate([p.vertices for p in actor.build(0.0)])
+            self._footprints.append((actor, verts[:, :2].min(axis=0), verts[:, :2].max(axis=0)))
+
+    def actor_hit(self, x: float, y: float, radius: float, t: float) -> int:
+        """The instance id of an actor the disc touches at ``t`` (the first found), 0 for none."""
+        for actor, lo, hi in self._footprints:
+            ax, ay, _, yaw = actor.route.pose(t)
+            c, s = math.cos(yaw), math.sin(yaw)
+            dx, dy = x - ax, y - ay
+            local = np.array([c * dx + s * dy, -s * dx + c * dy])  # the disc centre in the actor's frame
+            if np.hypot(*(local - np.clip(local, lo, hi))) < radius:
+                return actor.instance_id
+        return 0
+
+    def __call__(self, x: float, y: float, radius: float, t: float) -> bool:
+        return self.static.hits(x, y, radius) or self.actor_hit(x, y, radius, t) != 0
 
 
 def _band_footprints(vertices: np.ndarray, triangles: np.ndarray, z0: float, z1: float) -> list[np.ndarray]:
