@@ -16,9 +16,9 @@ As ViNT is trained (Shah et al., 2023; the release's ``train/config/vint.yaml`` 
 
 Beyond the release (documented in docs/navigation.md, each can be switched off): goals on the other pass of the same
 route (``cross_pass``: the synthetic world's passes of one route and seed, such as the corridor's or the urban
-sidewalk's two, are at the same place at the same frame, so the
-goal may come from the pass with other lighting and people; the deployment localises a second pass against a map of
-the first), negatives *behind* the robot on its own route (``behind_negatives``: the deployment's localisation window
+sidewalk's two, are at the same place at the same frame, so the goal may come from the pass with other lighting and
+people; the deployment localises a second pass against a map of the first), negatives
+*behind* the robot on its own route (``behind_negatives``: the deployment's localisation window
 includes map nodes behind the robot, which must look far), light image augmentation (``augment``: the release
 trains without; here a colour/contrast jitter drawn once per context and once per goal, and a small random resized
 crop), and several goals per context (``goals_per_context``, the release's ``goals_per_obs``), whose frames are
