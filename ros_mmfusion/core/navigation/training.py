@@ -15,9 +15,10 @@ As ViNT is trained (Shah et al., 2023; the release's ``train/config/vint.yaml`` 
   waypoints are supervised only for positive goals closer than ``max_action_dist`` (10) frames.
 
 Beyond the release (documented in docs/navigation.md, each can be switched off): goals on the other pass of the same
-route (``cross_pass``: the synthetic world's passes of one seed are at the same place at the same frame, so the
-goal may come from the pass with other lighting and people; the deployment localises a second pass against a map of
-the first), negatives *behind* the robot on its own route (``behind_negatives``: the deployment's localisation window
+route (``cross_pass``: the synthetic world's passes of one route and seed, such as the corridor's or the urban
+sidewalk's two, are at the same place at the same frame, so the goal may come from the pass with other lighting and
+people; the deployment localises a second pass against a map of the first), negatives
+*behind* the robot on its own route (``behind_negatives``: the deployment's localisation window
 includes map nodes behind the robot, which must look far), light image augmentation (``augment``: the release
 trains without; here a colour/contrast jitter drawn once per context and once per goal, and a small random resized
 crop), and several goals per context (``goals_per_context``, the release's ``goals_per_obs``), whose frames are
@@ -160,7 +161,7 @@ class Recording:
     and ``yaw`` ``(N,)`` radians (unwrapped) in the odometry frame, ``times`` ``(N,)`` seconds.
 
     Recordings of one ``group`` with ``aligned`` set are passes of one route at the same place in the same frame
-    (the synthetic world's scenarios of one seed); each bag is a group of its own."""
+    (the synthetic world's scenarios of one route and one seed); each bag is a group of its own."""
 
     name: str
     group: str
@@ -181,7 +182,9 @@ def yaw_of(rotation: np.ndarray) -> float:
 
 def render_recording(scenario: str, seed: int, frames: int, size: tuple[int, int], rate_hz: float) -> Recording:
     """``frames`` frames of ``scenario`` / ``seed`` rendered at ``size`` (width, height), ``rate_hz`` apart, with the
-    ego's odometry pose (``T_odom_base``)."""
+    ego's odometry pose (``T_odom_base``); its group is the scenario's route and the seed, so the passes of one route
+    (``indoor_corridor`` and ``indoor_corridor_pass2``, ``urban_sidewalk`` and ``urban_sidewalk_pass2``) pair up and
+    other routes are strangers."""
     from ros_mmfusion.core.sim import Simulation
 
     sim = Simulation(scenario, seed=seed, size=size, beams=16, rate=rate_hz)
@@ -193,7 +196,8 @@ def render_recording(scenario: str, seed: int, frames: int, size: tuple[int, int
         xy.append(pose.translation[:2])
         yaw.append(yaw_of(pose.rotation))
         times.append(frame.time_s)
-    return Recording(f"{scenario}/seed{seed}", f"seed{seed}", np.stack(images), np.asarray(xy, np.float64),
+    return Recording(f"{scenario}/seed{seed}", f"{sim.scenario.route}/seed{seed}", np.stack(images),
+                     np.asarray(xy, np.float64),
                      np.unwrap(np.asarray(yaw, np.float64)), np.asarray(times, np.float64), aligned=True)
 
 

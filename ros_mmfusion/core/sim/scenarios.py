@@ -1,8 +1,9 @@
 """Named scenarios: a world, the conditions it is seen in (light, weather, temperatures) and the sensor platform.
 
 A scenario is data; :func:`get_scenario` looks one up by name. The same seed builds the same world in every
-scenario of one world kind, so ``urban_day``, ``urban_night`` and ``fog`` with one seed show the same street, and
-``indoor_corridor`` / ``indoor_corridor_pass2`` the same corridor along the same looped route.
+scenario of one world kind, so ``urban_day``, ``urban_night`` and ``fog`` with one seed show the same street,
+``indoor_corridor`` / ``indoor_corridor_pass2`` the same corridor along the same looped route, and ``urban_sidewalk``
+/ ``urban_sidewalk_pass2`` the same street along the same sidewalk route (:attr:`Scenario.route`).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from ros_mmfusion.core.errors import ConfigError
-from ros_mmfusion.core.sim.world import World, build_indoor, build_urban
+from ros_mmfusion.core.sim.world import Route, World, build_indoor, build_urban
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,14 @@ CORRIDOR_EVENING = Conditions(
 )
 
 
+SIDEWALK_DUSK = Conditions(
+    sun_direction=_sun(290.0, 4.0), sun_rgb=(0.9, 0.5, 0.25), ambient_rgb=(0.10, 0.10, 0.15),
+    sky_zenith=(0.06, 0.08, 0.22), sky_horizon=(0.55, 0.32, 0.18), lights_on=frozenset({1}), light_gain=0.6,
+    window_lights=0.12, headlights=10.0, air_temp_c=14.0, sky_temp_c=-15.0, solar_heating_c=3.0, exposure=2.2,
+    shot_noise=0.0015, read_noise=0.005,
+)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A named recording set-up: which world, whether people are in it, conditions, platform and route changes."""
@@ -93,11 +102,18 @@ class Scenario:
     platform: str
     people: bool = True
     route_sway: float = 0.0
+    parked_cars: int = 0
     aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def route(self) -> str:
+        """The route this scenario drives ("world/platform"): scenarios of one route and one seed are passes of it,
+        from the same start pose at the same speed (their ``/odom`` frames coincide) in the same static world."""
+        return f"{self.world}/{self.platform}"
 
     def build_world(self, seed: int) -> World:
         if self.world == "urban":
-            world = build_urban(seed)
+            world = build_urban(seed, self.platform, people=self.people, parked_cars=self.parked_cars)
         else:
             world = build_indoor(seed, people=self.people)
         if self.route_sway:
@@ -120,8 +136,22 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("indoor_corridor_pass2", "second pass along the same loop: half the lights off, warmer and dimmer, "
                  "people walking and standing; the route weaves by up to 0.12 m", "indoor", CORRIDOR_EVENING,
                  "robot", people=True, route_sway=0.12),
+        Scenario("urban_sidewalk", "mapping pass: a robot drives the outer sidewalk ring of the city block in "
+                 "daylight, nobody on foot; traffic and parked cars on the road beside it", "urban", DAY, "robot",
+                 people=False, aliases=("urban_sidewalk_pass1",)),
+        Scenario("urban_sidewalk_pass2", "second pass along the same sidewalk at dusk (low sun, street lights on), "
+                 "pedestrians walking against the robot beside its path and standing by the trees, other parked "
+                 "cars; the route weaves by up to 0.12 m", "urban", SIDEWALK_DUSK, "robot", people=True,
+                 route_sway=0.12, parked_cars=1),
     )
 }
+
+
+def scenario_route(name: str, seed: int) -> Route:
+    """The ego's route (centre line, speed, start) of scenario ``name`` with ``seed``, world frame; sample it with
+    :meth:`~.world.Route.centre_line` or :meth:`~.world.Route.pose`. The static world it runs through is
+    ``get_scenario(name).build_world(seed)`` (see :func:`~.clearance.static_clearance`)."""
+    return get_scenario(name).build_world(seed).ego_route
 
 
 def get_scenario(name: str) -> Scenario:

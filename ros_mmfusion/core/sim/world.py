@@ -21,6 +21,7 @@ from functools import partial
 import numpy as np
 
 from ros_mmfusion.core import labels as L
+from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.sim.loop import RoundedRect, fan_triangles, ring_triangles, wall_triangles
 from ros_mmfusion.core.sim.mesh import (
@@ -87,6 +88,16 @@ class Route:
             x, y = x - lateral * math.sin(yaw), y + lateral * math.cos(yaw)
             yaw += math.atan(0.5 * self.sway * k * math.sin(phase))
         return x, y, self.z, yaw + self.yaw_offset
+
+    def centre_line(self, length: float | None = None, spacing: float = 0.25) -> np.ndarray:
+        """(N, 3) poses x, y (metres, world frame) and yaw (radians) every ``spacing`` metres of travel along the
+        loop from the start, over ``length`` metres (default: one lap of the loop), the sway included."""
+        if not (self.speed > 0.0 and spacing > 0.0):
+            raise ConfigError(f"centre line needs a moving route and spacing > 0, got speed {self.speed}, "
+                              f"spacing {spacing}")
+        length = self.loop.length if length is None else float(length)
+        travel = np.arange(0.0, length + 0.5 * spacing, spacing)
+        return np.array([self.pose(d / self.speed) for d in travel])[:, [0, 1, 3]]
 
     def transform(self, t: float) -> Transform:
         """``T_world_object`` at time ``t``."""
@@ -476,14 +487,29 @@ URBAN_OFFSETS = {
     "centre_line": 6.5,
     "edge_line": 10.0,
     "bike_line": 11.5,
+    "sidewalk_robot": 14.95,
+    "sidewalk_walkers": 15.95,
 }
 URBAN_REFERENCE = RoundedRect(27.0, 17.0, 3.0)
 URBAN_EGO_SPEED = 7.0  #: m/s
+URBAN_ROBOT_SPEED = 1.0  #: m/s, the sidewalk robot's speed (the corridor robot's)
+URBAN_PLATFORMS = ("car", "robot")
 
 
-def build_urban(seed: int) -> World:
+def build_urban(seed: int, platform: str = "car", people: bool = True, parked_cars: int = 0) -> World:
     """The city block: ring road with lanes, sidewalks, buildings, trees, street lights, parked and moving traffic,
-    cyclists and pedestrians. Same seed, same world."""
+    cyclists and pedestrians. Same seed, same static world (and, with the defaults, the same actors).
+
+    ``platform`` "car" drives the ego lane at :data:`URBAN_EGO_SPEED`; "robot" drives the outer sidewalk
+    counter-clockwise at :data:`URBAN_ROBOT_SPEED`, 0.66 m clear of the street-light poles on its left and 1.45 m of
+    the tree trunks on its right; the walkers of that sidewalk then keep to one lane between the robot's path and the
+    trees (1 m from its centre line, 0.4 m between robot and walker) and walk against it, all at one speed so they
+    never meet each other. ``people`` False leaves every pedestrian out (a mapping pass). ``parked_cars`` picks the
+    draw of parked cars (and traffic): 0 is the street of ``urban_day``, another number parks other cars in other
+    gaps without moving anything static.
+    """
+    if platform not in URBAN_PLATFORMS:
+        raise ConfigError(f"urban platform must be one of {', '.join(URBAN_PLATFORMS)}, got {platform!r}")
     rng = np.random.default_rng([seed, _LAYOUT])
     ref = URBAN_REFERENCE
     off = URBAN_OFFSETS
@@ -563,10 +589,16 @@ def build_urban(seed: int) -> World:
 
     actors: list[Actor] = []
     next_id = iter(range(1, 65536))
-    ego_s0 = float(np.random.default_rng([seed, _ROUTE]).uniform(0.0, ref.offset(off["lane_ego"]).length))
-    ego_route = Route(ref.offset(off["lane_ego"]), ego_s0, URBAN_EGO_SPEED)
+    lane = ref.offset(off["lane_ego"])
+    ego_s0 = float(np.random.default_rng([seed, _ROUTE]).uniform(0.0, lane.length))
+    if platform == "car":
+        ego_route = Route(lane, ego_s0, URBAN_EGO_SPEED)
+    else:
+        sidewalk = ref.offset(off["sidewalk_robot"])
+        robot_s0 = float(np.random.default_rng([seed, _ROUTE, 1]).uniform(0.0, sidewalk.length))
+        ego_route = Route(sidewalk, robot_s0, URBAN_ROBOT_SPEED, z=KERB)
 
-    vrng = np.random.default_rng([seed, _VEHICLES])
+    vrng = np.random.default_rng([seed, _VEHICLES] if parked_cars == 0 else [seed, _VEHICLES, parked_cars])
     parking = ref.offset(off["lane_parking"])
     for start, length in parking.straights():
         u = 3.0 + vrng.uniform(0.0, 4.0)
@@ -574,7 +606,7 @@ def build_urban(seed: int) -> World:
             if vrng.random() < 0.75:
                 actors.append(make_car(next(next_id), Route(parking, start + u), vrng, running=False))
             u += vrng.uniform(6.0, 10.0)
-    actors.append(make_car(next(next_id), Route(ego_route.loop, ego_s0 + 18.0, URBAN_EGO_SPEED), vrng, running=True))
+    actors.append(make_car(next(next_id), Route(lane, ego_s0 + 18.0, URBAN_EGO_SPEED), vrng, running=True))
     oncoming = ref.offset(off["lane_oncoming"])
     for k in range(4):
         s = (k + vrng.uniform(0.0, 0.5)) * oncoming.length / 4
@@ -584,8 +616,13 @@ def build_urban(seed: int) -> World:
         s = ego_s0 + 12.0 + (k + vrng.uniform(0.0, 0.4)) * bike.length / 5
         actors.append(make_cyclist(next(next_id), Route(bike, s, 4.0), vrng))
 
+    if not people:
+        return World("urban", seed, True, parts, actors, lights, ego_route, ref)
     prng = np.random.default_rng([seed, _PEOPLE])
-    for d, count, speed, clockwise in ((1.9, 12, 1.3, True), (15.0, 12, 1.25, False), (15.9, 10, 1.4, True)):
+    walker_lanes = ((1.9, 12, 1.3, True), (15.0, 12, 1.25, False), (15.9, 10, 1.4, True))
+    if platform == "robot":  # the robot's sidewalk: one lane beside its path, against its direction
+        walker_lanes = ((1.9, 12, 1.3, True), (off["sidewalk_walkers"], 16, 1.3, True))
+    for d, count, speed, clockwise in walker_lanes:
         loop = ref.offset(d)
         for k in range(count):
             s = (k + prng.uniform(0.0, 0.6)) * loop.length / count
