@@ -28,7 +28,7 @@ import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError
 
-PASS_PAIRS = {"indoor_corridor": "indoor_corridor_pass2"}
+PASS_PAIRS = {"indoor_corridor": "indoor_corridor_pass2", "urban_sidewalk": "urban_sidewalk_pass2"}
 """Mapping scenario -> the scenario the robot drives in (same map, other appearance and people)."""
 POLICIES = {
     "default": {},
@@ -78,6 +78,11 @@ class ClosedLoopSettings:
                 and 1 <= self.time_factor <= 20 and 0 <= self.real_time_factor <= 100):
             raise ConfigError("start_jitter 0..2 m, yaw_jitter 0..1 rad, goal_radius 0..10 m, time_factor 1..20 and "
                               "real_time_factor 0..100 (0: as fast as possible)")
+        from ros_mmfusion import presets
+        from ros_mmfusion.launcher import typed_parameters
+
+        for launch in presets.load("closed_loop", {"topomap": "MAP"}, self.overrides).nodes:
+            typed_parameters(launch)  # every --set value checked before any work
 
 
 @dataclass(frozen=True)

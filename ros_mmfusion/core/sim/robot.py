@@ -172,7 +172,8 @@ class SimulatedRobot:
     actors as :class:`~ros_mmfusion.core.sim.simulator.Simulation` renders them, the motion of a
     :class:`DiffDriveRobot`. It starts at the scripted route's pose at ``start_time`` seconds, moved by
     ``start_offset`` (forward m, left m, yaw rad, in the robot's frame: the pose perturbation of a closed-loop
-    trial). Simulated time ``t`` starts at 0; stamps count from ``start_stamp_ns``."""
+    trial). Simulated time ``t`` starts at 0; stamps count from ``start_stamp_ns``. Collisions: ``collides`` (robot
+    time), or by default the world's static geometry and actors (:class:`~.clearance.WorldCollision`, world time)."""
 
     def __init__(self, scenario: str, seed: int = 0, size: tuple[int, int] = (160, 120), beams: int = 16, *,
                  start_time: float = 0.0, start_offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
@@ -183,6 +184,13 @@ class SimulatedRobot:
         self.sim = Simulation(scenario, seed=seed, size=size, beams=beams,
                               start_stamp_ns=START_STAMP_NS if start_stamp_ns is None else start_stamp_ns)
         self.start_time = float(start_time)
+        if collides is None:
+            from ros_mmfusion.core.sim.clearance import WorldCollision
+
+            world = WorldCollision(self.sim.world)
+
+            def collides(x: float, y: float, radius: float, t: float) -> bool:
+                return world(x, y, radius, self.start_time + t)
         x, y, z, yaw = self.sim.ego.route.pose(self.start_time)
         fwd, left, dyaw = (float(v) for v in start_offset)
         c, s = math.cos(yaw), math.sin(yaw)
