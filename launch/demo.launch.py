@@ -1,20 +1,11 @@
-"""The demo preset: replay a synthetic-world bag through LiDAR depth, fusion segmentation and 3D detection (`bag:=DIR`).
+"""The "demo" preset (config/presets/demo.yaml): Replay a synthetic-world bag through LiDAR-to-camera depth, RGB-thermal fusion segmentation and 3D detection.
 
-`mmfusion demo` runs this preset on an urban bag and the navigation preset on a corridor, and scores both."""
-import os
+    ros2 launch ros_mmfusion demo.launch.py bag:=DIR
 
-from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration
-
-from launch import LaunchDescription
+Arguments (use_sim_time, backend, model_package, set, live, calibration, <sensor>_topic): ros_mmfusion/launcher/ros2.py.
+"""
+from ros_mmfusion.launcher.ros2 import preset_launch_description
 
 
-def generate_launch_description() -> LaunchDescription:
-    preset = os.path.join(get_package_share_directory("ros_mmfusion"), "launch", "preset.launch.py")
-    return LaunchDescription([
-        DeclareLaunchArgument("bag", description="bag directory written by `mmfusion sim`"),
-        IncludeLaunchDescription(PythonLaunchDescriptionSource(preset),
-                                 launch_arguments={"preset": "demo", "bag": LaunchConfiguration("bag")}.items()),
-    ])
+def generate_launch_description():
+    return preset_launch_description("demo")
