@@ -1,4 +1,5 @@
-"""The "closed_loop" preset (config/presets/closed_loop.yaml): Closed loop - ViNT navigation and the waypoint controller drive the simulated robot (simulated time).
+"""The "closed_loop" preset (config/presets/closed_loop.yaml): Closed loop - ViNT navigation and the waypoint
+controller drive the simulated robot (simulated time).
 
     ros2 launch ros_mmfusion closed_loop.launch.py topomap:=MAP
 

@@ -1,4 +1,5 @@
-"""The "demo" preset (config/presets/demo.yaml): Replay a synthetic-world bag through LiDAR-to-camera depth, RGB-thermal fusion segmentation and 3D detection.
+"""The "demo" preset (config/presets/demo.yaml): Replay a synthetic-world bag through LiDAR-to-camera depth, RGB-
+thermal fusion segmentation and 3D detection.
 
     ros2 launch ros_mmfusion demo.launch.py bag:=DIR
 

@@ -1,4 +1,5 @@
-"""The "detection" preset (config/presets/detection.yaml): Replay a bag and detect cars, pedestrians and cyclists in its LiDAR clouds (PointPillars).
+"""The "detection" preset (config/presets/detection.yaml): Replay a bag and detect cars, pedestrians and cyclists in
+its LiDAR clouds (PointPillars).
 
     ros2 launch ros_mmfusion detection.launch.py bag:=DIR
 

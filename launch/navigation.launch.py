@@ -1,4 +1,5 @@
-"""The "navigation" preset (config/presets/navigation.yaml): Replay a bag through ViNT topological navigation (topomap from --arg topomap) and the waypoint controller.
+"""The "navigation" preset (config/presets/navigation.yaml): Replay a bag through ViNT topological navigation (topomap
+from --arg topomap) and the waypoint controller.
 
     ros2 launch ros_mmfusion navigation.launch.py bag:=PASS2 topomap:=MAP
 

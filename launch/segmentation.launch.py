@@ -1,4 +1,5 @@
-"""The "segmentation" preset (config/presets/segmentation.yaml): Replay a bag and segment its colour + thermal images with the RGB-X fusion model.
+"""The "segmentation" preset (config/presets/segmentation.yaml): Replay a bag and segment its colour + thermal images
+with the RGB-X fusion model.
 
     ros2 launch ros_mmfusion segmentation.launch.py bag:=DIR
 

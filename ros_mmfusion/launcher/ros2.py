@@ -174,9 +174,10 @@ def preset_launch_description(preset: str | None = None, defaults: dict[str, str
 
     Never executed here (``launch`` is not on PyPI); the logic it relies on is :func:`node_specs`.
     """
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch_ros.actions import Node
+
+    from launch import LaunchDescription
 
     defaults = dict(defaults or {})
     unknown = set(defaults) - set(LAUNCH_ARGUMENTS) - set(TOPIC_ARGUMENTS) - set(PRESET_ARGUMENTS) - {"preset"}

@@ -102,7 +102,8 @@ def test_every_node_a_preset_launches_is_installed(preset: str):
     and other share paths exist and are installed; every $(arg) the preset uses is a declared launch argument."""
     text = (ROOT / "config" / "presets" / f"{preset}.yaml").read_text()
     used = set(re.findall(r"\$\(arg (\w+)\)", text))
-    assert used <= set(PRESET_ARGUMENTS), f"{preset}: $(arg) not declared by the launch files: {used - set(PRESET_ARGUMENTS)}"
+    undeclared = used - set(PRESET_ARGUMENTS)
+    assert not undeclared, f"{preset}: $(arg) not declared by the launch files: {sorted(undeclared)}"
     for entry in yaml.safe_load(text)["nodes"]:
         if entry.get("params_file"):
             assert_installed(entry["params_file"], f"preset {preset}")
