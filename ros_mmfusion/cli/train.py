@@ -240,6 +240,11 @@ def add_navigation(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--behind-negatives", type=float, default=d.behind_negatives,
                         help="fraction of goals drawn behind the robot, labelled far")
     parser.add_argument("--no-augment", action="store_true", help="train without the light image augmentation")
+    parser.add_argument("--recovery", type=float, default=d.recovery, metavar="M",
+                        help="add a recovery pass per rendered recording, up to M metres beside the route, whose "
+                             "waypoints lead back onto it (0: none)")
+    parser.add_argument("--recovery-yaw", type=float, default=d.recovery_yaw, metavar="RAD",
+                        help="largest heading error of the recovery passes")
 
 
 def run_navigation(args: argparse.Namespace) -> int:
@@ -262,7 +267,8 @@ def run_navigation(args: argparse.Namespace) -> int:
         val_bags=tuple(args.val_bag), image_topic=args.image_topic, odom_topic=args.odom_topic, batch=args.batch,
         goals_per_context=args.goals_per_context, alpha=args.alpha, cross_pass=args.cross_pass,
         behind_negatives=args.behind_negatives, augment=not args.no_augment,
-        waypoint_spacing=args.waypoint_spacing, init=args.init, loop=loop)
+        waypoint_spacing=args.waypoint_spacing, recovery=args.recovery, recovery_yaw=args.recovery_yaw,
+        init=args.init, loop=loop)
     return write_package(args, PACKAGE_FILES, cfg.check,
                          lambda stage: train(cfg, stage, log=log, resume=args.resume))
 

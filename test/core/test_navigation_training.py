@@ -260,3 +260,29 @@ def test_resume_continues_an_interrupted_run_to_the_same_weights(corridor_bag, t
     a = torch.load(tmp_path / "straight" / "weights.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "weights.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_recovery_labels_lead_back_onto_the_route():
+    """A robot 0.3 m left of a straight route, heading along it: its waypoints bend right, back onto the route."""
+    from ros_mmfusion.core.navigation.training import waypoint_labels
+
+    times = np.arange(20) * 0.25
+    route = np.stack([times * 1.0, np.zeros_like(times)], axis=1)  # 1 m/s along x
+    drifted = route + [0.0, 0.3]
+    yaw = np.zeros_like(times)
+    plain = waypoint_labels(times, drifted, yaw, 4, 5, 0.25, 0.25)
+    back = waypoint_labels(times, drifted, yaw, 4, 5, 0.25, 0.25, target_xy=route, target_yaw=yaw)
+    assert np.allclose(plain[:, 1], 0.0), "without the route the robot just keeps its offset"
+    assert np.allclose(back[:, 1] * 0.25, -0.3) and np.allclose(back[:, 0] * 0.25, 0.25 * np.arange(1, 6))
+
+
+def test_recovery_passes_drift_beside_the_route_within_bounds():
+    from ros_mmfusion.core.navigation.training import render_recording
+
+    drifted = render_recording("indoor_corridor", 3, 24, (32, 24), 4.0, drift=(0.4, 0.3))
+    nominal = render_recording("indoor_corridor", 3, 24, (32, 24), 4.0)
+    offset = np.hypot(*(drifted.xy - drifted.route_xy).T)
+    assert 0.05 < offset.max() <= 0.4 + 1e-9 and np.abs(drifted.yaw - drifted.route_yaw).max() <= 0.3 + 1e-9
+    assert np.allclose(drifted.route_xy, nominal.xy) and drifted.group == nominal.group
+    assert np.abs(drifted.images.astype(int) - nominal.images).mean() > 1.0, "rendered from the drifted poses"
+    assert nominal.route_xy is None and drifted.name.endswith("/recovery")

@@ -88,6 +88,11 @@ class NavTrainConfig:
     node_every: int = 4
     radius: int = 4
     close_threshold: float = 3.0
+    recovery: float = 0.0
+    """Recovery passes: with ``recovery`` > 0 every rendered training recording gets a twin driven beside its route,
+    displaced sideways by a smooth random offset of up to ``recovery`` metres and turned by up to ``recovery_yaw``
+    radians, whose waypoint labels lead back onto the route (0: none; the release has none)."""
+    recovery_yaw: float = 0.3
     init: str = ""
     loop: LoopConfig = field(default_factory=default_loop)
 
@@ -113,6 +118,9 @@ class NavTrainConfig:
         if not (math.isfinite(self.waypoint_spacing) and self.waypoint_spacing >= 0):
             raise ConfigError(f"waypoint_spacing must be >= 0 metres (0: measured), got {self.waypoint_spacing}")
         check_data_sources(self.scenarios, self.train_seeds, self.val_seeds, self.bags, self.val_bags, self.init)
+        if not (0.0 <= self.recovery <= 2.0 and 0.0 <= self.recovery_yaw <= 1.0):
+            raise ConfigError(f"recovery must be 0..2 m and recovery_yaw 0..1 rad, got {self.recovery}, "
+                              f"{self.recovery_yaw}")
         frames = (len(self.scenarios) * (len(self.train_seeds) * self.frames_per_seed
                                          + len(self.val_seeds) * self.val_frames))
         if frames * self.width * self.height * 3 > MAX_DATASET_BYTES:
@@ -170,6 +178,10 @@ class Recording:
     yaw: np.ndarray
     times: np.ndarray
     aligned: bool = False
+    route_xy: np.ndarray | None = None
+    """Recovery passes: the route's poses at each frame (``xy`` and ``yaw`` are where the robot drifted), which the
+    waypoint labels lead back to; None: the robot is on its route."""
+    route_yaw: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -180,25 +192,60 @@ def yaw_of(rotation: np.ndarray) -> float:
     return float(math.atan2(rotation[1, 0], rotation[0, 0]))
 
 
-def render_recording(scenario: str, seed: int, frames: int, size: tuple[int, int], rate_hz: float) -> Recording:
+def drift_offsets(frames: int, rate_hz: float, lateral: float, yaw: float, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth random sideways offsets (metres, left positive) and heading errors (radians) of ``frames`` frames: each
+    a sum of two sinusoids of random period (4..20 s) and phase, scaled so its largest magnitude is a random
+    fraction (0.5..1) of ``lateral`` / ``yaw``."""
+    t = np.arange(frames) / rate_hz
+    out = []
+    for bound in (lateral, yaw):
+        wave = sum(rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * t / rng.uniform(4.0, 20.0) + rng.uniform(0, 2 * np.pi))
+                   for _ in range(2))
+        peak = float(np.max(np.abs(wave))) or 1.0
+        out.append(wave / peak * bound * rng.uniform(0.5, 1.0))
+    return out[0], out[1]
+
+
+def render_recording(scenario: str, seed: int, frames: int, size: tuple[int, int], rate_hz: float,
+                     drift: tuple[float, float] | None = None) -> Recording:
     """``frames`` frames of ``scenario`` / ``seed`` rendered at ``size`` (width, height), ``rate_hz`` apart, with the
     ego's odometry pose (``T_odom_base``); its group is the scenario's route and the seed, so the passes of one route
     (``indoor_corridor`` and ``indoor_corridor_pass2``, ``urban_sidewalk`` and ``urban_sidewalk_pass2``) pair up and
-    other routes are strangers."""
+    other routes are strangers. ``drift`` (metres, radians): a recovery pass (:func:`drift_offsets`, seeded by the
+    seed) rendered beside the route, carrying the route's poses for its labels."""
+    from ros_mmfusion.core.geometry import Transform
     from ros_mmfusion.core.sim import Simulation
+    from ros_mmfusion.core.sim.ego import EgoState
+    from ros_mmfusion.core.sim.mesh import rotation_z
 
     sim = Simulation(scenario, seed=seed, size=size, beams=16, rate=rate_hz)
-    images, xy, yaw, times = [], [], [], []
+    offsets = drift_offsets(frames, rate_hz, *drift, np.random.default_rng([seed, 7919])) if drift else None
+    images, xy, yaw, times, route_xy, route_yaw = [], [], [], [], [], []
+    T_odom_world = sim.ego.T_world_odom.inverse()
     for k in range(frames):
-        frame = sim.frame(k)
-        pose = frame.ego.T_odom_base
+        t = k / rate_hz
+        ego = sim.ego.state(t)
+        route_pose = ego.T_odom_base
+        if offsets is not None:
+            x, y, z, heading = sim.ego.route.pose(t)
+            side, turn = float(offsets[0][k]), float(offsets[1][k])
+            T = Transform(rotation_z(heading + turn),
+                          np.array([x - side * math.sin(heading), y + side * math.cos(heading), z]))
+            ego = EgoState(T, T_odom_world @ T, ego.linear, ego.angular)
+        frame = sim.frame_at(k, t, ego, lidar=False)
+        pose = ego.T_odom_base
         images.append(frame.camera.rgb)
         xy.append(pose.translation[:2])
         yaw.append(yaw_of(pose.rotation))
-        times.append(frame.time_s)
-    return Recording(f"{scenario}/seed{seed}", f"{sim.scenario.route}/seed{seed}", np.stack(images),
-                     np.asarray(xy, np.float64),
-                     np.unwrap(np.asarray(yaw, np.float64)), np.asarray(times, np.float64), aligned=True)
+        times.append(t)
+        route_xy.append(route_pose.translation[:2])
+        route_yaw.append(yaw_of(route_pose.rotation))
+    name = f"{scenario}/seed{seed}" + ("/recovery" if drift else "")
+    return Recording(name, f"{sim.scenario.route}/seed{seed}", np.stack(images), np.asarray(xy, np.float64),
+                     np.unwrap(np.asarray(yaw, np.float64)), np.asarray(times, np.float64), aligned=True,
+                     route_xy=np.asarray(route_xy, np.float64) if drift else None,
+                     route_yaw=np.unwrap(np.asarray(route_yaw, np.float64)) if drift else None)
 
 
 def read_bag_recording(bag: str | Path, image_topic: str, odom_topic: str, size: tuple[int, int],
@@ -270,8 +317,9 @@ def read_bag_recording(bag: str | Path, image_topic: str, odom_topic: str, size:
 
 
 def load_recordings(cfg: NavTrainConfig, seeds: Sequence[int], frames: int, bags: Sequence[str],
-                    log: Log = print) -> list[Recording]:
-    """Rendered recordings of every scenario for ``seeds`` (``frames`` each) and the recordings of ``bags``."""
+                    log: Log = print, recovery: bool = False) -> list[Recording]:
+    """Rendered recordings of every scenario for ``seeds`` (``frames`` each; with ``recovery`` and
+    ``cfg.recovery`` > 0 each also as a recovery pass) and the recordings of ``bags``."""
     out: list[Recording] = []
     size = (cfg.width, cfg.height)
     for seed in seeds:
@@ -279,6 +327,11 @@ def load_recordings(cfg: NavTrainConfig, seeds: Sequence[int], frames: int, bags
             t0 = time.time()
             out.append(render_recording(scenario, int(seed), frames, size, cfg.frame_rate_hz))
             log(f"  {out[-1].name}: {frames} frames ({time.time() - t0:.0f} s)")
+            if recovery and cfg.recovery > 0:
+                out.append(render_recording(scenario, int(seed), frames, size, cfg.frame_rate_hz,
+                                            drift=(cfg.recovery, cfg.recovery_yaw)))
+                log(f"  {out[-1].name}: {frames} frames beside the route (up to {cfg.recovery:g} m, "
+                    f"{cfg.recovery_yaw:g} rad)")
     for bag in bags:
         out.append(read_bag_recording(bag, cfg.image_topic, cfg.odom_topic, size, cfg.frame_rate_hz))
         log(f"  {out[-1].name}: {len(out[-1])} frames at {cfg.frame_rate_hz:g} Hz")
@@ -301,19 +354,24 @@ def measured_waypoint_spacing(recordings: Sequence[Recording], dt: float) -> flo
 
 
 def waypoint_labels(times: np.ndarray, xy: np.ndarray, yaw: np.ndarray, current: int, count: int, spacing: float,
-                    dt: float, learn_angle: bool = True) -> np.ndarray:
+                    dt: float, learn_angle: bool = True, target_xy: np.ndarray | None = None,
+                    target_yaw: np.ndarray | None = None) -> np.ndarray:
     """The ``count`` waypoints after frame ``current`` as ViNT learns them: the pose ``dt``, ``2 dt``, ... seconds
     later (interpolated in the recording's odometry, as ``mmfusion eval`` does; the last pose past the end), as
     ``(x, y)`` in ``base_link`` at ``current`` (x forward, y left) in units of ``spacing`` metres, then ``cos``,
-    ``sin`` of the yaw change: ``(count, 4)`` (``(count, 2)`` without angles). ``yaw`` must be unwrapped."""
+    ``sin`` of the yaw change: ``(count, 4)`` (``(count, 2)`` without angles). ``yaw`` must be unwrapped.
+    ``target_xy`` / ``target_yaw`` (a recovery pass's route poses): the future poses come from them, the current
+    one from ``xy`` / ``yaw``, so the waypoints lead from where the robot drifted back onto the route."""
     from ros_mmfusion.core.navigation.metrics import to_body_frame
 
     future = times[current] + dt * np.arange(1, count + 1)
-    fx, fy = np.interp(future, times, xy[:, 0]), np.interp(future, times, xy[:, 1])
+    goal_xy = xy if target_xy is None else target_xy
+    goal_yaw = yaw if target_yaw is None else target_yaw
+    fx, fy = np.interp(future, times, goal_xy[:, 0]), np.interp(future, times, goal_xy[:, 1])
     local = to_body_frame(np.stack([fx, fy], axis=1), xy[current], float(yaw[current])) / spacing
     if not learn_angle:
         return local.astype(np.float32)
-    dyaw = np.interp(future, times, yaw) - yaw[current]
+    dyaw = np.interp(future, times, goal_yaw) - yaw[current]
     return np.concatenate([local, np.cos(dyaw)[:, None], np.sin(dyaw)[:, None]], axis=1).astype(np.float32)
 
 
@@ -439,7 +497,8 @@ def draw_batch(sampler: GoalSampler, rng: np.random.Generator, cfg: NavTrainConf
             frames = [jitter.apply(f) for f in frames]
         obs.append(np.concatenate([preprocess_frame(f, image_size) for f in frames], axis=0))
         action = waypoint_labels(recording.times, recording.xy, recording.yaw, cur, cfg.len_traj_pred, spacing,
-                                 1.0 / cfg.frame_rate_hz, cfg.vint_config.learn_angle)
+                                 1.0 / cfg.frame_rate_hz, cfg.vint_config.learn_angle, recording.route_xy,
+                                 recording.route_yaw)
         for _ in range(g):
             goal = sampler.goal(rng, rec, cur)
             image = sampler.recordings[goal.recording].images[goal.frame]
@@ -602,14 +661,15 @@ def train(cfg: NavTrainConfig, out: Path, log: Log = print, resume: bool = False
     variant = VINT_VARIANTS[cfg.variant]
     image_size = variant.image_size
     log("loading the training data ...")
-    train_recs = load_recordings(cfg, cfg.train_seeds, cfg.frames_per_seed, cfg.bags, log)
+    train_recs = load_recordings(cfg, cfg.train_seeds, cfg.frames_per_seed, cfg.bags, log, recovery=True)
     log("loading the validation data ...")
     val_recs = load_recordings(cfg, cfg.val_seeds, cfg.val_frames, cfg.val_bags, log)
     held_out = bool(val_recs)
     if not val_recs:
         log("  no validation seeds or bags: validating on the training recordings (not held out)")
         val_recs = train_recs
-    spacing = cfg.waypoint_spacing or measured_waypoint_spacing(train_recs, 1.0 / cfg.frame_rate_hz)
+    spacing = cfg.waypoint_spacing or measured_waypoint_spacing([r for r in train_recs if r.route_xy is None],
+                                                                1.0 / cfg.frame_rate_hz)
     log(f"waypoint spacing {spacing:g} m per frame ({'given' if cfg.waypoint_spacing else 'measured'})")
     routes = validation_routes(val_recs, held_out)
     sampler = GoalSampler(train_recs, cfg)
