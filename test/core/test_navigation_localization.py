@@ -152,3 +152,17 @@ def test_odometry_oracle_refuses_a_frame_without_odometry_near_it():
     with pytest.raises(MessageFormatError, match=r"nearest odometry is -0.60 s"):
         odometry_oracle(far, -S * 6 // 10, nodes, 0.25)
     odometry_oracle(far, S * 4 // 10, nodes, 0.25)  # within MAX_ODOM_EXTRAPOLATION_S
+
+
+def test_odometry_waypoints_head_straight_for_the_node_and_stop_there():
+    from ros_mmfusion.core.navigation.localization import odometry_waypoints
+
+    # robot at (1, 1) facing +y; node 0.6 m ahead and 0.6 m to its right (world +x)
+    wp = odometry_waypoints(np.array([1.0, 1.0, np.pi / 2]), np.array([1.6, 1.6, 0.0]), 5, 0.25)
+    assert wp.shape == (5, 4)
+    dist = np.hypot(wp[:, 0], wp[:, 1])
+    assert np.allclose(dist, np.minimum(0.25 * np.arange(1, 6), np.hypot(0.6, 0.6)))
+    assert np.allclose(wp[:, 0], wp[:, 0][0] / dist[0] * dist) and (wp[:, 0] > 0).all() and (wp[:, 1] < 0).all()
+    assert np.allclose(wp[:, 2], np.sqrt(0.5)) and np.allclose(wp[:, 3], -np.sqrt(0.5))
+    at_node = odometry_waypoints(np.array([2.0, 3.0, 0.0]), np.array([2.0, 3.0, 1.0]), 5, 0.25)
+    assert np.allclose(at_node[:, :2], 0.0) and np.allclose(at_node[:, 2:], [1.0, 0.0])
