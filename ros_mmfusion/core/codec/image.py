@@ -425,8 +425,9 @@ def decode_compressed_plane(
     raw = as_uint8(data, "CompressedImage.data")
     parsed = parse_compressed_format(format, raw)
     payload = raw[_DEPTH_HEADER.size :] if parsed.compressed_depth else raw
-    if lossless and (parsed.codec != "png" or sniff_codec(payload) not in (None, "png")):
-        raise MessageFormatError(f"CompressedImage.format {format!r}: {parsed.codec} is lossy; this input needs "
+    actual = parsed.codec if parsed.codec != "png" else sniff_codec(payload) or "png"
+    if lossless and actual != "png":
+        raise MessageFormatError(f"CompressedImage (format {format!r}) is {actual}, which is lossy; this input needs "
                                  "lossless PNG (a 16-bit PNG or compressedDepth)")
     stated = parsed.original_encoding
     if parsed.compressed_depth:
