@@ -27,8 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="640x480", metavar="WxH", help="camera image size (default 640x480)")
     parser.add_argument("--beams", type=int, choices=(32, 64), default=32, help="LiDAR beams (default 32)")
     parser.add_argument("--rate", type=float, default=10.0, metavar="HZ", help="frames per second (default 10)")
-    parser.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default="32FC1",
-                        help="depth image: 32FC1 metres, NaN invalid (default) or 16UC1 millimetres, 0 invalid")
+    parser.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default=None,
+                        help="depth image: 32FC1 metres, NaN invalid (default) or 16UC1 millimetres, 0 invalid "
+                             "(the default with --compressed)")
+    parser.add_argument("--compressed", nargs="?", const="jpeg", choices=("jpeg", "png"), metavar="CODEC",
+                        help="write the camera images as sensor_msgs/CompressedImage on <topic>/compressed, as "
+                             "image_transport does: colour as jpeg (default) or png, depth (16UC1) and thermal as "
+                             "16-bit png; ground truth stays raw")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out if it holds a bag written by mmfusion sim (nothing else is ever deleted), "
                              "and an existing --preview file")
@@ -66,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     if args.preview and Path(args.preview).suffix.lower() != ".png":
         raise UserError(f"--preview should name a .png file, got {args.preview}")
+    depth_encoding = args.depth_encoding or ("16UC1" if args.compressed else "32FC1")
+    if args.compressed and depth_encoding != "16UC1":
+        raise UserError(f"--compressed writes depth as a 16-bit PNG of millimetres: --depth-encoding must be 16UC1, "
+                        f"got {depth_encoding}")
     # a bag directory holds nothing but the bag: --overwrite replaces only a directory that is all a bag we wrote
     output = OutputDirectory(args.out, "sim", overwrite=args.overwrite, exclusive=True, marker=False,
                              recognise=is_simulated_bag, what="bag")
@@ -83,12 +92,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"  frame {done}/{total}  {elapsed:6.1f} s", flush=True)
 
     print(f"mmfusion sim: {scenario.name} seed {args.seed}, {args.frames} frames at {args.rate:g} Hz, "
-          f"{size[0]}x{size[1]}, {args.beams} beams -> {out} ({args.storage})", flush=True)
+          f"{size[0]}x{size[1]}, {args.beams} beams -> {out} ({args.storage}"
+          f"{f', {args.compressed} compressed camera images' if args.compressed else ''})", flush=True)
     try:
         with output as stage:
             summary = record(scenario.name, stage, args.frames, seed=args.seed, size=size, beams=args.beams,
-                             rate=args.rate, storage=args.storage, depth_encoding=args.depth_encoding,
-                             progress=progress)
+                             rate=args.rate, storage=args.storage, depth_encoding=depth_encoding,
+                             progress=progress, compressed=args.compressed)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     except ImportError as exc:  # a broken install (open3d without libusb, say): one line, not a traceback

@@ -159,6 +159,13 @@ def _load_preset(args: EvaluationSettings, bag: Path) -> Any:
     return preset
 
 
+def input_topic(name: str, remappings: dict[str, str], topics: Any) -> str:
+    """The bag topic of a node's input ``name``: its remapped topic, or ``<topic>/compressed`` when the bag has only
+    that (an image input on the compressed transport, image_transport's naming)."""
+    topic = resolve_topic(name, remappings)
+    return f"{topic}/compressed" if topic not in topics and f"{topic}/compressed" in topics else topic
+
+
 def _evaluated_nodes(preset: Any, facts: BagFacts, bag: Path) -> list[Evaluated]:
     """The preset's evaluated nodes; ConfigError naming every required input topic the bag lacks."""
     from ros_mmfusion.launcher import evaluated_nodes
@@ -167,7 +174,7 @@ def _evaluated_nodes(preset: Any, facts: BagFacts, bag: Path) -> list[Evaluated]
     missing = []
     for launch, ev in evaluated:
         for name in ev.required_inputs:
-            topic = resolve_topic(name, launch.remappings)
+            topic = input_topic(name, launch.remappings, facts.topics)
             if topic not in facts.topics:
                 missing.append(f"{topic} (input {name} of {launch.name})")
     if missing:
@@ -209,7 +216,7 @@ def _plan(args: EvaluationSettings, facts: BagFacts, preset: Any, evaluated: lis
     feed = EvaluationFeed(session)
     main_inputs: set[str] = set()
     for launch, ev in evaluated:
-        main = resolve_topic(ev.main_input, launch.remappings)
+        main = input_topic(ev.main_input, launch.remappings, facts.topics)
         main_inputs.add(main)
         for name in ev.outputs:
             topic = resolve_topic(name, launch.remappings)

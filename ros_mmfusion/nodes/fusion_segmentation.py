@@ -1,7 +1,9 @@
 """``fusion_segmentation_node``: RGB + X (depth, thermal, HHA from depth, or LiDAR points) -> semantic segmentation.
 
 Inputs (relative names, remap them): ``rgb/image`` (sensor_msgs/Image rgb8/bgr8/...), ``rgb/camera_info`` (needed
-for HHA and LiDAR X), and ``x/image`` (Image) or, for LiDAR, ``x/points`` (PointCloud2). RGB and X are paired by an
+for HHA and LiDAR X), and ``x/image`` (Image) or, for LiDAR, ``x/points`` (PointCloud2). ``rgb_transport`` and
+``x_transport`` ``compressed`` take the images as sensor_msgs/CompressedImage on ``<topic>/compressed`` instead
+(colour JPEG/PNG; thermal 16-bit PNG; depth 16-bit PNG or compressedDepth, JPEG refused). RGB and X are paired by an
 approximate-time synchronizer. Outputs, all stamped with the RGB image's header: ``segmentation/labels`` (mono8 class
 ids), ``segmentation/color`` (rgb8), ``segmentation/overlay`` (rgb8, computed only when subscribed),
 ``segmentation/confidence`` (32FC1, when ``publish_confidence``) and ``segmentation/label_info``
@@ -20,8 +22,7 @@ import numpy as np
 from sensor_msgs.msg import Image, PointCloud2
 from vision_msgs.msg import LabelInfo
 
-from ros_mmfusion.core.codec.image import decode_rgb
-from ros_mmfusion.core.codec.limits import DEFAULT_LIMITS, MessageLimits
+from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, changed_camera_from_lidar
 from ros_mmfusion.core.health import Level
@@ -35,15 +36,13 @@ from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
 from ros_mmfusion.paths import share_dir
 from ros_mmfusion.ros.builders import label_info
 from ros_mmfusion.ros.entry import check_path_parameters, run_node
-from ros_mmfusion.ros.image import image_to_numpy, numpy_to_image
+from ros_mmfusion.ros.image import numpy_to_image, plane_from_msg, rgb_from_msg, transport_param
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
 from ros_mmfusion.ros.pointcloud import pointcloud2_to_array
 from ros_mmfusion.ros.qos import LATCHED_QOS
 
-
-def rgb_from_image(msg: Image, limits: MessageLimits = DEFAULT_LIMITS) -> np.ndarray:
-    """(H, W, 3) uint8 R,G,B from a colour Image; MessageFormatError for other encodings or sizes over ``limits``."""
-    return decode_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data, limits=limits)
+DEPTH_MODALITIES = ("depth", "depth_hha")
+"""X modalities read from a metric depth image: a compressed X must be lossless PNG (16-bit or compressedDepth)."""
 
 
 class FusionSegmentationNode(MmfusionNode):
@@ -69,6 +68,8 @@ class FusionSegmentationNode(MmfusionNode):
         ParamSpec("publish_confidence", False, "Publish segmentation/confidence (32FC1 softmax probability)."),
         ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in segmentation/overlay.", minimum=0.0,
                   maximum=1.0),
+        transport_param("rgb_transport", "the colour image rgb/image"),
+        transport_param("x_transport", "the X image x/image (not used with LiDAR X)"),
         *EXTRINSIC_PARAMS,  # LiDAR X only
     )
 
@@ -94,11 +95,18 @@ class FusionSegmentationNode(MmfusionNode):
         self.confidence_pub = self.output_publisher(Image, "segmentation/confidence")
         self.label_info_pub = self.output_publisher(LabelInfo, "segmentation/label_info", LATCHED_QOS)
         self.label_info_pub.publish(label_info(dict(enumerate(self.spec.class_names)), 0.0))
-        self.sensor_subscription(Image, "rgb/image", lambda m: self.on_input("rgb", m), name="rgb")
-        x_is_points = self.spec.x_modality == "lidar"
-        self.sensor_subscription(PointCloud2 if x_is_points else Image, "x/points" if x_is_points else "x/image",
-                                 lambda m: self.on_input("x", m), name="x", required=optional is None,
-                                 stall_timeout=self.params["x_timeout"] if optional else None)
+        self.image_subscription("rgb/image", self.params["rgb_transport"], lambda m: self.on_input("rgb", m),
+                                name="rgb")
+        x_options = {"name": "x", "required": optional is None,
+                     "stall_timeout": self.params["x_timeout"] if optional else None}
+        if self.spec.x_modality == "lidar":
+            if self.params["x_transport"] != "raw":
+                raise ConfigError(f"{self.get_name()}: parameter 'x_transport': {self.params['x_transport']!r} needs "
+                                  "an image X; this model's X is LiDAR points (x/points)")
+            self.sensor_subscription(PointCloud2, "x/points", lambda m: self.on_input("x", m), **x_options)
+        else:
+            self.image_subscription("x/image", self.params["x_transport"], lambda m: self.on_input("x", m),
+                                    **x_options)
         if self.spec.x_modality in X_NEEDS_CAMERA:
             self.camera_info_subscription("rgb/camera_info")
         self.get_logger().info(f"{self.spec.variant} ({self.spec.x_modality} X, {self.spec.num_classes} classes) "
@@ -124,15 +132,14 @@ class FusionSegmentationNode(MmfusionNode):
 
     def encode_x(self, msg, size: tuple[int, int]) -> np.ndarray:
         """The X image for an RGB image of ``size`` (H, W) from an X message (None: X missing)."""
-        if msg is None:
-            raw = None
-        elif self.spec.x_modality == "lidar":
+        raw, encoding = None, ""
+        if msg is not None and self.spec.x_modality == "lidar":
             raw = pointcloud2_to_array(msg, limits=self.limits)
-        else:
-            raw = image_to_numpy(msg, limits=self.limits)
+        elif msg is not None:  # depth keeps its metric values only through a lossless codec
+            raw, encoding = plane_from_msg(msg, lossless=self.spec.x_modality in DEPTH_MODALITIES, limits=self.limits)
         camera = self.camera if self.spec.x_modality in X_NEEDS_CAMERA else None  # subscribed to only then
-        return encode_x(self.encoder, self.spec.x_modality, raw, size, camera=camera,
-                        encoding=getattr(msg, "encoding", ""), camera_from_lidar=self.camera_from_lidar)
+        return encode_x(self.encoder, self.spec.x_modality, raw, size, camera=camera, encoding=encoding,
+                        camera_from_lidar=self.camera_from_lidar)
 
     def segment(self, synced) -> None:
         started = time.perf_counter()
@@ -140,7 +147,7 @@ class FusionSegmentationNode(MmfusionNode):
         if not self.has_subscribers(outputs):
             return
         rgb_msg = synced.messages["rgb"]
-        rgb = rgb_from_image(rgb_msg, self.limits)
+        rgb = rgb_from_msg(rgb_msg, limits=self.limits)
         result = self.segmenter(rgb, self.encode_x(synced.messages["x"], rgb.shape[:2]))
         header = rgb_msg.header
         self.labels_pub.publish(numpy_to_image(result.labels, "mono8", header))

@@ -1,6 +1,7 @@
 """``vint_navigation_node``: ViNT topological navigation: camera frames in, localisation and waypoints out.
 
-Input (relative names, remap them): ``image`` (sensor_msgs/Image rgb8/bgr8/rgba8/bgra8), sampled into a context of
+Input (relative names, remap them): ``image`` (sensor_msgs/Image rgb8/bgr8/rgba8/bgra8; with ``image_transport``
+``compressed`` a JPEG/PNG sensor_msgs/CompressedImage on ``image/compressed``), sampled into a context of
 past frames at the model's frame rate (4 Hz for the released ViNT); ``odom`` (nav_msgs/Odometry) only with
 ``distance_source: odometry``. Every frame the context takes (once the context is full) is scored against the nodes
 of the localisation window of the topomap (``topomap_dir``, built with ``mmfusion topomap build``) or against one
@@ -24,11 +25,9 @@ from collections import deque
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
-from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Int32
 
 from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
-from ros_mmfusion.core.codec.image import decode_rgb
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.health import Level
@@ -53,6 +52,7 @@ from ros_mmfusion.paths import share_dir
 from ros_mmfusion.ros.builders import header as make_header
 from ros_mmfusion.ros.builders import path_msg
 from ros_mmfusion.ros.entry import check_path_parameters, run_node
+from ros_mmfusion.ros.image import rgb_from_msg, transport_param
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
 
 
@@ -91,6 +91,7 @@ class VintNavigationNode(MmfusionNode):
                   read_only=True),
         ParamSpec("device", "cpu", "Inference device.", choices=("cpu", "cuda"), read_only=True),
         ParamSpec("threads", 0, "Inference threads (0: the runtime decides).", minimum=0, maximum=64, read_only=True),
+        transport_param("image_transport", "the camera image"),
         ParamSpec("frame_rate", 0.0, "Context frames per second of stamp time (0: the model's, 4 Hz).", minimum=0.0,
                   maximum=100.0, read_only=True),
         ParamSpec("center_crop", False, "Centre-crop frames to 4:3 before resizing (the deployment does not).",
@@ -143,7 +144,7 @@ class VintNavigationNode(MmfusionNode):
         self.waypoint_pub = self.output_publisher(PoseStamped, "navigation/waypoint")
         self.goal_pub = self.output_publisher(Bool, "navigation/goal_reached")
         self.node_pub = self.output_publisher(Int32, "navigation/closest_node")
-        self.sensor_subscription(Image, "image", self.on_image, name="image")
+        self.image_subscription("image", p["image_transport"], self.on_image, name="image")
         self.last_result: NavigationResult | None = None
         mode = f"topomap {p['topomap_dir']}" if p["topomap_dir"] else f"goal image {p['goal_image']}"
         self.get_logger().info(f"ViNT {model.name} on {self.policy.backend.info.detail}; {mode}: "
@@ -170,10 +171,10 @@ class VintNavigationNode(MmfusionNode):
         self.odometry.append((stamp_to_ns(msg.header.stamp), pose, (twist.linear.x, twist.linear.y),
                               twist.angular.z))
 
-    def on_image(self, msg: Image) -> None:
+    def on_image(self, msg) -> None:
         started = time.perf_counter()
         stamp = stamp_to_ns(msg.header.stamp)
-        rgb = decode_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data, limits=self.limits)
+        rgb = rgb_from_msg(msg, limits=self.limits)
         if not self.policy.add_frame(stamp, rgb) or not self.policy.ready:
             return
         if not self.has_subscribers((self.path_pub, self.waypoint_pub, self.goal_pub, self.node_pub)):

@@ -29,6 +29,7 @@ from ros_mmfusion.core.health import HealthReport, InputMonitor, LatencyMonitor,
 from ros_mmfusion.core.model_package import WeightsOrigin, model_values
 from ros_mmfusion.core.params import ParamSpec, validate
 from ros_mmfusion.core.stamps import stamp_to_ns
+from ros_mmfusion.ros.image import transport_topic, transport_type
 from ros_mmfusion.ros.qos import OUTPUT_QOS, SENSOR_QOS
 
 __all__ = ["COMMON_PARAMS", "MmfusionNode", "stamp_to_ns"]
@@ -260,6 +261,16 @@ class MmfusionNode(Node):
         subscription = self.create_subscription(msg_type, topic, guarded, qos)
         self.input_topics[name] = subscription.topic_name
         return subscription
+
+    def image_subscription(self, topic: str, transport: str, callback: Callable[[Any], None], **kwargs: Any):
+        """Subscribe to the image input ``topic`` over ``transport`` (``raw``: sensor_msgs/Image on ``topic``;
+        ``compressed``: sensor_msgs/CompressedImage on ``<topic>/compressed``, ``topic`` resolved through the
+        node's remappings first, as image_transport does). ``callback`` gets the message as it came: decode it with
+        ``ros.image.rgb_from_msg`` / ``plane_from_msg``, which take either type. Other arguments as
+        :meth:`sensor_subscription`."""
+        if transport != "raw":
+            topic = transport_topic(self.resolve_topic_name(topic), transport)
+        return self.sensor_subscription(transport_type(transport), topic, callback, **kwargs)
 
     def run_guarded(self, name: str, fn: Callable[..., None], *args: Any) -> bool:
         """Call ``fn(*args)``; on failure log throttled, count it against input ``name`` and return False."""

@@ -223,3 +223,39 @@ def test_eval_navigation_reports_localisation_accuracy_and_waypoint_errors(tmp_p
         assert math.isfinite(value) and value >= 0.0
     assert "## Navigation" in (out / "report.md").read_text()
     assert (out / "trajectory.png").stat().st_size > 1000 and nav["trajectory"]["nodes_xy"]
+
+
+def test_a_bag_of_compressed_camera_topics_runs_through_the_demo_preset(tmp_path, ros_child_env):
+    """`mmfusion sim --compressed` writes CompressedImage camera topics only; `demo_compressed` (the demo preset with
+    the segmentation node on the compressed transport) segments and detects on it, scored like the raw demo."""
+    import yaml
+
+    from ros_mmfusion.core.bagio import BagSource
+
+    bag = tmp_path / "night_jpeg"
+    proc = run(["sim", "--scenario", "urban_night", "--frames", "5", "--seed", "3", "--size", "160x120",
+                "--compressed", "--out", str(bag)], ros_child_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with BagSource(bag) as source:
+        types = dict(source.topics)
+    cameras = {t: m for t, m in types.items() if "image" in t and not t.startswith("/ground_truth")}
+    assert cameras == {f"{t}/compressed": "sensor_msgs/msg/CompressedImage" for t in
+                       ("/camera/color/image_raw", "/camera/depth/image_rect_raw", "/thermal/image_raw")}
+    scenario = yaml.safe_load((bag / "scenario.yaml").read_text())
+    assert (scenario["compressed"], scenario["depth_encoding"]) == ("jpeg", "16UC1")
+
+    out = tmp_path / "report"
+    proc = run(["eval", "--bag", str(bag), "--preset", "demo_compressed", "--out", str(out)], ros_child_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["run"]["input_frames"] == {"/camera/color/image_raw/compressed": 5, "/lidar/points": 5}, metrics
+    assert metrics["segmentation"]["frames"] >= 1 and 0.0 <= metrics["segmentation"]["mIoU"] <= 1.0
+    assert metrics["latency"]["/segmentation/labels"]["count"] >= 1
+    assert metrics["latency"]["/detections"]["count"] >= 1
+    with BagSource(out / "outputs") as outputs:
+        assert outputs.message_counts["/segmentation/labels"] == metrics["latency"]["/segmentation/labels"]["count"]
+
+    proc = run(["sim", "--scenario", "urban_night", "--frames", "1", "--compressed", "png", "--depth-encoding",
+                "32FC1", "--out", str(tmp_path / "refused")], ros_child_env(), timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--depth-encoding must be 16UC1" in proc.stderr and not (tmp_path / "refused").exists()

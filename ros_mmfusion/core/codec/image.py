@@ -197,6 +197,12 @@ def encode_image(
 
 # --- CompressedImage --------------------------------------------------------------------------------------------------
 
+#: One-channel encodings a compressed grey image may declare, by the dtype they decode to.
+_PLANE_ENCODINGS: dict[str, np.dtype] = {
+    "mono8": np.dtype(np.uint8), "8UC1": np.dtype(np.uint8),
+    "mono16": np.dtype(np.uint16), "16UC1": np.dtype(np.uint16),
+}
+
 # compressed_depth_image_transport prefixes the PNG with a 12-byte header: int32 format, float32 depthParam[2].
 _DEPTH_HEADER = struct.Struct("<iff")
 
@@ -335,26 +341,34 @@ def encode_compressed(
     *,
     order: Literal["rgb", "bgr"] = "rgb",
     quality: int = 90,
+    encoding: str | None = None,
 ) -> tuple[str, np.ndarray]:
     """(``format``, ``data``) of a CompressedImage holding ``array``, as image_transport's compressed publisher writes.
 
     ``array``: ``(H, W)`` uint8 (or uint16 for PNG) grey, or ``(H, W, 3)`` uint8 colour in ``order``. ``quality`` is
-    the JPEG quality 1-100 (PNG ignores it). ``data`` is a flat uint8 array.
+    the JPEG quality 1-100 (PNG ignores it). ``encoding``: the original encoding a grey image's format states before
+    its ``;`` (default ``mono8``/``mono16``; ``16UC1`` for depth in millimetres, as a depth camera's compressed
+    publisher writes); colour states ``rgb8``/``bgr8`` from ``order``. MessageFormatError when ``encoding`` does not
+    fit the array. ``data`` is a flat uint8 array.
     """
     import cv2
 
     array = np.asarray(array)
-    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
-        encoding = f"{order}8"
+    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8 and encoding is None:
+        stated = f"{order}8"
         pixels = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if order == "rgb" else array
         target = "bgr8"
     elif array.ndim == 2 and (array.dtype == np.uint8 or (array.dtype == np.uint16 and codec == "png")):
-        encoding = target = "mono8" if array.dtype == np.uint8 else "mono16"
+        target = "mono8" if array.dtype == np.uint8 else "mono16"
+        stated = target if encoding is None else encoding
+        if _PLANE_ENCODINGS.get(stated) != array.dtype:
+            raise MessageFormatError(f"encode_compressed: encoding {stated!r} does not fit a {array.dtype.name} grey "
+                                     f"image; expected one of {', '.join(_PLANE_ENCODINGS)} of its depth")
         pixels = array
     else:
         raise MessageFormatError(
-            f"encode_compressed({codec}) needs (H, W) uint8, (H, W) uint16 (png only) or (H, W, 3) uint8, "
-            f"got {array.shape} {array.dtype.name}"
+            f"encode_compressed({codec}) needs (H, W) uint8, (H, W) uint16 (png only) or (H, W, 3) uint8 (without "
+            f"encoding), got {array.shape} {array.dtype.name}"
         )
     if codec not in ("jpeg", "png"):
         raise MessageFormatError(f"encode_compressed: codec must be 'jpeg' or 'png', got {codec!r}")
@@ -362,4 +376,73 @@ def encode_compressed(
     ok, buffer = cv2.imencode(".jpg" if codec == "jpeg" else ".png", pixels, params)
     if not ok:
         raise MessageFormatError(f"OpenCV could not encode a {array.shape} {array.dtype.name} array as {codec}")
-    return f"{encoding}; {codec} compressed {target}", buffer.reshape(-1)
+    return f"{stated}; {codec} compressed {target}", buffer.reshape(-1)
+
+
+# --- CompressedImage as a node input ----------------------------------------------------------------------------------
+
+
+
+def decode_compressed_rgb(format: str, data: Any, *, limits: MessageLimits = DEFAULT_LIMITS) -> np.ndarray:  # noqa: A002
+    """A colour CompressedImage (JPEG, PNG, WebP) as contiguous ``(H, W, 3)`` uint8 R,G,B (alpha dropped): what
+    :func:`decode_rgb` gives for a raw colour Image.
+
+    MessageFormatError (before decoding where the format or header tells) for a compressedDepth payload, a grey or
+    16-bit image, and everything :func:`decode_compressed` refuses (sizes over ``limits``, undecodable bytes).
+    """
+    raw = as_uint8(data, "CompressedImage.data")
+    parsed = parse_compressed_format(format, raw)
+    if parsed.compressed_depth:
+        raise MessageFormatError(f"colour image: CompressedImage.format {format!r} is a compressedDepth depth image")
+    image = decode_compressed(format, raw, limits=limits)
+    if image.ndim != 3 or image.shape[2] < 3 or image.dtype != np.uint8:
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        raise MessageFormatError(f"colour image: CompressedImage (format {format!r}) decodes to {channels} channel(s) "
+                                 f"of {image.dtype.name}; expected 8-bit colour (3 or 4 channels)")
+    return np.ascontiguousarray(image[..., :3])
+
+
+def decode_compressed_plane(
+    format: str,  # noqa: A002 - the message field's name
+    data: Any,
+    *,
+    lossless: bool = False,
+    limits: MessageLimits = DEFAULT_LIMITS,
+) -> tuple[np.ndarray, str]:
+    """A one-channel CompressedImage (depth, thermal, grey) as ``(H, W)`` pixels and the ROS encoding they are in.
+
+    Formats, as image_transport's publishers write them: ``"<enc>; png compressed mono16"`` (plain 16-bit PNG, the
+    ``compressed`` transport), ``"16UC1; compressedDepth png"`` / ``"32FC1; compressedDepth png"``
+    (compressed_depth_image_transport: the 12-byte header, then a 16-bit PNG), ``"mono8; jpeg compressed mono8"``, or a
+    bare ``"png"`` / ``"jpeg"``. The encoding is the one the format states (``mono8``, ``8UC1``, ``mono16``,
+    ``16UC1``; ``16UC1`` or ``32FC1`` for compressedDepth), else the decoded depth's: ``mono8`` for 8 bits, ``16UC1``
+    for 16 bits (unstated 16-bit grey is taken as REP-118 millimetres). Units stay the encoding's (``16UC1`` mm,
+    ``32FC1`` m, ``mono16`` the camera's counts). ``lossless`` (depth inputs) refuses JPEG and WebP, whose errors
+    would be metric depth errors. MessageFormatError for a colour image, a stated encoding that is not one channel
+    or that the decoded pixels contradict (a ``16UC1; jpeg compressed mono8``), and everything
+    :func:`decode_compressed` refuses.
+    """
+    raw = as_uint8(data, "CompressedImage.data")
+    parsed = parse_compressed_format(format, raw)
+    payload = raw[_DEPTH_HEADER.size :] if parsed.compressed_depth else raw
+    actual = parsed.codec if parsed.codec != "png" else sniff_codec(payload) or "png"
+    if lossless and actual != "png":
+        raise MessageFormatError(f"CompressedImage (format {format!r}) is {actual}, which is lossy; this input needs "
+                                 "lossless PNG (a 16-bit PNG or compressedDepth)")
+    stated = parsed.original_encoding
+    if parsed.compressed_depth:
+        image = decode_compressed(format, raw, limits=limits)
+        return image, "32FC1" if stated == "32FC1" else "16UC1"
+    if stated is not None and stated not in _PLANE_ENCODINGS:
+        raise MessageFormatError(f"CompressedImage.format {format!r}: encoding {stated!r} is not a one-channel 8- or "
+                                 f"16-bit image; expected one of {', '.join(_PLANE_ENCODINGS)}")
+    image = decode_compressed(format, raw, limits=limits)
+    if image.ndim != 2:
+        raise MessageFormatError(f"CompressedImage (format {format!r}) decodes to {image.shape[2]} channels; "
+                                 "expected a one-channel (grey) image")
+    if stated is None:
+        return image, "mono8" if image.dtype == np.uint8 else "16UC1"
+    if image.dtype != _PLANE_ENCODINGS[stated]:
+        raise MessageFormatError(f"CompressedImage.format {format!r} states {stated} but the data decodes to "
+                                 f"{image.dtype.itemsize * 8}-bit pixels")
+    return image, stated

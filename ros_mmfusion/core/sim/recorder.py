@@ -21,7 +21,7 @@ import numpy as np
 
 from ros_mmfusion import __version__
 from ros_mmfusion.core import labels as L
-from ros_mmfusion.core.codec.image import encode_image
+from ros_mmfusion.core.codec.image import encode_compressed, encode_image
 from ros_mmfusion.core.codec.pointcloud import encode_cloud
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.geometry import Transform
@@ -54,6 +54,31 @@ TOPICS: dict[str, tuple[str, str]] = {
     "/ground_truth/label_info": ("vision_msgs/msg/LabelInfo", "class id -> name map; once, transient local"),
 }
 STATIC_TOPICS = ("/tf_static", "/ground_truth/label_info")
+#: The camera image topics, which ``compressed`` recordings write as CompressedImage on ``<topic>/compressed``.
+CAMERA_IMAGE_TOPICS = ("/camera/color/image_raw", "/camera/depth/image_rect_raw", "/thermal/image_raw")
+COLOUR_CODECS = ("jpeg", "png")
+"""Codecs of the colour image in a compressed recording (depth and thermal are always 16-bit PNG)."""
+
+
+def topic_table(compressed: str | None = None) -> dict[str, tuple[str, str]]:
+    """:data:`TOPICS`, or with ``compressed`` (the colour codec, one of :data:`COLOUR_CODECS`) the camera images
+    as sensor_msgs/CompressedImage on ``<topic>/compressed`` (image_transport's naming), in the same order."""
+    if compressed is None:
+        return TOPICS
+    if compressed not in COLOUR_CODECS:
+        raise ConfigError(f"compressed colour codec must be one of {', '.join(COLOUR_CODECS)}, got {compressed!r}")
+    described = {
+        "/camera/color/image_raw": f"rgb8 colour image as {compressed.upper()} (format 'rgb8; {compressed} "
+                                   "compressed bgr8')",
+        "/camera/depth/image_rect_raw": "16UC1 depth (mm, 0 invalid) registered to colour, as 16-bit PNG (format "
+                                        "'16UC1; png compressed mono16')",
+        "/thermal/image_raw": "mono16 thermal, centikelvin, registered to colour, as 16-bit PNG (format "
+                              "'mono16; png compressed mono16')",
+    }
+    return {(f"{topic}/compressed" if topic in described else topic):
+            (("sensor_msgs/msg/CompressedImage", described[topic]) if topic in described else entry)
+            for topic, entry in TOPICS.items()}
+
 _CAMERA_TOPICS = {"color": "/camera/color", "depth": "/camera/depth", "thermal": "/thermal"}
 _OUR_FILES = {"metadata.yaml", "calibration.yaml", "scenario.yaml"}
 _OUR_SUFFIXES = (".mcap", ".db3", ".db3-shm", ".db3-wal", ".db3-journal")
@@ -123,10 +148,11 @@ class SimMessages:
     """Builds the rosbags message objects of one simulation (the recorder writes them to bags, the simulated-robot
     node publishes them serialized)."""
 
-    def __init__(self, sim: Simulation, depth_encoding: str) -> None:
+    def __init__(self, sim: Simulation, depth_encoding: str, compressed: str | None = None) -> None:
         from ros_mmfusion.core.bagio import typestore
 
-        self.sim, self.depth_encoding = sim, depth_encoding
+        self.sim, self.depth_encoding, self.compressed = sim, depth_encoding, compressed
+        self.topics = topic_table(compressed)  # topic -> (message type, description)
         self.store = typestore()
         self.T = self.store.types
 
@@ -142,6 +168,16 @@ class SimMessages:
         f = encode_image(array, encoding)
         return self.new("sensor_msgs/msg/Image", header=self.header(stamp_ns, frame_id), height=f.height,
                         width=f.width, encoding=f.encoding, is_bigendian=int(f.is_bigendian), step=f.step, data=f.data)
+
+    def camera_image(self, stamp_ns: int, frame_id: str, array: np.ndarray, encoding: str):
+        """A camera image: an Image, or in a compressed recording a CompressedImage (colour in the chosen codec,
+        16-bit and depth images as PNG, which keeps them exact)."""
+        if self.compressed is None:
+            return self.image(stamp_ns, frame_id, array, encoding)
+        codec = self.compressed if array.ndim == 3 else "png"
+        fmt, data = encode_compressed(array, codec, encoding=None if array.ndim == 3 else encoding)
+        return self.new("sensor_msgs/msg/CompressedImage", header=self.header(stamp_ns, frame_id), format=fmt,
+                        data=data)
 
     def cloud(self, stamp_ns: int, frame_id: str, points: np.ndarray):
         f = encode_cloud(points)
@@ -217,7 +253,8 @@ class SimMessages:
                         detections=detections)
 
     def frame_messages(self, frame: SimFrame, topics: Collection[str] | None = None) -> list[tuple[str, object]]:
-        """(topic, message) of every per-frame topic (or only those in ``topics``), in a fixed order."""
+        """(topic, message) of every per-frame topic (or only those in ``topics``), in a fixed order; camera images
+        on ``<topic>/compressed`` in a compressed recording (``self.topics`` names them)."""
         rig, s, cam = self.sim.rig, frame.stamp_ns, frame.camera
         lidar_frame = rig.lidar.frame_id
 
@@ -229,13 +266,13 @@ class SimMessages:
             return self.cloud(s, lidar_frame, gt)
 
         builders: list[tuple[str, Callable[[], object]]] = [
-            ("/camera/color/image_raw", lambda: self.image(s, rig.color.frame_id, cam.rgb, "rgb8")),
+            ("/camera/color/image_raw", lambda: self.camera_image(s, rig.color.frame_id, cam.rgb, "rgb8")),
             ("/camera/color/camera_info", lambda: self.camera_info(s, rig.color)),
-            ("/camera/depth/image_rect_raw", lambda: self.image(s, rig.depth.frame_id,
-                                                                depth_image(cam.depth, self.depth_encoding),
-                                                                self.depth_encoding)),
+            ("/camera/depth/image_rect_raw", lambda: self.camera_image(s, rig.depth.frame_id,
+                                                                       depth_image(cam.depth, self.depth_encoding),
+                                                                       self.depth_encoding)),
             ("/camera/depth/camera_info", lambda: self.camera_info(s, rig.depth)),
-            ("/thermal/image_raw", lambda: self.image(s, rig.thermal.frame_id, cam.thermal, "mono16")),
+            ("/thermal/image_raw", lambda: self.camera_image(s, rig.thermal.frame_id, cam.thermal, "mono16")),
             ("/thermal/camera_info", lambda: self.camera_info(s, rig.thermal)),
             ("/lidar/points", lambda: self.cloud(s, lidar_frame, frame.lidar.points)),
             ("/odom", lambda: self.odometry(s, frame.ego)),
@@ -245,6 +282,9 @@ class SimMessages:
             ("/ground_truth/boxes", lambda: self.boxes(frame)),
             ("/ground_truth/points", gt_points),
         ]
+        if self.compressed is not None:
+            builders = [(f"{topic}/compressed" if topic in CAMERA_IMAGE_TOPICS else topic, build)
+                        for topic, build in builders]
         return [(topic, build()) for topic, build in builders if topics is None or topic in topics]
 
     def tf(self, stamp_ns: int, T_odom_base: Transform):
@@ -262,7 +302,8 @@ def _qos(transient_local: bool):
                QosLiveliness.AUTOMATIC, zero, False)
 
 
-def _scenario_yaml(sim: Simulation, frames: int, storage: str, depth_encoding: str) -> str:
+def _scenario_yaml(sim: Simulation, frames: int, storage: str, depth_encoding: str,
+                   compressed: str | None = None) -> str:
     import yaml
 
     data = {
@@ -277,10 +318,12 @@ def _scenario_yaml(sim: Simulation, frames: int, storage: str, depth_encoding: s
         "beams": sim.beams,
         "storage": storage,
         "depth_encoding": depth_encoding,
+        **({"compressed": compressed} if compressed is not None else {}),
         "start_stamp_ns": sim.start_stamp_ns,
         "frame_ids": {"odom": ODOM_FRAME, "base": BASE_FRAME, "lidar": sim.rig.lidar.frame_id,
                        **{f"camera_{c.name}": c.frame_id for c in sim.rig.cameras}},
-        "topics": {topic: {"type": msgtype, "description": text} for topic, (msgtype, text) in TOPICS.items()},
+        "topics": {topic: {"type": msgtype, "description": text}
+                   for topic, (msgtype, text) in topic_table(compressed).items()},
         "labels": [{"id": lb.id, "name": lb.name, "color": list(lb.color), "thing": lb.is_thing} for lb in L.LABELS],
     }
     return "# Written by `mmfusion sim` (ros_mmfusion); see docs/world.md.\n" + yaml.safe_dump(
@@ -289,10 +332,14 @@ def _scenario_yaml(sim: Simulation, frames: int, storage: str, depth_encoding: s
 
 def record(scenario: str, out: str | Path, frames: int, *, seed: int = 0, size: tuple[int, int] = (640, 480),
            beams: int = 32, rate: float = 10.0, storage: str = "mcap", depth_encoding: str = "32FC1",
-           overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> RecordSummary:
+           overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
+           compressed: str | None = None) -> RecordSummary:
     """Simulate ``frames`` frames of ``scenario`` and write them as a rosbag2 directory ``out``.
 
-    ``storage`` is "mcap" or "sqlite3"; ``depth_encoding`` "32FC1" (metres) or "16UC1" (millimetres). ``out`` must
+    ``storage`` is "mcap" or "sqlite3"; ``depth_encoding`` "32FC1" (metres) or "16UC1" (millimetres).
+    ``compressed`` ("jpeg" or "png", the colour codec) writes the camera images as sensor_msgs/CompressedImage on
+    ``<topic>/compressed`` instead of Image on ``<topic>`` (:func:`topic_table`): depth and thermal as lossless 16-bit
+    PNG, so depth must be 16UC1; the ground truth stays raw. ``out`` must
     not exist, be empty, or (with ``overwrite``) be a bag this function wrote. ``progress(done, total)`` is called
     after every frame. Raises ConfigError for bad arguments.
     """
@@ -304,26 +351,30 @@ def record(scenario: str, out: str | Path, frames: int, *, seed: int = 0, size: 
     if storage not in plugins:
         raise ConfigError(f"storage must be mcap or sqlite3, got {storage!r}")
     depth_image(np.zeros((1, 1), np.float32), depth_encoding)  # validates the encoding
+    topics = topic_table(compressed)  # validates the codec
+    if compressed is not None and depth_encoding != "16UC1":
+        raise ConfigError(f"compressed depth is a 16-bit PNG of millimetres: depth encoding must be 16UC1, "
+                          f"got {depth_encoding!r}")
     sim = Simulation(scenario, seed=seed, size=size, beams=beams, rate=rate)
     out = Path(out)
     prepare_output(out, overwrite)
     started = time.perf_counter()
-    msgs = SimMessages(sim, depth_encoding)
+    msgs = SimMessages(sim, depth_encoding, compressed)
     store = msgs.store
-    counts = {topic: 0 for topic in TOPICS}
+    counts = {topic: 0 for topic in topics}
     writer = Writer(out, version=9, storage_plugin=plugins[storage])
     writer.open()
     # The marker first: an interrupted recording is still recognisably ours, so --overwrite can replace it.
-    (out / "scenario.yaml").write_text(_scenario_yaml(sim, frames, storage, depth_encoding))
+    (out / "scenario.yaml").write_text(_scenario_yaml(sim, frames, storage, depth_encoding, compressed))
     try:
         conns = {
             topic: writer.add_connection(topic, msgtype, typestore=store,
                                          offered_qos_profiles=[_qos(topic in STATIC_TOPICS)])
-            for topic, (msgtype, _) in TOPICS.items()
+            for topic, (msgtype, _) in topics.items()
         }
 
         def write(topic: str, message, stamp_ns: int) -> None:
-            writer.write(conns[topic], stamp_ns, store.serialize_cdr(message, TOPICS[topic][0]))
+            writer.write(conns[topic], stamp_ns, store.serialize_cdr(message, topics[topic][0]))
             counts[topic] += 1
 
         t0 = sim.stamp_ns(0)
