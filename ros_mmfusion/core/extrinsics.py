@@ -83,7 +83,8 @@ def changed_camera_from_lidar(params: Mapping[str, Any], changed: Set[str], in_u
         raise ConfigError(f"camera_from_lidar has no effect while calibration_file is set "
                           f"({params['calibration_file']}): its extrinsic is used")
     if params["extrinsics_source"] == "tf":
-        raise ConfigError("camera_from_lidar has no effect while extrinsics_source is 'tf': the extrinsic comes from TF")
+        raise ConfigError("camera_from_lidar has no effect while extrinsics_source is 'tf': the extrinsic comes from "
+                          "TF")
     if not in_use:
         raise ConfigError("camera_from_lidar has no effect: this node projects no LiDAR points in its configuration")
     return True

@@ -24,8 +24,8 @@ from std_msgs.msg import Float64
 
 from ros_mmfusion.core.codec.limits import LIMIT_PARAMS, MessageLimits
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError, TransformLookupError
-from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
+from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.health import HealthReport, InputMonitor, LatencyMonitor, Level, StampGuard, summarize
 from ros_mmfusion.core.model_package import WeightsOrigin, model_values
 from ros_mmfusion.core.params import ParamSpec, validate
