@@ -196,7 +196,7 @@ class MmfusionNode(Node):
 
             self.tf = TfBuffer(self.params.get("tf_cache_time", DEFAULT_CACHE_TIME_S),
                                self.params.get("tf_tolerance", DEFAULT_TOLERANCE_S))
-            self._tf_listener = TfListener(self, self.tf)
+            self._tf_listener = TfListener(self, self.tf, lambda key, text: self.log_throttled(key, "warn", text))
         return self.tf
 
     def lookup_transform(self, target: str, source: str, stamp_ns: int, what: str,

@@ -7,17 +7,15 @@ A malformed transform is left out with a throttled log line; the rest of its mes
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
+from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
 
 from ros_mmfusion.core.errors import MessageFormatError
 from ros_mmfusion.core.tf_buffer import TF_STATIC_TOPIC, TF_TOPIC, TfBuffer
 from ros_mmfusion.ros.qos import LATCHED_QOS
-
-if TYPE_CHECKING:
-    from ros_mmfusion.ros.node_base import MmfusionNode
 
 #: /tf: reliable, volatile, keep last 100 (tf2_ros' DynamicListenerQoS).
 TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -26,10 +24,11 @@ TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=Reli
 
 class TfListener:
     """Subscriptions of ``node`` to ``/tf`` and ``/tf_static`` (absolute names: remapping applies) that fill
-    ``buffer``; ``received`` counts the transforms added, ``refused`` the malformed ones left out."""
+    ``buffer``; ``received`` counts the transforms added, ``refused`` the messages with malformed ones, each told to
+    ``warn(key, text)`` (the node's throttled log)."""
 
-    def __init__(self, node: MmfusionNode, buffer: TfBuffer) -> None:
-        self.node, self.buffer = node, buffer
+    def __init__(self, node: Node, buffer: TfBuffer, warn: Callable[[str, str], None]) -> None:
+        self.buffer, self.warn = buffer, warn
         self.received = 0
         self.refused = 0
         self.subscriptions = [
@@ -43,4 +42,4 @@ class TfListener:
             self.received += self.buffer.add_message(msg.transforms, static=static)
         except MessageFormatError as exc:
             self.refused += 1
-            self.node.log_throttled(f"tf_malformed:{topic}", "warn", f"{topic}: transform left out: {exc}")
+            self.warn(f"tf_malformed:{topic}", f"{topic}: transform left out: {exc}")

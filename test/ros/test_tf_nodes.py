@@ -30,7 +30,7 @@ from ros_mmfusion.core.sim import Simulation
 from ros_mmfusion.core.tf_buffer import transform_boxes
 from ros_mmfusion.nodes.detection3d import Detection3DNode
 from ros_mmfusion.nodes.lidar_depth import LidarDepthNode
-from ros_mmfusion.ros.image import image_to_numpy
+from ros_mmfusion.ros.image import image_to_numpy, numpy_to_image
 from ros_mmfusion.ros.node_base import stamp_to_ns
 from ros_mmfusion.ros.pointcloud import array_to_pointcloud2
 from ros_mmfusion.ros.qos import LATCHED_QOS, OUTPUT_QOS
@@ -139,6 +139,13 @@ def test_a_missing_or_stale_transform_skips_the_cloud_with_a_warn_until_tf_has_i
                             5.0)
     assert not out
 
+    # a malformed transform is left out (logged), the good one of the same message kept, the node keeps running
+    bad = stamped("base_link", "radar", T_BASE_LIDAR, t0)
+    bad.transform.rotation.w = 2.0
+    dynamic_pub.publish(TFMessage(transforms=[bad, stamped("base_link", "imu", Transform(), t0)]))
+    assert graph.spin_until(lambda: node._tf_listener.refused == 1)
+    assert node.tf.frames == {"base_link", "imu"}
+
     # the camera side arrives latched; the LiDAR moves on /tf (a rig on a pan unit), last sample 1 s before the cloud
     static_pub.publish(TFMessage(transforms=rig_tf_static().transforms[1:]))
     dynamic_pub.publish(TFMessage(transforms=[stamped("base_link", "lidar_link", T_BASE_LIDAR, t0)]))
@@ -208,3 +215,56 @@ def test_detection_publishes_boxes_in_the_output_frame_through_static_and_interp
     assert graph.spin_until(lambda: warned(diags, "detection3d", "output_frame <- cloud", "odom -> base_link",
                                            "extrapolation into the future"), 5.0)
     assert len(out) == 1
+
+
+@pytest.fixture(scope="module")
+def lidar_package(tiny_thermal_package, tmp_path_factory) -> str:
+    """The tiny random-weight segmentation package with LiDAR as its X modality (same network, X input 3 channels)."""
+    import shutil
+
+    import yaml
+
+    root = tmp_path_factory.mktemp("lidar_pkg") / "pkg"
+    shutil.copytree(tiny_thermal_package, root, ignore=shutil.ignore_patterns("*.onnx"))
+    model = yaml.safe_load((root / "model.yaml").read_text())
+    model["x_modality"] = {"name": "lidar", "params": {"max_depth": 20.0, "fill_kernel": 3}}
+    (root / "model.yaml").write_text(yaml.safe_dump(model))
+    return str(root)
+
+
+def test_lidar_x_segmentation_takes_its_extrinsic_from_tf_as_from_the_parameter(graph, lidar_package):
+    from ros_mmfusion.nodes.fusion_segmentation import FusionSegmentationNode
+
+    common = [Parameter("model_package", value=lidar_package), Parameter("threads", value=1),
+              Parameter("missing_x_policy", value="skip"), Parameter("publish_confidence", value=True)]
+    static_pub = graph.publisher(TFMessage, "/tf_static", LATCHED_QOS)
+    static_pub.publish(rig_tf_static())
+    by_tf = graph.add(FusionSegmentationNode(parameter_overrides=common))
+    values = [float(v) for v in (*CAMERA_FROM_LIDAR.translation, *CAMERA_FROM_LIDAR.quaternion())]
+    by_param = graph.add(FusionSegmentationNode(
+        cli_args=["--ros-args", "-r", "__node:=segmentation_params", "-r",
+                  "segmentation/confidence:=params/confidence"],
+        parameter_overrides=[*common, Parameter("camera_from_lidar", value=values)]))
+    assert by_tf.tf is not None and by_param.tf is None
+    out_tf, out_param = graph.record(Image, "segmentation/confidence"), graph.record(Image, "params/confidence")
+    rgb_pub = graph.publisher(Image, "rgb/image", OUTPUT_QOS)
+    info_pub = graph.publisher(CameraInfo, "rgb/camera_info", OUTPUT_QOS)
+    x_pub = graph.publisher(PointCloud2, "x/points", OUTPUT_QOS)
+    graph.wait_matched(x_pub)
+    graph.spin_until(lambda: by_tf.confidence_pub.get_subscription_count() > 0
+                     and by_param.confidence_pub.get_subscription_count() > 0)
+    assert graph.spin_until(lambda: by_tf.tf.can_transform("camera_optical", "lidar_link"))
+    t0 = time.time_ns()
+    info_pub.publish(camera_info(t0))
+    assert graph.spin_until(lambda: by_tf.camera is not None and by_param.camera is not None)
+    rgb = np.full((H, W, 3), 90, np.uint8)
+    rgb_pub.publish(numpy_to_image(rgb, "rgb8", header(t0, "camera_optical")))
+    x_pub.publish(array_to_pointcloud2(scene_cloud(), header(t0, "lidar_link")))
+    assert graph.spin_until(lambda: out_tf and out_param, 20.0), (by_tf.frames_skipped, by_tf._extra_findings)
+    np.testing.assert_allclose(image_to_numpy(out_tf[0]), image_to_numpy(out_param[0]), atol=1e-5)
+    # the same cloud without a camera <- LiDAR transform (an unknown LiDAR frame): skipped with a WARN
+    rgb_pub.publish(numpy_to_image(rgb, "rgb8", header(t0 + 10**8, "camera_optical")))
+    x_pub.publish(array_to_pointcloud2(scene_cloud(), header(t0 + 10**8, "velodyne")))
+    assert graph.spin_until(lambda: by_tf.frames_skipped == 1 and len(out_param) == 2, 20.0)
+    assert "unknown frame 'velodyne'" in by_tf._extra_findings["tf:camera <- LiDAR"][1]
+    assert len(out_tf) == 1
