@@ -20,3 +20,13 @@ def one_line(text: object) -> str:
     Third-party messages (YAML parsers, rosbags) span several lines; a command's error is one line on stderr.
     """
     return " ".join(str(text).split())
+
+
+class TransformLookupError(LookupError):
+    """A transform between two frames cannot be given (``core/tf_buffer.py``): an unknown frame, no chain of transforms
+    joining the frames, or a stamp beyond the buffered history (extrapolation). The text names both frames and why;
+    ``target`` and ``source`` are the frames asked for. Nodes log it throttled, report a WARN and skip the frame."""
+
+    def __init__(self, target: str, source: str, reason: str) -> None:
+        super().__init__(f"no transform {target!r} <- {source!r}: {reason}")
+        self.target, self.source, self.reason = target, source, reason

@@ -1,8 +1,14 @@
-"""The LiDAR-to-camera extrinsic as node parameters, shared by every node that projects LiDAR points into a camera.
+"""The LiDAR-to-camera extrinsic of the nodes that project LiDAR points into a camera: from TF, or from parameters.
 
-There is no tf2_ros on the pip-only path, so the transform camera optical frame <- LiDAR frame comes from parameters:
-``camera_from_lidar`` (x y z in metres, quaternion qx qy qz qw), or a ros_mmfusion calibration YAML (as written beside
-``mmfusion sim`` bags) and the name of the camera in it, which takes precedence when set.
+The transform camera optical frame <- LiDAR frame comes from TF (``/tf_static`` and ``/tf``: the node looks up the
+camera's frame, the CameraInfo's or image's ``header.frame_id``, <- the cloud's ``header.frame_id`` at the cloud's
+stamp) unless the parameters override it. ``extrinsics_source`` decides:
+
+* ``parameters``: a ros_mmfusion calibration YAML (``calibration_file``, as written beside ``mmfusion sim`` bags) and
+  the name of the camera in it when set, else ``camera_from_lidar`` (x y z in metres, quaternion qx qy qz qw).
+* ``tf``: always TF; a missing or stale transform skips the frame (throttled log, WARN in ``/diagnostics``).
+* ``auto`` (default): the parameters when they are given explicitly, that is ``calibration_file`` is set or
+  ``camera_from_lidar`` differs from its default; TF otherwise.
 """
 from __future__ import annotations
 
@@ -32,31 +38,53 @@ EXTRINSIC_PARAMS: tuple[ParamSpec, ...] = (
               "at the LiDAR origin looking along LiDAR +x.", check=check_extrinsic),
     ParamSpec("calibration_file", "", "A ros_mmfusion calibration YAML (as written beside `mmfusion sim` bags); "
               "when set, camera_from_lidar is computed from it for the camera named by `camera`.", read_only=True),
+    ParamSpec("extrinsics_source", "auto", "Where the camera <- LiDAR transform comes from: 'tf' (the camera frame "
+              "<- the cloud's frame at the cloud's stamp), 'parameters' (calibration_file, else camera_from_lidar), "
+              "'auto': the parameters when calibration_file is set or camera_from_lidar differs from its default, "
+              "else TF.", choices=("auto", "tf", "parameters"), read_only=True),
     ParamSpec("camera", "color", "Camera name in calibration_file.", read_only=True),
 )
-"""``camera_from_lidar``, ``calibration_file`` and ``camera``: add them to a node's ``PARAMS``."""
+"""``camera_from_lidar``, ``calibration_file``, ``camera`` and ``extrinsics_source``: add them to a node's ``PARAMS``
+(with ``core.tf_buffer.TF_PARAMS``)."""
+DEFAULT_CAMERA_FROM_LIDAR = EXTRINSIC_PARAMS[0].default
 
 
-def camera_from_lidar(params: Mapping[str, Any]) -> Transform:
-    """camera optical <- LiDAR from validated ``EXTRINSIC_PARAMS`` values: the calibration file's when one is given."""
+def extrinsics_from_parameters(params: Mapping[str, Any]) -> bool:
+    """Whether the validated ``EXTRINSIC_PARAMS`` values take the extrinsic from the parameters (else from TF)."""
+    source = params["extrinsics_source"]
+    if source != "auto":
+        return source == "parameters"
+    return bool(params["calibration_file"]) or list(params["camera_from_lidar"]) != list(DEFAULT_CAMERA_FROM_LIDAR)
+
+
+def camera_from_lidar(params: Mapping[str, Any]) -> Transform | None:
+    """camera optical <- LiDAR from validated ``EXTRINSIC_PARAMS`` values: the calibration file's when one is given,
+    else ``camera_from_lidar``'s; None where TF gives it (:func:`extrinsics_from_parameters`)."""
+    if not extrinsics_from_parameters(params):
+        return None
     if params["calibration_file"]:
         return load_calibration(params["calibration_file"]).camera_from_lidar(params["camera"])
     v = params["camera_from_lidar"]
     return Transform.from_xyz_quat(v[:3], v[3:])
 
 
-def changed_camera_from_lidar(params: Mapping[str, Any], changed: Set[str], in_use: bool = True) -> Transform | None:
-    """The new camera optical <- LiDAR transform after a run-time change of the parameters ``changed`` (validated
-    values in ``params``), or None when ``camera_from_lidar`` is not among them.
+def changed_camera_from_lidar(params: Mapping[str, Any], changed: Set[str], in_use: bool = True) -> bool:
+    """Whether a run-time change of the parameters ``changed`` (validated values in ``params``) changes the camera
+    optical <- LiDAR extrinsic: then :func:`camera_from_lidar` gives the new one (None: from TF again, ``auto`` with
+    ``camera_from_lidar`` back at its default).
 
-    ConfigError (the node refuses the change) where the new value would have no effect: a ``calibration_file`` is set
-    (its extrinsic takes precedence), or the node does not project LiDAR points in this configuration (``in_use``).
+    ConfigError (the node refuses the change) where a new ``camera_from_lidar`` would have no effect: a
+    ``calibration_file`` is set (its extrinsic takes precedence), ``extrinsics_source`` is ``tf``, or the node does
+    not project LiDAR points in this configuration (``in_use``).
     """
     if "camera_from_lidar" not in changed:
-        return None
+        return False
     if params["calibration_file"]:
         raise ConfigError(f"camera_from_lidar has no effect while calibration_file is set "
                           f"({params['calibration_file']}): its extrinsic is used")
+    if params["extrinsics_source"] == "tf":
+        raise ConfigError("camera_from_lidar has no effect while extrinsics_source is 'tf': the extrinsic comes from "
+                          "TF")
     if not in_use:
         raise ConfigError("camera_from_lidar has no effect: this node projects no LiDAR points in its configuration")
-    return camera_from_lidar(params)
+    return True

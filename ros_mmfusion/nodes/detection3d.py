@@ -7,7 +7,10 @@ camera). The cloud and the labels are paired by an approximate-time synchronizer
 ``painting_timeout``: without them the node keeps detecting with every point painted "unseen" (the output of the
 unpainted checkpoint for a zero-initialised painted model) and reports WARN.
 
-Outputs, stamped with the cloud's header (boxes in the cloud's frame): ``detections`` (vision_msgs/Detection3DArray:
+The painting extrinsic (camera <- LiDAR) comes from TF (the labels' frame <- the cloud's frame at the cloud's stamp)
+unless the parameters give it (``extrinsics_source``, core/extrinsics.py). Outputs, stamped with the cloud's stamp,
+boxes in ``output_frame`` (empty: the cloud's frame; else moved there through TF at the cloud's stamp, kept upright;
+a missing or stale transform skips the cloud with a WARN): ``detections`` (vision_msgs/Detection3DArray:
 class id string, score, box centre pose and size) and ``detections/markers`` (visualization_msgs/MarkerArray: a
 DELETEALL, then per box its edges in the class colour and a "class score" label). Inference is skipped while nobody
 subscribes to either. Empty and all-NaN clouds are skipped with a log line and counted; more occupied pillars than
@@ -20,6 +23,7 @@ import time
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import Image, PointCloud2
+from std_msgs.msg import Header
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
@@ -35,6 +39,7 @@ from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.models.registry import detectors
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
+from ros_mmfusion.core.tf_buffer import TF_PARAMS, transform_boxes
 from ros_mmfusion.paths import share_dir
 from ros_mmfusion.ros.builders import box_markers, detection3d_array
 from ros_mmfusion.ros.entry import check_path_parameters, run_node
@@ -112,6 +117,9 @@ class Detection3DNode(MmfusionNode):
         ParamSpec("sync_max_interval", 0.05, "Largest stamp difference (s) between a paired cloud and labels.",
                   minimum=0.0, maximum=1.0, read_only=True),
         *EXTRINSIC_PARAMS,
+        *TF_PARAMS,
+        ParamSpec("output_frame", "", "Frame of the published boxes and markers (e.g. base_link, map): moved there "
+                  "through TF at the cloud's stamp, kept upright. Empty: the cloud's frame."),
         ParamSpec("marker_line_width", 0.05, "Box edge width in the markers (m).", minimum=0.001, maximum=1.0),
     )
 
@@ -139,7 +147,9 @@ class Detection3DNode(MmfusionNode):
         self.class_ids = [output_class_name(n) for n in self.detector.class_names]
         self.colors = {name: (r / 255.0, g / 255.0, b / 255.0) for name in self.class_ids
                        if name in labels.label_names() for r, g, b in [labels.label_by_name(name).color]}
-        self.camera_from_lidar = camera_from_lidar(p) if p["painting"] else None  # painting only
+        self.camera_from_lidar = camera_from_lidar(p) if p["painting"] else None  # painting only; None: from TF
+        if (p["painting"] and self.camera_from_lidar is None) or p["output_frame"]:
+            self.enable_tf()
         self.camera: PinholeCamera | None = None
         self.empty_clouds = 0
         self.nan_clouds = 0
@@ -184,8 +194,8 @@ class Detection3DNode(MmfusionNode):
         return SetParametersResult(successful=True)
 
     def on_parameters_changed(self, names: frozenset[str]) -> None:
-        self.camera_from_lidar = changed_camera_from_lidar(self.params, names, in_use=self.params["painting"]) \
-            or self.camera_from_lidar
+        if changed_camera_from_lidar(self.params, names, in_use=self.params["painting"]):
+            self.camera_from_lidar = camera_from_lidar(self.params)
 
     def _apply_tuning(self, changes) -> None:
         """Run-time changes of ``score_thresholds`` and ``intensity_scale``, once every check passed."""
@@ -211,17 +221,23 @@ class Detection3DNode(MmfusionNode):
         else:
             self.clear_finding("painting")
 
-    def segmentation_scores(self, msg: Image | None) -> SegmentationScores | None:
-        """The painting input of a labels image, or None (and a WARN) when it cannot be used."""
+    def segmentation_scores(self, msg: Image | None, cloud: PointCloud2) -> SegmentationScores | None | bool:
+        """The painting input of a labels image, or None (and a WARN) when it cannot be used; False when the
+        camera <- LiDAR transform is missing from TF (the cloud is skipped, reported by ``lookup_transform``)."""
         if msg is None:
             return None
-        if self.camera is None or self.camera_from_lidar is None:
+        if self.camera is None:
             self._flag("painting_camera", "no CameraInfo received yet: detecting unpainted-equivalent")
             return None
         if msg.encoding not in LABEL_ENCODINGS:
             raise MessageFormatError(f"segmentation labels have encoding {msg.encoding!r}; expected one of "
                                      f"{LABEL_ENCODINGS}")
-        return SegmentationScores(self.camera, self.camera_from_lidar, labels=image_to_numpy(msg, limits=self.limits),
+        extrinsic = self.camera_from_lidar if self.camera_from_lidar is not None else self.lookup_transform(
+            msg.header.frame_id or self.camera_frame_id, cloud.header.frame_id, stamp_to_ns(cloud.header.stamp),
+            "camera <- LiDAR", "points")
+        if extrinsic is None:
+            return False
+        return SegmentationScores(self.camera, extrinsic, labels=image_to_numpy(msg, limits=self.limits),
                                   class_ids=self.paint_ids)
 
     # -- findings ---------------------------------------------------------------------------------------------------
@@ -258,7 +274,18 @@ class Detection3DNode(MmfusionNode):
         if cloud.size == 0:
             self.skip_cloud("empty", msg)
             return
-        scores = self.segmentation_scores(labels_msg)
+        scores = self.segmentation_scores(labels_msg, msg)
+        if scores is False:
+            return
+        header = msg.header
+        output_frame = self.params["output_frame"].strip("/")
+        to_output = None  # T_output_cloud; None: publish in the cloud's frame
+        if output_frame and output_frame != header.frame_id.strip("/"):
+            to_output = self.lookup_transform(output_frame, header.frame_id, stamp_to_ns(header.stamp),
+                                              "output_frame <- cloud", "points")
+            if to_output is None:
+                return
+            header = Header(stamp=header.stamp, frame_id=output_frame)
         result = self.detector(cloud, scores)
         if result.num_points == 0:
             self.skip_cloud("all-NaN", msg)
@@ -274,10 +301,11 @@ class Detection3DNode(MmfusionNode):
         det = result.detections
         names = [self.class_ids[int(label) - 1] for label in det.labels]
         boxes = det.boxes.astype(np.float64)
-        header = msg.header
-        self.detections_pub.publish(detection3d_array(header, boxes[:, :3], boxes[:, 3:6], boxes[:, 6], names,
-                                                      det.scores))
-        self.markers_pub.publish(box_markers(header, boxes[:, :3], boxes[:, 3:6], boxes[:, 6], names, det.scores,
+        centers, yaws = boxes[:, :3], boxes[:, 6]
+        if to_output is not None:
+            centers, yaws = transform_boxes(to_output, centers, yaws)
+        self.detections_pub.publish(detection3d_array(header, centers, boxes[:, 3:6], yaws, names, det.scores))
+        self.markers_pub.publish(box_markers(header, centers, boxes[:, 3:6], yaws, names, det.scores,
                                              line_width=self.params["marker_line_width"], colors=self.colors))
         self.report_timing(stamp_to_ns(header.stamp), started)
 

@@ -33,6 +33,7 @@ from ros_mmfusion.core.segmentation.artifacts import DEFAULT_PACKAGE, build_back
 from ros_mmfusion.core.segmentation.pipeline import FusionSegmenter
 from ros_mmfusion.core.segmentation.preprocess import X_NEEDS_CAMERA, encode_x
 from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
+from ros_mmfusion.core.tf_buffer import TF_PARAMS
 from ros_mmfusion.paths import share_dir
 from ros_mmfusion.ros.builders import label_info
 from ros_mmfusion.ros.entry import check_path_parameters, run_node
@@ -71,6 +72,7 @@ class FusionSegmentationNode(MmfusionNode):
         transport_param("rgb_transport", "the colour image rgb/image"),
         transport_param("x_transport", "the X image x/image (not used with LiDAR X)"),
         *EXTRINSIC_PARAMS,  # LiDAR X only
+        *TF_PARAMS,
     )
 
     def __init__(self, **kwargs) -> None:
@@ -85,7 +87,9 @@ class FusionSegmentationNode(MmfusionNode):
             self.spec, choice.backend, device=self.params["device"], precision=choice.precision,
             threads=self.params["threads"]))
         self.palette = self.spec.palette()
-        self.camera_from_lidar = camera_from_lidar(self.params)
+        self.camera_from_lidar = camera_from_lidar(self.params)  # None: from TF
+        if self.camera_from_lidar is None and self.spec.x_modality == "lidar":
+            self.enable_tf()
         optional = {"x": self.params["x_timeout"]} if self.params["missing_x_policy"] == "neutral" else None
         self.sync = ApproximateTimeSynchronizer(inputs=["rgb", "x"], queue_size=self.params["sync_queue_size"],
                                                 max_interval=self.params["sync_max_interval"], optional=optional)
@@ -114,8 +118,8 @@ class FusionSegmentationNode(MmfusionNode):
         self.report_model("segmentation", self.spec.origin, self.segmenter.backend.info.detail, self.params["device"])
 
     def on_parameters_changed(self, names: frozenset[str]) -> None:
-        self.camera_from_lidar = changed_camera_from_lidar(self.params, names, in_use=self.spec.x_modality == "lidar") \
-            or self.camera_from_lidar
+        if changed_camera_from_lidar(self.params, names, in_use=self.spec.x_modality == "lidar"):
+            self.camera_from_lidar = camera_from_lidar(self.params)
 
     def on_time_jump(self) -> None:
         self.sync.reset()
@@ -130,8 +134,17 @@ class FusionSegmentationNode(MmfusionNode):
         else:
             self.clear_finding("x")
 
-    def encode_x(self, msg, size: tuple[int, int]) -> np.ndarray:
-        """The X image for an RGB image of ``size`` (H, W) from an X message (None: X missing)."""
+    def encode_x(self, msg, size: tuple[int, int], rgb_frame: str = "") -> np.ndarray | None:
+        """The X image for an RGB image of ``size`` (H, W) and frame ``rgb_frame`` from an X message (None: X
+        missing). LiDAR X takes the camera <- LiDAR extrinsic from TF (``rgb_frame`` <- the cloud's frame at the
+        cloud's stamp) unless the parameters give it (``extrinsics_source``, core/extrinsics.py); None when TF has no
+        such transform or only a stale one (a WARN, and the frame is skipped)."""
+        extrinsic = self.camera_from_lidar
+        if msg is not None and self.spec.x_modality == "lidar" and extrinsic is None:
+            extrinsic = self.lookup_transform(rgb_frame or self.camera_frame_id, msg.header.frame_id,
+                                              stamp_to_ns(msg.header.stamp), "camera <- LiDAR", "x")
+            if extrinsic is None:
+                return None
         raw, encoding = None, ""
         if msg is not None and self.spec.x_modality == "lidar":
             raw = pointcloud2_to_array(msg, limits=self.limits)
@@ -139,7 +152,7 @@ class FusionSegmentationNode(MmfusionNode):
             raw, encoding = plane_from_msg(msg, lossless=self.spec.x_modality in DEPTH_MODALITIES, limits=self.limits)
         camera = self.camera if self.spec.x_modality in X_NEEDS_CAMERA else None  # subscribed to only then
         return encode_x(self.encoder, self.spec.x_modality, raw, size, camera=camera, encoding=encoding,
-                        camera_from_lidar=self.camera_from_lidar)
+                        camera_from_lidar=extrinsic)
 
     def segment(self, synced) -> None:
         started = time.perf_counter()
@@ -148,7 +161,10 @@ class FusionSegmentationNode(MmfusionNode):
             return
         rgb_msg = synced.messages["rgb"]
         rgb = rgb_from_msg(rgb_msg, limits=self.limits)
-        result = self.segmenter(rgb, self.encode_x(synced.messages["x"], rgb.shape[:2]))
+        x = self.encode_x(synced.messages["x"], rgb.shape[:2], rgb_msg.header.frame_id)
+        if x is None:
+            return
+        result = self.segmenter(rgb, x)
         header = rgb_msg.header
         self.labels_pub.publish(numpy_to_image(result.labels, "mono8", header))
         colour = self.palette[result.labels]

@@ -1,8 +1,10 @@
 """``lidar_depth_node``: LiDAR PointCloud2 + CameraInfo -> depth image (32FC1, metres) in the camera's pixels.
 
 The LiDAR X-modality of the fusion segmentation, also useful on its own (RViz, depth completion). The output
-carries the cloud's stamp and the camera's optical frame. The LiDAR-to-camera extrinsic comes from parameters
-(there is no tf2_ros on the pip-only path); CameraInfo is taken as the latest received (it is static per camera).
+carries the cloud's stamp and the camera's optical frame. The LiDAR-to-camera extrinsic comes from TF (the
+CameraInfo's frame <- the cloud's frame at the cloud's stamp; a missing or stale transform skips the cloud with a
+WARN) unless the parameters give it (``extrinsics_source``, core/extrinsics.py); CameraInfo is taken as the latest
+received (it is static per camera).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, ch
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.modalities.lidar import lidar_depth_image
 from ros_mmfusion.core.params import ParamSpec
+from ros_mmfusion.core.tf_buffer import TF_PARAMS
 from ros_mmfusion.ros.entry import check_path_parameters, run_node
 from ros_mmfusion.ros.image import numpy_to_image
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
@@ -28,6 +31,7 @@ class LidarDepthNode(MmfusionNode):
                                   inputs=("lidar/points", "camera/camera_info"))
     PARAMS = (
         *EXTRINSIC_PARAMS,
+        *TF_PARAMS,
         ParamSpec("max_range", 100.0, "Ignore points farther than this from the camera (m).", minimum=0.1),
         ParamSpec("fill_kernel", 0, "Densify with the nearest depth in a KxK window (0/1: sparse).",
                   minimum=0, maximum=31),
@@ -38,13 +42,16 @@ class LidarDepthNode(MmfusionNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("lidar_depth", **kwargs)
         check_path_parameters(self, files=["calibration_file"])
-        self.camera_from_lidar = camera_from_lidar(self.params)
+        self.camera_from_lidar = camera_from_lidar(self.params)  # None: from TF
+        if self.camera_from_lidar is None:
+            self.enable_tf()
         self.depth_pub = self.output_publisher(Image, "lidar/depth_image")
         self.sensor_subscription(PointCloud2, "lidar/points", self.on_cloud, name="points")
         self.camera_info_subscription("camera/camera_info", stall_timeout=self.params["max_camera_info_age"])
 
     def on_parameters_changed(self, names: frozenset[str]) -> None:
-        self.camera_from_lidar = changed_camera_from_lidar(self.params, names) or self.camera_from_lidar
+        if changed_camera_from_lidar(self.params, names):
+            self.camera_from_lidar = camera_from_lidar(self.params)
         if "max_camera_info_age" in names:
             self.inputs["camera_info"].stall_timeout = self.params["max_camera_info_age"]
 
@@ -61,7 +68,11 @@ class LidarDepthNode(MmfusionNode):
         points = pointcloud2_to_xyz(msg, limits=self.limits)
         if points.shape[0] == 0:
             raise MessageFormatError("point cloud has no finite points")
-        depth = lidar_depth_image(points, self.camera_from_lidar, self.camera, self.params["max_range"],
+        extrinsic = self.camera_from_lidar if self.camera_from_lidar is not None else self.lookup_transform(
+            self.camera_frame_id, msg.header.frame_id, stamp_to_ns(msg.header.stamp), "camera <- LiDAR", "points")
+        if extrinsic is None:
+            return
+        depth = lidar_depth_image(points, extrinsic, self.camera, self.params["max_range"],
                                   self.params["fill_kernel"])
         frame_id = self.camera_frame_id or msg.header.frame_id
         out = numpy_to_image(depth, "32FC1", Header(stamp=msg.header.stamp, frame_id=frame_id))

@@ -23,12 +23,14 @@ from rclpy.node import Node
 from std_msgs.msg import Float64
 
 from ros_mmfusion.core.codec.limits import LIMIT_PARAMS, MessageLimits
-from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError, TransformLookupError
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
+from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.health import HealthReport, InputMonitor, LatencyMonitor, Level, StampGuard, summarize
 from ros_mmfusion.core.model_package import WeightsOrigin, model_values
 from ros_mmfusion.core.params import ParamSpec, validate
 from ros_mmfusion.core.stamps import stamp_to_ns
+from ros_mmfusion.core.tf_buffer import DEFAULT_CACHE_TIME_S, DEFAULT_TOLERANCE_S, TfBuffer
 from ros_mmfusion.ros.image import transport_topic, transport_type
 from ros_mmfusion.ros.qos import OUTPUT_QOS, SENSOR_QOS
 
@@ -123,6 +125,8 @@ class MmfusionNode(Node):
         self.frames_processed = 0
         self.frames_skipped = 0
         self.time_jumps = 0
+        self.tf: TfBuffer | None = None  # enable_tf()
+        self._tf_listener = None
         self.create_timer(self.params["diagnostics_period"], self.publish_diagnostics)
 
     # -- parameters -------------------------------------------------------------------------------------------------
@@ -182,6 +186,40 @@ class MmfusionNode(Node):
     def now_ns(self) -> int:
         """The node clock in nanoseconds (wall time, or /clock with use_sim_time)."""
         return self.get_clock().now().nanoseconds
+
+    # -- transforms -------------------------------------------------------------------------------------------------
+    def enable_tf(self) -> TfBuffer:
+        """The node's transform buffer, fed from ``/tf`` and ``/tf_static`` from now on (created and subscribed on the
+        first call; nodes that never call it subscribe to neither). Its cache time and tolerance are the node's
+        ``tf_cache_time`` and ``tf_tolerance`` parameters where it declares them (``core.tf_buffer.TF_PARAMS``)."""
+        if self.tf is None:
+            from ros_mmfusion.ros.tf import TfListener
+
+            self.tf = TfBuffer(self.params.get("tf_cache_time", DEFAULT_CACHE_TIME_S),
+                               self.params.get("tf_tolerance", DEFAULT_TOLERANCE_S))
+            self._tf_listener = TfListener(self, self.tf, lambda key, text: self.log_throttled(key, "warn", text))
+        return self.tf
+
+    def lookup_transform(self, target: str, source: str, stamp_ns: int, what: str,
+                         input_name: str | None = None) -> Transform | None:
+        """``T_target_source`` (maps ``source`` points into ``target``) at ``stamp_ns`` from the node's TF buffer
+        (enabled on first use), or None when it cannot be given (unknown frame, no path, stale: beyond the buffered
+        history by more than ``tf_tolerance``): then a throttled log line, a WARN finding ``tf:<what>`` in
+        ``/diagnostics`` until a lookup of ``what`` succeeds again, and the frame counted as skipped (and dropped on
+        input ``input_name``); the caller skips the frame."""
+        buffer = self.enable_tf()
+        buffer.tolerance = self.params.get("tf_tolerance", buffer.tolerance)
+        try:
+            transform = buffer.lookup(target, source, stamp_ns)
+        except TransformLookupError as exc:
+            self.frames_skipped += 1
+            if input_name in self.inputs:
+                self.inputs[input_name].on_dropped(f"{what}: {exc}")
+            self.set_finding(f"tf:{what}", Level.WARN, f"{what}: {exc}; frames skipped")
+            self.log_throttled(f"tf:{what}", "warn", f"{what}: skipping the frame: {exc}")
+            return None
+        self.clear_finding(f"tf:{what}")
+        return transform
 
     # -- logging ----------------------------------------------------------------------------------------------------
     def log_throttled(self, key: str, level: str, text: str) -> None:
@@ -311,6 +349,8 @@ class MmfusionNode(Node):
         whatever it is, so one jump resets the node once, not once per input), arrival-rate windows restart, and the
         subclass resets its time-dependent state (:meth:`on_time_jump`)."""
         self.time_jumps += 1
+        if self.tf is not None:
+            self.tf.clear()  # the /tf history belongs to the old timeline (the static tree stays)
         for other in self._stamp_guards.values():
             if other is not guard:
                 other.forget()

@@ -68,7 +68,7 @@ def test_painted_detection_refusals_name_the_bag(bag, tmp_path, capsys):
                         str(bag), "no topic /segmentation/labels")
     untied = without_lidar_transform(bag, tmp_path / "untied")
     fails_with_one_line(capsys, [*painted, "--bag", str(untied)], str(untied), "/tf_static",
-                        "no static transform joins 'lidar_link' to 'camera_color_optical_frame'")
+                        "no transform 'camera_color_optical_frame' <- 'lidar_link': unknown frame 'lidar_link'")
     assert not (tmp_path / "m").exists()
     # the unpainted detector does not need the transform
     assert main(["train", "detection", "--out", str(tmp_path / "u"), "--bag", str(untied), "--val-bag", held_out,

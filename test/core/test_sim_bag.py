@@ -174,6 +174,33 @@ def test_calibration_file_matches_camera_info_and_tf_static(bag):
     assert scenario["scenario"] == "urban_day" and scenario["seed"] == SEED and scenario["frames"] == FRAMES
 
 
+SENSOR_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", "sensor_msgs/msg/PointCloud2")
+
+
+def test_every_sensor_frame_resolves_through_tf_static_as_the_calibration_says(bag):
+    """The frame_id of every Image, CameraInfo and PointCloud2 in the bag (ground truth included) reaches base_link
+    through the bag's /tf_static (what the nodes look up: camera <- LiDAR), with the calibration file's transforms."""
+    from ros_mmfusion.core.tf_buffer import TfBuffer
+
+    out, _, _, messages = bag
+    store = typestore()
+    tf, frames = TfBuffer(), set()
+    for topic, msgtype, _, raw in messages:
+        if topic == "/tf_static":
+            tf.add_message(store.deserialize_cdr(raw, msgtype).transforms, static=True)
+        elif msgtype in SENSOR_TYPES:
+            frames.add(store.deserialize_cdr(raw, msgtype).header.frame_id)
+    calib = load_calibration(out / "calibration.yaml")
+    sensors = {cam.frame_id: cam.T_base_sensor for cam in calib.cameras.values()}
+    sensors[calib.lidar.frame_id] = calib.lidar.T_base_sensor
+    assert frames and frames <= set(sensors), (frames, set(sensors))
+    for frame in frames:
+        np.testing.assert_allclose(tf.lookup("base_link", frame).matrix(), sensors[frame].matrix(), atol=1e-9)
+    color = calib.cameras["color"]
+    np.testing.assert_allclose(tf.lookup(color.frame_id, calib.lidar.frame_id).matrix(),
+                               calib.camera_from_lidar("color").matrix(), atol=1e-9)
+
+
 def test_sqlite3_storage_and_16uc1_millimetre_depth(tmp_path):
     out = tmp_path / "corridor"
     record("indoor_corridor", out, 2, seed=SEED, size=SIZE, storage="sqlite3", depth_encoding="16UC1")

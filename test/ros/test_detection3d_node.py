@@ -135,7 +135,7 @@ def test_malformed_empty_and_all_nan_clouds_are_skipped_and_counted(graph, onnx_
 
 def test_painting_uses_synchronised_labels_and_warns_when_they_stop(graph, onnx_root, sweep):
     node, out, _, diags, cloud_pub = start(graph, onnx_root, painting=True, score_thresholds=[0.01],
-                                           painting_timeout=0.25)
+                                           painting_timeout=0.25, extrinsics_source="parameters")
     labels_pub = graph.publisher(Image, "segmentation/labels", OUTPUT_QOS)
     info_pub = graph.publisher(CameraInfo, "camera_info", OUTPUT_QOS)
     graph.wait_matched(labels_pub)

@@ -19,6 +19,9 @@ from ros_mmfusion.ros.pointcloud import array_to_pointcloud2
 from ros_mmfusion.ros.qos import OUTPUT_QOS
 
 W, H, F = 64, 48, 40.0
+#: The hand-made inputs here carry no /tf_static: the extrinsic comes from camera_from_lidar (its default: a camera at
+#: the LiDAR origin looking along LiDAR +x). test_tf_nodes.py covers the extrinsic from TF.
+BY_PARAMETERS = Parameter("extrinsics_source", value="parameters")
 K = [F, 0.0, 31.5, 0.0, F, 23.5, 0.0, 0.0, 1.0]
 
 
@@ -36,7 +39,7 @@ def camera_info(stamp_ns: int) -> CameraInfo:
 def lidar_depth_graph(graph):
     """A running lidar_depth_node (default extrinsic: camera at the LiDAR origin looking along LiDAR +x), its output
     recorder, and publishers for its inputs, all matched."""
-    node = graph.add(LidarDepthNode())
+    node = graph.add(LidarDepthNode(parameter_overrides=[BY_PARAMETERS]))
     depth_out = graph.record(Image, "lidar/depth_image")
     info_pub = graph.publisher(CameraInfo, "camera/camera_info", OUTPUT_QOS)
     cloud_pub = graph.publisher(PointCloud2, "lidar/points", OUTPUT_QOS)
@@ -122,7 +125,7 @@ def test_bag_player_replays_a_bag_restamped_into_a_running_pipeline(graph, tmp_p
         assert source.message_counts == {"/camera/camera_info": 5, "/camera/image": 5, "/lidar/points": 5}
     images = graph.record(Image, "/camera/image")
     depth_out = graph.record(Image, "lidar/depth_image")
-    lidar = graph.add(LidarDepthNode())
+    lidar = graph.add(LidarDepthNode(parameter_overrides=[BY_PARAMETERS]))
     graph.spin_until(lambda: lidar.depth_pub.get_subscription_count() > 0)
     started = time.time_ns()
     player = graph.add(BagPlayerNode(parameter_overrides=[Parameter("bag", value=str(bag)),
@@ -148,7 +151,7 @@ def test_a_looping_one_second_bag_keeps_the_pipeline_running(graph, tmp_path):
     bag = tmp_path / "bag"
     write_bag(bag, frames=10)
     depth_out = graph.record(Image, "lidar/depth_image")
-    lidar = graph.add(LidarDepthNode())
+    lidar = graph.add(LidarDepthNode(parameter_overrides=[BY_PARAMETERS]))
     graph.spin_until(lambda: lidar.depth_pub.get_subscription_count() > 0)
     player = graph.add(BagPlayerNode(parameter_overrides=[
         Parameter("bag", value=str(bag)), Parameter("loop", value=True), Parameter("restamp", value=False),

@@ -38,6 +38,7 @@ def huge_cloud_header(stamp_ns: int) -> PointCloud2:
 
 def test_huge_camera_info_and_cloud_header_are_malformed_and_cost_nothing(graph):
     node = graph.add(LidarDepthNode(parameter_overrides=[Parameter("diagnostics_period", value=0.2),
+                                                         Parameter("extrinsics_source", value="parameters"),
                                                          Parameter("input_timeout", value=30.0)]))
     depth_out = graph.record(Image, "lidar/depth_image")
     diagnostics = graph.record(DiagnosticArray, "/diagnostics")

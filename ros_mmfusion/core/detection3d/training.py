@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError, TransformLookupError
 from ros_mmfusion.core.training import (
     Checkpoints,
     LoopConfig,
@@ -264,12 +264,12 @@ class _BagCamera:
     transforms; ``scores`` builds a frame's :class:`~.painting.SegmentationScores` as the detection node does."""
 
     def __init__(self, bag: str, paint: BagPainting) -> None:
-        from ros_mmfusion.core.static_tf import StaticTransforms
+        from ros_mmfusion.core.tf_buffer import TfBuffer
 
         self.bag, self.paint = bag, paint
         self.camera: PinholeCamera | None = None
         self.camera_frame = ""
-        self.transforms = StaticTransforms()
+        self.transforms = TfBuffer()  # /tf_static only
         self.extrinsics: dict[tuple[str, str], Any] = {}
 
     def add_camera_info(self, msg) -> None:
@@ -301,7 +301,7 @@ class _BagCamera:
                                   f"paint, got {key[0]!r} and {key[1]!r}")
             try:
                 self.extrinsics[key] = self.transforms.lookup(*key)
-            except ConfigError as exc:
+            except TransformLookupError as exc:
                 raise ConfigError(f"{self.bag}: /tf_static: {exc}") from None
         try:
             labels = decode_image(labels_msg.height, labels_msg.width, labels_msg.encoding, labels_msg.is_bigendian,
@@ -328,7 +328,7 @@ def bag_samples(bags: Sequence[str], points_topic: str, boxes_topic: str, intens
     from ros_mmfusion.core.detection3d.preprocess import point_features
     from ros_mmfusion.core.geometry import quaternion_to_yaw
     from ros_mmfusion.core.stamps import nearest_stamp
-    from ros_mmfusion.core.static_tf import TF_MESSAGE_TYPE, TF_STATIC_TOPIC
+    from ros_mmfusion.core.tf_buffer import TF_MESSAGE_TYPE, TF_STATIC_TOPIC
 
     rng = np.random.default_rng(seed)
     wanted = {points_topic: "sensor_msgs/msg/PointCloud2", boxes_topic: "vision_msgs/msg/Detection3DArray"}
@@ -352,7 +352,10 @@ def bag_samples(bags: Sequence[str], points_topic: str, boxes_topic: str, intens
                     continue
                 msg = source.deserialize(message)
                 if camera is not None and message.topic == TF_STATIC_TOPIC:
-                    camera.transforms.add(msg.transforms)
+                    try:
+                        camera.transforms.add_message(msg.transforms, static=True)
+                    except MessageFormatError as exc:
+                        raise ConfigError(f"{bag}: {TF_STATIC_TOPIC}: {exc}") from None
                 elif camera is not None and message.topic == camera.paint.camera_info_topic:
                     camera.add_camera_info(msg)
                 elif message.topic == points_topic:
