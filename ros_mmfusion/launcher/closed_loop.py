@@ -152,6 +152,7 @@ def run_trial(settings: ClosedLoopSettings, route: MappedRoute, policy: str) -> 
         state["collisions"] = sim_node.sim.robot.collisions
         state["rtf"] = sim_node.real_time_factor
         state["rejected"] = sim_node.commands_rejected
+        state["hit"] = sim_node.sim.last_hit
 
     started = time.monotonic()
     run_in_process(preset, until=until, before_destroy=keep)
@@ -162,7 +163,8 @@ def run_trial(settings: ClosedLoopSettings, route: MappedRoute, policy: str) -> 
     metrics = closed_loop_metrics(run, SuccessCriteria(settings.goal_radius, time_limit))
     return {**metrics, "policy": policy, "seed": route.seed, "start_offset": offset,
             "real_time_factor": round(float(state["rtf"]), 3), "wall_s": round(time.monotonic() - started, 1),
-            "commands_rejected": int(state["rejected"]), "trajectory_xy": history[::5, 1:3].round(3).tolist()}
+            "commands_rejected": int(state["rejected"]), "collided_with": state["hit"],
+            "trajectory_xy": history[::5, 1:3].round(3).tolist()}
 
 
 def run_closed_loop(settings: ClosedLoopSettings, out: Path, log=print) -> dict[str, Any]:

@@ -187,8 +187,8 @@ class SimRobotNode(MmfusionNode):
         if sim.robot.collisions > self.collisions_reported:
             self.collisions_reported = sim.robot.collisions
             self.set_finding("collisions", Level.WARN, f"{sim.robot.collisions} collision(s) with the world")
-            self.get_logger().warn(f"collision at ({s.x:.2f}, {s.y:.2f}) m, t = {sim.t:.2f} s "
-                                   f"({sim.robot.collisions} so far)")
+            self.get_logger().warn(f"collision with {sim.last_hit or 'an obstacle'} at ({s.x:.2f}, {s.y:.2f}) m, "
+                                   f"t = {sim.t:.2f} s ({sim.robot.collisions} so far)")
 
     @property
     def real_time_factor(self) -> float:

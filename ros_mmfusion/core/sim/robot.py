@@ -190,7 +190,13 @@ class SimulatedRobot:
             world = WorldCollision(self.sim.world)
 
             def collides(x: float, y: float, radius: float, t: float) -> bool:
-                return world(x, y, radius, self.start_time + t)
+                if world.static.hits(x, y, radius):
+                    self.last_hit = "static geometry"
+                    return True
+                actor = world.actor_hit(x, y, radius, self.start_time + t)
+                if actor:
+                    self.last_hit = f"actor {actor}"
+                return bool(actor)
         x, y, z, yaw = self.sim.ego.route.pose(self.start_time)
         fwd, left, dyaw = (float(v) for v in start_offset)
         c, s = math.cos(yaw), math.sin(yaw)
@@ -202,6 +208,8 @@ class SimulatedRobot:
                                     z=z, T_world_odom=self.sim.ego.T_world_odom)
         self.t = 0.0
         self.frames = 0
+        self.last_hit = ""
+        """What the last collision hit ("static geometry", "actor <instance id>"; "" with ``collides`` given)."""
 
     @property
     def stamp_ns(self) -> int:
