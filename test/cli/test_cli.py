@@ -47,7 +47,7 @@ def test_doctor_reports_ros_middleware_profile_and_ml_runtimes(ros_child_env):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "no_such_preset"], "unknown preset 'no_such_preset'; available: demo"),
+    (["run", "no_such_preset"], "unknown preset 'no_such_preset'; available: closed_loop, demo, demo_compressed"),
     (["run", "demo"], "preset 'demo' needs the argument 'bag'"),
     (["run", "demo", "--bag", "/nonexistent/bag", "--set", "lidar_depth.fill_kernel=99"], "above its maximum 31"),
     (["run", "demo", "--bag", "/x", "--set", "nobody.rate=1"], "--set names unknown node(s) ['nobody']"),
@@ -63,7 +63,8 @@ def test_bad_arguments_give_one_clear_line_and_exit_2(ros_child_env, args, messa
 
 def test_run_list_shows_presets(ros_child_env):
     proc = run(["run", "--list"], ros_child_env())
-    assert proc.returncode == 0 and proc.stdout.startswith("demo")
+    names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+    assert proc.returncode == 0 and names == sorted(names) and {"demo", "closed_loop", "navigation"} <= set(names)
 
 
 def test_node_process_exits_cleanly_on_sigterm_and_sigint(ros_child_env):
