@@ -240,6 +240,8 @@ def add_navigation(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--behind-negatives", type=float, default=d.behind_negatives,
                         help="fraction of goals drawn behind the robot, labelled far")
     parser.add_argument("--no-augment", action="store_true", help="train without the light image augmentation")
+    parser.add_argument("--static-contexts", type=float, default=d.static_contexts,
+                        help="fraction of contexts of one repeated frame (a robot at rest) with moving labels")
     parser.add_argument("--recovery", type=float, default=d.recovery, metavar="M",
                         help="add a recovery pass per rendered recording, up to M metres beside the route, whose "
                              "waypoints lead back onto it (0: none)")
@@ -268,6 +270,7 @@ def run_navigation(args: argparse.Namespace) -> int:
         goals_per_context=args.goals_per_context, alpha=args.alpha, cross_pass=args.cross_pass,
         behind_negatives=args.behind_negatives, augment=not args.no_augment,
         waypoint_spacing=args.waypoint_spacing, recovery=args.recovery, recovery_yaw=args.recovery_yaw,
+        static_contexts=args.static_contexts,
         init=args.init, loop=loop)
     return write_package(args, PACKAGE_FILES, cfg.check,
                          lambda stage: train(cfg, stage, log=log, resume=args.resume))

@@ -286,3 +286,17 @@ def test_recovery_passes_drift_beside_the_route_within_bounds():
     assert np.allclose(drifted.route_xy, nominal.xy) and drifted.group == nominal.group
     assert np.abs(drifted.images.astype(int) - nominal.images).mean() > 1.0, "rendered from the drifted poses"
     assert nominal.route_xy is None and drifted.name.endswith("/recovery")
+
+
+def test_static_contexts_repeat_the_current_frame_with_moving_labels():
+    from ros_mmfusion.core.navigation.training import GoalSampler, NavTrainConfig, Recording, draw_batch
+
+    n = 40
+    times = np.arange(n) * 0.25
+    images = np.stack([np.full((24, 32, 3), 5 * k, np.uint8) for k in range(n)])
+    rec = Recording("r", "g", images, np.stack([times, np.zeros(n)], 1), np.zeros(n), times)
+    cfg = NavTrainConfig(scenarios=(), bags=("x",), batch=4, goals_per_context=4, augment=False, static_contexts=1.0)
+    batch = draw_batch(GoalSampler([rec], cfg), np.random.default_rng(0), cfg, 0.25, (32, 24))
+    context = batch["obs_img"][0].reshape(-1, 3, 24, 32)
+    assert all(np.array_equal(frame, context[-1]) for frame in context)
+    assert np.allclose(batch["action"][0][:, 0], np.arange(1, 6))  # 1 m/s: one spacing per frame, still moving

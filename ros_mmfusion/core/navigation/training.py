@@ -83,6 +83,9 @@ class NavTrainConfig:
     alpha: float = 0.5
     cross_pass: float = 0.5
     behind_negatives: float = 0.1
+    static_contexts: float = 0.0
+    """Fraction of contexts made of the current frame repeated (a robot at rest, as at the start of a closed-loop
+    run), with the labels of the moving robot: the route still goes on (0: none; the release has none)."""
     augment: bool = True
     waypoint_spacing: float = 0.0
     node_every: int = 4
@@ -111,7 +114,7 @@ class NavTrainConfig:
             raise ConfigError(f"batch {self.batch} must be a multiple of goals_per_context {self.goals_per_context}")
         if self.max_dist > 1000 or self.radius < 0 or self.radius > 100:
             raise ConfigError(f"max_dist must be <= 1000 and radius 0..100, got {self.max_dist}, {self.radius}")
-        for name in ("alpha", "cross_pass", "behind_negatives"):
+        for name in ("alpha", "cross_pass", "behind_negatives", "static_contexts"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
@@ -492,6 +495,8 @@ def draw_batch(sampler: GoalSampler, rng: np.random.Generator, cfg: NavTrainConf
         rec, cur = sampler.context(rng)
         recording = sampler.recordings[rec]
         frames = [recording.images[k] for k in range(cur - cfg.context_size, cur + 1)]
+        if cfg.static_contexts and rng.random() < cfg.static_contexts:
+            frames = [frames[-1]] * len(frames)  # at rest: every context frame is the current one
         if cfg.augment:
             jitter = Jitter.draw(rng, *frames[0].shape[:2])
             frames = [jitter.apply(f) for f in frames]
