@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "synthetic inputs: accuracy and interleaved latency (cmx_*: a trained --package; vint; "
                         "detection pipelines with --weights)")
     parser.add_argument("--package", help="--int8-format with cmx_*: segmentation model package (default: the "
-                        "shipped models/cmx_b0_rgbt_synthetic)")
+                        "shipped models/cmx_b0_rgbt_synthetic_320)")
     parser.add_argument("--frames", type=int, default=8, help="--int8-format: inputs to calibrate on, and as many "
                         "others to evaluate on")
 

@@ -26,7 +26,7 @@ from ros_mmfusion.core.onnx_export import cache_dir, export_once, export_onnx
 from ros_mmfusion.core.segmentation.pipeline import INPUTS, OUTPUTS, SegmentationModelSpec
 from ros_mmfusion.core.segmentation.quantize import LabelledFrame, describe_source, feeds_of, frames_from
 
-DEFAULT_PACKAGE = "models/cmx_b0_rgbt_synthetic"
+DEFAULT_PACKAGE = "models/cmx_b0_rgbt_synthetic_320"
 """The suite's default segmentation model package, relative to the package share directory."""
 
 
