@@ -78,7 +78,7 @@ def test_eval_reports_segmentation_metrics_latency_and_recorded_outputs(tiny_bag
         assert (out / name).stat().st_size > 200, name
     assert "mIoU" in (out / "report.md").read_text() and "<img" in (out / "report.html").read_text()
     assert_names_the_model(metrics, out / "report.md", "/fusion_segmentation", "trained",
-                           "models/cmx_b0_rgbt_synthetic/weights.pt")
+                           "models/cmx_b0_rgbt_synthetic_320/weights.pt")
 
     from ros_mmfusion.core.bagio import BagSource, read_header_stamp
 
