@@ -32,7 +32,7 @@ PASS_PAIRS = {"indoor_corridor": "indoor_corridor_pass2", "urban_sidewalk": "urb
 """Mapping scenario -> the scenario the robot drives in (same map, other appearance and people)."""
 POLICIES = {
     "default": {},
-    "random": {"model_package": "", "weights": "", "variant": "vint_reduced"},
+    "random": {"model_package": "", "weights": ""},
     "oracle": {"distance_source": "odometry", "waypoint_source": "odometry"},
 }
 """vint_navigation parameters of each compared policy (over the preset's)."""
@@ -78,11 +78,14 @@ class ClosedLoopSettings:
                 and 1 <= self.time_factor <= 20 and 0 <= self.real_time_factor <= 100):
             raise ConfigError("start_jitter 0..2 m, yaw_jitter 0..1 rad, goal_radius 0..10 m, time_factor 1..20 and "
                               "real_time_factor 0..100 (0: as fast as possible)")
-        from ros_mmfusion import presets
+        from ros_mmfusion.core.model_package import check_package_params
         from ros_mmfusion.launcher import typed_parameters
 
-        for launch in presets.load("closed_loop", {"topomap": "MAP"}, self.overrides).nodes:
-            typed_parameters(launch)  # every --set value checked before any work
+        for policy in self.policies:  # every --set value, with every policy's, checked before any work
+            for launch in closed_loop_preset(self, policy, "MAP").nodes:
+                values = typed_parameters(launch)
+                if launch.key == "vint_navigation":
+                    check_package_params(values, ("weights", "variant"), f"policy {policy}")
 
 
 @dataclass(frozen=True)
@@ -113,24 +116,39 @@ def map_route(settings: ClosedLoopSettings, seed: int, workdir: Path) -> MappedR
     return MappedRoute(seed, topomap, route_xy, (float(goal[0]), float(goal[1])))
 
 
+def closed_loop_preset(settings: ClosedLoopSettings, policy: str, topomap: str, node_overrides=None):
+    """The ``closed_loop`` preset for ``policy``: the user's ``--set`` values, then the policy's own (``random`` runs
+    the variant of the package the default policy would run, with random weights)."""
+    from ros_mmfusion import presets
+
+    overrides: dict[str, dict[str, Any]] = {node: dict(values) for node, values in settings.overrides.items()}
+    for node, values in (node_overrides or {}).items():
+        overrides.setdefault(node, {}).update(values)
+    vint = overrides.setdefault("vint_navigation", {})
+    if policy == "random":
+        from ros_mmfusion.core.model_package import read_package, resolve_package_dir
+
+        default = presets.load("closed_loop", {"topomap": topomap}, overrides).nodes[1].parameters
+        package = default.get("model_package") or ""
+        variant = read_package(resolve_package_dir(package), "navigation").variant if package else \
+            (default.get("variant") or "vint_reduced")
+        vint.update(POLICIES["random"], variant=variant)
+    else:
+        vint.update(POLICIES[policy])
+    return presets.load("closed_loop", {"topomap": topomap}, overrides)
+
+
 def run_trial(settings: ClosedLoopSettings, route: MappedRoute, policy: str) -> dict[str, Any]:
     """One closed-loop trial of ``policy`` on ``route`` (rclpy must be initialised); its metrics and trajectory."""
-    from ros_mmfusion import presets
     from ros_mmfusion.core.navigation.metrics import ClosedLoopRun, SuccessCriteria, closed_loop_metrics
     from ros_mmfusion.launcher import run_in_process
 
     rng = np.random.default_rng(route.seed)
     offset = [0.0, float(rng.uniform(-1, 1) * settings.start_jitter), float(rng.uniform(-1, 1) * settings.yaw_jitter)]
     time_limit = settings.route_seconds * settings.time_factor
-    overrides = {
-        "sim_robot": {"scenario": PASS_PAIRS[settings.scenario], "seed": route.seed, "start_offset": offset,
-                      "width": settings.size[0], "height": settings.size[1],
-                      "real_time_factor": settings.real_time_factor},
-        "vint_navigation": dict(POLICIES[policy]),
-    }
-    for node, values in settings.overrides.items():
-        overrides.setdefault(node, {}).update(values)
-    preset = presets.load("closed_loop", {"topomap": str(route.topomap)}, overrides)
+    sim = {"scenario": PASS_PAIRS[settings.scenario], "seed": route.seed, "start_offset": offset,
+           "width": settings.size[0], "height": settings.size[1], "real_time_factor": settings.real_time_factor}
+    preset = closed_loop_preset(settings, policy, str(route.topomap), {"sim_robot": sim})
     state: dict[str, Any] = {}
 
     def until(nodes: list) -> bool:

@@ -46,3 +46,16 @@ def test_closed_loop_refusals(tmp_path, capsys, argv, message):
     else:
         fails_with_one_line(capsys, ["closed-loop", "--out", str(tmp_path / "r"), *argv], message)
     assert not (tmp_path / "r").exists()
+
+
+def test_each_policy_gets_its_vint_parameters_over_the_users():
+    from ros_mmfusion.launcher.closed_loop import closed_loop_preset
+
+    package = "models/vint_reduced_corridor"
+    settings = ClosedLoopSettings(overrides={"vint_navigation": {"model_package": package, "radius": 3}})
+    settings.check()  # the random policy with a --set package is not a package-and-variant clash
+    params = {p: closed_loop_preset(settings, p, "MAP").nodes[1].parameters for p in ("default", "random", "oracle")}
+    assert params["default"]["model_package"] == package and params["default"]["radius"] == 3
+    assert (params["random"]["model_package"], params["random"]["weights"]) == ("", "")
+    assert params["random"]["variant"] == "vint_reduced" and params["random"]["radius"] == 3
+    assert params["oracle"]["distance_source"] == params["oracle"]["waypoint_source"] == "odometry"
