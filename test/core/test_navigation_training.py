@@ -300,3 +300,47 @@ def test_static_contexts_repeat_the_current_frame_with_moving_labels():
     context = batch["obs_img"][0].reshape(-1, 3, 24, 32)
     assert all(np.array_equal(frame, context[-1]) for frame in context)
     assert np.allclose(batch["action"][0][:, 0], np.arange(1, 6))  # 1 m/s: one spacing per frame, still moving
+
+
+def test_validate_recovery_scores_steering_back_onto_the_route():
+    """Known answers: a predictor that returns the recovery labels scores 1, one that returns their opposite -1,
+    one that always goes straight 0 (the metric must tell a recovering policy from a drifting one)."""
+    import torch
+
+    from ros_mmfusion.core.navigation.training import (
+        FrameCache,
+        NavTrainConfig,
+        render_recording,
+        validate_recovery,
+        waypoint_labels,
+    )
+
+    cfg = NavTrainConfig(scenarios=("indoor_corridor",), val_frames=30)
+    rec = render_recording("indoor_corridor", 101, 30, (32, 24), 4.0, drift=(0.4, 0.3))
+    frames = FrameCache([rec], (85, 64))
+    currents: list[int] = []
+
+    class Labels(torch.nn.Module):
+        """Returns, for each context, the label of the frame whose context was passed (read from the obs' order)."""
+
+        def __init__(self, sign: float) -> None:
+            super().__init__()
+            self.sign = sign
+
+        def forward_intermediates(self, obs, goal, index):
+            out = []
+            for row in obs.numpy():
+                cur = next(k for k in range(cfg.context_size, len(rec))
+                           if np.array_equal(row[-3:], frames(0, k)))
+                currents.append(cur)
+                label = waypoint_labels(rec.times, rec.xy, rec.yaw, cur, 5, 0.25, 0.25, True, rec.route_xy,
+                                        rec.route_yaw)
+                out.append(label * self.sign)
+            return {"action": torch.from_numpy(np.stack(out)), "dist": torch.zeros(len(out))}
+
+    good = validate_recovery(Labels(1.0), [rec], cfg, 0.25, frames)
+    bad = validate_recovery(Labels(-1.0), [rec], cfg, 0.25, frames)
+    straight = validate_recovery(Labels(0.0), [rec], cfg, 0.25, frames)
+    assert good["recovery_contexts"] >= 5 and len(set(currents)) == good["recovery_contexts"]
+    assert good["recovery_correlation"] == pytest.approx(1.0) and good["recovery_slope"] == pytest.approx(1.0)
+    assert bad["recovery_correlation"] == pytest.approx(-1.0) and straight["recovery_correlation"] == 0.0

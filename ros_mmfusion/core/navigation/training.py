@@ -557,6 +557,52 @@ def validation_routes(recordings: Sequence[Recording], held_out: bool = True) ->
     return [ValidationRoute(m[0], m[1:] or m[:1], held_out) for m in groups.values()]
 
 
+def first_passes(scenarios: Sequence[str]) -> list[str]:
+    """The first scenario named of each route among ``scenarios`` (its mapping pass)."""
+    from ros_mmfusion.core.sim.scenarios import get_scenario
+
+    seen: dict[str, str] = {}
+    for name in scenarios:
+        seen.setdefault(get_scenario(name).route, name)
+    return list(seen.values())
+
+
+def validate_recovery(model, recordings: Sequence[Recording], cfg: NavTrainConfig, spacing: float,
+                      frames: FrameCache, device: str = "cpu", goal_ahead: int = 4, every: int = 2) -> dict:
+    """How well the model steers back onto its route from beside it, on recovery passes (``route_xy`` set): for
+    every ``every``-th context, the goal ``goal_ahead`` frames ahead on the same pass, the correlation and the
+    least-squares slope between the predicted and the labelled sideways component of waypoint 3 (1 and 1 for a
+    model that has learned to recover; about 0 or below for one that keeps going the way it points). The closed
+    loop's failure mode, measured open loop (docs/navigation.md "Closed-loop results")."""
+    import torch
+
+    c, t = cfg.context_size, cfg.len_traj_pred
+    predicted, labelled = [], []
+    for r, rec in enumerate(recordings):
+        if rec.route_xy is None:
+            continue
+        for start in range(c, len(rec) - max(t, goal_ahead) - 1, every * 8):
+            currents = list(range(start, min(start + every * 8, len(rec) - max(t, goal_ahead) - 1), every))
+            obs = np.stack([np.concatenate([frames(r, k) for k in range(cur - c, cur + 1)], axis=0)
+                            for cur in currents])
+            goals = np.stack([frames(r, cur + goal_ahead) for cur in currents])
+            out = model.forward_intermediates(torch.from_numpy(obs).to(device), torch.from_numpy(goals).to(device),
+                                              torch.arange(len(currents), device=device))
+            action = out["action"].float().cpu().numpy()
+            for j, cur in enumerate(currents):
+                label = waypoint_labels(rec.times, rec.xy, rec.yaw, cur, t, spacing, 1.0 / cfg.frame_rate_hz,
+                                        cfg.vint_config.learn_angle, rec.route_xy, rec.route_yaw)
+                predicted.append(float(action[j, 2, 1]))
+                labelled.append(float(label[2, 1]))
+    if len(predicted) < 3 or np.std(labelled) == 0 or np.std(predicted) == 0:
+        return {"recovery_correlation": 0.0, "recovery_slope": 0.0, "recovery_contexts": len(predicted)}
+    pred, lab = np.asarray(predicted), np.asarray(labelled)
+    return {"recovery_correlation": float(np.corrcoef(pred, lab)[0, 1]),
+            "recovery_slope": float(np.dot(pred - pred.mean(), lab - lab.mean()) / np.dot(lab - lab.mean(),
+                                                                                          lab - lab.mean())),
+            "recovery_contexts": len(predicted)}
+
+
 def validate_localisation(model, recordings: Sequence[Recording], routes: Sequence[ValidationRoute],
                           cfg: NavTrainConfig, spacing: float, frames: FrameCache, device: str = "cpu") -> dict:
     """The deployment's localisation and waypoints replayed over the validation routes (module docstring)."""
@@ -677,6 +723,11 @@ def train(cfg: NavTrainConfig, out: Path, log: Log = print, resume: bool = False
                                                                 1.0 / cfg.frame_rate_hz)
     log(f"waypoint spacing {spacing:g} m per frame ({'given' if cfg.waypoint_spacing else 'measured'})")
     routes = validation_routes(val_recs, held_out)
+    # recovery passes of the held-out seeds (the first scenario of each route), scored by validate_recovery
+    recovery_recs = [render_recording(name, int(seed), cfg.val_frames, (cfg.width, cfg.height), cfg.frame_rate_hz,
+                                      drift=(cfg.recovery, cfg.recovery_yaw))
+                     for seed in cfg.val_seeds for name in first_passes(cfg.scenarios)] if cfg.recovery > 0 else []
+    recovery_frames = FrameCache(recovery_recs, image_size)
     sampler = GoalSampler(train_recs, cfg)
     frames = FrameCache(val_recs, image_size)
     model, init_description = initial_model(cfg)
@@ -693,7 +744,10 @@ def train(cfg: NavTrainConfig, out: Path, log: Log = print, resume: bool = False
         return vint_loss(out_["dist"], out_["action"], batch, cfg.alpha)
 
     def validate(m) -> dict:
-        return validate_localisation(m, val_recs, routes, cfg, spacing, frames, device)
+        metrics = validate_localisation(m, val_recs, routes, cfg, spacing, frames, device)
+        if recovery_recs:
+            metrics.update(validate_recovery(m, recovery_recs, cfg, spacing, recovery_frames, device))
+        return metrics
 
     used = sum(v.numel() for v in package_state(model).values())
     log(f"training {cfg.variant} ({used / 1e6:.1f} M parameters used, {init_description}) on "
