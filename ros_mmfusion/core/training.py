@@ -110,6 +110,35 @@ def check_data_sources(scenarios: Sequence[str], train_seeds: Sequence[int], val
         raise ConfigError(f"--init {init}: no such file or model package directory")
 
 
+@dataclass(frozen=True)
+class InitSource:
+    """What ``--init`` names: the weights file, one line saying where it comes from, and the package (None for a
+    checkpoint file)."""
+
+    path: Path
+    description: str
+    package: Any = None
+
+
+def init_source(init: str | Path, task: str) -> InitSource:
+    """``--init`` resolved: a model package of ``task`` (its weights file) or a checkpoint file as it is."""
+    from ros_mmfusion.core.model_package import read_package
+
+    path = Path(init)
+    if path.is_dir():
+        package = read_package(path, task)
+        return InitSource(Path(package.weights), f"model package {package.name}", package)
+    return InitSource(path, f"checkpoint {path.name}")
+
+
+def read_init_weights(path: Path, load: Callable[[Path], Any]) -> Any:
+    """The contents of a weights file: ``{name: array}`` of an ``.npz`` (no pickles), else ``load(path)``."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    return load(path)
+
+
 def check_device(device: str) -> None:
     """ConfigError unless ``device`` is cpu, or cuda[:N] with a CUDA device present."""
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):

@@ -10,7 +10,6 @@ from ros_mmfusion.core.segmentation.preprocess import RGBXNormalization, rgbx_in
 from ros_mmfusion.core.segmentation.training import (
     Augmentation,
     SegTrainConfig,
-    _nearest,
     initial_model,
     pad_colours,
 )
@@ -79,6 +78,8 @@ def test_drawn_augmentations_use_cmx_scales_and_the_dropout_rate():
 
 
 def test_pairing_needs_stamps_within_the_tolerance():
+    from ros_mmfusion.core.stamps import nearest_stamp as _nearest
+
     stamps = np.array([100, 200, 300], np.int64)
     assert _nearest(stamps, 205, 10) == 1
     assert _nearest(stamps, 251, 10) is None

@@ -748,14 +748,10 @@ def live_detector(model, config, paint_channels: int = 0):
 def initial_state(path: str):
     """Weights to start from: a model package (its weights) or a checkpoint file (OpenPCDet or ours)."""
     from ros_mmfusion.core.detection3d.artifacts import read_checkpoint
-    from ros_mmfusion.core.model_package import read_package
     from ros_mmfusion.core.models.pointpillars import convert_upstream_checkpoint
+    from ros_mmfusion.core.training import init_source
 
-    p = Path(path)
-    if p.is_dir():
-        package = read_package(p, "detection3d")
-        p = Path(package.weights)
-    return convert_upstream_checkpoint(read_checkpoint(p))
+    return convert_upstream_checkpoint(read_checkpoint(init_source(path, "detection3d").path))
 
 
 def train(cfg: DetectionTrainConfig, out: Path, log: Log = print, resume: bool = False,

@@ -656,28 +656,20 @@ def initial_model(cfg: NavTrainConfig):
     ``.npz`` of arrays, through ``vint.convert_upstream_checkpoint``). Returns ``(model, description)``."""
     import torch
 
-    from ros_mmfusion.core.model_package import read_package
     from ros_mmfusion.core.models.vint import ViNT, load_checkpoint, load_released_checkpoint
+    from ros_mmfusion.core.training import init_source, read_init_weights
 
     torch.manual_seed(cfg.loop.seed)
     model = ViNT(cfg.vint_config)
     if not cfg.init:
         return model, "random initialisation"
-    path = Path(cfg.init)
-    if path.is_dir():
-        package = read_package(path, "navigation")
-        if package.data.get("config") not in (None, asdict(cfg.vint_config)):
-            raise ConfigError(f"--init {path}: the package's ViNT config {package.data.get('config')} is not "
-                              f"variant {cfg.variant}'s {asdict(cfg.vint_config)}")
-        path, what = Path(package.weights), f"model package {package.name}"
-    else:
-        what = f"checkpoint {path.name}"
+    source = init_source(cfg.init, "navigation")
+    if source.package is not None and source.package.data.get("config") not in (None, asdict(cfg.vint_config)):
+        raise ConfigError(f"--init {cfg.init}: the package's ViNT config {source.package.data.get('config')} is not "
+                          f"variant {cfg.variant}'s {asdict(cfg.vint_config)}")
+    what = source.description
     try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                state: Any = {k: data[k] for k in data.files}
-        else:
-            state = load_released_checkpoint(path)
+        state: Any = read_init_weights(source.path, load_released_checkpoint)
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch and numpy raise many types for a bad file

@@ -39,7 +39,7 @@ from ros_mmfusion.core.modalities.encoders import make_encoder
 from ros_mmfusion.core.model_package import PACKAGE_FILES
 from ros_mmfusion.core.segmentation.metrics import ConfusionAccumulator
 from ros_mmfusion.core.segmentation.preprocess import RGBXNormalization, encode_x, rgbx_inputs
-from ros_mmfusion.core.stamps import nearest_stamp as _nearest
+from ros_mmfusion.core.stamps import nearest_stamp
 from ros_mmfusion.core.training import Log, LoopConfig, check_data_sources, check_positive_ints
 
 MAX_DATASET_BYTES = 8 * 2**30
@@ -271,7 +271,7 @@ def read_bag_frames(bag: str | Path, cfg: SegTrainConfig, into: _Frames, log: Lo
     added = 0
     name = f"bag:{Path(bag).resolve().name}"
     for stamp in sorted(labels):
-        i, j = _nearest(image_stamps, stamp, tolerance), _nearest(x_stamps, stamp, tolerance)
+        i, j = nearest_stamp(image_stamps, stamp, tolerance), nearest_stamp(x_stamps, stamp, tolerance)
         if i is None or j is None:
             continue
         try:
@@ -439,28 +439,20 @@ def initial_model(cfg: SegTrainConfig, num_classes: int, log: Log = print):
     initialisation; ConfigError when the backbone does not fit (another variant). Returns ``(model, description)``."""
     import torch
 
-    from ros_mmfusion.core.model_package import read_package
     from ros_mmfusion.core.models.checkpoints import load_state, load_weights_file
     from ros_mmfusion.core.models.cmx import build_cmx, convert_upstream_checkpoint
+    from ros_mmfusion.core.training import init_source, read_init_weights
 
     torch.manual_seed(cfg.loop.seed)
     model = build_cmx(cfg.variant, num_classes=num_classes, decoder_embed_dim=cfg.decoder_embed_dim)
     if not cfg.init:
         return model, "random initialisation"
-    path = Path(cfg.init)
-    if path.is_dir():
-        package = read_package(path, "segmentation")
-        if package.variant != cfg.variant:
-            raise ConfigError(f"--init {path}: a {package.variant} package, not {cfg.variant}")
-        path, what = Path(package.weights), f"model package {package.name}"
-    else:
-        what = f"checkpoint {path.name}"
+    source = init_source(cfg.init, "segmentation")
+    if source.package is not None and source.package.variant != cfg.variant:
+        raise ConfigError(f"--init {cfg.init}: a {source.package.variant} package, not {cfg.variant}")
+    what = source.description
     try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                obj: Any = {k: data[k] for k in data.files}
-        else:
-            obj = load_weights_file(path)
+        obj = read_init_weights(source.path, load_weights_file)
         state = convert_upstream_checkpoint(obj)
     except ConfigError as exc:
         raise ConfigError(f"--init {cfg.init}: {exc}") from None
