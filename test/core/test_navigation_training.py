@@ -344,3 +344,51 @@ def test_validate_recovery_scores_steering_back_onto_the_route():
     assert good["recovery_contexts"] >= 5 and len(set(currents)) == good["recovery_contexts"]
     assert good["recovery_correlation"] == pytest.approx(1.0) and good["recovery_slope"] == pytest.approx(1.0)
     assert bad["recovery_correlation"] == pytest.approx(-1.0) and straight["recovery_correlation"] == 0.0
+
+
+def test_recovery_passes_take_their_goals_from_the_route():
+    """A recovery pass's action labels lead back onto the route, so its goals are views from the route (as a map's
+    nodes are), never from beside it; and no context gets a goal from a recovery pass (regression: goals drawn from
+    the drifted pass itself contradicted the labels, and the trained policy steered away from the route)."""
+    import dataclasses
+
+    route = dataclasses.replace(straight_recording(40, group="a"), name="corridor/seed1", aligned=True)
+    other = dataclasses.replace(straight_recording(40, group="a"), name="corridor_pass2/seed1", aligned=True)
+    drifted = dataclasses.replace(straight_recording(40, group="a"), name="corridor/seed1/recovery", aligned=True,
+                                  route_xy=route.xy.copy(), route_yaw=route.yaw.copy())
+    stranger = dataclasses.replace(straight_recording(40, group="b"), name="sidewalk/seed1")
+    recs = [route, other, drifted, stranger]
+    sampler = GoalSampler(recs, tiny_config(cross_pass=0.3, behind_negatives=0.2))
+    assert sampler.goal_source == {0: 0, 1: 1, 2: 0, 3: 3}
+    rng = np.random.default_rng(3)
+    targets = {r: set() for r in range(len(recs))}
+    for _ in range(2000):
+        rec, cur = sampler.context(rng)
+        goal = sampler.goal(rng, rec, cur)
+        targets[rec].add(goal.recording)
+        if rec == 2 and not goal.negative:
+            assert goal.recording in (0, 1) and goal.distance == goal.frame - cur
+    assert all(2 not in seen for seen in targets.values())
+    assert targets[2] >= {0, 1, 3}, "a recovery context still gets positives on both passes and negatives"
+
+
+def test_validate_recovery_goals_are_route_views():
+    import torch
+
+    from ros_mmfusion.core.navigation.training import FrameCache, NavTrainConfig, render_recording, validate_recovery
+
+    cfg = NavTrainConfig(scenarios=("indoor_corridor",), val_frames=24)
+    drifted = render_recording("indoor_corridor", 101, 24, (32, 24), 4.0, drift=(0.4, 0.3))
+    route = render_recording("indoor_corridor", 101, 24, (32, 24), 4.0)
+    frames = FrameCache([drifted, route], (85, 64))
+    checked = []
+
+    class GoalCheck(torch.nn.Module):
+        def forward_intermediates(self, obs, goal, index):
+            for row, g in zip(obs.numpy(), goal.numpy(), strict=True):
+                cur = next(k for k in range(cfg.context_size, len(drifted)) if np.array_equal(row[-3:], frames(0, k)))
+                checked.append(np.array_equal(g, frames(1, cur + 4)))
+            return {"action": torch.randn(len(obs), 5, 4), "dist": torch.zeros(len(obs))}
+
+    result = validate_recovery(GoalCheck(), [drifted, route], cfg, 0.25, frames)
+    assert result["recovery_contexts"] == len(checked) >= 3 and all(checked)

@@ -210,6 +210,14 @@ def drift_offsets(frames: int, rate_hz: float, lateral: float, yaw: float, rng: 
     return out[0], out[1]
 
 
+RECOVERY_SUFFIX = "/recovery"
+
+
+def route_pass_name(name: str) -> str:
+    """The name of the route pass a recovery pass ``name`` was rendered beside (``name`` itself for a route pass)."""
+    return name.removesuffix(RECOVERY_SUFFIX)
+
+
 def render_recording(scenario: str, seed: int, frames: int, size: tuple[int, int], rate_hz: float,
                      drift: tuple[float, float] | None = None) -> Recording:
     """``frames`` frames of ``scenario`` / ``seed`` rendered at ``size`` (width, height), ``rate_hz`` apart, with the
@@ -244,7 +252,7 @@ def render_recording(scenario: str, seed: int, frames: int, size: tuple[int, int
         times.append(t)
         route_xy.append(route_pose.translation[:2])
         route_yaw.append(yaw_of(route_pose.rotation))
-    name = f"{scenario}/seed{seed}" + ("/recovery" if drift else "")
+    name = f"{scenario}/seed{seed}" + (RECOVERY_SUFFIX if drift else "")
     return Recording(name, f"{sim.scenario.route}/seed{seed}", np.stack(images), np.asarray(xy, np.float64),
                      np.unwrap(np.asarray(yaw, np.float64)), np.asarray(times, np.float64), aligned=True,
                      route_xy=np.asarray(route_xy, np.float64) if drift else None,
@@ -398,21 +406,32 @@ class GoalSampler:
         self.index = [(r, k) for r, rec in enumerate(self.recordings) for k in range(c, len(rec) - t)]
         if not self.index:
             raise ConfigError(f"no recording is long enough ({c + t + 1} frames) to train on")
-        self.twins = {r: [o for o, other in enumerate(self.recordings)
-                          if o != r and rec.aligned and other.aligned and other.group == rec.group]
+        # Goals are what a map holds: views from the route. A recovery pass (``route_xy`` set) is a context only:
+        # its goals come from its route pass (same scenario and seed, frame for frame at the same time), since its
+        # action labels lead back onto the route, and a goal image taken beside the route would contradict them.
+        on_route = [r for r, rec in enumerate(self.recordings) if rec.route_xy is None]
+        by_name = {self.recordings[r].name: r for r in on_route}
+        self.goal_source = {r: by_name.get(route_pass_name(rec.name), r) if rec.route_xy is not None else r
+                            for r, rec in enumerate(self.recordings)}
+        self.twins = {r: [o for o in on_route if o != self.goal_source[r] and rec.aligned
+                          and self.recordings[o].aligned and self.recordings[o].group == rec.group]
                       for r, rec in enumerate(self.recordings)}
-        self.strangers = {r: [o for o, other in enumerate(self.recordings) if other.group != rec.group]
+        self.strangers = {r: [o for o in on_route if self.recordings[o].group != rec.group]
                           for r, rec in enumerate(self.recordings)}
 
     def context(self, rng: np.random.Generator) -> tuple[int, int]:
         return self.index[int(rng.integers(len(self.index)))]
 
     def goal(self, rng: np.random.Generator, rec: int, current: int) -> Goal:
+        """A goal for the context ending at frame ``current`` of recording ``rec``: from ``rec`` itself (its route
+        pass for a recovery pass), another pass of its route (``cross_pass``) or, as a negative, another route, a
+        frame far away or behind."""
         cfg = self.cfg
         n = len(self.recordings[rec])
+        source = self.goal_source[rec]
         if cfg.behind_negatives and rng.random() < cfg.behind_negatives and current >= 3:
             back = int(rng.integers(3, min(cfg.max_dist, current) + 1))
-            target = rec if not self.twins[rec] or rng.random() >= cfg.cross_pass else \
+            target = source if not self.twins[rec] or rng.random() >= cfg.cross_pass else \
                 self.twins[rec][int(rng.integers(len(self.twins[rec])))]
             frame = min(current - back, len(self.recordings[target]) - 1)
             return Goal(target, frame, float(cfg.max_dist), True, False)
@@ -423,11 +442,11 @@ class GoalSampler:
                 target = pool[int(rng.integers(len(pool)))]
                 return Goal(target, int(rng.integers(len(self.recordings[target]))), float(cfg.max_dist), True,
                             False)
-            far = [k for k in range(n) if abs(k - current) > cfg.max_dist]
+            far = [k for k in range(len(self.recordings[source])) if abs(k - current) > cfg.max_dist]
             if far:
-                return Goal(rec, far[int(rng.integers(len(far)))], float(cfg.max_dist), True, False)
+                return Goal(source, far[int(rng.integers(len(far)))], float(cfg.max_dist), True, False)
             offset = int(rng.integers(1, min(cfg.max_dist, n - 1 - current) + 1))
-        target = rec
+        target = source if current + offset < len(self.recordings[source]) else rec
         if self.twins[rec] and rng.random() < cfg.cross_pass:
             twin = self.twins[rec][int(rng.integers(len(self.twins[rec])))]
             if current + offset < len(self.recordings[twin]):
@@ -570,7 +589,9 @@ def first_passes(scenarios: Sequence[str]) -> list[str]:
 def validate_recovery(model, recordings: Sequence[Recording], cfg: NavTrainConfig, spacing: float,
                       frames: FrameCache, device: str = "cpu", goal_ahead: int = 4, every: int = 2) -> dict:
     """How well the model steers back onto its route from beside it, on recovery passes (``route_xy`` set): for
-    every ``every``-th context, the goal ``goal_ahead`` frames ahead on the same pass, the correlation and the
+    every ``every``-th context, the goal ``goal_ahead`` frames ahead on its route pass (as a map node is: the
+    recording in ``recordings`` named :func:`route_pass_name`; the recovery pass itself where it is absent), the
+    correlation and the
     least-squares slope between the predicted and the labelled sideways component of waypoint 3 (1 and 1 for a
     model that has learned to recover; about 0 or below for one that keeps going the way it points). The closed
     loop's failure mode, measured open loop (docs/navigation.md "Closed-loop results")."""
@@ -578,14 +599,16 @@ def validate_recovery(model, recordings: Sequence[Recording], cfg: NavTrainConfi
 
     c, t = cfg.context_size, cfg.len_traj_pred
     predicted, labelled = [], []
+    by_name = {rec.name: r for r, rec in enumerate(recordings) if rec.route_xy is None}
     for r, rec in enumerate(recordings):
         if rec.route_xy is None:
             continue
+        source = by_name.get(route_pass_name(rec.name), r)
         for start in range(c, len(rec) - max(t, goal_ahead) - 1, every * 8):
             currents = list(range(start, min(start + every * 8, len(rec) - max(t, goal_ahead) - 1), every))
             obs = np.stack([np.concatenate([frames(r, k) for k in range(cur - c, cur + 1)], axis=0)
                             for cur in currents])
-            goals = np.stack([frames(r, cur + goal_ahead) for cur in currents])
+            goals = np.stack([frames(source, cur + goal_ahead) for cur in currents])
             out = model.forward_intermediates(torch.from_numpy(obs).to(device), torch.from_numpy(goals).to(device),
                                               torch.arange(len(currents), device=device))
             action = out["action"].float().cpu().numpy()
@@ -719,6 +742,9 @@ def train(cfg: NavTrainConfig, out: Path, log: Log = print, resume: bool = False
     recovery_recs = [render_recording(name, int(seed), cfg.val_frames, (cfg.width, cfg.height), cfg.frame_rate_hz,
                                       drift=(cfg.recovery, cfg.recovery_yaw))
                      for seed in cfg.val_seeds for name in first_passes(cfg.scenarios)] if cfg.recovery > 0 else []
+    # their goals come from the route passes, already rendered among the validation recordings
+    wanted = {route_pass_name(r.name) for r in recovery_recs}
+    recovery_recs += [r for r in val_recs if r.name in wanted]
     recovery_frames = FrameCache(recovery_recs, image_size)
     sampler = GoalSampler(train_recs, cfg)
     frames = FrameCache(val_recs, image_size)
