@@ -82,8 +82,9 @@ def test_the_sdf_sensors_publish_what_the_bridge_maps_on_the_conventions_topics(
         assert ros[image] == CONVENTION.topic(suite_topic)
         info_suite = suite_topic.rsplit("/", 1)[0] + "/camera_info"
         assert ros[image.rsplit("/", 1)[0] + "/camera_info"] == CONVENTION.topic(info_suite)
-    assert {e["ros_topic_name"] for e in bridge if e["gz_topic_name"] == sdf["gpu_lidar"].findtext("topic") + "/points"} \
-        == {CONVENTION.topic("/lidar/points")}
+    lidar_points = sdf["gpu_lidar"].findtext("topic") + "/points"
+    assert {e["ros_topic_name"] for e in bridge if e["gz_topic_name"] == lidar_points} == {
+        CONVENTION.topic("/lidar/points")}
     formats = {name: s.findtext("camera/image/format") for name, s in sdf.items() if s.find("camera") is not None}
     assert formats == {"camera": "R8G8B8", "depth_camera": "R_FLOAT32", "thermal_camera": "L16"}
     assert CONVENTION.encodings == {"/camera/color/image_raw": "rgb8", "/camera/depth/image_rect_raw": "32FC1",
@@ -106,7 +107,8 @@ def test_the_sdf_sensors_have_the_sim_rigs_intrinsics_and_mounting(sdf):
         # Gazebo's pinhole: fx = fy = (W / 2) / tan(hfov / 2)
         assert width / 2 / math.tan(hfov / 2) == pytest.approx(rig.color.camera.k[0, 0], rel=1e-6)
         pose = [float(v) for v in sdf[name].findtext("pose").split()]
-        assert pose[:3] == pytest.approx(list(spec["camera_xyz"])) and pose[3:] == pytest.approx(list(spec["camera_rpy"]))
+        assert pose[:3] == pytest.approx(list(spec["camera_xyz"]))
+        assert pose[3:] == pytest.approx(list(spec["camera_rpy"]))
     lidar = sdf["gpu_lidar"].find("lidar")
     assert int(lidar.findtext("scan/vertical/samples")) == len(rig.lidar.elevations_rad)
     assert math.degrees(float(lidar.findtext("scan/vertical/min_angle"))) == pytest.approx(spec["elevation_deg"][0])
