@@ -5,10 +5,11 @@ Bring the simulation and the bridge up first, with the robot sensors of config/g
     ros2 run ros_gz_bridge parameter_bridge --ros-args -p config_file:=<share>/config/gazebo/bridge.yaml
     ros2 launch ros_mmfusion gazebo.launch.py
 
-Other sensor names: color_topic:=, color_info_topic:=, thermal_topic:=, lidar_topic:= ...; another preset: preset:=.
+Other sensor names: color_topic:=, color_info_topic:=, thermal_topic:=, lidar_topic:= ...; replay a bag of
+`mmfusion sim --convention gazebo` instead: live:=false use_sim_time:=false bag:=DIR.
 """
 from ros_mmfusion.launcher.ros2 import preset_launch_description
 
 
 def generate_launch_description():
-    return preset_launch_description(None, {"preset": "gazebo", "live": "true", "use_sim_time": "true"})
+    return preset_launch_description("gazebo", {"live": "true", "use_sim_time": "true"})
