@@ -1,0 +1,14 @@
+"""The "realsense_ouster" preset (config/presets/realsense_ouster.yaml): RGB-thermal fusion segmentation and
+3D detection on a robot's drivers (RealSense colour, a 16-bit thermal camera, an Ouster LiDAR), boxes in base_link,
+extrinsics from TF.
+
+    ros2 launch ros_mmfusion realsense_ouster.launch.py bag:=DIR    # mmfusion sim --convention realsense_ouster
+    ros2 launch ros_mmfusion realsense_ouster.launch.py live:=true  # live drivers
+
+Arguments (use_sim_time, backend, model_package, set, live, calibration, <sensor>_topic): ros_mmfusion/launcher/ros2.py.
+"""
+from ros_mmfusion.launcher.ros2 import preset_launch_description
+
+
+def generate_launch_description():
+    return preset_launch_description("realsense_ouster")
