@@ -34,11 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the camera images as sensor_msgs/CompressedImage on <topic>/compressed, as "
                              "image_transport does: colour as jpeg (default) or png, depth (16UC1) and thermal as "
                              "16-bit png; ground truth stays raw")
+    parser.add_argument("--convention", metavar="NAME",
+                        help="record the topics, frames and image encodings as a simulator or driver publishes them "
+                             "(carla, gazebo, realsense, ...; see --list-conventions); run the bag with the "
+                             "convention's preset")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out if it holds a bag written by mmfusion sim (nothing else is ever deleted), "
                              "and an existing --preview file")
     parser.add_argument("--preview", metavar="PNG", help="also write a side-by-side preview of the middle frame")
-    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and the conventions and exit")
+    parser.add_argument("--list-conventions", action="store_true",
+                        help="list the conventions (name, preset, description) and exit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,14 +53,20 @@ def run(args: argparse.Namespace) -> int:
     from ros_mmfusion.cli.main import UserError
     from ros_mmfusion.core.errors import ConfigError
     from ros_mmfusion.core.outputs import OutputDirectory, OutputFile
+    from ros_mmfusion.core.sim.conventions import all_conventions, get_convention
     from ros_mmfusion.core.sim.recorder import is_simulated_bag
     from ros_mmfusion.core.sim.scenarios import SCENARIOS, get_scenario
     from ros_mmfusion.core.sim.simulator import parse_size
 
-    if args.list:
-        for scenario in SCENARIOS.values():
-            alias = f" (alias: {', '.join(scenario.aliases)})" if scenario.aliases else ""
-            print(f"{scenario.name}{alias}: {scenario.description}")
+    if args.list or args.list_conventions:
+        if args.list:
+            print("scenarios:")
+            for scenario in SCENARIOS.values():
+                alias = f" (alias: {', '.join(scenario.aliases)})" if scenario.aliases else ""
+                print(f"  {scenario.name}{alias}: {scenario.description}")
+            print("conventions (--convention NAME; run the bag with the named preset):")
+        for convention in all_conventions():
+            print(f"  {convention.name} (preset {convention.preset}): {convention.description}")
         return 0
     if not args.scenario:
         raise UserError(f"--scenario is required; choose one of: {', '.join(SCENARIOS)}")
@@ -67,11 +79,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         scenario = get_scenario(args.scenario)
         size = parse_size(args.size)
+        convention = get_convention(args.convention) if args.convention else None
     except ConfigError as exc:
         raise UserError(str(exc)) from None
+    if convention is not None and args.compressed:
+        raise UserError(f"--convention {convention.name} sets the image encodings; it cannot be combined with "
+                        "--compressed")
+    convention_depth = convention.encodings.get("/camera/depth/image_rect_raw") if convention is not None else None
+    if convention_depth and args.depth_encoding and args.depth_encoding != convention_depth:
+        raise UserError(f"--convention {convention.name} writes depth as {convention_depth}, not "
+                        f"--depth-encoding {args.depth_encoding}")
     if args.preview and Path(args.preview).suffix.lower() != ".png":
         raise UserError(f"--preview should name a .png file, got {args.preview}")
-    depth_encoding = args.depth_encoding or ("16UC1" if args.compressed else "32FC1")
+    depth_encoding = convention_depth or args.depth_encoding or ("16UC1" if args.compressed else "32FC1")
     if args.compressed and depth_encoding != "16UC1":
         raise UserError(f"--compressed writes depth as a 16-bit PNG of millimetres: --depth-encoding must be 16UC1, "
                         f"got {depth_encoding}")
@@ -93,12 +113,13 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"mmfusion sim: {scenario.name} seed {args.seed}, {args.frames} frames at {args.rate:g} Hz, "
           f"{size[0]}x{size[1]}, {args.beams} beams -> {out} ({args.storage}"
-          f"{f', {args.compressed} compressed camera images' if args.compressed else ''})", flush=True)
+          f"{f', {args.compressed} compressed camera images' if args.compressed else ''}"
+          f"{f', {convention.name} convention' if convention is not None else ''})", flush=True)
     try:
         with output as stage:
             summary = record(scenario.name, stage, args.frames, seed=args.seed, size=size, beams=args.beams,
                              rate=args.rate, storage=args.storage, depth_encoding=depth_encoding,
-                             progress=progress, compressed=args.compressed)
+                             progress=progress, compressed=args.compressed, convention=convention)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     except ImportError as exc:  # a broken install (open3d without libusb, say): one line, not a traceback
@@ -109,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
     for topic, count in summary.messages.items():
         print(f"  {topic:32s} {count}")
     print(f"bag: {out}\ncalibration: {out / summary.calibration.name}")
+    if convention is not None:
+        print(f"run it: mmfusion run {convention.preset} --bag {out}")
     if preview is not None:
         from ros_mmfusion.core.sim.preview import render_preview
         from ros_mmfusion.core.sim.simulator import Simulation

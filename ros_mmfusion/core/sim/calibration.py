@@ -4,6 +4,7 @@ The format and its reader are shared by every node and tool: :mod:`ros_mmfusion.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +22,18 @@ def _transform_dict(T: Transform) -> dict:
     }
 
 
-def calibration_dict(rig: Rig, topics: dict[str, str] | None = None) -> dict:
+def calibration_dict(rig: Rig, topics: dict[str, str] | None = None,
+                     frames: Callable[[str], str] | None = None) -> dict:
     """The calibration of ``rig`` as plain data; ``topics`` maps sensor names (color, depth, thermal, lidar, plus
-    ``<name>_info`` for camera infos) to topic names for the record."""
+    ``<name>_info`` for camera infos) to topic names for the record; ``frames`` renames every frame id (the base
+    frame too), as a recording in a simulator's or driver's convention names them."""
     topics = topics or {}
+    rename = frames or (lambda frame: frame)
     cameras = {}
     for sensor in rig.cameras:
         cam = sensor.camera
         entry = {
-            "frame_id": sensor.frame_id,
+            "frame_id": rename(sensor.frame_id),
             "width": cam.width,
             "height": cam.height,
             "distortion_model": cam.distortion_model,
@@ -44,7 +48,7 @@ def calibration_dict(rig: Rig, topics: dict[str, str] | None = None) -> dict:
         cameras[sensor.name] = entry
     lidar = rig.lidar
     lidar_entry = {
-        "frame_id": lidar.frame_id,
+        "frame_id": rename(lidar.frame_id),
         "beams": int(len(lidar.elevations_rad)),
         "elevations_deg": [round(float(v), 6) for v in np.degrees(lidar.elevations_rad)],
         "columns": lidar.columns,
@@ -54,16 +58,17 @@ def calibration_dict(rig: Rig, topics: dict[str, str] | None = None) -> dict:
     }
     if "lidar" in topics:
         lidar_entry["topic"] = topics["lidar"]
-    return {"format": FORMAT, "base_frame": BASE_FRAME, "platform": rig.platform, "cameras": cameras,
+    return {"format": FORMAT, "base_frame": rename(BASE_FRAME), "platform": rig.platform, "cameras": cameras,
             "lidar": lidar_entry}
 
 
-def write_calibration(path: str | Path, rig: Rig, topics: dict[str, str] | None = None) -> Path:
-    """Write ``rig``'s calibration YAML to ``path``."""
+def write_calibration(path: str | Path, rig: Rig, topics: dict[str, str] | None = None,
+                      frames: Callable[[str], str] | None = None) -> Path:
+    """Write ``rig``'s calibration YAML to ``path`` (``topics`` and ``frames`` as :func:`calibration_dict`)."""
     import yaml
 
     path = Path(path)
     text = "# Sensor calibration written by `mmfusion sim` (ros_mmfusion); see docs/world.md.\n"
-    text += yaml.safe_dump(calibration_dict(rig, topics), sort_keys=False, default_flow_style=None, width=120)
+    text += yaml.safe_dump(calibration_dict(rig, topics, frames), sort_keys=False, default_flow_style=None, width=120)
     path.write_text(text)
     return path

@@ -9,23 +9,32 @@ Messages are serialized by the rosbags typestore of :func:`ros_mmfusion.core.bag
 suite's vision_msgs and tf2_msgs), connections carry the RIHS01 type hash, and every message of frame ``k`` has the
 header stamp (and bag log time) of frame ``k``. ``/tf_static`` and ``/ground_truth/label_info`` are written once,
 before frame 0, and offered transient-local (as a latched publisher would).
+
+``record(..., convention=NAME)`` writes the same world as a simulator's bridge or a robot's drivers would publish it
+(:mod:`ros_mmfusion.core.sim.conventions`): every message goes through :func:`convention_messages` (frames renamed in
+every header, ``child_frame_id`` and transform, topic renamed or dropped, the convention's ``convert`` last), camera
+images are built in the convention's encodings (:class:`SimMessages` ``encodings``), and ``scenario.yaml`` and
+``calibration.yaml`` name the convention's topics and frames.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ros_mmfusion import __version__
 from ros_mmfusion.core import labels as L
-from ros_mmfusion.core.codec.image import encode_compressed, encode_image
+from ros_mmfusion.core.codec.image import RGB_ENCODINGS, encode_compressed, encode_image
 from ros_mmfusion.core.codec.pointcloud import encode_cloud
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.sim.calibration import write_calibration
+from ros_mmfusion.core.sim.conventions import Convention, get_convention
 from ros_mmfusion.core.sim.ego import EgoState
 from ros_mmfusion.core.sim.simulator import SimFrame, Simulation
 
@@ -56,6 +65,13 @@ TOPICS: dict[str, tuple[str, str]] = {
 STATIC_TOPICS = ("/tf_static", "/ground_truth/label_info")
 #: The camera image topics, which ``compressed`` recordings write as CompressedImage on ``<topic>/compressed``.
 CAMERA_IMAGE_TOPICS = ("/camera/color/image_raw", "/camera/depth/image_rect_raw", "/thermal/image_raw")
+#: The encodings each camera image can be written in (the first is the suite's own; depth: 32FC1 metres or 16UC1
+#: millimetres, see :func:`depth_image`; thermal: centikelvin either way, mono16 and 16UC1 differ only in name).
+IMAGE_ENCODINGS: dict[str, tuple[str, ...]] = {
+    "/camera/color/image_raw": RGB_ENCODINGS,
+    "/camera/depth/image_rect_raw": ("32FC1", "16UC1"),
+    "/thermal/image_raw": ("mono16", "16UC1"),
+}
 COLOUR_CODECS = ("jpeg", "png")
 """Codecs of the colour image in a compressed recording (depth and thermal are always 16-bit PNG)."""
 
@@ -108,6 +124,56 @@ def depth_image(depth_m: np.ndarray, encoding: str) -> np.ndarray:
     raise ConfigError(f"depth encoding must be 32FC1 or 16UC1, got {encoding!r}")
 
 
+def colour_image(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    """The ``(H, W, 3)`` uint8 RGB image ``rgb`` in ``encoding``: rgb8, bgr8, or rgba8/bgra8 with opaque alpha."""
+    if encoding not in RGB_ENCODINGS:
+        raise ConfigError(f"colour encoding must be one of {', '.join(RGB_ENCODINGS)}, got {encoding!r}")
+    channels = rgb if encoding.startswith("rgb") else rgb[:, :, ::-1]
+    if encoding.endswith("a8"):
+        channels = np.concatenate([channels, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    return np.ascontiguousarray(channels)
+
+
+def check_encodings(encodings: Mapping[str, str]) -> None:
+    """ConfigError unless every entry maps a camera image topic of :data:`IMAGE_ENCODINGS` to one of its encodings."""
+    for topic, encoding in encodings.items():
+        if topic not in IMAGE_ENCODINGS:
+            raise ConfigError(f"{topic} is not a camera image topic; encodings apply to {', '.join(IMAGE_ENCODINGS)}")
+        if encoding not in IMAGE_ENCODINGS[topic]:
+            raise ConfigError(f"{topic} can be written as {', '.join(IMAGE_ENCODINGS[topic])}, not {encoding!r}")
+
+
+def rename_frames(message: Any, rename: Callable[[str], str]) -> Any:
+    """``message`` (a rosbags message object) with every ``frame_id`` and ``child_frame_id`` in it, at any depth
+    (headers, transforms, detections), replaced by ``rename(frame)``; changed in place, and returned."""
+    for f in dataclasses.fields(message):
+        value = getattr(message, f.name)
+        if f.name in ("frame_id", "child_frame_id") and isinstance(value, str):
+            setattr(message, f.name, rename(value))
+        elif dataclasses.is_dataclass(value):
+            rename_frames(value, rename)
+        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            for item in value:
+                rename_frames(item, rename)
+    return message
+
+
+def convention_messages(convention: Convention | None, topic: str, message: Any,
+                        messages: SimMessages) -> list[tuple[str, Any]]:
+    """The (topic, message) pairs the suite's ``topic`` and ``message`` are recorded as in ``convention`` (None: the
+    suite's own layout, the pair itself): nothing when the convention drops the topic; otherwise the message with
+    its frames renamed, on the convention's topic, or what the convention's ``convert`` makes of it."""
+    if convention is None:
+        return [(topic, message)]
+    target = convention.topic(topic)
+    if target is None:
+        return []
+    rename_frames(message, convention.frame)
+    if convention.convert is None:
+        return [(target, message)]
+    return list(convention.convert(topic, message, messages))
+
+
 def is_simulated_bag(path: Path) -> bool:
     marker = path / "scenario.yaml"
     if not marker.is_file() or not (path / "metadata.yaml").is_file():
@@ -148,10 +214,21 @@ class SimMessages:
     """Builds the rosbags message objects of one simulation (the recorder writes them to bags, the simulated-robot
     node publishes them serialized)."""
 
-    def __init__(self, sim: Simulation, depth_encoding: str, compressed: str | None = None) -> None:
+    def __init__(self, sim: Simulation, depth_encoding: str, compressed: str | None = None,
+                 encodings: Mapping[str, str] | None = None) -> None:
+        """``encodings`` (suite camera image topic -> encoding, :data:`IMAGE_ENCODINGS`) overrides rgb8 colour,
+        ``depth_encoding`` and mono16 thermal for raw images."""
         from ros_mmfusion.core.bagio import typestore
 
+        encodings = dict(encodings or {})
+        check_encodings(encodings)
+        if encodings and compressed is not None:
+            raise ConfigError("image encodings apply to raw images; a compressed recording has its own (see "
+                              "topic_table)")
+        depth_encoding = encodings.get("/camera/depth/image_rect_raw", depth_encoding)
         self.sim, self.depth_encoding, self.compressed = sim, depth_encoding, compressed
+        self.colour_encoding = encodings.get("/camera/color/image_raw", "rgb8")
+        self.thermal_encoding = encodings.get("/thermal/image_raw", "mono16")
         self.topics = topic_table(compressed)  # topic -> (message type, description)
         self.store = typestore()
         self.T = self.store.types
@@ -266,13 +343,15 @@ class SimMessages:
             return self.cloud(s, lidar_frame, gt)
 
         builders: list[tuple[str, Callable[[], object]]] = [
-            ("/camera/color/image_raw", lambda: self.camera_image(s, rig.color.frame_id, cam.rgb, "rgb8")),
+            ("/camera/color/image_raw", lambda: self.camera_image(
+                s, rig.color.frame_id, colour_image(cam.rgb, self.colour_encoding), self.colour_encoding)),
             ("/camera/color/camera_info", lambda: self.camera_info(s, rig.color)),
             ("/camera/depth/image_rect_raw", lambda: self.camera_image(s, rig.depth.frame_id,
                                                                        depth_image(cam.depth, self.depth_encoding),
                                                                        self.depth_encoding)),
             ("/camera/depth/camera_info", lambda: self.camera_info(s, rig.depth)),
-            ("/thermal/image_raw", lambda: self.camera_image(s, rig.thermal.frame_id, cam.thermal, "mono16")),
+            ("/thermal/image_raw", lambda: self.camera_image(s, rig.thermal.frame_id, cam.thermal,
+                                                             self.thermal_encoding)),
             ("/thermal/camera_info", lambda: self.camera_info(s, rig.thermal)),
             ("/lidar/points", lambda: self.cloud(s, lidar_frame, frame.lidar.points)),
             ("/odom", lambda: self.odometry(s, frame.ego)),
@@ -303,9 +382,12 @@ def _qos(transient_local: bool):
 
 
 def _scenario_yaml(sim: Simulation, frames: int, storage: str, depth_encoding: str,
-                   compressed: str | None = None) -> str:
+                   compressed: str | None = None, convention: Convention | None = None,
+                   topics: Mapping[str, tuple[str, str]] | None = None) -> str:
+    """The text of ``scenario.yaml``; ``topics`` (topic -> (type, description)) defaults to the suite's table."""
     import yaml
 
+    rename = convention.frame if convention is not None else (lambda frame: frame)
     data = {
         "generator": GENERATOR,
         "version": __version__,
@@ -319,29 +401,46 @@ def _scenario_yaml(sim: Simulation, frames: int, storage: str, depth_encoding: s
         "storage": storage,
         "depth_encoding": depth_encoding,
         **({"compressed": compressed} if compressed is not None else {}),
+        **({"convention": convention.name} if convention is not None else {}),
         "start_stamp_ns": sim.start_stamp_ns,
-        "frame_ids": {"odom": ODOM_FRAME, "base": BASE_FRAME, "lidar": sim.rig.lidar.frame_id,
-                       **{f"camera_{c.name}": c.frame_id for c in sim.rig.cameras}},
+        "frame_ids": {key: rename(frame) for key, frame in (
+            ("odom", ODOM_FRAME), ("base", BASE_FRAME), ("lidar", sim.rig.lidar.frame_id),
+            *((f"camera_{c.name}", c.frame_id) for c in sim.rig.cameras))},
         "topics": {topic: {"type": msgtype, "description": text}
-                   for topic, (msgtype, text) in topic_table(compressed).items()},
+                   for topic, (msgtype, text) in (topics or topic_table(compressed)).items()},
         "labels": [{"id": lb.id, "name": lb.name, "color": list(lb.color), "thing": lb.is_thing} for lb in L.LABELS],
     }
     return "# Written by `mmfusion sim` (ros_mmfusion); see docs/world.md.\n" + yaml.safe_dump(
         data, sort_keys=False, default_flow_style=None, width=120)
 
 
+def convention_table(convention: Convention) -> dict[str, tuple[str, str]]:
+    """The topic table (topic -> (message type, description)) of a recording in ``convention``, before its
+    ``convert`` adds or retypes topics: the suite's topics renamed, the dropped ones left out."""
+    table = {}
+    for topic, (msgtype, text) in TOPICS.items():
+        target = convention.topic(topic)
+        if target is not None:
+            encoding = convention.encodings.get(topic)
+            table[target] = (msgtype, convention.descriptions.get(topic) or (
+                f"{text}; written as {encoding}" if encoding else text) + f" (the suite's {topic})")
+    return table
+
+
 def record(scenario: str, out: str | Path, frames: int, *, seed: int = 0, size: tuple[int, int] = (640, 480),
            beams: int = 32, rate: float = 10.0, storage: str = "mcap", depth_encoding: str = "32FC1",
            overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
-           compressed: str | None = None) -> RecordSummary:
+           compressed: str | None = None, convention: str | Convention | None = None) -> RecordSummary:
     """Simulate ``frames`` frames of ``scenario`` and write them as a rosbag2 directory ``out``.
 
     ``storage`` is "mcap" or "sqlite3"; ``depth_encoding`` "32FC1" (metres) or "16UC1" (millimetres).
     ``compressed`` ("jpeg" or "png", the colour codec) writes the camera images as sensor_msgs/CompressedImage on
     ``<topic>/compressed`` instead of Image on ``<topic>`` (:func:`topic_table`): depth and thermal as lossless 16-bit
-    PNG, so depth must be 16UC1; the ground truth stays raw. ``out`` must
-    not exist, be empty, or (with ``overwrite``) be a bag this function wrote. ``progress(done, total)`` is called
-    after every frame. Raises ConfigError for bad arguments.
+    PNG, so depth must be 16UC1; the ground truth stays raw. ``convention`` (a name of
+    :mod:`ros_mmfusion.core.sim.conventions`, or a Convention) records the topics, frames and image encodings as that
+    simulator or driver publishes them (its depth encoding replaces ``depth_encoding``); it cannot be combined with
+    ``compressed``. ``out`` must not exist, be empty, or (with ``overwrite``) be a bag this function wrote.
+    ``progress(done, total)`` is called after every frame. Raises ConfigError for bad arguments.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -350,8 +449,16 @@ def record(scenario: str, out: str | Path, frames: int, *, seed: int = 0, size: 
     plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
     if storage not in plugins:
         raise ConfigError(f"storage must be mcap or sqlite3, got {storage!r}")
+    if isinstance(convention, str):
+        convention = get_convention(convention)
+    if convention is not None:
+        if compressed is not None:
+            raise ConfigError(f"convention {convention.name!r} sets the image encodings; it cannot be combined with "
+                              "compressed images")
+        check_encodings(convention.encodings)
+        depth_encoding = convention.encodings.get("/camera/depth/image_rect_raw", depth_encoding)
     depth_image(np.zeros((1, 1), np.float32), depth_encoding)  # validates the encoding
-    topics = topic_table(compressed)  # validates the codec
+    topics = topic_table(compressed) if convention is None else convention_table(convention)  # validates the codec
     if compressed is not None and depth_encoding != "16UC1":
         raise ConfigError(f"compressed depth is a 16-bit PNG of millimetres: depth encoding must be 16UC1, "
                           f"got {depth_encoding!r}")
@@ -359,23 +466,37 @@ def record(scenario: str, out: str | Path, frames: int, *, seed: int = 0, size: 
     out = Path(out)
     prepare_output(out, overwrite)
     started = time.perf_counter()
-    msgs = SimMessages(sim, depth_encoding, compressed)
+    msgs = SimMessages(sim, depth_encoding, compressed, convention.encodings if convention is not None else None)
     store = msgs.store
-    counts = {topic: 0 for topic in topics}
     writer = Writer(out, version=9, storage_plugin=plugins[storage])
     writer.open()
     # The marker first: an interrupted recording is still recognisably ours, so --overwrite can replace it.
-    (out / "scenario.yaml").write_text(_scenario_yaml(sim, frames, storage, depth_encoding, compressed))
+    scenario_file = out / "scenario.yaml"
+    scenario_file.write_text(_scenario_yaml(sim, frames, storage, depth_encoding, compressed, convention, topics))
+    static = {convention.topic(t) if convention is not None else t for t in STATIC_TOPICS}
+    # the suite's layout declares every topic up front; a convention's as written (its convert may add or retype)
+    written: dict[str, tuple[str, str]] = dict(topics) if convention is None else {}
+    counts = {topic: 0 for topic in written}
     try:
-        conns = {
-            topic: writer.add_connection(topic, msgtype, typestore=store,
-                                         offered_qos_profiles=[_qos(topic in STATIC_TOPICS)])
-            for topic, (msgtype, _) in topics.items()
-        }
+        conns = {topic: writer.add_connection(topic, msgtype, typestore=store,
+                                              offered_qos_profiles=[_qos(topic in static)])
+                 for topic, (msgtype, _) in written.items()}
 
-        def write(topic: str, message, stamp_ns: int) -> None:
-            writer.write(conns[topic], stamp_ns, store.serialize_cdr(message, topics[topic][0]))
-            counts[topic] += 1
+        def write(suite_topic: str, message, stamp_ns: int) -> None:
+            for topic, converted in convention_messages(convention, suite_topic, message, msgs):
+                msgtype = converted.__msgtype__
+                if topic not in conns:
+                    known = topics.get(topic)
+                    written[topic] = (msgtype, known[1] if known is not None and known[0] == msgtype else
+                                      f"written by the {convention.name} convention from the suite's {suite_topic}")
+                    conns[topic] = writer.add_connection(topic, msgtype, typestore=store,
+                                                         offered_qos_profiles=[_qos(topic in static)])
+                    counts[topic] = 0
+                elif conns[topic].msgtype != msgtype:
+                    raise ConfigError(f"convention {convention.name!r} writes both {conns[topic].msgtype} and "
+                                      f"{msgtype} on {topic}")
+                writer.write(conns[topic], stamp_ns, store.serialize_cdr(converted, msgtype))
+                counts[topic] += 1
 
         t0 = sim.stamp_ns(0)
         write("/tf_static", msgs.tf_static(t0), t0)
@@ -388,12 +509,20 @@ def record(scenario: str, out: str | Path, frames: int, *, seed: int = 0, size: 
                 progress(index + 1, frames)
     finally:
         writer.close()
-    calibration = write_calibration(out / "calibration.yaml", sim.rig, {
+    if convention is not None:  # the table as written
+        scenario_file.write_text(_scenario_yaml(sim, frames, storage, depth_encoding, compressed, convention,
+                                                written))
+    calibration_topics = {
         **{name: f"{prefix}/{'image_rect_raw' if name == 'depth' else 'image_raw'}"
            for name, prefix in _CAMERA_TOPICS.items()},
         **{f"{name}_info": f"{prefix}/camera_info" for name, prefix in _CAMERA_TOPICS.items()},
         "lidar": "/lidar/points",
-    })
+    }
+    if convention is not None:
+        calibration_topics = {name: convention.topic(topic) for name, topic in calibration_topics.items()
+                              if convention.topic(topic) is not None}
+    calibration = write_calibration(out / "calibration.yaml", sim.rig, calibration_topics,
+                                    frames=convention.frame if convention is not None else None)
     size_bytes = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
     return RecordSummary(out, calibration, sim.scenario.name, frames, counts, time.perf_counter() - started,
                          size_bytes)

@@ -20,8 +20,10 @@ from typing import Any
 from ros_mmfusion.core.errors import ConfigError
 
 #: ``convert(topic, message, messages)``: the (topic, message) pairs to record for the suite's ``topic`` and its
-#: rosbags ``message`` (already renamed and re-encoded by the tables), ``messages`` the recorder's message builder
-#: (``core.sim.recorder.SimMessages``, for ``new``/``header``/``image``/``cloud``); return ``[]`` to drop it.
+#: rosbags ``message`` (frames already renamed, images already in the convention's encodings; called only for topics
+#: the table keeps), ``messages`` the recorder's message builder (``core.sim.recorder.SimMessages``, for
+#: ``new``/``header``/``image``/``cloud``); return the pairs on the convention's topics (``convention.topic(topic)``
+#: for the message as is), ``[]`` to drop it. A topic it adds or retypes is declared in the bag as it is first written.
 Convert = Callable[[str, Any, Any], list[tuple[str, Any]]]
 
 
@@ -39,6 +41,9 @@ class Convention:
     """Suite frame id -> this convention's frame id; a frame not listed keeps its name."""
     encodings: Mapping[str, str] = field(default_factory=dict)
     """Suite image topic -> the encoding it is written in (``bgra8``, ``32FC1``, ``16UC1``, ``mono16`` ...)."""
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+    """Suite topic -> what it holds in this convention, for ``scenario.yaml``'s topic table (default: the suite's
+    description, with the encoding)."""
     convert: Convert | None = None
     """Anything the tables cannot say (see :data:`Convert`); None: the tables are all."""
 
@@ -47,6 +52,7 @@ class Convention:
         return self.topics.get(suite_topic, suite_topic)
 
     def frame(self, suite_frame: str) -> str:
+        """The frame id ``suite_frame`` is named in this convention."""
         return self.frames.get(suite_frame, suite_frame)
 
 
@@ -68,6 +74,12 @@ def get_convention(name: str) -> Convention:
         return CONVENTIONS[name]
     except KeyError:
         raise ConfigError(f"unknown convention {name!r}; expected one of: {', '.join(sorted(CONVENTIONS))}") from None
+
+
+def all_conventions() -> list[Convention]:
+    """Every convention, sorted by name."""
+    _load_all()
+    return [CONVENTIONS[name] for name in sorted(CONVENTIONS)]
 
 
 def _load_all() -> None:
