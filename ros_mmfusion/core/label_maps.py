@@ -47,6 +47,9 @@ class LabelMap:
     source: str
     classes: tuple[ForeignClass, ...]
     write: dict[str, int]
+    semantic_topic: str = ""
+    """Where this label set's semantic camera is usually published (``mmfusion eval --label-map``'s default
+    ground-truth topic); empty: none."""
 
     def __post_init__(self) -> None:
         ids = [c.id for c in self.classes]
@@ -151,7 +154,7 @@ def _carla() -> LabelMap:
     return LabelMap("carla", "CARLA 0.9.14+ (tags 0..28)",
                     "CARLA Docs/ref_sensors.md, Semantic segmentation camera (tags changed from 0.9.13 to 0.9.14); "
                     "carla-ros-bridge camera.py publishes them CityScapesPalette-converted as bgra8",
-                    classes, write)
+                    classes, write, semantic_topic="/carla/ego_vehicle/semantic_segmentation_front/image")
 
 
 CARLA = _carla()
