@@ -11,8 +11,9 @@ What the bridge does, and what this convention writes (docs/simulators.md lists 
   transforms are rotated into the optical convention (z forward, x right, y down), so the suite's optical frames map
   one to one; the LiDAR frame is x forward, y left, z up (the bridge negates CARLA's left-handed y).
 * Sensor transforms are on ``/tf``, not ``/tf_static``: in synchronous mode each sensor publishes
-  ``<role>`` -> ``<role>/<sensor>`` (its mounting) with every measurement, so each sensor's image or cloud here is
-  preceded by its transform at the same stamp; the vehicle's ``map`` -> ``ego_vehicle`` comes with the odometry.
+  ``<role>`` -> ``<role>/<sensor>`` (its mounting) with every measurement; all sensors measure at each tick, so here
+  one ``/tf`` with every sensor's mounting, stamped with the frame, opens each frame (before the colour image); the
+  vehicle's ``map`` -> ``ego_vehicle`` comes with the odometry.
 * Colour is ``bgra8``; depth ``32FC1`` metres (CARLA's depth reaches 1000 m, the far plane, where the suite's depth
   is invalid: NaN becomes 1000); the semantic camera is a ``bgra8`` image in CARLA's CityScapes palette
   (:data:`ros_mmfusion.core.label_maps.CARLA`, written from the suite's ground truth); the LiDAR cloud is
@@ -76,23 +77,23 @@ TOPICS: dict[str, str | None] = {
     "/ground_truth/instance": None,
 }
 
-_SENSOR_OF_TOPIC = {  # suite topic -> (rig sensor attribute, CARLA child frame) whose /tf precedes the message
-    "/camera/color/image_raw": ("color", f"{ROLE}/{RGB}"),
-    "/camera/depth/image_rect_raw": ("depth", f"{ROLE}/{DEPTH}"),
-    "/lidar/points": ("lidar", f"{ROLE}/{LIDAR}"),
-    "/ground_truth/semantic": ("color", SEMANTIC_FRAME),
-}
+SENSOR_FRAMES = (  # (rig sensor attribute, CARLA frame) of every sensor whose mounting is on /tf
+    ("color", f"{ROLE}/{RGB}"), ("depth", f"{ROLE}/{DEPTH}"), ("lidar", f"{ROLE}/{LIDAR}"), ("color", SEMANTIC_FRAME))
+FIRST_OF_FRAME = "/camera/color/image_raw"
+"""The suite topic the recorder writes first in every frame: the sensors' /tf goes just before it."""
 
 
 def _stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def _sensor_tf(messages: Any, stamp_ns: int, sensor: str, child: str) -> Any:
-    """``/tf`` of one sensor's mounting at ``stamp_ns``: ``ego_vehicle`` -> ``child`` (what the bridge publishes
-    with each measurement in synchronous mode)."""
-    mount = getattr(messages.sim.rig, sensor).T_base_sensor
-    return messages.new("tf2_msgs/msg/TFMessage", transforms=[messages.transform_stamped(stamp_ns, ROLE, child, mount)])
+def _sensor_tf(messages: Any, stamp_ns: int) -> Any:
+    """``/tf`` of every sensor's mounting at ``stamp_ns``: ``ego_vehicle`` -> ``ego_vehicle/<sensor>`` (what the
+    bridge publishes with each measurement in synchronous mode)."""
+    rig = messages.sim.rig
+    return messages.new("tf2_msgs/msg/TFMessage", transforms=[
+        messages.transform_stamped(stamp_ns, ROLE, child, getattr(rig, sensor).T_base_sensor)
+        for sensor, child in SENSOR_FRAMES])
 
 
 def _pixels(message: Any) -> np.ndarray:
@@ -146,9 +147,8 @@ def convert(topic: str, message: Any, messages: Any) -> list[tuple[str, Any]]:
         clock = messages.new("rosgraph_msgs/msg/Clock", clock=message.transforms[0].header.stamp)
         return [("/clock", clock), ("/tf", message)]
     pairs: list[tuple[str, Any]] = []
-    if topic in _SENSOR_OF_TOPIC:
-        sensor, child = _SENSOR_OF_TOPIC[topic]
-        pairs.append(("/tf", _sensor_tf(messages, _stamp_ns(message.header), sensor, child)))
+    if topic == FIRST_OF_FRAME:
+        pairs.append(("/tf", _sensor_tf(messages, _stamp_ns(message.header))))
     if topic == "/ground_truth/semantic":
         return pairs + _semantic(message, messages)
     if topic == "/camera/depth/image_rect_raw":
