@@ -1,10 +1,14 @@
-"""A preset on a Gazebo simulation: inputs from ros_gz_bridge, simulated time (/clock bridged too). Bridge the
-simulated sensors onto the suite's topic names, or name yours with color_topic:=, lidar_topic:=, ... arguments.
+"""The gazebo preset on a Gazebo (Harmonic) simulation: inputs from ros_gz_bridge, simulated time (/clock bridged too).
+Bring the simulation and the bridge up first, with the robot sensors of config/gazebo/robot_sensors.sdf (model
+"robot") and the bridge of config/gazebo/bridge.yaml:
 
-    ros2 launch ros_mmfusion gazebo.launch.py preset:=navigation topomap:=MAP
+    ros2 run ros_gz_bridge parameter_bridge --ros-args -p config_file:=<share>/config/gazebo/bridge.yaml
+    ros2 launch ros_mmfusion gazebo.launch.py
+
+Other sensor names: color_topic:=, color_info_topic:=, thermal_topic:=, lidar_topic:= ...; another preset: preset:=.
 """
 from ros_mmfusion.launcher.ros2 import preset_launch_description
 
 
 def generate_launch_description():
-    return preset_launch_description(None, {"preset": "navigation", "live": "true", "use_sim_time": "true"})
+    return preset_launch_description(None, {"preset": "gazebo", "live": "true", "use_sim_time": "true"})
