@@ -1,19 +1,16 @@
-"""A preset on the CARLA simulator through carla-ros-bridge: its sensor topics are
-/carla/<vehicle role name>/<sensor role name>[/image|/camera_info]; the defaults assume an ego vehicle "ego_vehicle"
-with an RGB camera "rgb_front" and a LiDAR "lidar" (set them to your objects definition). Simulated time (/clock).
+"""The ``carla`` preset on a live CARLA simulator through carla-ros-bridge: the bag player is dropped (``live``) and
+every node runs on simulated time (the bridge publishes ``/clock``). The preset's topics are the bridge's for an ego
+vehicle "ego_vehicle" with the sensors rgb_front, depth_front and lidar (carla-ros-bridge's example objects.json role
+names; docs/simulators.md); the extrinsics come from the bridge's /tf. Other role names: edit the remappings of
+config/presets/carla.yaml (the topic arguments rename the synthetic bag's topics, which this preset does not use).
 
-    ros2 launch ros_mmfusion carla.launch.py preset:=detection calibration:=/path/to/carla_rig/calibration.yaml
+    ros2 launch ros_mmfusion carla.launch.py
 """
 from ros_mmfusion.launcher.ros2 import preset_launch_description
 
 
 def generate_launch_description():
-    return preset_launch_description(None, {
-        "preset": "detection",
+    return preset_launch_description("carla", {
         "live": "true",
         "use_sim_time": "true",
-        "color_topic": "/carla/ego_vehicle/rgb_front/image",
-        "color_info_topic": "/carla/ego_vehicle/rgb_front/camera_info",
-        "lidar_topic": "/carla/ego_vehicle/lidar",
-        "odom_topic": "/carla/ego_vehicle/odometry",
     })

@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-index", type=int, default=None,
                         help="ground-truth class id left out of the metrics (default: the label set's 'unlabeled', "
                              "0; -1 for none)")
+    parser.add_argument("--ground-truth-semantic", default=None, metavar="TOPIC",
+                        help="segmentation ground-truth image topic (default: /ground_truth/semantic, mono8 class ids; "
+                             "with --label-map, that label set's semantic camera)")
+    parser.add_argument("--label-map", default=None, metavar="NAME",
+                        help="read the ground-truth topic as this label set's palette image, mapped onto the suite's "
+                             "classes (carla: CARLA 0.9.14+ CityScapes-palette semantic camera, default topic "
+                             "/carla/ego_vehicle/semantic_segmentation_front/image; docs/simulators.md)")
     parser.add_argument("--iou-thresholds", default="0.5,0.7",
                         help="3D detection: comma-separated IoU thresholds for BEV and 3D AP")
     parser.add_argument("--ap-interpolation", choices=("r40", "all"), default="r40",
@@ -86,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         ignore_index=args.ignore_index, iou_thresholds=_floats(args.iou_thresholds, "--iou-thresholds"),
         ap_interpolation=args.ap_interpolation, detection_classes=args.detection_classes,
         detection_min_points=args.detection_min_points, no_record=args.no_record,
+        ground_truth_semantic=args.ground_truth_semantic, label_map=args.label_map,
         arguments=presets.parse_arguments(args.arg), overrides=presets.parse_set(args.set))
     bag = Path(args.bag)
     writes = REPORT_FILES if args.no_record else (*REPORT_FILES, OUTPUTS_BAG)

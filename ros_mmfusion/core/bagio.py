@@ -4,7 +4,7 @@ and header-stamp rewriting on serialized CDR (so a replay can be re-timed withou
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -57,6 +57,22 @@ def read_header_stamp(data: bytes | memoryview) -> int:
     """Header stamp (ns) of a serialized message whose first field is a Header."""
     sec, nanosec = struct.unpack_from(_endian(data) + "iI", data, 4)
     return sec * NS_PER_S + nanosec
+
+
+TF_MESSAGE_TYPE = "tf2_msgs/msg/TFMessage"
+
+
+def restamp_transforms(data: bytes, new_stamp: Callable[[int], int]) -> bytes:
+    """A copy of a serialized ``tf2_msgs/TFMessage`` with every transform's header stamp ``s`` (ns) set to
+    ``new_stamp(s)``: a TFMessage has no header of its own, so :func:`restamp` cannot shift it, yet its stamps must
+    move with the data they belong to (a sensor's mounting published with each measurement, odom -> base_link)."""
+    store = typestore()
+    message = store.deserialize_cdr(data, TF_MESSAGE_TYPE)
+    for transform in message.transforms:
+        stamp = transform.header.stamp
+        sec, nanosec = divmod(int(new_stamp(int(stamp.sec) * NS_PER_S + int(stamp.nanosec))), NS_PER_S)
+        stamp.sec, stamp.nanosec = sec, nanosec
+    return bytes(store.serialize_cdr(message, TF_MESSAGE_TYPE))
 
 
 def restamp(data: bytes, stamp_ns: int) -> bytes:

@@ -40,7 +40,10 @@ class EvaluationSettings:
     """How one evaluation runs (the options of ``mmfusion eval``): ``preset`` name, playback ``rate``, one process per
     node (``processes``, the player waiting ``startup`` seconds for them), ``ignore_index`` (None: the label set's
     ``unlabeled``; -1: none), detection IoU thresholds, AP interpolation (r40 | all) and ``detection_classes``
-    (comma-separated names), and ``no_record`` (no outputs bag)."""
+    (comma-separated names), ``no_record`` (no outputs bag), and where the segmentation ground truth is:
+    ``ground_truth_semantic`` (topic; default ``/ground_truth/semantic``, or the label map's semantic camera) and
+    ``label_map`` (a :mod:`ros_mmfusion.core.label_maps` name: the topic holds that set's palette colours, read as
+    suite class ids; none: mono8 suite ids)."""
 
     preset: str = "segmentation"
     rate: float = 1.0
@@ -52,6 +55,8 @@ class EvaluationSettings:
     detection_classes: str = ",".join(DEFAULT_DETECTION_CLASSES)
     detection_min_points: int = 0  # > 0: also score ground truth with fewer LiDAR returns as ignored
     no_record: bool = False
+    ground_truth_semantic: str | None = None  # the ground-truth semantic image topic; None: /ground_truth/semantic
+    label_map: str | None = None  # core.label_maps name: the ground truth is that label set's palette image
     arguments: dict[str, str] = field(default_factory=dict)  # the preset's $(arg NAME) values, besides ``bag``
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # node name -> parameter overrides
 
@@ -198,7 +203,8 @@ class _Plan:
 
 
 def _plan(args: EvaluationSettings, facts: BagFacts, preset: Any, evaluated: list[Evaluated], *, names: list[str],
-          ignore: int | None, det_classes: tuple[str, ...], iou_thresholds: tuple[float, ...]) -> _Plan:
+          ignore: int | None, det_classes: tuple[str, ...], iou_thresholds: tuple[float, ...],
+          semantic_topic: str = GT_SEMANTIC, label_map: Any = None) -> _Plan:
     """The topics to tap with their types and the accumulators fed from them (``_add_accumulators``); notes on what
     cannot be evaluated."""
     from diagnostic_msgs.msg import DiagnosticArray
@@ -212,8 +218,8 @@ def _plan(args: EvaluationSettings, facts: BagFacts, preset: Any, evaluated: lis
     notes: list[str] = []
     outputs: dict[str, type] = {}
     expected: dict[str, int] = {}
-    session = EvaluationSession()
-    feed = EvaluationFeed(session)
+    session = EvaluationSession(semantic_topic=semantic_topic)
+    feed = EvaluationFeed(session, label_map=label_map)
     main_inputs: set[str] = set()
     for launch, ev in evaluated:
         main = input_topic(ev.main_input, launch.remappings, facts.topics)
@@ -237,7 +243,9 @@ def _plan(args: EvaluationSettings, facts: BagFacts, preset: Any, evaluated: lis
 
     odom_topic = _add_accumulators(args, facts, preset, evaluated, outputs, feed, notes, names=names, ignore=ignore,
                                    det_classes=det_classes, iou_thresholds=iou_thresholds)
-    ground_truth = {GT_SEMANTIC, GT_BOXES, RGB_TOPIC, DIAGNOSTICS} | ({odom_topic} if odom_topic is not None else set())
+    ground_truth = {feed.session.semantic_topic, GT_BOXES, DIAGNOSTICS}
+    ground_truth |= {odom_topic} if odom_topic is not None else set()
+    ground_truth |= {feed.rgb_topic} if feed.rgb_topic else set()
     ground_truth |= {feed.cloud_topic} if feed.cloud_topic else set()  # a replayed input, not an output
     return _Plan(outputs, expected, {t: facts.counts.get(t, 0) for t in sorted(main_inputs)}, workers,
                  {t for t in outputs if t not in ground_truth}, session, feed, notes)
@@ -253,17 +261,21 @@ def _add_accumulators(args: EvaluationSettings, facts: BagFacts, preset: Any, ev
     from std_msgs.msg import Int32
     from vision_msgs.msg import Detection3DArray
 
-    if feed.labels_topics and GT_SEMANTIC in facts.topics:
+    gt_semantic = feed.session.semantic_topic
+    if feed.labels_topics and gt_semantic in facts.topics:
         from ros_mmfusion.core.segmentation.metrics import SegmentationAccumulator
 
-        outputs[GT_SEMANTIC] = Image
+        outputs[gt_semantic] = Image
         feed.session.segmentation = SegmentationAccumulator(len(names), ignore,
-                                                            sample_after=facts.counts.get(GT_SEMANTIC, 0) // 2)
-        if RGB_TOPIC in facts.topics:
-            outputs[RGB_TOPIC] = Image
-            feed.rgb_topic = RGB_TOPIC
+                                                            sample_after=facts.counts.get(gt_semantic, 0) // 2)
+        # the camera image beside the sample frame: the synthetic bag's, else the segmentation node's RGB input
+        rgb_inputs = [RGB_TOPIC] + [resolve_topic("rgb/image", launch.remappings) for launch, ev in evaluated
+                                    if ev.labels and "rgb/image" in ev.inputs]
+        feed.rgb_topic = next((t for t in rgb_inputs if t in facts.topics), None)
+        if feed.rgb_topic is not None:
+            outputs[feed.rgb_topic] = Image
     elif feed.labels_topics:
-        notes.append(f"segmentation metrics skipped: the bag has no {GT_SEMANTIC}")
+        notes.append(f"segmentation metrics skipped: the bag has no {gt_semantic}")
     else:
         notes.append("segmentation metrics skipped: the preset has no segmentation node")
 
@@ -304,6 +316,8 @@ class Evaluation:
     names: list[str]  # the label set's class names
     ignore: int | None  # the ground-truth class left out of the segmentation metrics
     det_classes: tuple[str, ...]
+    semantic_topic: str = GT_SEMANTIC  # the ground-truth semantic image topic
+    label_map: Any = None  # core.label_maps.LabelMap of that topic's palette, or None (mono8 suite ids)
 
 
 @dataclass
@@ -335,7 +349,16 @@ def prepare(settings: EvaluationSettings, bag: str | Path) -> Evaluation:
     ignore = None if ignore < 0 else ignore
     if ignore is not None and ignore >= len(names):
         raise ConfigError(f"--ignore-index must be below {len(names)} (or -1 for none), got {ignore}")
-    return Evaluation(settings, bag, facts, preset, evaluated, names, ignore, det_classes)
+    label_map = None
+    if settings.label_map:
+        from ros_mmfusion.core.label_maps import get_label_map
+
+        label_map = get_label_map(settings.label_map)
+    semantic_topic = settings.ground_truth_semantic or (label_map.semantic_topic if label_map is not None
+                                                         and label_map.semantic_topic else GT_SEMANTIC)
+    if not semantic_topic.startswith("/"):
+        raise ConfigError(f"--ground-truth-semantic must be an absolute topic name, got {semantic_topic!r}")
+    return Evaluation(settings, bag, facts, preset, evaluated, names, ignore, det_classes, semantic_topic, label_map)
 
 
 def evaluate(evaluation: Evaluation, out: Path | None = None, final: Path | None = None, *,
@@ -349,7 +372,8 @@ def evaluate(evaluation: Evaluation, out: Path | None = None, final: Path | None
 
     args, bag, facts, preset = evaluation.settings, evaluation.bag, evaluation.facts, evaluation.preset
     plan = _plan(args, facts, preset, evaluation.evaluated, names=evaluation.names, ignore=evaluation.ignore,
-                 det_classes=evaluation.det_classes, iou_thresholds=args.iou_thresholds)
+                 det_classes=evaluation.det_classes, iou_thresholds=args.iou_thresholds,
+                 semantic_topic=evaluation.semantic_topic, label_map=evaluation.label_map)
     for topic, msg_type in (extra_topics or {}).items():
         plan.outputs.setdefault(topic, msg_type)
     if args.no_record:
@@ -366,8 +390,26 @@ def evaluate(evaluation: Evaluation, out: Path | None = None, final: Path | None
                        "outputs_recorded": 0 if recorder is None else recorder.count},
                "models": plan.session.model_section([f"/{name}" for name in plan.workers], plan.notes),
                **metrics, "notes": plan.notes}
+    if plan.session.segmentation is not None:
+        metrics["run"]["semantic_ground_truth"] = _ground_truth_record(evaluation, plan)
     metrics.update(plan.session.results(evaluation.names, facts.counts, plan.notes))
     return EvaluationResult(metrics, series, plan.session, tap, _sample_frame(plan.session))
+
+
+def _ground_truth_record(evaluation: Evaluation, plan: _Plan) -> dict[str, Any]:
+    """Where the segmentation ground truth came from (``metrics.json`` ``run.semantic_ground_truth``); with a label
+    map, a note on the classes read as ignore and on pixels whose colour is none of the map's."""
+    label_map = evaluation.label_map
+    record: dict[str, Any] = {"topic": evaluation.semantic_topic,
+                              "label_map": None if label_map is None else label_map.name}
+    if label_map is not None:
+        unknown = plan.feed.unknown_colour_pixels
+        record.update(label_map_version=label_map.version, unknown_colour_pixels=unknown)
+        plan.notes.append(f"segmentation ground truth: {evaluation.semantic_topic} read through the "
+                          f"{label_map.name} label map ({label_map.version}); its classes "
+                          f"{', '.join(label_map.ignored())} have no counterpart and are ignored; "
+                          f"{unknown} pixel(s) of unknown colour read as ignore")
+    return record
 
 
 def _replay(args: EvaluationSettings, bag: Path, facts: BagFacts, preset: Any, plan: _Plan,

@@ -9,7 +9,14 @@ from __future__ import annotations
 import threading
 import time
 
-from ros_mmfusion.core.bagio import BagSource, read_header_stamp, restamp, starts_with_header
+from ros_mmfusion.core.bagio import (
+    TF_MESSAGE_TYPE,
+    BagSource,
+    read_header_stamp,
+    restamp,
+    restamp_transforms,
+    starts_with_header,
+)
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.params import ParamSpec
@@ -89,6 +96,9 @@ class BagPlayerNode(MmfusionNode):
                             and starts_with_header(message.msgtype):
                         offset = (read_header_stamp(data) - bag_start) / rate
                         data = restamp(data, wall_start + int(offset))
+                    elif self.params["restamp"] and message.topic not in LATCHED_TOPICS \
+                            and message.msgtype == TF_MESSAGE_TYPE:  # /tf: each transform's stamp moves alike
+                        data = restamp_transforms(data, lambda s, w=wall_start, b=bag_start: w + int((s - b) / rate))
                     self.publishers_by_topic[message.topic].publish(data)
                     self.published[message.topic] += 1
                     self.frames_processed += 1  # messages replayed: the player's output count in /diagnostics

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ros_mmfusion.core.evaluation.session import DIAGNOSTICS, GT_BOXES, GT_SEMANTIC, EvaluationSession
+from ros_mmfusion.core.evaluation.session import DIAGNOSTICS, GT_BOXES, EvaluationSession
 from ros_mmfusion.core.geometry import quaternion_to_yaw
 from ros_mmfusion.core.stamps import stamp_to_ns
 from ros_mmfusion.ros.detections import detections_to_arrays
@@ -32,6 +32,20 @@ class EvaluationFeed:
     path_topic: str | None = None
     closest_topic: str | None = None
     odom_topic: str | None = None
+    label_map: Any = None  # core.label_maps.LabelMap: the ground truth is its palette image, not suite class ids
+    unknown_colour_pixels: int = 0  # ground-truth pixels whose colour is none of the label map's (read as ignore)
+
+    def ground_truth_ids(self, msg: Any) -> np.ndarray:
+        """The suite class ids of a ground-truth semantic Image: mono8 ids as they are, or through ``label_map``
+        a colour palette image (rgb8/bgr8/rgba8/bgra8), unknown colours read as ignore and counted."""
+        if self.label_map is None:
+            return image_to_numpy(msg).copy()
+        from ros_mmfusion.core.codec.image import decode_rgb
+
+        rgb = decode_rgb(msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step, msg.data)
+        ids, unknown = self.label_map.decode_colours(rgb)
+        self.unknown_colour_pixels += unknown
+        return ids
 
     def __call__(self, topic: str, msg: Any) -> None:
         seg, det, nav = self.session.segmentation, self.session.detection, self.session.navigation
@@ -60,8 +74,8 @@ class EvaluationFeed:
             det.add(stamp, pred=detections_to_arrays(msg))
         if seg is None:
             return
-        if topic == GT_SEMANTIC:
-            seg.add(stamp, gt=image_to_numpy(msg).copy())
+        if topic == self.session.semantic_topic:
+            seg.add(stamp, gt=self.ground_truth_ids(msg))
         elif topic in self.labels_topics:
             seg.add(stamp, pred=image_to_numpy(msg).copy())
         elif topic == self.rgb_topic:

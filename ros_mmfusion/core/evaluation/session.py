@@ -28,6 +28,8 @@ class EvaluationSession:
     detection: DetectionAccumulator | None = None
     navigation: NavigationRecord | None = None
     odom_topic: str = "/odom"
+    semantic_topic: str = GT_SEMANTIC
+    """The ground-truth semantic image topic (``mmfusion eval --ground-truth-semantic``)."""
     models: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def add_status(self, node: str, values: Mapping[str, str]) -> None:
@@ -61,8 +63,8 @@ class EvaluationSession:
         ground-truth topic in the bag."""
         sections: dict[str, dict | None] = {}
         if self.segmentation is not None:
-            sections["segmentation"] = self.segmentation.results(class_names, ground_truth_frames.get(GT_SEMANTIC, 0),
-                                                                 notes)
+            sections["segmentation"] = self.segmentation.results(
+                class_names, ground_truth_frames.get(self.semantic_topic, 0), notes)
         if self.detection is not None:
             sections["detection"] = self.detection.results(ground_truth_frames.get(GT_BOXES, 0), notes)
         if self.navigation is not None:
