@@ -4,7 +4,7 @@ and header-stamp rewriting on serialized CDR (so a replay can be re-timed withou
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -65,6 +65,21 @@ def restamp(data: bytes, stamp_ns: int) -> bytes:
     sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
     struct.pack_into(_endian(out) + "iI", out, 4, sec, nanosec)
     return bytes(out)
+
+
+TF_MESSAGE = "tf2_msgs/msg/TFMessage"
+
+
+def restamp_tf(data: bytes, shift: Callable[[int], int]) -> bytes:
+    """A copy of a serialized ``tf2_msgs/TFMessage`` with every transform's stamp ``s`` set to ``shift(s)`` (ns): its
+    stamps sit inside a sequence, so the message is deserialized and serialized again (``/tf`` messages are small)."""
+    store = typestore()
+    msg = store.deserialize_cdr(data, TF_MESSAGE)
+    for transform in msg.transforms:
+        sec, nanosec = divmod(int(shift(transform.header.stamp.sec * NS_PER_S + transform.header.stamp.nanosec)),
+                              NS_PER_S)
+        transform.header.stamp.sec, transform.header.stamp.nanosec = sec, nanosec
+    return bytes(store.serialize_cdr(msg, TF_MESSAGE))
 
 
 @dataclass(frozen=True)

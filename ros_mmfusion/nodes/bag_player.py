@@ -2,9 +2,10 @@
 
 Messages are published serialized, exactly as recorded (no deserialization of images or clouds). Two time bases:
 
-* wall time (``restamp``, the default): every message whose first field is a Header gets
-  ``stamp = start + (stamp_in_bag - bag_start) / rate`` on the wall clock, so messages of one frame keep sharing a
-  stamp and downstream nodes' pipeline latency (their wall clock minus the stamp) is meaningful.
+* wall time (``restamp``, the default): every message whose first field is a Header, and every transform of a
+  ``/tf`` TFMessage, gets ``stamp = start + (stamp_in_bag - bag_start) / rate`` on the wall clock, so messages of one
+  frame keep sharing a stamp, TF lookups at those stamps work, and downstream nodes' pipeline latency (their wall
+  clock minus the stamp) is meaningful. ``/tf_static`` keeps its stamps (static transforms hold at any time).
 * sim time (``publish_clock``, with ``restamp: false``): stamps stay the bag's and the player publishes
   ``rosgraph_msgs/Clock`` on ``/clock`` from the bag's log times, as ``ros2 bag play --clock`` does: the log time of
   each message just before the message, and in between the playback position (``bag_start + elapsed * rate``) every
@@ -22,7 +23,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from ros_mmfusion.core.bagio import BagSource, read_header_stamp, restamp, starts_with_header
+from ros_mmfusion.core.bagio import (
+    TF_MESSAGE,
+    BagSource,
+    read_header_stamp,
+    restamp,
+    restamp_tf,
+    starts_with_header,
+)
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.params import ParamSpec
@@ -148,10 +156,14 @@ class BagPlayerNode(MmfusionNode):
                         return
                     self._publish_clock(message.log_time_ns)  # the clock reaches the message's time before it
                     data = message.data
-                    if self.params["restamp"] and message.topic not in LATCHED_TOPICS \
-                            and starts_with_header(message.msgtype):
-                        offset = (read_header_stamp(data) - bag_start) / rate
-                        data = restamp(data, wall_start + int(offset))
+                    if self.params["restamp"] and message.topic not in LATCHED_TOPICS:
+                        def shift(stamp: int, t0: int = wall_start) -> int:
+                            return t0 + int((stamp - bag_start) / rate)
+
+                        if starts_with_header(message.msgtype):
+                            data = restamp(data, shift(read_header_stamp(data)))
+                        elif message.msgtype == TF_MESSAGE:  # /tf: every transform's stamp, so TF stays usable
+                            data = restamp_tf(data, shift)
                     self.publishers_by_topic[message.topic].publish(data)
                     self.published[message.topic] += 1
                     self.frames_processed += 1  # messages replayed: the player's output count in /diagnostics
