@@ -38,6 +38,10 @@ ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
 """Parameters rclpy declares on every node, accepted beside the node's own."""
 ROS_PARAMETER_PREFIXES = ("qos_overrides.",)
 
+TIME_SOURCES = ("bag_player", "sim_robot")
+"""Nodes that make the time base: the bag player (wall time by restamping, or sim time on /clock with
+``publish_clock``) and sim_robot (/clock). ``use_sim_time`` is never set on them."""
+
 
 @dataclass
 class NodeLaunch:
@@ -182,6 +186,24 @@ def load(name: str, args: dict[str, str] | None = None, overrides: dict[str, dic
     if unknown_targets:
         raise ConfigError(f"--set names unknown node(s) {sorted(unknown_targets)}; preset nodes: {names}")
     return Preset(name, str(data.get("description", "")), nodes, needed)
+
+
+def add_sim_time(nodes: list[NodeLaunch], overrides: dict[str, dict[str, Any]], enabled: bool
+                 ) -> dict[str, dict[str, Any]]:
+    """``overrides`` ({node name: {param: value}}, changed in place and returned) plus what ``use_sim_time`` =
+    ``enabled`` means for ``nodes``: every node but the time sources (:data:`TIME_SOURCES`) gets ``use_sim_time``;
+    enabled, bag players publish /clock from the bag (``publish_clock: true``) and keep the bag's stamps
+    (``restamp: false``). Values already in ``overrides`` (an explicit ``--set``) win."""
+    for node in nodes:
+        wanted: dict[str, Any] = {}
+        if node.key == "bag_player":
+            if enabled:
+                wanted = {"publish_clock": True, "restamp": False}
+        elif node.key not in TIME_SOURCES:
+            wanted = {"use_sim_time": enabled}
+        for param, value in wanted.items():
+            overrides.setdefault(node.name, {}).setdefault(param, value)
+    return overrides
 
 
 def split_assignment(item: str, option: str, form: str = "NAME=VALUE") -> tuple[str, str]:

@@ -3,6 +3,7 @@
 On a terminal a live line shows, per node, frames in/out, pipeline latency p50 and the diagnostic level (from
 ``/diagnostics``); at the end a summary table is printed on any stdout (ros_mmfusion/ros/progress.py). SIGINT and
 SIGTERM stop every node; a node that cannot start is one error line and a non-zero exit, and the bag never plays.
+``--use-sim-time`` runs every node on the bag's time (``presets.add_sim_time``: the player publishes /clock).
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="other preset arguments")
     parser.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                         help="override a node parameter (YAML value)")
+    parser.add_argument("--use-sim-time", action="store_true",
+                        help="every node on sim time (use_sim_time); the bag player publishes /clock from the bag "
+                             "and keeps its stamps")
     parser.add_argument("--processes", action="store_true", help="one OS process per node (DDS between them)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
 
@@ -57,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
         preset_args["bag"] = args.bag
     if args.duration < 0:
         raise UserError("--duration must be >= 0")
-    preset = presets.load(args.preset, preset_args, presets.parse_set(args.set))
+    overrides = presets.parse_set(args.set)
+    if args.use_sim_time:
+        plain = presets.load(args.preset, preset_args, overrides)
+        presets.add_sim_time(plain.nodes, overrides, True)
+    preset = presets.load(args.preset, preset_args, overrides)
     import rclpy
 
     import ros_mmfusion.ros  # noqa: F401  (DDS profile)

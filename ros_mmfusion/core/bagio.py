@@ -13,6 +13,7 @@ import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError, one_line
 from ros_mmfusion.core.stamps import NS_PER_S
+from ros_mmfusion.core.tf_buffer import TF_MESSAGE_TYPE as TF_MESSAGE
 from ros_mmfusion.paths import share_dir
 
 HEADER_TYPE = "std_msgs/msg/Header"
@@ -59,28 +60,26 @@ def read_header_stamp(data: bytes | memoryview) -> int:
     return sec * NS_PER_S + nanosec
 
 
-TF_MESSAGE_TYPE = "tf2_msgs/msg/TFMessage"
-
-
-def restamp_transforms(data: bytes, new_stamp: Callable[[int], int]) -> bytes:
-    """A copy of a serialized ``tf2_msgs/TFMessage`` with every transform's header stamp ``s`` (ns) set to
-    ``new_stamp(s)``: a TFMessage has no header of its own, so :func:`restamp` cannot shift it, yet its stamps must
-    move with the data they belong to (a sensor's mounting published with each measurement, odom -> base_link)."""
-    store = typestore()
-    message = store.deserialize_cdr(data, TF_MESSAGE_TYPE)
-    for transform in message.transforms:
-        stamp = transform.header.stamp
-        sec, nanosec = divmod(int(new_stamp(int(stamp.sec) * NS_PER_S + int(stamp.nanosec))), NS_PER_S)
-        stamp.sec, stamp.nanosec = sec, nanosec
-    return bytes(store.serialize_cdr(message, TF_MESSAGE_TYPE))
-
-
 def restamp(data: bytes, stamp_ns: int) -> bytes:
     """A copy of serialized ``data`` (first field a Header) with the header stamp set to ``stamp_ns``."""
     out = bytearray(data)
     sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
     struct.pack_into(_endian(out) + "iI", out, 4, sec, nanosec)
     return bytes(out)
+
+
+
+
+def restamp_tf(data: bytes, shift: Callable[[int], int]) -> bytes:
+    """A copy of a serialized ``tf2_msgs/TFMessage`` with every transform's stamp ``s`` set to ``shift(s)`` (ns): its
+    stamps sit inside a sequence, so the message is deserialized and serialized again (``/tf`` messages are small)."""
+    store = typestore()
+    msg = store.deserialize_cdr(data, TF_MESSAGE)
+    for transform in msg.transforms:
+        sec, nanosec = divmod(int(shift(transform.header.stamp.sec * NS_PER_S + transform.header.stamp.nanosec)),
+                              NS_PER_S)
+        transform.header.stamp.sec, transform.header.stamp.nanosec = sec, nanosec
+    return bytes(store.serialize_cdr(msg, TF_MESSAGE))
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,34 @@ class LatencyMonitor:
 
 
 @dataclass
+class ClockWatch:
+    """Whether a simulated clock (``/clock`` with ``use_sim_time``) still advances, judged on a wall clock.
+
+    Inputs are judged in simulated time (an input stalls after ``input_timeout`` simulated seconds), so a slowed or
+    paused replay raises no false stall. When the clock itself stops (the bag ended, the simulator paused) simulated
+    time stands still and no input can stall: this watch says so instead, a WARN once the clock has not moved for
+    ``timeout`` wall seconds, and a WARN while no clock message came at all (simulated time 0).
+    """
+
+    timeout: float = 1.0
+    _clock: float | None = None
+    _advanced_at: float = 0.0
+
+    def evaluate(self, clock_now: float, wall_now: float) -> tuple[Level, str]:
+        """``clock_now``: the simulated time (s); ``wall_now``: a monotonic wall time (s)."""
+        if clock_now <= 0.0:
+            return Level.WARN, "clock: no /clock message yet (use_sim_time is true); simulated time is 0"
+        if clock_now != self._clock:
+            self._clock, self._advanced_at = clock_now, wall_now
+            return Level.OK, "clock: advancing"
+        idle = wall_now - self._advanced_at
+        if idle > self.timeout:
+            return Level.WARN, (f"clock: /clock stopped at {clock_now:.3f} s, {idle:.1f} s ago (bag ended or "
+                                "simulation paused); inputs cannot stall in simulated time")
+        return Level.OK, "clock: advancing"
+
+
+@dataclass
 class HealthReport:
     level: Level
     message: str

@@ -8,8 +8,9 @@ not on PyPI; tests check :func:`node_specs` here, and the launch files staticall
 
 Launch arguments every launch file declares (:data:`LAUNCH_ARGUMENTS`, :data:`TOPIC_ARGUMENTS`):
 
-* ``use_sim_time``: ``true``/``false`` for every node but the time sources (:data:`TIME_SOURCES`); empty keeps the
-  preset's values.
+* ``use_sim_time``: ``true``/``false`` for every node but the time sources (:data:`TIME_SOURCES`); ``true`` also makes
+  the preset's bag players publish ``/clock`` from the bag with its stamps kept (``presets.add_sim_time``, as
+  ``mmfusion run --use-sim-time``); empty keeps the preset's values.
 * ``backend``: inference backend of every node that has one; ``model_package``: model package directory of the
   preset's one node that takes one (a preset with several: ``set:=NODE.model_package=DIR``).
 * ``set``: ``NODE.PARAM=VALUE`` items separated by ``;`` (values as YAML scalars), like ``mmfusion run --set``.
@@ -27,13 +28,11 @@ from ros_mmfusion import presets
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.launcher import PLAYER_KEY, typed_parameters
 from ros_mmfusion.paths import PACKAGE
-
-TIME_SOURCES = (PLAYER_KEY, "sim_robot")
-"""Nodes that make the time base (the bag player restamps onto the wall clock, sim_robot publishes /clock): the
-``use_sim_time`` argument leaves them alone."""
+from ros_mmfusion.presets import TIME_SOURCES  # noqa: F401  (the nodes the use_sim_time argument leaves alone)
 
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
-    "use_sim_time": ("", "true/false for every node but bag_player and sim_robot; empty: the preset's"),
+    "use_sim_time": ("", "true/false for every node but bag_player and sim_robot (true: the bag player publishes "
+                         "/clock from the bag); empty: the preset's"),
     "backend": ("", "inference backend of every node that has one (onnxruntime, onnxruntime-int8, torch, "
                     "tensorrt); empty: the preset's"),
     "model_package": ("", "model package directory of the preset's one model node; empty: the preset's"),
@@ -131,9 +130,7 @@ def _overrides(preset_name: str, arguments: dict[str, str], live: bool) -> dict[
         put(models[0], "model_package", package)
     sim_time = _flag("use_sim_time", arguments.get("use_sim_time", ""))
     if sim_time is not None:
-        for node in plain.nodes:
-            if node.key not in TIME_SOURCES:
-                put(node, "use_sim_time", sim_time)
+        presets.add_sim_time(plain.nodes, overrides, sim_time)
     if live:
         calibrated = [n for n in plain.nodes if n.key != PLAYER_KEY and "calibration_file" in n.parameters]
         calibration = arguments.get("calibration", "").strip()

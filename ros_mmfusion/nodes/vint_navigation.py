@@ -7,8 +7,15 @@ past frames at the model's frame rate (4 Hz for the released ViNT); ``odom`` (na
 of the localisation window of the topomap (``topomap_dir``, built with ``mmfusion topomap build``) or against one
 goal image (``goal_image``). Outputs, stamped with that camera frame's stamp:
 
-* ``navigation/path`` (nav_msgs/Path): the predicted waypoints towards the current subgoal, ``base_frame``, metres;
-* ``navigation/waypoint`` (geometry_msgs/PoseStamped): the waypoint to follow (``waypoint_index``), heading included;
+* ``navigation/path`` (nav_msgs/Path): the predicted waypoints towards the current subgoal, metres, in ``path_frame``
+  (default ``odom``, the odometry frame); ``""`` or ``base_frame`` keeps the robot body frame they are predicted in;
+* ``navigation/waypoint`` (geometry_msgs/PoseStamped): the waypoint to follow (``waypoint_index``), heading included,
+  in the path's frame.
+
+In another frame than the body's, the waypoints are moved with the robot pose at the frame's stamp: from the ``odom``
+input when its messages are in ``path_frame`` (interpolated to the stamp), else from TF (``path_frame <- base_frame``).
+No pose (no odometry near the stamp and no transform): a throttled log line, a WARN finding ``tf:path_frame`` and
+the frame's outputs skipped.
 * ``navigation/goal_reached`` (std_msgs/Bool) and ``navigation/closest_node`` (std_msgs/Int32, the localised node).
 
 ``distance_source: odometry`` replaces the model's temporal distances by ground-truth ones computed from the live
@@ -28,8 +35,9 @@ from nav_msgs.msg import Odometry, Path
 from std_msgs.msg import Bool, Int32
 
 from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
-from ros_mmfusion.core.errors import ConfigError
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
+from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.models.vint import VINT_VARIANTS
@@ -44,10 +52,13 @@ from ros_mmfusion.core.navigation.localization import (
     odometry_oracle,
     odometry_robot_pose,
     odometry_waypoints,
+    planar_pose_transform,
+    transform_waypoints,
 )
 from ros_mmfusion.core.navigation.pipeline import NavigationPolicy, NavigationResult
 from ros_mmfusion.core.navigation.topomap import load_topomap, topomap_from_goal_image
 from ros_mmfusion.core.params import ParamSpec
+from ros_mmfusion.core.tf_buffer import TF_PARAMS
 from ros_mmfusion.paths import share_dir
 from ros_mmfusion.ros.builders import header as make_header
 from ros_mmfusion.ros.builders import path_msg
@@ -96,7 +107,10 @@ class VintNavigationNode(MmfusionNode):
                   maximum=100.0, read_only=True),
         ParamSpec("center_crop", False, "Centre-crop frames to 4:3 before resizing (the deployment does not).",
                   read_only=True),
-        ParamSpec("base_frame", "base_link", "frame_id of the published path and waypoint (the robot body frame)."),
+        ParamSpec("base_frame", "base_link", "The robot body frame, the frame the waypoints are predicted in."),
+        ParamSpec("path_frame", "odom", "frame_id of the published path and waypoint: the odometry frame (moved with "
+                  "the odom input's pose, else TF); '' or base_frame: the body frame.", read_only=True),
+        *TF_PARAMS,
         ParamSpec("distance_source", "model", "Temporal distances for localisation: 'model' (ViNT), or 'odometry' "
                   "(ground truth from the odom input and the topomap's poses: a test hook, not for deployment).",
                   choices=("model", "odometry"), read_only=True),
@@ -134,10 +148,14 @@ class VintNavigationNode(MmfusionNode):
             waypoint_spacing=self.waypoint_spacing(), frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"])
         self.node_poses = None
         self.odometry: deque[OdometrySample] = deque(maxlen=200)
+        self.odometry_frame = ""  # frame_id of the odometry messages
         oracles = [name for name in ("distance_source", "waypoint_source") if p[name] == "odometry"]
+        if oracles or self.path_frame:  # the oracles need odometry; a path in the odometry frame uses it if it comes
+            self.sensor_subscription(Odometry, "odom", self.on_odometry, name="odom", required=bool(oracles))
+        if self.path_frame:
+            self.enable_tf()  # the pose where no odometry in path_frame comes
         if oracles:
             self.node_poses = topomap.poses_xy_yaw()  # ConfigError when the map has no poses
-            self.sensor_subscription(Odometry, "odom", self.on_odometry, name="odom")
             self.set_finding("distance_source", Level.WARN, "odometry oracle instead of the model "
                              f"({', '.join(f'{n}: odometry' for n in oracles)}): a test hook, not a deployment")
         self.path_pub = self.output_publisher(Path, "navigation/path")
@@ -154,6 +172,12 @@ class VintNavigationNode(MmfusionNode):
                                f"{self.policy.waypoint_spacing:g} m")
         self.report_model("navigation", model.origin, self.policy.backend.info.detail, p["device"])
 
+    @property
+    def path_frame(self) -> str:
+        """The frame of the published path, or "" for the body frame (``base_frame``) the waypoints are in."""
+        frame = self.params["path_frame"]
+        return "" if frame == self.params["base_frame"] else frame
+
     def waypoint_spacing(self) -> float:
         """Metres per normalised waypoint unit: the parameter, or the model package's while the parameter keeps its
         default."""
@@ -164,6 +188,7 @@ class VintNavigationNode(MmfusionNode):
         self.odometry.clear()
 
     def on_odometry(self, msg: Odometry) -> None:
+        self.odometry_frame = msg.header.frame_id
         q = msg.pose.pose.orientation
         pose = np.array([msg.pose.pose.position.x, msg.pose.pose.position.y,
                          quaternion_to_yaw((q.x, q.y, q.z, q.w))])
@@ -194,15 +219,35 @@ class VintNavigationNode(MmfusionNode):
             def waypoint_fn(subgoal: int) -> np.ndarray:
                 return odometry_waypoints(robot, nodes[subgoal], count, spacing)
         result = self.policy.step(distance_fn, waypoint_fn)
-        self.publish(result, msg.header.stamp)
-        self.report_timing(stamp, started)
+        if self.publish(result, msg.header.stamp):
+            self.report_timing(stamp, started)
 
-    def publish(self, result: NavigationResult, stamp) -> None:
-        header = make_header(stamp, self.params["base_frame"])
-        yaws = np.arctan2(result.waypoints[:, 3], result.waypoints[:, 2])
-        path = path_msg(header, result.waypoints[:, :2], yaws)
-        chosen = path_msg(header, result.chosen_waypoint[None, :2],
-                          [math.atan2(result.chosen_waypoint[3], result.chosen_waypoint[2])]).poses[0]
+    def body_to_path_frame(self, stamp_ns: int) -> Transform | None:
+        """``T_path_base`` at ``stamp_ns``: the odometry pose there when the odometry is in ``path_frame``, else TF;
+        None (logged, a finding, the frame skipped) when neither gives it."""
+        if self.odometry and self.odometry_frame == self.path_frame:
+            try:
+                return planar_pose_transform(odometry_robot_pose(self.odometry, stamp_ns))
+            except MessageFormatError:  # no odometry near this stamp: TF may still have the pose
+                pass
+        return self.lookup_transform(self.path_frame, self.params["base_frame"], stamp_ns, "path_frame",
+                                     input_name="image")
+
+    def publish(self, result: NavigationResult, stamp) -> bool:
+        """Publish ``result`` at ``stamp`` in the path's frame; False when the frame has no pose there (skipped)."""
+        frame = self.path_frame or self.params["base_frame"]
+        waypoints, chosen_waypoint = result.waypoints, result.chosen_waypoint
+        if self.path_frame:
+            T = self.body_to_path_frame(stamp_to_ns(stamp))
+            if T is None:
+                return False
+            waypoints = transform_waypoints(waypoints, T)
+            chosen_waypoint = transform_waypoints(chosen_waypoint[None], T)[0]
+        header = make_header(stamp, frame)
+        yaws = np.arctan2(waypoints[:, 3], waypoints[:, 2])
+        path = path_msg(header, waypoints[:, :2], yaws)
+        chosen = path_msg(header, chosen_waypoint[None, :2],
+                          [math.atan2(chosen_waypoint[3], chosen_waypoint[2])]).poses[0]
         self.path_pub.publish(path)
         self.waypoint_pub.publish(chosen)
         self.goal_pub.publish(Bool(data=bool(result.goal_reached)))
@@ -210,6 +255,7 @@ class VintNavigationNode(MmfusionNode):
         if result.goal_reached and not (self.last_result and self.last_result.goal_reached):
             self.get_logger().info(f"goal node {self.policy.localizer.goal_node} reached")
         self.last_result = result
+        return True
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,7 +1,10 @@
 """``waypoint_controller_node``: follows ViNT's chosen waypoint with the deployment's control law, within limits.
 
-Inputs (relative names): ``navigation/waypoint`` (geometry_msgs/PoseStamped in ``base_frame``: x, y metres and the
-heading) and ``navigation/goal_reached`` (std_msgs/Bool), as ``vint_navigation_node`` publishes them. Output:
+Inputs (relative names): ``navigation/waypoint`` (geometry_msgs/PoseStamped: x, y metres and the heading; in
+``base_frame``, or in another frame, e.g. ``odom`` where vint_navigation publishes by default, moved into
+``base_frame`` through TF at the waypoint's stamp; a missing or stale transform is a throttled log line, a WARN
+finding ``tf:waypoint`` and the waypoint skipped, so the robot stops after ``waypoint_timeout``) and
+``navigation/goal_reached`` (std_msgs/Bool), as ``vint_navigation_node`` publishes them. Output:
 ``cmd_vel``, geometry_msgs/Twist or, with ``cmd_vel_stamped``, TwistStamped (Nav2 Jazzy takes Twist, Kilted
 TwistStamped; its stamp is the node-clock time the command was computed for), every ``1 / control_rate`` seconds
 once the first waypoint has arrived.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from std_msgs.msg import Bool
 
@@ -23,10 +27,12 @@ from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
 from ros_mmfusion.core.errors import MessageFormatError
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.navigation.control import VelocityCommand, VelocityLimits, WaypointFollower
+from ros_mmfusion.core.navigation.localization import transform_waypoints
 from ros_mmfusion.core.params import ParamSpec
+from ros_mmfusion.core.tf_buffer import TF_PARAMS
 from ros_mmfusion.ros.builders import header as make_header
 from ros_mmfusion.ros.entry import run_node
-from ros_mmfusion.ros.node_base import MmfusionNode
+from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
 
 _LIMIT_PARAMS = ("max_linear_velocity", "max_angular_velocity", "max_linear_acceleration", "max_angular_acceleration")
 
@@ -54,7 +60,9 @@ class WaypointControllerNode(MmfusionNode):
                   minimum=0.5, maximum=200.0, read_only=True),
         ParamSpec("cmd_vel_stamped", False, "Publish geometry_msgs/TwistStamped instead of Twist on cmd_vel.",
                   read_only=True),
-        ParamSpec("base_frame", "base_link", "The frame waypoints must be in; frame_id of TwistStamped."),
+        ParamSpec("base_frame", "base_link", "The robot body frame: waypoints in another frame are moved into it "
+                  "through TF; frame_id of TwistStamped."),
+        *TF_PARAMS,
     )
 
     def __init__(self, **kwargs) -> None:
@@ -63,6 +71,7 @@ class WaypointControllerNode(MmfusionNode):
         self.follower = WaypointFollower(self.velocity_limits(), p["waypoint_dt"], p["waypoint_timeout"])
         self.cmd_type = TwistStamped if p["cmd_vel_stamped"] else Twist
         self.cmd_pub = self.output_publisher(self.cmd_type, "cmd_vel")
+        self.enable_tf()  # from the start, so a waypoint in another frame finds the history it needs
         # not "required": waypoints stopping is the expected end of a run, reported as WARN (and the robot stops)
         self.sensor_subscription(PoseStamped, "navigation/waypoint", self.on_waypoint, name="waypoint",
                                  required=False, stall_timeout=p["waypoint_timeout"])
@@ -82,13 +91,18 @@ class WaypointControllerNode(MmfusionNode):
         return VelocityLimits(*(self.params[name] for name in _LIMIT_PARAMS))
 
     def on_waypoint(self, msg: PoseStamped) -> None:
-        if msg.header.frame_id != self.params["base_frame"]:
-            raise MessageFormatError(f"waypoint is in frame {msg.header.frame_id!r}, expected "
-                                     f"{self.params['base_frame']!r} (no tf lookup here)")
         q = msg.pose.orientation
         yaw = quaternion_to_yaw((q.x, q.y, q.z, q.w))
-        self.follower.on_waypoint((msg.pose.position.x, msg.pose.position.y, math.cos(yaw), math.sin(yaw)),
-                                  self.now_ns() / 1e9)
+        waypoint = np.array([msg.pose.position.x, msg.pose.position.y, math.cos(yaw), math.sin(yaw)])
+        frame, base = msg.header.frame_id, self.params["base_frame"]
+        if not frame:
+            raise MessageFormatError(f"waypoint has no frame_id (expected {base!r} or a frame TF relates to it)")
+        if frame != base:
+            T = self.lookup_transform(base, frame, stamp_to_ns(msg.header.stamp), "waypoint", input_name="waypoint")
+            if T is None:
+                return
+            waypoint = transform_waypoints(waypoint[None], T)[0]
+        self.follower.on_waypoint(tuple(float(v) for v in waypoint), self.now_ns() / 1e9)
 
     def on_time_jump(self) -> None:
         self.follower.reset()  # a waypoint of the old timeline must not steer the robot

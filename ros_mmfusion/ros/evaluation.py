@@ -32,6 +32,7 @@ class EvaluationFeed:
     path_topic: str | None = None
     closest_topic: str | None = None
     odom_topic: str | None = None
+    odom_frame: str = ""  # the frame of the odometry messages seen (a path in it is in the odometry frame)
     label_map: Any = None  # core.label_maps.LabelMap: the ground truth is its palette image, not suite class ids
     unknown_colour_pixels: int = 0  # ground-truth pixels whose colour is none of the label map's (read as ignore)
 
@@ -60,8 +61,10 @@ class EvaluationFeed:
         stamp = stamp_to_ns(msg.header.stamp)
         if nav is not None:
             if topic == self.path_topic:
-                nav.add_path(stamp, [(p.pose.position.x, p.pose.position.y) for p in msg.poses])
+                in_odom = bool(msg.header.frame_id) and msg.header.frame_id == self.odom_frame
+                nav.add_path(stamp, [(p.pose.position.x, p.pose.position.y) for p in msg.poses], in_odom)
             elif topic == self.odom_topic:
+                self.odom_frame = msg.header.frame_id
                 pose = msg.pose.pose
                 q = pose.orientation
                 nav.add_odometry(stamp, pose.position.x, pose.position.y,

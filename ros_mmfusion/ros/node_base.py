@@ -18,6 +18,7 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from std_msgs.msg import Float64
@@ -26,7 +27,15 @@ from ros_mmfusion.core.codec.limits import LIMIT_PARAMS, MessageLimits
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError, TransformLookupError
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.geometry import Transform
-from ros_mmfusion.core.health import HealthReport, InputMonitor, LatencyMonitor, Level, StampGuard, summarize
+from ros_mmfusion.core.health import (
+    ClockWatch,
+    HealthReport,
+    InputMonitor,
+    LatencyMonitor,
+    Level,
+    StampGuard,
+    summarize,
+)
 from ros_mmfusion.core.model_package import WeightsOrigin, model_values
 from ros_mmfusion.core.params import ParamSpec, validate
 from ros_mmfusion.core.stamps import stamp_to_ns
@@ -127,7 +136,10 @@ class MmfusionNode(Node):
         self.time_jumps = 0
         self.tf: TfBuffer | None = None  # enable_tf()
         self._tf_listener = None
-        self.create_timer(self.params["diagnostics_period"], self.publish_diagnostics)
+        self._clock_watch = ClockWatch()
+        # On the steady clock: health is reported on wall time even when the node clock is a /clock that stopped.
+        self.create_timer(self.params["diagnostics_period"], self.publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     # -- parameters -------------------------------------------------------------------------------------------------
     def _on_set_parameters(self, changes: Sequence[rclpy.parameter.Parameter]) -> SetParametersResult:
@@ -383,8 +395,14 @@ class MmfusionNode(Node):
 
     # -- diagnostics ------------------------------------------------------------------------------------------------
     def health(self):
-        return summarize(list(self.inputs.values()), self.latency, self.now_ns() / 1e9,
-                         list(self._extra_findings.values()))
+        """Inputs judged on the node clock (simulated time with ``use_sim_time``), plus, on sim time, whether the
+        clock still advances (:class:`~ros_mmfusion.core.health.ClockWatch`, over ``input_timeout`` wall seconds)."""
+        now = self.now_ns() / 1e9
+        findings = list(self._extra_findings.values())
+        if self.get_clock().ros_time_is_active:
+            self._clock_watch.timeout = self.params["input_timeout"]
+            findings.append(self._clock_watch.evaluate(now, time.monotonic()))
+        return summarize(list(self.inputs.values()), self.latency, now, findings)
 
     def diagnostic_values(self, report: HealthReport) -> dict[str, str]:
         """The key/values of this node's ``/diagnostics`` status for ``report`` (also the run summary's)."""

@@ -167,6 +167,29 @@ def test_run_prints_a_summary_per_node(bag, env, mode):
     assert "\x1b[K" not in proc.stdout, "no live line when stdout is not a terminal"
 
 
+def test_run_use_sim_time_puts_every_node_on_the_bags_clock(bag, env):
+    from ros_mmfusion import presets
+
+    overrides = presets.parse_set(["bag_player.restamp=true"])
+    plain = presets.load("demo", {"bag": str(bag)}, overrides)
+    presets.add_sim_time(plain.nodes, overrides, True)
+    assert overrides["bag_player"] == {"restamp": True, "publish_clock": True}, "an explicit --set wins"
+    assert all(overrides[n] == {"use_sim_time": True} for n in ("lidar_depth", "fusion_segmentation", "detection3d"))
+    # an explicit restamp=true contradicts the bag's clock: one line naming both parameters
+    proc = run(["run", PRESET, "--bag", str(bag), "--use-sim-time", "--set", "bag_player.restamp=true"], env)
+    assert proc.returncode == 2 and own_lines(proc.stderr) == [
+        "mmfusion run: error: node 'bag_player' failed to start: parameters 'publish_clock' and 'restamp' are both "
+        "true: restamped stamps are wall time and would disagree with the bag time on /clock; set restamp to false "
+        "with publish_clock"], proc.stderr
+    proc = run(["run", PRESET, "--bag", str(bag), "--duration", "8", "--use-sim-time", "--set",
+                "bag_player.loop=true"], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "on /clock" in proc.stderr, "the player says it publishes the bag's time"
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()
+            if line.split()[:1] in (["bag_player"], ["lidar_depth"])}
+    assert int(rows["lidar_depth"][1]) >= 6, ("clouds arrived", proc.stdout)
+
+
 def test_run_on_a_terminal_shows_live_progress(bag, env, tmp_path):
     master, slave = pty.openpty()
     with open(tmp_path / "stderr", "w") as stderr:

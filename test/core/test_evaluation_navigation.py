@@ -109,3 +109,40 @@ def test_navigation_record_pairs_paths_with_closest_nodes_and_scores_them_agains
     assert notes == ["navigation metrics skipped: no navigation/path arrived"]
     record.odom = record.odom[:1]
     assert record.results(notes, "/odom") is None and notes[-1].endswith("fewer than 2 /odom messages arrived")
+
+
+def test_a_path_in_the_odometry_frame_scores_as_its_body_frame_twin():
+    """The robot drives a quarter circle; each path is added once in the body frame and once moved into the odometry
+    frame with the pose at its stamp (as vint_navigation's path_frame odom does): the waypoint errors agree."""
+    from ros_mmfusion.core.navigation.localization import planar_pose_transform, transform_waypoints
+
+    nodes = np.zeros((2, 2))
+    body, odom = NavigationRecord(nodes, dt_s=0.25), NavigationRecord(nodes, dt_s=0.25)
+    times = np.arange(0.0, 6.01, 0.05)
+    poses = np.stack([np.sin(times / 4), 1 - np.cos(times / 4), times / 4], axis=1)  # radius 1 m, 0.25 rad/s
+    for record in (body, odom):
+        for t, pose in zip(times, poses, strict=True):
+            record.add_odometry(round(t * 1e9), *pose)
+    for t in (1.0, 2.0, 3.0):
+        xy = [(0.1, 0.02), (0.2, 0.05), (0.3, 0.1)]
+        body.add_path(round(t * 1e9), xy)
+        pose = poses[int(round(t / 0.05))]
+        moved = transform_waypoints(np.array([(x, y, 1.0, 0.0) for x, y in xy]), planar_pose_transform(pose))
+        odom.add_path(round(t * 1e9), [tuple(p) for p in moved[:, :2]], in_odometry_frame=True)
+    a, b = body.results([], "/odom")["waypoints"], odom.results([], "/odom")["waypoints"]
+    assert a["frames"] == b["frames"] == 3
+    assert b["ADE_m"] == pytest.approx(a["ADE_m"], abs=1e-9) and b["FDE_m"] == pytest.approx(a["FDE_m"], abs=1e-9)
+    # the odometry-frame path scored as if it were in the body frame would be far off (a regression check)
+    naive = NavigationRecord(nodes, dt_s=0.25)
+    naive.odom, naive.paths = odom.odom, odom.paths
+    naive.paths_in_odometry_frame = [False] * len(odom.paths)
+    assert naive.results([], "/odom")["waypoints"]["ADE_m"] > a["ADE_m"] + 0.1
+
+
+def test_transform_waypoints_moves_positions_and_rotates_headings():
+    from ros_mmfusion.core.navigation.localization import planar_pose_transform, transform_waypoints
+
+    T = planar_pose_transform((1.0, 2.0, math.pi / 2))  # at (1, 2) facing +y
+    moved = transform_waypoints(np.array([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]), T)
+    np.testing.assert_allclose(moved, [[1.0, 3.0, 0.0, 1.0], [0.0, 2.0, -1.0, 0.0]], atol=1e-12)
+    np.testing.assert_allclose(transform_waypoints(moved, T.inverse()), [[1, 0, 1, 0], [0, 1, 0, 1]], atol=1e-12)

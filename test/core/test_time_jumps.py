@@ -92,3 +92,15 @@ def test_synchronizer_resets_on_a_short_loop_instead_of_dropping_until_stamps_ca
             emitted += len(sync.add("a", S + t, t)) + len(sync.add("b", S + t, t))
     assert sync.resets == 2
     assert emitted >= 3 * 5 - 2 * 2, "each loop loses at most the frame that revealed the jump"
+
+
+def test_clock_watch_reports_a_missing_and_a_stopped_sim_clock_on_the_wall_clock():
+    from ros_mmfusion.core.health import ClockWatch, Level
+
+    watch = ClockWatch(timeout=1.0)
+    assert watch.evaluate(0.0, 10.0)[0] == Level.WARN and "no /clock" in watch.evaluate(0.0, 10.0)[1]
+    assert watch.evaluate(5.0, 10.0)[0] == Level.OK
+    assert watch.evaluate(5.0, 10.9)[0] == Level.OK, "within the timeout"
+    level, text = watch.evaluate(5.0, 11.5)
+    assert level == Level.WARN and "stopped at 5.000 s" in text
+    assert watch.evaluate(4.0, 12.0)[0] == Level.OK, "moving again (a looping bag jumps back): advancing"

@@ -125,7 +125,17 @@ def test_arguments_reach_the_nodes():
     assert specs["detection3d"].parameters["threads"] == 2
     assert specs["lidar_depth"].parameters["max_range"] == 50.0
     assert "use_sim_time" not in specs["bag_player"].parameters  # the time source keeps its own
+    # ... and makes the sim time: /clock from the bag, the bag's stamps kept (restamping would contradict /clock)
+    assert specs["bag_player"].parameters["publish_clock"] is True
+    assert specs["bag_player"].parameters["restamp"] is False
     assert specs["lidar_depth"].parameters["use_sim_time"] is True
+    explicit = {s.name: s for s in node_specs("demo", {"bag": "/b", "use_sim_time": "true",
+                                                       "set": "bag_player.clock_rate=50.0"})}
+    player = explicit["bag_player"].parameters
+    assert player["clock_rate"] == 50.0 and player["publish_clock"] is True
+    wall = {s.name: s for s in node_specs("demo", {"bag": "/b", "use_sim_time": "false"})}
+    assert wall["lidar_depth"].parameters["use_sim_time"] is False
+    assert not wall["bag_player"].parameters.get("publish_clock") and wall["bag_player"].parameters["restamp"] is True
     # the preset's remapping onto /lidar/points follows the rename, and the node's own name is renamed after it
     assert specs["detection3d"].remappings[0] == ("points", "/velodyne_points")
     assert ("/lidar/points", "/velodyne_points") in specs["lidar_depth"].remappings

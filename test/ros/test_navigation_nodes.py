@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import rclpy
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
-from nav_msgs.msg import Path
+from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -89,11 +89,12 @@ def test_controller_ramps_within_limits_and_stops_when_waypoints_time_out(graph)
                                         for d in diags for s in d.status), 3.0)
 
 
-def test_controller_publishes_twist_stamped_limits_acceleration_stops_at_the_goal_and_skips_foreign_frames(graph):
+def test_controller_publishes_twist_stamped_limits_acceleration_stops_at_the_goal_and_skips_untransformable(graph):
     node, cmds, waypoint_pub, goal_pub = start_controller(graph, stamped=True)
-    waypoint_pub.publish(waypoint(0.05, 0.0, frame="odom"))
-    assert graph.spin_until(lambda: node.inputs["waypoint"].malformed == 1, 5.0)
-    assert cmds == [], "a waypoint in another frame is not followed"
+    waypoint_pub.publish(waypoint(0.05, 0.0, frame="odom"))  # no TF relates odom to base_link here
+    assert graph.spin_until(lambda: node.inputs["waypoint"].dropped == 1, 5.0)
+    assert cmds == [], "a waypoint that cannot be moved into base_frame is not followed"
+    assert "tf:waypoint" in node._extra_findings and node.frames_skipped == 1
     for _ in range(12):
         waypoint_pub.publish(waypoint(0.05, -0.02))
         graph.spin_for(0.1)
@@ -109,11 +110,45 @@ def test_controller_publishes_twist_stamped_limits_acceleration_stops_at_the_goa
     assert node.last_command.state == "goal" and np.all(velocities(cmds)[-3:] == 0.0)
 
 
+def test_controller_moves_a_waypoint_in_the_odometry_frame_into_base_frame_through_tf(graph):
+    """The robot stands at (1, 2) in odom facing +y (TF odom -> base_link on /tf); a waypoint 0.05 m ahead of it,
+    given in odom as (1, 2.05), is straight ahead in base_link: full speed, no turn. Followed as given in base_link
+    it would be (1, 2.05), far to the left: a saturated left turn."""
+    import math
+
+    from tf2_msgs.msg import TFMessage
+
+    from ros_mmfusion.core.geometry import Transform
+    from ros_mmfusion.ros.tf import TF_QOS
+
+    from .test_tf_nodes import stamped
+
+    node, cmds, waypoint_pub, _ = start_controller(graph, stamped=True, max_linear_acceleration=0.0,
+                                                   max_angular_acceleration=0.0)
+    tf_pub = graph.publisher(TFMessage, "/tf", TF_QOS)
+    graph.wait_matched(tf_pub)
+    T_odom_base = Transform.from_xyz_rpy((1.0, 2.0, 0.0), (0.0, 0.0, math.pi / 2))
+    for _ in range(10):
+        now = time.time_ns()
+        tf_pub.publish(TFMessage(transforms=[stamped("odom", "base_link", T_odom_base, now - 50_000_000),
+                                             stamped("odom", "base_link", T_odom_base, now + 50_000_000)]))
+        graph.spin_for(0.02)
+        waypoint_pub.publish(waypoint(1.0, 2.05, frame="odom"))
+        graph.spin_for(0.08)
+    assert graph.spin_until(lambda: len(cmds) >= 3, 5.0), (node.frames_skipped, node._extra_findings)
+    # ahead; its heading (odom +x, the robot faces odom +y) points to the robot's right
+    assert node.follower.waypoint == pytest.approx((0.05, 0.0, 0.0, -1.0), abs=1e-9)
+    v = velocities(cmds)
+    assert v[-1] == pytest.approx([0.2, 0.0]), "0.05 m straight ahead in 0.25 s: 0.2 m/s, no turn"
+    assert node.inputs["waypoint"].dropped == 0 and "tf:waypoint" not in node._extra_findings
+
+
 class Recorder(Node):
     """Every message of the navigation outputs, in arrival order."""
 
     TOPICS = {"/navigation/path": Path, "/navigation/waypoint": PoseStamped, "/navigation/goal_reached": Bool,
-              "/navigation/closest_node": Int32, "/cmd_vel": TwistStamped, "/camera/color/image_raw": Image}
+              "/navigation/closest_node": Int32, "/cmd_vel": TwistStamped, "/camera/color/image_raw": Image,
+              "/odom": Odometry}
 
     def __init__(self) -> None:
         super().__init__("navigation_recorder")
@@ -136,7 +171,7 @@ def test_second_pass_replayed_through_the_navigation_preset_localises_forward_an
     goal = len(topomap) - 1
     radius = 2
     preset = presets.load("navigation", {"bag": str(tmp_path / "pass2"), "topomap": str(tmp_path / "map")}, {
-        "bag_player": {"start_delay": 1.5, "topics": ["/camera/color/image_raw", "/odom"]},
+        "bag_player": {"start_delay": 1.5, "topics": ["/camera/color/image_raw", "/odom", "/tf"]},
         "vint_navigation": {"distance_source": "odometry", "radius": radius, "threads": 1},
         "waypoint_controller": {"waypoint_timeout": 0.5, "cmd_vel_stamped": True}})
     limits = preset.nodes[2].parameters
@@ -160,7 +195,14 @@ def test_second_pass_replayed_through_the_navigation_preset_localises_forward_an
     # the context is full after 6 frames at 4 Hz: every later frame gives one step (a few may be lost to load)
     assert 16 <= len(paths) <= 23 and len(waypoints) == len(paths), (len(paths), len(waypoints))
     assert {stamp_to_ns(m.header.stamp) for m in paths + waypoints} <= images, "stamped with the input images"
-    assert all(m.header.frame_id == "base_link" and len(m.poses) == 5 for m in paths)
+    # in the odometry frame (path_frame: odom), moved with the replayed /odom: ahead of the robot along the corridor
+    assert all(m.header.frame_id == "odom" and len(m.poses) == 5 for m in paths)
+    odom = {stamp_to_ns(m.header.stamp): m for m in out["/odom"]}
+    for path in paths:
+        robot = odom.get(stamp_to_ns(path.header.stamp))
+        if robot is not None:  # the corridor runs along odom +x; the path starts near the robot, within 2 m
+            first = path.poses[0].pose.position
+            assert abs(first.x - robot.pose.pose.position.x) < 2.0 and abs(first.y - robot.pose.pose.position.y) < 2.0
     assert [stamp_to_ns(m.header.stamp) for m in waypoints] == [stamp_to_ns(m.header.stamp) for m in paths]
     closest = [m.data for m in out["/navigation/closest_node"]]
     reached = [m.data for m in out["/navigation/goal_reached"]]

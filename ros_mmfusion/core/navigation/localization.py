@@ -16,12 +16,13 @@ pipeline where an untrained or unsuitable model cannot localise.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from ros_mmfusion.core.geometry import Transform, yaw_to_quaternion
 
 BEHIND_PENALTY_FRAMES = 100.0
 """Added to the odometry oracle's distance of a node behind the robot: it cannot be reached by driving forward."""
@@ -185,3 +186,21 @@ def odometry_robot_pose(odometry: Iterable[OdometrySample], stamp_ns: int,
     if abs(dt) > max_extrapolation_s:
         raise MessageFormatError(f"the nearest odometry is {dt:+.2f} s from the image")
     return extrapolate_pose(pose, linear, angular, dt)
+
+
+def planar_pose_transform(pose_xy_yaw: Sequence[float]) -> Transform:
+    """``T_frame_base`` of a planar robot pose ``(x, y, yaw)`` (metres, radians) given in some frame (odometry's)."""
+    x, y, yaw = (float(v) for v in pose_xy_yaw)
+    return Transform.from_xyz_quat((x, y, 0.0), yaw_to_quaternion(yaw))
+
+
+def transform_waypoints(waypoints: np.ndarray, T_target_source: Transform) -> np.ndarray:
+    """``(N, 4)`` waypoints ``(x, y, cos heading, sin heading)`` in the source frame (metres) moved into the target
+    frame: positions through ``T_target_source`` (z = 0), headings rotated and re-normalised; the planar part only (a
+    tilt between the frames is dropped, the robot drives on the ground plane)."""
+    wp = np.asarray(waypoints, np.float64).reshape(-1, 4)
+    zeros = np.zeros((len(wp), 1))
+    xy = T_target_source.apply(np.hstack([wp[:, :2], zeros]))[:, :2]
+    heading = (np.hstack([wp[:, 2:4], zeros]) @ T_target_source.rotation.T)[:, :2]
+    yaw = np.arctan2(heading[:, 1], heading[:, 0])
+    return np.column_stack([xy, np.cos(yaw), np.sin(yaw)])

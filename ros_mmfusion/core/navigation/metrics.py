@@ -174,7 +174,9 @@ class WaypointAccumulator:
 class NavigationRecord:
     """One evaluation run of the navigation node: the published paths ``(stamp ns, [(x, y) metres in base_link])``,
     closest-node indices and ground-truth odometry ``(stamp ns, x, y, yaw)`` (metres, radians, in the frame of the
-    topomap's node positions ``node_xy`` ``(N, 2)``), all stamped on one clock.
+    topomap's node positions ``node_xy`` ``(N, 2)``), all stamped on one clock. A path added ``in_odometry_frame``
+    (the node's ``path_frame`` is the odometry's frame) is moved into the body frame at its stamp with the
+    odometry pose there, so the waypoint errors stay body-frame errors whichever frame the node publishes in.
 
     ``navigation/closest_node`` (Int32) has no header: the node publishes one per path, after it, so the k-th index
     belongs to the k-th path. Waypoint k of a path at stamp t is compared with the odometry at t + (k + 1) * dt_s,
@@ -185,6 +187,7 @@ class NavigationRecord:
     dt_s: float
     tolerance: int = 0
     paths: list[tuple[int, list[tuple[float, float]]]] = field(default_factory=list)
+    paths_in_odometry_frame: list[bool] = field(default_factory=list)
     closest: list[int] = field(default_factory=list)
     odom: list[tuple[int, float, float, float]] = field(default_factory=list)
 
@@ -204,8 +207,10 @@ class NavigationRecord:
             rate = known.frame_rate_hz if known is not None else 4.0
         return cls(node_xy, 1.0 / rate)
 
-    def add_path(self, stamp_ns: int, waypoints_xy: list[tuple[float, float]]) -> None:
+    def add_path(self, stamp_ns: int, waypoints_xy: list[tuple[float, float]], in_odometry_frame: bool = False
+                 ) -> None:
         self.paths.append((stamp_ns, waypoints_xy))
+        self.paths_in_odometry_frame.append(in_odometry_frame)
 
     def add_closest_node(self, index: int) -> None:
         self.closest.append(int(index))
@@ -236,7 +241,13 @@ class NavigationRecord:
         localisation = LocalisationAccumulator(self.tolerance)
         localisation.add(np.asarray(self.closest[:pairs])[covered], self.node_xy, truth_xy)
         waypoints = WaypointAccumulator(self.dt_s)
-        for stamp, xy in self.paths:
+        for (stamp, xy), in_odom in zip(self.paths, self.paths_in_odometry_frame, strict=True):
+            if in_odom and xy:
+                if not trajectory.covers(stamp / 1e9):
+                    waypoints.skipped += 1
+                    continue
+                origin, yaw = trajectory.at(stamp / 1e9)
+                xy = to_body_frame(np.asarray(xy, np.float64).reshape(-1, 2), origin[0], float(yaw[0]))
             waypoints.add(trajectory, stamp / 1e9, xy)
         return localisation, waypoints, np.asarray(truth_xy), np.asarray(self.closest[:pairs], np.intp)[covered]
 
