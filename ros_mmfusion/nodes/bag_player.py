@@ -36,6 +36,8 @@ class BagPlayerNode(MmfusionNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("bag_player", **kwargs)
+
+    def configure(self) -> None:
         topics = [t for t in self.params["topics"] if t] or None
         try:
             self.source = BagSource(self.params["bag"])
@@ -55,14 +57,14 @@ class BagPlayerNode(MmfusionNode):
                 self.get_logger().warn(f"not replaying {topic}: {exc}")
                 continue
             qos = LATCHED_QOS if topic in LATCHED_TOPICS else OUTPUT_QOS
-            self.publishers_by_topic[topic] = self.create_publisher(cls, topic, qos)
+            self.publishers_by_topic[topic] = self.output_publisher(cls, topic, qos)
         self.published = {t: 0 for t in self.publishers_by_topic}
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._play, name="bag_player", daemon=True)
         # Playback starts once the executor spins (not at construction), so nodes built after this one in the same
         # process, which may take seconds to load a model, do not miss the first messages.
-        self._starter = self.create_timer(0.01, self._start_playback)
+        self._starter = self.work_timer(0.01, self._start_playback)
         self.get_logger().info(f"replaying {self.params['bag']} ({len(self.publishers_by_topic)} topics, "
                                f"{self.source.duration_ns / 1e9:.1f} s at x{self.params['rate']})")
 
@@ -84,6 +86,8 @@ class BagPlayerNode(MmfusionNode):
                     due = mono_start + (message.log_time_ns - bag_start) / 1e9 / rate
                     if self._stop.wait(max(0.0, due - time.monotonic())):
                         return
+                    if not self.active:  # deactivated: the bag's clock runs on, nothing is published
+                        continue
                     data = message.data
                     if self.params["restamp"] and message.topic not in LATCHED_TOPICS \
                             and starts_with_header(message.msgtype):
@@ -103,7 +107,7 @@ class BagPlayerNode(MmfusionNode):
                 self.get_logger().info("playback finished: " + ", ".join(f"{t}={n}" for t, n in
                                                                          self.published.items()))
 
-    def close(self) -> None:
+    def release(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
