@@ -154,7 +154,9 @@ class MmfusionNode(LifecycleNode):
         if not self.managed:  # configure and activate now; a failing configure raises as a constructor did
             self.trigger_configure()
             if self._configure_exception is not None:
-                raise self._configure_exception
+                exc, self._configure_exception = self._configure_exception, None
+                self.destroy_node()  # now, not at some garbage collection: a node of the same name may follow
+                raise exc
             self.trigger_activate()
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
@@ -243,6 +245,14 @@ class MmfusionNode(LifecycleNode):
 
     def _configuring(self) -> bool:
         return getattr(self, "_param_callbacks", None) is not None
+
+    def destroy_node(self) -> None:
+        """Destroy the node and its lifecycle state machine (which rclpy's LifecycleNode leaves to the garbage
+        collector, and which keeps the node's handle, its /rosout logger among it, alive until then)."""
+        super().destroy_node()
+        state_machine = getattr(self, "_state_machine", None)
+        if state_machine is not None:
+            state_machine.destroy_when_not_in_use()
 
     @property
     def lifecycle_state(self) -> str:
