@@ -4,6 +4,11 @@ On a terminal a live line shows, per node, frames in/out, pipeline latency p50 a
 ``/diagnostics``); at the end a summary table is printed on any stdout (ros_mmfusion/ros/progress.py). SIGINT and
 SIGTERM stop every node; a node that cannot start is one error line and a non-zero exit, and the bag never plays.
 ``--use-sim-time`` runs every node on the bag's time (``presets.add_sim_time``: the player publishes /clock).
+
+With ``--lifecycle`` the nodes run as managed (lifecycle) nodes in this process, brought up by a lifecycle manager
+through their lifecycle services (configure every node, then activate every node, in the preset's order, bag players
+last) and down on SIGINT/SIGTERM or at the end (deactivate, cleanup, shutdown, in reverse order); a node that fails
+to configure is one error line and exit code 2, after the others were brought down (launcher.run_managed_in_process).
 """
 from __future__ import annotations
 
@@ -26,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and keeps its stamps")
     parser.add_argument("--processes", action="store_true", help="one OS process per node (DDS between them)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    parser.add_argument("--lifecycle", action="store_true",
+                        help="run the nodes as managed (lifecycle) nodes, brought up and down through their lifecycle "
+                             "services in the preset's order (in this process)")
 
 
 @contextmanager
@@ -61,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         preset_args["bag"] = args.bag
     if args.duration < 0:
         raise UserError("--duration must be >= 0")
+    if args.lifecycle and args.processes:
+        raise UserError("--lifecycle runs the nodes in this process: it does not combine with --processes")
     overrides = presets.parse_set(args.set)
     if args.use_sim_time:
         plain = presets.load(args.preset, preset_args, overrides)
@@ -90,11 +100,16 @@ def run(args: argparse.Namespace) -> int:
         for launch, node in zip(preset.nodes, nodes, strict=True):
             board.update_snapshot(launch.name, health_snapshot(node))
 
-    rclpy.init()
+    if args.lifecycle:  # the manager handles SIGINT/SIGTERM: the ROS context must outlive them for the bring-down
+        from rclpy.signals import SignalHandlerOptions
+
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    else:
+        rclpy.init()
     try:
         extra = [diagnostics_listener(board)] if board.live else []
-        launcher.run_in_process(preset, until=until, duration=args.duration, extra_nodes=extra,
-                                before_destroy=summarise)
+        runner = launcher.run_managed_in_process if args.lifecycle else launcher.run_in_process
+        runner(preset, until=until, duration=args.duration, extra_nodes=extra, before_destroy=summarise)
     finally:
         rclpy.try_shutdown()
     board.finish()

@@ -197,7 +197,6 @@ def run_in_process(preset: Preset, until: Callable[[list], bool] | None = None, 
     ``before_destroy(nodes)`` runs once spinning stopped, while the nodes still exist (a final summary). Returns the
     nodes (preset order) for the caller to summarise; they are destroyed on return.
     """
-    import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     nodes = create_nodes(preset)
@@ -205,14 +204,8 @@ def run_in_process(preset: Preset, until: Callable[[list], bool] | None = None, 
     executor = SingleThreadedExecutor()
     for node in everything:
         executor.add_node(node)
-    deadline = time.monotonic() + duration if duration > 0 else None
     try:
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-            if deadline is not None and time.monotonic() > deadline:
-                break
-            if until is not None and until(nodes):
-                break
+        _spin(executor, nodes, duration, until)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -222,6 +215,91 @@ def run_in_process(preset: Preset, until: Callable[[list], bool] | None = None, 
             executor.remove_node(node)
         _destroy(everything)
         executor.shutdown()
+    return nodes
+
+
+def _spin(executor, nodes: list, duration: float, until: Callable[[list], bool] | None,
+          stop: dict[str, int] | None = None) -> None:
+    """Spin ``executor`` until the ROS context shuts down, ``duration`` seconds pass (0: no limit), ``until(nodes)``
+    is true, or ``stop`` (of :func:`_stop_signals`) records a signal."""
+    import rclpy
+
+    deadline = time.monotonic() + duration if duration > 0 else None
+    while rclpy.ok() and not stop:
+        executor.spin_once(timeout_sec=0.1)
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        if until is not None and until(nodes):
+            break
+
+
+def run_managed_in_process(preset: Preset, until: Callable[[list], bool] | None = None, duration: float = 0.0,
+                           extra_nodes: list | None = None,
+                           before_destroy: Callable[[list], None] | None = None) -> list:
+    """:func:`run_in_process` with the nodes as managed (lifecycle) nodes, brought up and down by a lifecycle manager
+    (``ros/lifecycle.py``) through their lifecycle services, as nav2_lifecycle_manager does.
+
+    Every node is constructed unconfigured (parameters only). Bring-up in start order (:func:`start_order`):
+    configure every node but the bag players, check their inputs against the bag (:func:`check_inputs`), configure
+    the players, then activate every node (the players last: playback starts on activation). Then spin as
+    :func:`run_in_process`; SIGINT and SIGTERM end the run (the ROS context must have been initialised without
+    rclpy's signal handlers, so that it outlives the signal). Bring-down in reverse order: deactivate, cleanup,
+    shutdown. A node that fails to configure or activate is ConfigError naming it and its reason, raised once every
+    node was brought down; so is a node that could not be shut down. Returns the nodes (preset order).
+    """
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from ros_mmfusion.ros.lifecycle import LifecycleManager
+    from ros_mmfusion.ros.runtime import node_io
+
+    typed = [typed_parameters(launch) for launch in preset.nodes]  # every value checked before any node starts
+    replayed = _replayed(preset)  # the bag is readable
+    nodes: list = []
+    try:
+        for launch, values in zip(preset.nodes, typed, strict=True):
+            nodes.append(_construct(launch, {**values, "managed": True}))
+    except BaseException:
+        _destroy(nodes)
+        raise
+    by_name = {launch.name: node for launch, node in zip(preset.nodes, nodes, strict=True)}
+    names = [preset.nodes[i].name for i in start_order(preset)]
+    players = [preset.nodes[i].name for i in start_order(preset) if preset.nodes[i].key == PLAYER_KEY]
+    others = [name for name in names if name not in players]
+    manager_node = rclpy.create_node("mmfusion_lifecycle_manager")
+    everything = nodes + list(extra_nodes or []) + [manager_node]
+    executor = SingleThreadedExecutor()
+    for node in everything:
+        executor.add_node(node)
+    manager = LifecycleManager(manager_node, lambda seconds: executor.spin_once(timeout_sec=seconds))
+
+    def reason(name: str) -> str:
+        text = by_name[name].configure_error or ""
+        return text[len(name) + 2:] if text.startswith(f"{name}: ") else text
+
+    problems: list[str] = []
+    with _stop_signals() as stop:
+        try:
+            for group in (others, players):
+                if group is players:
+                    _print_notes(check_inputs(preset, {name: node_io(by_name[name]) for name in others}, replayed))
+                for name in group:
+                    if not stop:
+                        manager.transition(name, "configure", reason)
+            for name in names:
+                if not stop:
+                    manager.transition(name, "activate")
+            _spin(executor, nodes, duration, until, stop)
+        finally:
+            if before_destroy is not None:
+                before_destroy(nodes)
+            problems = manager.bring_down(names)
+            for node in everything:
+                executor.remove_node(node)
+            _destroy(everything)
+            executor.shutdown()
+    if problems:
+        raise ConfigError("; ".join(problems))
     return nodes
 
 

@@ -14,6 +14,9 @@ Launch arguments every launch file declares (:data:`LAUNCH_ARGUMENTS`, :data:`TO
 * ``backend``: inference backend of every node that has one; ``model_package``: model package directory of the
   preset's one node that takes one (a preset with several: ``set:=NODE.model_package=DIR``).
 * ``set``: ``NODE.PARAM=VALUE`` items separated by ``;`` (values as YAML scalars), like ``mmfusion run --set``.
+* ``lifecycle``: ``true`` starts every node as a managed (lifecycle) node (parameter ``managed``): unconfigured,
+  waiting for ``<node>/change_state`` from ``ros2 lifecycle set`` or a lifecycle manager (e.g. nav2_lifecycle_manager
+  with the preset's node names in order, bag players last).
 * ``live``: ``true`` drops the preset's bag players (inputs come from live sensors or a simulator); then
   ``calibration:=FILE`` replaces the ``<bag>/calibration.yaml`` the presets read.
 * ``<sensor>_topic``: the topic a sensor publishes on (default: the synthetic bag's name). Each renames that topic
@@ -38,6 +41,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "model_package": ("", "model package directory of the preset's one model node; empty: the preset's"),
     "set": ("", "parameter overrides NODE.PARAM=VALUE separated by ';' (as mmfusion run --set)"),
     "live": ("false", "true: drop the preset's bag players, inputs come from live sensors or a simulator"),
+    "lifecycle": ("false", "true: every node starts as a managed (lifecycle) node, unconfigured, for a lifecycle "
+                           "manager to configure and activate"),
     "calibration": ("", "with live:=true, the rig's calibration.yaml (replaces <bag>/calibration.yaml)"),
 }
 """Launch arguments every launch file declares: name -> (default, description)."""
@@ -105,8 +110,8 @@ def remappings(preset_remappings: dict[str, str], renamed: dict[str, str]) -> li
 
 
 def _overrides(preset_name: str, arguments: dict[str, str], live: bool) -> dict[str, dict[str, Any]]:
-    """{node name: {param: value}} from the ``set``, ``backend``, ``model_package``, ``use_sim_time`` and
-    ``calibration`` arguments, checked against the nodes' declared parameters."""
+    """{node name: {param: value}} from the ``set``, ``backend``, ``model_package``, ``use_sim_time``,
+    ``lifecycle`` and ``calibration`` arguments, checked against the nodes' declared parameters."""
     plain = presets.load(preset_name, _preset_args(arguments, live))
     overrides = presets.parse_set([item.strip() for item in arguments.get("set", "").split(";") if item.strip()])
 
@@ -131,6 +136,9 @@ def _overrides(preset_name: str, arguments: dict[str, str], live: bool) -> dict[
     sim_time = _flag("use_sim_time", arguments.get("use_sim_time", ""))
     if sim_time is not None:
         presets.add_sim_time(plain.nodes, overrides, sim_time)
+    if _flag("lifecycle", arguments.get("lifecycle", "")):
+        for node in plain.nodes:
+            put(node, "managed", True)
     if live:
         calibrated = [n for n in plain.nodes if n.key != PLAYER_KEY and "calibration_file" in n.parameters]
         calibration = arguments.get("calibration", "").strip()

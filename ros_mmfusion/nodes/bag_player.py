@@ -63,6 +63,8 @@ class BagPlayerNode(MmfusionNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("bag_player", **kwargs)
+
+    def configure(self) -> None:
         topics = [t for t in self.params["topics"] if t] or None
         try:
             self.source = BagSource(self.params["bag"])
@@ -83,7 +85,7 @@ class BagPlayerNode(MmfusionNode):
                 self.get_logger().warn(f"not replaying {topic}: {exc}")
                 continue
             qos = LATCHED_QOS if topic in LATCHED_TOPICS else OUTPUT_QOS
-            self.publishers_by_topic[topic] = self.create_publisher(cls, topic, qos)
+            self.publishers_by_topic[topic] = self.output_publisher(cls, topic, qos)
         self.published = {t: 0 for t in self.publishers_by_topic}
         self.clock_ns: int | None = None  # the last time published on /clock (ns, bag time)
         self.finished = threading.Event()
@@ -91,7 +93,7 @@ class BagPlayerNode(MmfusionNode):
         self._thread = threading.Thread(target=self._play, name="bag_player", daemon=True)
         # Playback starts once the executor spins (not at construction), so nodes built after this one in the same
         # process, which may take seconds to load a model, do not miss the first messages.
-        self._starter = self.create_timer(0.01, self._start_playback)
+        self._starter = self.work_timer(0.01, self._start_playback)
         clock = ", its time on /clock" if self.clock_pub is not None else ""
         self.get_logger().info(f"replaying {self.params['bag']} ({len(self.publishers_by_topic)} topics, "
                                f"{self.source.duration_ns / 1e9:.1f} s at x{self.params['rate']}{clock})")
@@ -155,6 +157,8 @@ class BagPlayerNode(MmfusionNode):
                             m, bag_start + int((now - t0) * rate * NS_PER_S))):  # the playback position
                         return
                     self._publish_clock(message.log_time_ns)  # the clock reaches the message's time before it
+                    if not self.active:  # deactivated: the bag's clock runs on, nothing is published
+                        continue
                     data = message.data
                     if self.params["restamp"] and message.topic not in LATCHED_TOPICS:
                         def shift(stamp: int, t0: int = wall_start) -> int:
@@ -178,7 +182,7 @@ class BagPlayerNode(MmfusionNode):
                 self.get_logger().info("playback finished: " + ", ".join(f"{t}={n}" for t, n in
                                                                          self.published.items()))
 
-    def close(self) -> None:
+    def release(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)

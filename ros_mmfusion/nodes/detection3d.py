@@ -125,6 +125,8 @@ class Detection3DNode(MmfusionNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("detection3d", **kwargs)
+
+    def configure(self) -> None:
         check_path_parameters(self, files=["weights"] + (["calibration_file"] if self.params["painting"] else []),
                               directories=["model_package"], base=share_dir())
         p = self.params

@@ -77,6 +77,8 @@ class FusionSegmentationNode(MmfusionNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("fusion_segmentation", **kwargs)
+
+    def configure(self) -> None:
         check_path_parameters(self, files=["calibration_file"], directories=["model_package"], base=share_dir())
         self.spec = load_package(self.params["model_package"])
         self.encoder = make_encoder(self.spec.x_modality, self.spec.x_params)
@@ -97,7 +99,8 @@ class FusionSegmentationNode(MmfusionNode):
         self.color_pub = self.output_publisher(Image, "segmentation/color")
         self.overlay_pub = self.output_publisher(Image, "segmentation/overlay")
         self.confidence_pub = self.output_publisher(Image, "segmentation/confidence")
-        self.label_info_pub = self.output_publisher(LabelInfo, "segmentation/label_info", LATCHED_QOS)
+        # latched class map: published from configure on, not a lifecycle publisher
+        self.label_info_pub = self.create_publisher(LabelInfo, "segmentation/label_info", LATCHED_QOS)
         self.label_info_pub.publish(label_info(dict(enumerate(self.spec.class_names)), 0.0))
         self.image_subscription("rgb/image", self.params["rgb_transport"], lambda m: self.on_input("rgb", m),
                                 name="rgb")

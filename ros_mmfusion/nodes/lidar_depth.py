@@ -41,6 +41,8 @@ class LidarDepthNode(MmfusionNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("lidar_depth", **kwargs)
+
+    def configure(self) -> None:
         check_path_parameters(self, files=["calibration_file"])
         self.camera_from_lidar = camera_from_lidar(self.params)  # None: from TF
         if self.camera_from_lidar is None:

@@ -95,7 +95,10 @@ class SimRobotNode(MmfusionNode):
 
     def __init__(self, collides=None, **kwargs) -> None:
         """``collides``: the collision query (``core.sim.robot.Collision``; default: the world's own)."""
+        self._collides = collides
         super().__init__("sim_robot", **kwargs)
+
+    def configure(self) -> None:
         if self.get_parameter("use_sim_time").value:
             raise ConfigError(f"{self.get_name()}: use_sim_time must be false: this node makes the simulated time")
         p = self.params
@@ -103,7 +106,7 @@ class SimRobotNode(MmfusionNode):
                              p["max_linear_acceleration"], p["max_angular_acceleration"], p["reject_above"])
         self.sim = SimulatedRobot(p["scenario"], p["seed"], (p["width"], p["height"]), start_time=p["start_time"],
                                   start_offset=tuple(p["start_offset"]), limits=limits, radius=p["radius"],
-                                  command_timeout=p["command_timeout"], collides=collides)
+                                  command_timeout=p["command_timeout"], collides=self._collides)
         self.messages = SimMessages(self.sim.sim, "32FC1")
         self.topics = {t for group in p["sensors"] for t in SENSOR_TOPICS[group]}
         self.lidar = bool(self.topics & {"/lidar/points", "/ground_truth/boxes", "/ground_truth/points"})
@@ -130,7 +133,7 @@ class SimRobotNode(MmfusionNode):
         self.command_log: list[tuple[float, float, float]] = []
         """(t, v, w) of every accepted command."""
         period = self.dt / p["real_time_factor"] if p["real_time_factor"] > 0 else 0.0
-        self.create_timer(period, self.tick)
+        self.work_timer(period, self.tick)
 
     def _serialize(self, topic: str, message) -> bytes:
         return bytes(self.messages.store.serialize_cdr(message, TOPICS[topic][0]))

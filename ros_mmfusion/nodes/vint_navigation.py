@@ -122,6 +122,8 @@ class VintNavigationNode(MmfusionNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("vint_navigation", **kwargs)
+
+    def configure(self) -> None:
         p = self.params
         if bool(p["topomap_dir"]) == bool(p["goal_image"]):
             raise ConfigError(f"{self.get_name()}: set exactly one of 'topomap_dir' and 'goal_image'")

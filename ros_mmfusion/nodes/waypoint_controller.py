@@ -67,6 +67,8 @@ class WaypointControllerNode(MmfusionNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("waypoint_controller", **kwargs)
+
+    def configure(self) -> None:
         p = self.params
         self.follower = WaypointFollower(self.velocity_limits(), p["waypoint_dt"], p["waypoint_timeout"])
         self.cmd_type = TwistStamped if p["cmd_vel_stamped"] else Twist
@@ -78,7 +80,7 @@ class WaypointControllerNode(MmfusionNode):
         self.sensor_subscription(Bool, "navigation/goal_reached", self.on_goal_reached, name="goal_reached",
                                  required=False, stall_timeout=_goal_stall_timeout(p["waypoint_timeout"]))
         self.last_command: VelocityCommand | None = None
-        self.create_timer(1.0 / p["control_rate"], self.on_control_tick)
+        self.work_timer(1.0 / p["control_rate"], self.on_control_tick)
         self.get_logger().info(f"following waypoints at {p['control_rate']:g} Hz: v <= {p['max_linear_velocity']} "
                                f"m/s, w <= {p['max_angular_velocity']} rad/s; {self.cmd_type.__name__} on cmd_vel")
 

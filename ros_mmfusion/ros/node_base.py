@@ -8,6 +8,14 @@ outputs with :meth:`output_publisher` (reliable QoS), skips work when nobody lis
 reports ``~/debug/processing_time_ms``, ``~/debug/pipeline_latency_ms`` and ``/diagnostics``. A node that runs a
 network says where its weights came from with :meth:`report_model` (start-up log line, ``model.*`` diagnostics keys,
 and a WARN for as long as it runs on random or fixture weights).
+
+Every node is a ROS 2 lifecycle node (``rclpy.lifecycle``). Its constructor only declares and validates the
+parameters; :meth:`MmfusionNode.configure` (each node's hook) loads the model, creates publishers, subscriptions and
+timers. With ``managed: false`` (the default) the node configures and activates itself at the end of construction and
+offers no lifecycle services, as before; with ``managed: true`` it starts unconfigured and waits for
+``~/change_state``: configure (a failure is one ERROR line, the node stays unconfigured), activate (outputs and input
+callbacks on), deactivate (inputs ignored, no outputs), cleanup (everything configure made is destroyed and dropped,
+models freed), shutdown from any state. See docs/architecture.md, "Managed (lifecycle) nodes".
 """
 from __future__ import annotations
 
@@ -20,11 +28,12 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from std_msgs.msg import Float64
 
 from ros_mmfusion.core.codec.limits import LIMIT_PARAMS, MessageLimits
-from ros_mmfusion.core.errors import ConfigError, MessageFormatError, TransformLookupError
+from ros_mmfusion.core.errors import ConfigError, MessageFormatError, TransformLookupError, one_line
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.health import (
@@ -44,6 +53,9 @@ from ros_mmfusion.ros.image import transport_topic, transport_type
 from ros_mmfusion.ros.qos import OUTPUT_QOS, SENSOR_QOS
 
 __all__ = ["COMMON_PARAMS", "MmfusionNode", "stamp_to_ns"]
+
+_ENTITY_KINDS = ("publishers", "subscriptions", "timers", "clients", "services")
+"""What :meth:`MmfusionNode.configure` may create, destroyed again on cleanup."""
 
 _PARAM_TYPES = {
     (bool, False): ParameterType.PARAMETER_BOOL, (int, False): ParameterType.PARAMETER_INTEGER,
@@ -65,6 +77,8 @@ COMMON_PARAMS: tuple[ParamSpec, ...] = (
               "(0 disables; use with live sensors, not with sim time jumps).", minimum=0.0),
     ParamSpec("log_throttle", 5.0, "Seconds between repeated log lines about the same input problem.", minimum=0.0),
     *LIMIT_PARAMS,  # max_image_side, max_image_pixels, max_points, ...: what one message may cost (core/codec/limits)
+    ParamSpec("managed", False, "Run as a managed (lifecycle) node: start unconfigured and wait for ~/change_state "
+              "(configure, activate, ...); false: configure and activate at start-up.", read_only=True),
 )
 
 
@@ -84,12 +98,13 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return desc
 
 
-class MmfusionNode(Node):
-    """Node base: validated parameters, guarded sensor inputs, timing topics and diagnostics.
+class MmfusionNode(LifecycleNode):
+    """Node base: validated parameters, guarded sensor inputs, timing topics, diagnostics and the lifecycle.
 
-    Subclasses set ``PARAMS`` (a tuple of ParamSpec), ``EVALUATION`` when evaluated, and call
-    ``super().__init__(name, **kwargs)``; validated values are in ``self.params`` (a dict kept up to date on
-    parameter changes). A bad start-up value raises ConfigError with the parameter's name and the reason.
+    Subclasses set ``PARAMS`` (a tuple of ParamSpec), ``EVALUATION`` when evaluated, call
+    ``super().__init__(name, **kwargs)`` and do the rest of their set-up in :meth:`configure`; validated values are
+    in ``self.params`` (a dict kept up to date on parameter changes). A bad start-up value raises ConfigError with the
+    parameter's name and the reason; so does a failing :meth:`configure` of an unmanaged node.
     """
 
     PARAMS: tuple[ParamSpec, ...] = ()
@@ -97,7 +112,7 @@ class MmfusionNode(Node):
     """The topics ``mmfusion eval`` and ``mmfusion benchmark`` evaluate (None: only the debug latency is shown)."""
 
     def __init__(self, node_name: str, **kwargs: Any) -> None:
-        super().__init__(node_name, **kwargs)
+        Node.__init__(self, node_name, **kwargs)  # the lifecycle state machine follows, once `managed` is known
         self._specs = {s.name: s for s in (*COMMON_PARAMS, *self.PARAMS)}
         self.params: dict[str, Any] = {}
         self._limits: MessageLimits | None = None
@@ -140,10 +155,130 @@ class MmfusionNode(Node):
         # On the steady clock: health is reported on wall time even when the node clock is a /clock that stopped.
         self.create_timer(self.params["diagnostics_period"], self.publish_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.managed: bool = self.params["managed"]
+        self.active = False  # input callbacks and work timers run, lifecycle publishers publish
+        self.configure_error: str | None = None  # why the last configure failed (one line)
+        self._configure_exception: Exception | None = None
+        self._owned: dict[str, Any] | None = None  # what configure made (set while configured)
+        self._released = False
+        self._param_callbacks: list[tuple[Callable, Callable]] | None = None  # (remove, callback) while configuring
+        LifecycleNodeMixin.__init__(self, enable_communication_interface=self.managed)
+        if not self.managed:  # configure and activate now; a failing configure raises as a constructor did
+            self.trigger_configure()
+            if self._configure_exception is not None:
+                exc, self._configure_exception = self._configure_exception, None
+                self.destroy_node()  # now, not at some garbage collection: a node of the same name may follow
+                raise exc
+            self.trigger_activate()
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+    def configure(self) -> None:
+        """The node's set-up beyond its parameters: check path parameters, load the model, create publishers
+        (:meth:`output_publisher`), subscriptions and timers (:meth:`work_timer`). Raise ConfigError (one line naming
+        the parameter) when it cannot be done. Called on the configure transition (at start-up for an unmanaged node);
+        on cleanup everything it created is destroyed and every attribute it set is dropped."""
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        owned = {"attributes": set(vars(self)), **{kind: set(getattr(self, kind)) for kind in _ENTITY_KINDS}}
+        self._param_callbacks = []
+        self._configure_exception = None
+        try:
+            self.configure()
+        except Exception as exc:  # noqa: BLE001 - a node that cannot configure stays unconfigured, alive
+            self._owned, self._released = owned | {"callbacks": self._param_callbacks}, True  # nothing to close
+            self._param_callbacks = None
+            self._release()
+            self._configure_exception = exc
+            self.configure_error = one_line(exc if isinstance(exc, (ConfigError, OSError))
+                                            else f"{type(exc).__name__}: {exc}")
+            if self.managed:
+                self.get_logger().error(f"configure failed: {self.configure_error}")
+            return TransitionCallbackReturn.FAILURE
+        owned["callbacks"], self._param_callbacks = self._param_callbacks, None
+        self._owned, self._released = owned, False
+        self.configure_error = None
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = True
+        return super().on_activate(state)  # the lifecycle publishers
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.active:
+            self.on_deactivate(state)
+        if self._owned is not None:
+            self._release()
+        return super().on_shutdown(state)
+
+    def _release(self) -> None:
+        """Undo configure (or what a failed one made): :meth:`close`, destroy the publishers, subscriptions, timers,
+        clients, services and parameter callbacks it created, drop the attributes it set (models are freed) and the
+        inputs, findings and transform buffer it registered."""
+        if self._owned is None:
+            return
+        self.close()
+        owned, self._owned = self._owned, None
+        for remove, callback in owned.get("callbacks", []):
+            remove(callback)
+        for kind in _ENTITY_KINDS:
+            for entity in set(getattr(self, kind)) - owned[kind]:
+                if kind == "publishers" and entity in self._managed_entities:
+                    self.destroy_lifecycle_publisher(entity)
+                else:
+                    getattr(self, f"destroy_{kind[:-1]}")(entity)
+        for name in set(vars(self)) - owned["attributes"]:
+            if not name.startswith(("_Node__", "_LifecycleNodeMixin__")):  # rclpy's own
+                delattr(self, name)
+        self.inputs.clear()
+        self.input_topics.clear()
+        self._default_timeout_inputs.clear()
+        self._stamp_guards.clear()
+        self._extra_findings.clear()
+        self.model_values = {}
+        self.tf = self._tf_listener = None
+
+    def add_on_set_parameters_callback(self, callback: Callable) -> None:
+        super().add_on_set_parameters_callback(callback)
+        if self._configuring():
+            self._param_callbacks.append((self.remove_on_set_parameters_callback, callback))
+
+    def add_post_set_parameters_callback(self, callback: Callable) -> None:
+        super().add_post_set_parameters_callback(callback)
+        if self._configuring():
+            self._param_callbacks.append((self.remove_post_set_parameters_callback, callback))
+
+    def _configuring(self) -> bool:
+        return getattr(self, "_param_callbacks", None) is not None
+
+    def destroy_node(self) -> None:
+        """Destroy the node and its lifecycle state machine (which rclpy's LifecycleNode leaves to the garbage
+        collector, and which keeps the node's handle, its /rosout logger among it, alive until then)."""
+        super().destroy_node()
+        state_machine = getattr(self, "_state_machine", None)
+        if state_machine is not None:
+            state_machine.destroy_when_not_in_use()
+
+    @property
+    def lifecycle_state(self) -> str:
+        """The lifecycle state's label: unconfigured, inactive, active, finalized (or a transition's)."""
+        return self._state_machine.current_state[1]
+
+    def work_timer(self, period_s: float, callback: Callable[[], None]):
+        """A timer whose ``callback`` runs only while the node is active (periods in seconds of the node clock)."""
+        return self.create_timer(period_s, lambda: callback() if self.active else None)
 
     # -- parameters -------------------------------------------------------------------------------------------------
     def _on_set_parameters(self, changes: Sequence[rclpy.parameter.Parameter]) -> SetParametersResult:
         staged = {}
+        configured = self._owned is not None  # unconfigured: configure reads the values; nothing to re-derive
         for p in changes:
             spec = self._specs.get(p.name)
             if spec is None:
@@ -156,7 +291,8 @@ class MmfusionNode(Node):
         self.params.update(staged)
         self._limits = None  # rebuilt from the new values on next use
         try:
-            self.on_parameters_changed(frozenset(staged))
+            if configured:
+                self.on_parameters_changed(frozenset(staged))
         except ConfigError as exc:
             self.params.update(previous)
             self._limits = None
@@ -293,6 +429,8 @@ class MmfusionNode(Node):
         self._stamp_guards[name] = guard
 
         def guarded(msg: Any) -> None:
+            if not self.active:  # an inactive managed node ignores its inputs
+                return
             now_ns = self.now_ns()
             monitor.on_message(now_ns / 1e9)
             header = getattr(msg, "header", None)
@@ -376,7 +514,11 @@ class MmfusionNode(Node):
 
     # -- outputs ----------------------------------------------------------------------------------------------------
     def output_publisher(self, msg_type: type, topic: str, qos=OUTPUT_QOS):
-        return self.create_publisher(msg_type, topic, qos)
+        """A lifecycle publisher of an output: it publishes only while the node is active."""
+        publisher = self.create_lifecycle_publisher(msg_type, topic, qos)
+        if self.active:  # made after activation (a node that builds outside configure)
+            publisher.on_activate(None)
+        return publisher
 
     @staticmethod
     def has_subscribers(publishers: Iterable[Any]) -> bool:
@@ -397,6 +539,8 @@ class MmfusionNode(Node):
     def health(self):
         """Inputs judged on the node clock (simulated time with ``use_sim_time``), plus, on sim time, whether the
         clock still advances (:class:`~ros_mmfusion.core.health.ClockWatch`, over ``input_timeout`` wall seconds)."""
+        if not self.active:  # a managed node not active: its inputs are ignored, so their silence is no fault
+            return HealthReport(Level.OK, f"{self.lifecycle_state}: not processing", {})
         now = self.now_ns() / 1e9
         findings = list(self._extra_findings.values())
         if self.get_clock().ros_time_is_active:
@@ -420,5 +564,12 @@ class MmfusionNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics.publish(msg)
 
+    def release(self) -> None:
+        """Free what :meth:`configure` acquired beyond Python objects (threads, open files): called once, by
+        :meth:`close` (the runner, before destroying the node) or by the cleanup transition."""
+
     def close(self) -> None:
-        """Release resources before destruction (models, files); called by the runner on shutdown."""
+        """Release resources before destruction: :meth:`release` once, if the node is configured."""
+        if self._owned is not None and not self._released:
+            self._released = True
+            self.release()

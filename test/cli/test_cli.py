@@ -47,7 +47,7 @@ def test_doctor_reports_ros_middleware_profile_and_ml_runtimes(ros_child_env):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "no_such_preset"], "unknown preset 'no_such_preset'; available: carla, closed_loop, demo, demo_compressed"),
+    (["run", "no_such_preset"], "unknown preset 'no_such_preset'; available: carla, closed_loop, demo,"),
     (["run", "demo"], "preset 'demo' needs the argument 'bag'"),
     (["run", "demo", "--bag", "/nonexistent/bag", "--set", "lidar_depth.fill_kernel=99"], "above its maximum 31"),
     (["run", "demo", "--bag", "/x", "--set", "nobody.rate=1"], "--set names unknown node(s) ['nobody']"),

@@ -315,3 +315,30 @@ def test_summary_shows_frames_latency_and_level_per_node():
     assert len(lines) == 5, "someone_else is no node of this run"
     assert format_progress(board.names, board.stats, 3.0) == \
         "    3 s | bag_player 41 OK | lidar_depth 10/8 p50 12 ms ERROR | fusion_segmentation waiting"
+
+
+def test_run_lifecycle_brings_the_demo_preset_up_and_down_through_the_lifecycle_services(bag, env):
+    proc = run(["run", "demo", "--bag", str(bag), "--lifecycle", "--duration", "3"], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    done = [line.split("]: ", 1)[1] for line in proc.stderr.splitlines()
+            if "[mmfusion_lifecycle_manager]: " in line and line.endswith(" done")]
+    up = ["lidar_depth", "fusion_segmentation", "detection3d", "bag_player"]  # preset order, the player last
+    down = up[::-1]
+    assert done == ([f"{n}: configure done" for n in up] + [f"{n}: activate done" for n in up]
+                    + [f"{n}: deactivate done" for n in down] + [f"{n}: cleanup done" for n in down]
+                    + [f"{n}: shutdown done" for n in down]), proc.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.split()[:1] in ([n] for n in up)}
+    assert int(rows["bag_player"][2]) >= 6 * 3, "the player replayed once active"
+    for name in up[:-1]:
+        assert int(rows[name][1]) >= 1, f"{name}: the bag's frames reached the active node (inactive: ignored)"
+
+
+def test_run_lifecycle_a_node_failing_configure_is_one_line_and_every_node_is_brought_down(bag, env):
+    proc = run(["run", PRESET, "--bag", str(bag), "--lifecycle", "--set",
+                "lidar_depth.calibration_file=/nonexistent/calib.yaml"], env)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr[-3000:])
+    assert own_lines(proc.stderr) == ["mmfusion run: error: node 'lidar_depth' failed to configure: parameter "
+                                      "'calibration_file': file not found: /nonexistent/calib.yaml"], proc.stderr
+    assert "replaying" not in proc.stderr, "the bag player is never configured after a node failed to"
+    assert "bag_player: shutdown done" in proc.stderr and "lidar_depth: shutdown done" in proc.stderr

@@ -139,6 +139,9 @@ def test_arguments_reach_the_nodes():
     # the preset's remapping onto /lidar/points follows the rename, and the node's own name is renamed after it
     assert specs["detection3d"].remappings[0] == ("points", "/velodyne_points")
     assert ("/lidar/points", "/velodyne_points") in specs["lidar_depth"].remappings
+    assert not any("managed" in s.parameters for s in specs.values()), "unmanaged unless asked"
+    managed = node_specs("demo", {"bag": "/b", "lifecycle": "true"})
+    assert [s.parameters.get("managed") for s in managed] == [True] * len(managed)
     navigation = {s.name: s for s in node_specs("navigation", {"bag": "/b", "topomap": "/m", "model_package": "/p"})}
     assert navigation["vint_navigation"].parameters["model_package"] == "/p"
 
@@ -155,6 +158,7 @@ def test_live_drops_the_bag_player_and_needs_a_calibration():
     ({"bag": "/b", "model_package": "/p"}, "2 model nodes"),
     ({}, "needs the argument 'bag'"),
     ({"bag": "/b", "use_sim_time": "maybe"}, "use_sim_time: expected true or false"),
+    ({"bag": "/b", "lifecycle": "yes please"}, "lifecycle: expected true or false"),
     ({"bag": "/b", "lidar_topic": "velodyne_points"}, "absolute topic name"),
     ({"bag": "/b", "set": "detection3d.no_such=1"}, "has no parameter 'no_such'"),
     ({"bag": "/b", "backend": "cuda-magic"}, "backend"),
