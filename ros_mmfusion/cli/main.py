@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "doctor",
     "run": "run",
     "sim": "sim",
+    "import": "import_data",
     "demo": "demo",
     "eval": "eval",
     "bench-network": "bench",
