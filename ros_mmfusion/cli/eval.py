@@ -26,6 +26,9 @@ REPORT_FILES = ("metrics.json", "report.md", "report.html", "iou_per_class.png",
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--closed-loop", action="store_true",
+                        help="closed-loop navigation instead: `mmfusion eval --closed-loop ...` runs "
+                             "`mmfusion closed-loop ...` with the other options (see its --help)")
     parser.add_argument("--bag", required=True, help="rosbag2 directory to replay (e.g. from `mmfusion sim record`)")
     parser.add_argument("--preset", default="segmentation", help="preset whose nodes are evaluated")
     parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",

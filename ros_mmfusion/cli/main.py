@@ -43,6 +43,20 @@ RENAMED: dict[str, str] = {
     "benchmark": "bench-graph",
 }
 
+#: (command, flag) -> the command it stands for: ``mmfusion eval --closed-loop ...`` is ``mmfusion closed-loop ...``
+FLAG_ALIASES: dict[tuple[str, str], str] = {
+    ("eval", "--closed-loop"): "closed-loop",
+}
+
+
+def resolve_aliases(argv: Sequence[str]) -> list[str]:
+    """``argv`` with a flag alias (:data:`FLAG_ALIASES`) replaced by the command it stands for."""
+    argv = list(argv)
+    for (command, flag), target in FLAG_ALIASES.items():
+        if argv[:1] == [command] and flag in argv[1:]:
+            return [target, *(a for a in argv[1:] if a != flag)]
+    return argv
+
 
 class UserError(Exception):
     """An error caused by the user's input; printed as one line, exit code 2 (or ``code``)."""
@@ -89,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(resolve_aliases(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return 2

@@ -59,3 +59,14 @@ def test_each_policy_gets_its_vint_parameters_over_the_users():
     assert (params["random"]["model_package"], params["random"]["weights"]) == ("", "")
     assert params["random"]["variant"] == "vint_reduced" and params["random"]["radius"] == 3
     assert params["oracle"]["distance_source"] == params["oracle"]["waypoint_source"] == "odometry"
+
+
+def test_eval_closed_loop_is_the_closed_loop_command(tmp_path, capsys):
+    """``mmfusion eval --closed-loop`` (the issue's naming) runs ``mmfusion closed-loop`` with the other options."""
+    from ros_mmfusion.cli.main import resolve_aliases
+
+    assert resolve_aliases(["eval", "--closed-loop", "--routes", "2"]) == ["closed-loop", "--routes", "2"]
+    assert resolve_aliases(["eval", "--bag", "b"]) == ["eval", "--bag", "b"]
+    fails_with_one_line(capsys, ["eval", "--closed-loop", "--out", str(tmp_path / "r"), "--routes", "0"],
+                        "routes must be 1..1000")
+    assert not (tmp_path / "r").exists()
