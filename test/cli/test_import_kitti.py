@@ -38,7 +38,8 @@ def test_import_prints_progress_and_a_missing_file_is_one_line_naming_it(partial
     assert main(["import", "kitti", str(partial), "--out", str(out), "--overwrite", "--max-frames", "1"]) == 0
     assert "frame 1/1" in capsys.readouterr().out
     (out / "notes.txt").write_text("mine")
-    fails_with_one_line(capsys, ["import", "kitti", str(partial), "--out", str(out), "--overwrite"], "refusing to touch")
+    fails_with_one_line(capsys, ["import", "kitti", str(partial), "--out", str(out), "--overwrite"],
+                        "refusing to touch")
     assert (out / "notes.txt").read_text() == "mine" and (out / "bag.mcap").is_file()
 
 

@@ -188,7 +188,7 @@ def test_lidar_points_in_each_labelled_box_project_into_its_2d_box(frames, bag):
         boxes, names, ids = _boxes_array(frame["boxes"])
         two_d = {d.id: d for d in frame["boxes_2d"].detections}
         camera = frame["camera"]
-        for box, name, ident in zip(boxes, names, ids):
+        for box, name, ident in zip(boxes, names, ids, strict=True):
             b = two_d[ident].bbox
             rect = (b.center.position.x - b.size_x / 2, b.center.position.y - b.size_y / 2,
                     b.center.position.x + b.size_x / 2, b.center.position.y + b.size_y / 2)

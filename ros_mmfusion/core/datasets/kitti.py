@@ -256,7 +256,8 @@ def read_labels(path: Path) -> list[KittiObject]:
         if not parts:
             continue
         if len(parts) not in (15, 16):
-            raise ConfigError(f"{path}:{index + 1}: a KITTI label row has 15 values (16 with a score), got {len(parts)}")
+            raise ConfigError(f"{path}:{index + 1}: a KITTI label row has 15 values (16 with a score), got "
+                              f"{len(parts)}")
         try:
             v = [float(p) for p in parts[1:]]
         except ValueError:
@@ -328,7 +329,8 @@ def parse_timestamps(path: Path) -> list[int]:
             t = _dt.datetime.strptime(whole, "%Y-%m-%d %H:%M:%S").replace(tzinfo=_dt.timezone.utc)
             stamps.append(int(t.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9] or 0))
         except ValueError:
-            raise ConfigError(f"{path}:{index + 1}: not a timestamp (YYYY-MM-DD HH:MM:SS.fffffffff): {line!r}") from None
+            raise ConfigError(f"{path}:{index + 1}: not a timestamp (YYYY-MM-DD HH:MM:SS.fffffffff): "
+                              f"{line!r}") from None
     return stamps
 
 
@@ -394,7 +396,8 @@ def object_frames(root: Path, rate: float = 10.0, start_stamp_ns: int = OBJECT_S
     for sub in ("velodyne", "image_2", "calib"):
         if not (root / sub).is_dir():
             raise ConfigError(f"{root / sub}: missing (the object layout has image_2/, velodyne/, calib/)")
-    names = sorted({p.stem for p in (root / "velodyne").glob("*.bin")} | {p.stem for p in (root / "image_2").glob("*.png")})
+    names = sorted({p.stem for p in (root / "velodyne").glob("*.bin")}
+                   | {p.stem for p in (root / "image_2").glob("*.png")})
     if not names:
         raise ConfigError(f"{root / 'velodyne'}: no NNNNNN.bin frames")
     if max_frames is not None:
@@ -494,7 +497,7 @@ def calibration_yaml(calib: KittiCalibration) -> str:
 
     from ros_mmfusion.core.sim.calibration import calibration_dict
 
-    rig = _Rig(f"KITTI ({calib.source})", (camera_calibration(calib),), lidar_calibration(calib))
+    rig = _Rig("KITTI", (camera_calibration(calib),), lidar_calibration(calib))
     data = calibration_dict(rig, {CAMERA_NAME: "/camera/color/image_raw",
                                   f"{CAMERA_NAME}_info": "/camera/color/camera_info", "lidar": "/lidar/points"})
     data["kitti"] = {
@@ -574,7 +577,7 @@ def boxes_message(msgs, stamp_ns: int, objects: Sequence[KittiObject], calib: Ki
 
     kept = [o for o in objects if o.has_box]
     detections = []
-    for obj, box in zip(kept, boxes_in_lidar(kept, calib)):
+    for obj, box in zip(kept, boxes_in_lidar(kept, calib), strict=True):
         q = yaw_to_quaternion(box[6])
         detections.append(msgs.new("vision_msgs/msg/Detection3D", header=msgs.header(stamp_ns, LIDAR_FRAME),
                                    results=[_hypothesis(msgs, obj, msgs.pose(box[:3], q))],
@@ -611,7 +614,7 @@ def _dataset_yaml(root: Path, layout: str, frames: Sequence[KittiFrame], topics:
         "version": __version__,
         "dataset": "KITTI",
         "licence": "KITTI data: CC BY-NC-SA 3.0 (Geiger et al.); this bag is a derived work of it",
-        "source": str(root),
+        "source": str(root.resolve()),
         "layout": layout,
         "frames": len(frames),
         "stamps": ("synthesized at a fixed rate from 2024-01-01T00:00:00Z (the object layout has no time)"
