@@ -15,6 +15,7 @@ HELP = "import a dataset folder (KITTI, nuScenes, RGB-D sequences) into a rosbag
 #: dataset name -> module under ros_mmfusion.cli
 IMPORTERS: dict[str, str] = {
     "kitti": "import_kitti",
+    "nuscenes": "import_nuscenes",
 }
 
 

@@ -7,8 +7,16 @@ camera). The cloud and the labels are paired by an approximate-time synchronizer
 ``painting_timeout``: without them the node keeps detecting with every point painted "unseen" (the output of the
 unpainted checkpoint for a zero-initialised painted model) and reports WARN.
 
-The painting extrinsic (camera <- LiDAR) comes from TF (the labels' frame <- the cloud's frame at the cloud's stamp)
-unless the parameters give it (``extrinsics_source``, core/extrinsics.py). Outputs, stamped with the cloud's stamp,
+Several cameras paint at once (``paint_cameras``: camera namespaces, e.g. nuScenes' six): the node then takes
+``<NS>/segmentation/labels`` and ``<NS>/camera_info`` for each NS, pairs the cloud with every camera's labels (each
+optional with the same timeout) and paints each point from the first camera in the listed order that sees it
+(core/detection3d/painting.py ``MultiCameraScores``); a camera whose labels or CameraInfo are missing paints nothing.
+
+The painting extrinsic (camera <- LiDAR) comes from TF (the labels' frame <- the cloud's frame at the cloud's stamp;
+with ``paint_fixed_frame``, e.g. ``map``, camera at the labels' stamp <- fixed frame <- LiDAR at the cloud's stamp,
+which follows the ego motion between a camera's and the LiDAR's stamps as nuScenes' calibration does) unless the
+parameters give it (``extrinsics_source``, core/extrinsics.py; with several cameras only ``calibration_file``, which
+names each camera by its namespace). Outputs, stamped with the cloud's stamp,
 boxes in ``output_frame`` (empty: the cloud's frame; else moved there through TF at the cloud's stamp, kept upright;
 a missing or stale transform skips the cloud with a WARN): ``detections`` (vision_msgs/Detection3DArray:
 class id string, score, box centre pose and size) and ``detections/markers`` (visualization_msgs/MarkerArray: a
@@ -19,21 +27,32 @@ subscribes to either. Empty and all-NaN clouds are skipped with a log line and c
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
-from sensor_msgs.msg import Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from ros_mmfusion.core import labels
 from ros_mmfusion.core.detection3d.artifacts import DEFAULT_DETECTOR, build_detector, detector_spec
-from ros_mmfusion.core.detection3d.painting import SegmentationScores, paint_class_ids
+from ros_mmfusion.core.detection3d.painting import (
+    MultiCameraScores,
+    PaintingScores,
+    SegmentationScores,
+    paint_class_ids,
+)
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
-from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, changed_camera_from_lidar
-from ros_mmfusion.core.geometry import PinholeCamera
+from ros_mmfusion.core.extrinsics import (
+    EXTRINSIC_PARAMS,
+    camera_from_lidar,
+    changed_camera_from_lidar,
+    extrinsics_from_parameters,
+)
+from ros_mmfusion.core.geometry import PinholeCamera, Transform
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.models.registry import detectors
@@ -42,6 +61,7 @@ from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
 from ros_mmfusion.core.tf_buffer import TF_PARAMS, transform_boxes
 from ros_mmfusion.paths import share_dir
 from ros_mmfusion.ros.builders import box_markers, detection3d_array
+from ros_mmfusion.ros.camera_info import camera_info_to_intrinsics
 from ros_mmfusion.ros.entry import check_path_parameters, run_node
 from ros_mmfusion.ros.image import image_to_numpy
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
@@ -60,6 +80,37 @@ def _check_range(values: list[float]) -> str | None:
     if len(values) != 6:
         return "needs 6 numbers: x_min y_min z_min x_max y_max z_max (all 0: the model's own range)"
     return None
+
+
+def _check_paint_cameras(values: list[str]) -> str | None:
+    if len(set(values)) != len(values):
+        return "camera namespaces must be unique"
+    if len(values) > 1 and any(not v.strip("/") for v in values):
+        return "with several cameras every one needs a namespace ('' is the single camera without one)"
+    bad = [v for v in values if v and not all(c.isalnum() or c in "_/~" for c in v)]
+    return f"not a namespace: {bad}" if bad else None
+
+
+@dataclass
+class PaintCamera:
+    """One painting camera: its ``namespace`` ('' for the single camera without one), the names of its two inputs,
+    and what arrived on them (the latest CameraInfo as ``camera`` and its ``frame_id``)."""
+
+    namespace: str
+    labels_input: str
+    info_input: str
+    camera: PinholeCamera | None = None
+    frame_id: str = ""
+    camera_from_lidar: Transform | None = None  # from the parameters; None: from TF
+
+    @classmethod
+    def named(cls, namespace: str) -> PaintCamera:
+        ns = namespace.strip("/")
+        return cls(ns, f"{ns}/labels" if ns else "labels", f"{ns}/camera_info" if ns else "camera_info")
+
+    def topic(self, name: str) -> str:
+        """The input topic ``name`` of this camera, relative (resolved in the node's namespace, remappable)."""
+        return f"{self.namespace}/{name}" if self.namespace else name
 
 
 def output_class_name(name: str) -> str:
@@ -110,6 +161,13 @@ class Detection3DNode(MmfusionNode):
         ParamSpec("paint_classes", ["car", "pedestrian", "cyclist"], "Segmentation classes painted, one channel "
                   "each (names of the suite's label set); a model package's own paint_classes replace them.",
                   read_only=True),
+        ParamSpec("paint_cameras", [""], "Painting cameras: one namespace each, painted in this order (a point seen "
+                  "by several takes the first's scores); each takes <NS>/segmentation/labels and <NS>/camera_info. "
+                  "[''] (default): one camera on segmentation/labels and camera_info.", check=_check_paint_cameras,
+                  read_only=True),
+        ParamSpec("paint_fixed_frame", "", "With TF extrinsics: the fixed frame (e.g. map, odom) through which the "
+                  "camera at the labels' stamp <- LiDAR at the cloud's stamp is chained, following the ego motion "
+                  "between the two stamps; empty: camera <- LiDAR at the cloud's stamp.", read_only=True),
         ParamSpec("painting_timeout", 0.5, "Seconds (of stamp time) without segmentation labels before detecting "
                   "without them (unpainted-equivalent) and reporting WARN.", minimum=0.01, read_only=True),
         ParamSpec("sync_queue_size", 10, "Approximate-time synchronizer queue size per input.", minimum=1,
@@ -149,10 +207,11 @@ class Detection3DNode(MmfusionNode):
         self.class_ids = [output_class_name(n) for n in self.detector.class_names]
         self.colors = {name: (r / 255.0, g / 255.0, b / 255.0) for name in self.class_ids
                        if name in labels.label_names() for r, g, b in [labels.label_by_name(name).color]}
-        self.camera_from_lidar = camera_from_lidar(p) if p["painting"] else None  # painting only; None: from TF
-        if (p["painting"] and self.camera_from_lidar is None) or p["output_frame"]:
+        self.paint_cameras = [PaintCamera.named(ns) for ns in p["paint_cameras"]] if p["painting"] else []
+        for cam in self.paint_cameras:  # painting only; None: from TF
+            cam.camera_from_lidar = self.parameter_extrinsic(cam)
+        if any(cam.camera_from_lidar is None for cam in self.paint_cameras) or p["output_frame"]:
             self.enable_tf()
-        self.camera: PinholeCamera | None = None
         self.empty_clouds = 0
         self.nan_clouds = 0
         self.truncated_frames = 0
@@ -163,21 +222,41 @@ class Detection3DNode(MmfusionNode):
         self.markers_pub = self.output_publisher(MarkerArray, "detections/markers")
         self.sync: ApproximateTimeSynchronizer | None = None
         if p["painting"]:
+            label_inputs = [cam.labels_input for cam in self.paint_cameras]
             self.sync = ApproximateTimeSynchronizer(
-                inputs=["points", "labels"], queue_size=p["sync_queue_size"], max_interval=p["sync_max_interval"],
-                optional={"labels": p["painting_timeout"]})
+                inputs=["points", *label_inputs], queue_size=p["sync_queue_size"],
+                max_interval=p["sync_max_interval"], optional=dict.fromkeys(label_inputs, p["painting_timeout"]))
             self.sensor_subscription(PointCloud2, "points", lambda m: self.on_input("points", m), name="points")
-            self.sensor_subscription(Image, "segmentation/labels", lambda m: self.on_input("labels", m),
-                                     name="labels", required=False, stall_timeout=p["painting_timeout"])
-            self.camera_info_subscription("camera_info", required=False)
+            for cam in self.paint_cameras:
+                self.sensor_subscription(Image, cam.topic("segmentation/labels"),
+                                         lambda m, name=cam.labels_input: self.on_input(name, m),
+                                         name=cam.labels_input, required=False, stall_timeout=p["painting_timeout"])
+                self.sensor_subscription(CameraInfo, cam.topic("camera_info"),
+                                         lambda m, cam=cam: self.on_camera_info(cam, m), name=cam.info_input,
+                                         required=False, stall_timeout=5.0)
         else:
             self.sensor_subscription(PointCloud2, "points", lambda m: self.detect(m, None), name="points")
         self.add_on_set_parameters_callback(self._check_tuning)
         self.add_post_set_parameters_callback(self._apply_tuning)
-        painted = f", painted with {list(spec.paint_classes)}" if p["painting"] else ""
+        cameras = (f" from {len(self.paint_cameras)} cameras ({', '.join(c.namespace for c in self.paint_cameras)})"
+                   if len(self.paint_cameras) > 1 else "")
+        painted = f", painted with {list(spec.paint_classes)}{cameras}" if p["painting"] else ""
         self.get_logger().info(f"{config.name}{painted} over {list(config.point_cloud_range)} on "
                                f"{self.detector.encoder.info.detail}")
         self.report_model("3D detection", spec.origin, self.detector.encoder.info.detail, p["device"])
+
+    def parameter_extrinsic(self, cam: PaintCamera) -> Transform | None:
+        """camera optical <- LiDAR of ``cam`` from the parameters, or None where TF gives it. With several cameras
+        only a calibration file can give them (each camera named by its namespace), not one camera_from_lidar."""
+        p = self.params
+        if len(self.paint_cameras) == 1:
+            return camera_from_lidar(p)
+        if not extrinsics_from_parameters(p):
+            return None
+        if not p["calibration_file"]:
+            raise ConfigError("camera_from_lidar is one camera's extrinsic; with several paint_cameras the "
+                              "extrinsics come from TF or from calibration_file")
+        return camera_from_lidar({**p, "camera": cam.namespace})
 
     def intensity_scale(self) -> float:
         """The parameter's value, or the model package's while the parameter keeps its default."""
@@ -196,8 +275,11 @@ class Detection3DNode(MmfusionNode):
         return SetParametersResult(successful=True)
 
     def on_parameters_changed(self, names: frozenset[str]) -> None:
+        if "camera_from_lidar" in names and len(self.paint_cameras) > 1:
+            raise ConfigError("camera_from_lidar is one camera's extrinsic; with several paint_cameras the "
+                              "extrinsics come from TF or from calibration_file")
         if changed_camera_from_lidar(self.params, names, in_use=self.params["painting"]):
-            self.camera_from_lidar = camera_from_lidar(self.params)
+            self.paint_cameras[0].camera_from_lidar = camera_from_lidar(self.params)
 
     def _apply_tuning(self, changes) -> None:
         """Run-time changes of ``score_thresholds`` and ``intensity_scale``, once every check passed."""
@@ -212,10 +294,16 @@ class Detection3DNode(MmfusionNode):
         if self.sync is not None:
             self.sync.reset()
 
+    def on_camera_info(self, cam: PaintCamera, msg: CameraInfo) -> None:
+        """Keep ``cam``'s latest calibration (static per camera)."""
+        cam.camera = camera_info_to_intrinsics(msg, limits=self.limits).pinhole()
+        cam.frame_id = msg.header.frame_id
+
     def on_input(self, name: str, msg) -> None:
         assert self.sync is not None  # painting on
         for synced in self.sync.add(name, stamp_to_ns(msg.header.stamp), msg):
-            self.run_guarded("points", self.detect, synced.messages["points"], synced.messages["labels"])
+            labels_msgs = [synced.messages.get(cam.labels_input) for cam in self.paint_cameras]
+            self.run_guarded("points", self.detect, synced.messages["points"], labels_msgs)
         for event in self.sync.pop_events():
             self.get_logger().warn(str(event))
         if self.sync.stalled():
@@ -223,24 +311,45 @@ class Detection3DNode(MmfusionNode):
         else:
             self.clear_finding("painting")
 
-    def segmentation_scores(self, msg: Image | None, cloud: PointCloud2) -> SegmentationScores | None | bool:
-        """The painting input of a labels image, or None (and a WARN) when it cannot be used; False when the
-        camera <- LiDAR transform is missing from TF (the cloud is skipped, reported by ``lookup_transform``)."""
-        if msg is None:
+    def segmentation_scores(self, labels_msgs: list[Image | None] | None,
+                            cloud: PointCloud2) -> PaintingScores | None | bool:
+        """The painting input of the cameras' labels images (one per ``paint_cameras`` entry, None where missing):
+        one camera's ``SegmentationScores``, several cameras' ``MultiCameraScores``, or None (and a WARN) when none
+        can be used; False when a camera <- LiDAR transform is missing from TF (the cloud is skipped, reported by
+        ``lookup_transform``)."""
+        scores = []
+        for cam, msg in zip(self.paint_cameras, labels_msgs or (), strict=False):
+            if msg is None:
+                continue
+            if cam.camera is None:
+                where = f" on {cam.info_input}" if cam.namespace else ""
+                self._flag("painting_camera", f"no CameraInfo received yet{where}: detecting unpainted-equivalent")
+                continue
+            if msg.encoding not in LABEL_ENCODINGS:
+                raise MessageFormatError(f"segmentation labels have encoding {msg.encoding!r}; expected one of "
+                                         f"{LABEL_ENCODINGS}")
+            extrinsic = cam.camera_from_lidar if cam.camera_from_lidar is not None else self.tf_camera_from_lidar(
+                msg.header.frame_id or cam.frame_id, stamp_to_ns(msg.header.stamp), cloud)
+            if extrinsic is None:
+                return False
+            scores.append(SegmentationScores(cam.camera, extrinsic, labels=image_to_numpy(msg, limits=self.limits),
+                                             class_ids=self.paint_ids))
+        if not scores:
             return None
-        if self.camera is None:
-            self._flag("painting_camera", "no CameraInfo received yet: detecting unpainted-equivalent")
+        return scores[0] if len(self.paint_cameras) == 1 else MultiCameraScores(tuple(scores))
+
+    def tf_camera_from_lidar(self, camera_frame: str, labels_stamp_ns: int, cloud: PointCloud2) -> Transform | None:
+        """camera <- LiDAR from TF: at the cloud's stamp, or with ``paint_fixed_frame`` the camera at the labels'
+        stamp <- fixed frame <- the LiDAR at the cloud's stamp. None (reported) when TF cannot give it."""
+        lidar_frame, cloud_stamp = cloud.header.frame_id, stamp_to_ns(cloud.header.stamp)
+        fixed = self.params["paint_fixed_frame"].strip("/")
+        if not fixed:
+            return self.lookup_transform(camera_frame, lidar_frame, cloud_stamp, "camera <- LiDAR", "points")
+        camera_fixed = self.lookup_transform(camera_frame, fixed, labels_stamp_ns, "camera <- fixed frame", "points")
+        if camera_fixed is None:
             return None
-        if msg.encoding not in LABEL_ENCODINGS:
-            raise MessageFormatError(f"segmentation labels have encoding {msg.encoding!r}; expected one of "
-                                     f"{LABEL_ENCODINGS}")
-        extrinsic = self.camera_from_lidar if self.camera_from_lidar is not None else self.lookup_transform(
-            msg.header.frame_id or self.camera_frame_id, cloud.header.frame_id, stamp_to_ns(cloud.header.stamp),
-            "camera <- LiDAR", "points")
-        if extrinsic is None:
-            return False
-        return SegmentationScores(self.camera, extrinsic, labels=image_to_numpy(msg, limits=self.limits),
-                                  class_ids=self.paint_ids)
+        fixed_lidar = self.lookup_transform(fixed, lidar_frame, cloud_stamp, "fixed frame <- LiDAR", "points")
+        return None if fixed_lidar is None else camera_fixed @ fixed_lidar
 
     # -- findings ---------------------------------------------------------------------------------------------------
     def _flag(self, key: str, text: str) -> None:
@@ -268,7 +377,8 @@ class Detection3DNode(MmfusionNode):
                                                     f"stamp {stamp_to_ns(msg.header.stamp)}); {text}")
 
     # -- detection --------------------------------------------------------------------------------------------------
-    def detect(self, msg: PointCloud2, labels_msg: Image | None) -> None:
+    def detect(self, msg: PointCloud2, labels_msgs: list[Image | None] | None) -> None:
+        """Detect in the cloud ``msg``, painted from ``labels_msgs`` (one per painting camera; None: unpainted)."""
         started = time.perf_counter()
         if not self.has_subscribers((self.detections_pub, self.markers_pub)):
             return
@@ -276,7 +386,7 @@ class Detection3DNode(MmfusionNode):
         if cloud.size == 0:
             self.skip_cloud("empty", msg)
             return
-        scores = self.segmentation_scores(labels_msg, msg)
+        scores = self.segmentation_scores(labels_msgs, msg)
         if scores is False:
             return
         header = msg.header

@@ -6,6 +6,8 @@ it lands on (the nearest pixel centre, as ``rasterize_depth`` rounds). The score
 probabilities ``(H, W, K)`` of the K painted classes, or a class-id mask ``(H, W)`` read as one-hot over the ids of
 the K painted classes (what ``fusion_segmentation_node`` publishes on ``segmentation/labels``). The K values are
 appended to the point's features: ``x, y, z, intensity`` becomes ``x, y, z, intensity, s_1 .. s_K``.
+Several cameras around one LiDAR paint together (``MultiCameraScores``): each point from the first camera, in a
+given order, that sees it.
 
 Points the camera does not see (behind it, outside the image, or with a non-finite coordinate) get
 ``OUTSIDE_SCORE`` (0: no evidence for any painted class) in every channel, as in the paper. When the segmentation is
@@ -104,7 +106,56 @@ class SegmentationScores:
         return scores
 
 
-def paint_points(points: np.ndarray, scores: SegmentationScores | None, num_channels: int,
+@dataclass(frozen=True, eq=False)
+class MultiCameraScores:
+    """Several cameras' segmentations painting one cloud (nuScenes' six cameras around one LiDAR, say).
+
+    Each point takes the scores of the first camera in ``cameras`` that sees it (in front of it, inside its image):
+    the order is the priority where the fields of view overlap (the node keeps its ``paint_cameras`` order). A
+    point no camera sees gets ``outside`` in every channel, as with one camera. Every camera paints the same K
+    channels (the same painted classes); each may have its own image size and calibration.
+    """
+
+    cameras: tuple[SegmentationScores, ...]
+
+    def __post_init__(self) -> None:
+        if not self.cameras:
+            raise ConfigError("multi-camera painting needs at least one camera's segmentation")
+        channels = {c.num_channels for c in self.cameras}
+        if len(channels) != 1:
+            raise ConfigError(f"the cameras paint different numbers of channels: {sorted(channels)}")
+
+    @property
+    def num_channels(self) -> int:
+        return self.cameras[0].num_channels
+
+    def camera_index(self, xyz: np.ndarray) -> np.ndarray:
+        """``(N,)`` int64: the index in ``cameras`` of the camera each ``(N, 3)`` LiDAR point is painted from, -1 for
+        a point no camera sees."""
+        index = np.full(len(xyz), -1, np.int64)
+        for i, camera in enumerate(self.cameras):
+            _, _, seen = camera.pixels(xyz)
+            index[(index < 0) & seen] = i
+        return index
+
+    def sample(self, xyz: np.ndarray, outside: float = OUTSIDE_SCORE) -> np.ndarray:
+        """``(N, K)`` float32 scores of the ``(N, 3)`` points (LiDAR frame, metres), each from its first camera that
+        sees it; ``outside`` where none does."""
+        xyz = np.asarray(xyz)
+        out = np.full((len(xyz), self.num_channels), np.float32(outside), np.float32)
+        index = self.camera_index(xyz)
+        for i, camera in enumerate(self.cameras):
+            mine = index == i
+            if mine.any():
+                out[mine] = camera.sample(xyz[mine], outside)
+        return out
+
+
+PaintingScores = SegmentationScores | MultiCameraScores
+"""What paints a cloud: one camera's segmentation or several cameras' (both have ``num_channels`` and ``sample``)."""
+
+
+def paint_points(points: np.ndarray, scores: PaintingScores | None, num_channels: int,
                  outside: float = OUTSIDE_SCORE) -> np.ndarray:
     """``(N, C + K)`` float32: the ``(N, C)`` points (x, y, z first) with ``K = num_channels`` scores appended.
 
