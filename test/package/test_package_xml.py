@@ -14,9 +14,9 @@ from .share_files import ROOT
 PIP = "pip"
 KEYS: dict[str, str] = {
     # ROS packages: the module is the package
-    **{m: m for m in ("rclpy", "rcl_interfaces", "builtin_interfaces", "rosgraph_msgs", "std_msgs", "sensor_msgs",
-                      "geometry_msgs", "nav_msgs", "visualization_msgs", "diagnostic_msgs", "vision_msgs",
-                      "tf2_msgs", "ament_index_python", "launch", "launch_ros")},
+    **{m: m for m in ("rclpy", "rcl_interfaces", "builtin_interfaces", "rosgraph_msgs", "lifecycle_msgs", "std_msgs",
+                      "sensor_msgs", "geometry_msgs", "nav_msgs", "visualization_msgs", "diagnostic_msgs",
+                      "vision_msgs", "tf2_msgs", "ament_index_python", "launch", "launch_ros")},
     # rosdep keys (rosdistro rosdep/python.yaml)
     "numpy": "python3-numpy",
     "yaml": "python3-yaml",
