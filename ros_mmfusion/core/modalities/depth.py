@@ -423,7 +423,7 @@ def gupta_gravity(normals: np.ndarray, down: np.ndarray | None = None,
     g = np.array([0.0, 1.0, 0.0]) if down is None else np.asarray(down, np.float64) / np.linalg.norm(down)
     samples = normals.reshape(-1, 3)
     samples = samples[np.isfinite(samples).all(axis=1)]
-    for threshold, count in zip(thresholds_deg, iterations):
+    for threshold, count in zip(thresholds_deg, iterations, strict=True):
         for _ in range(count):
             cosine = np.abs(samples @ g)
             parallel = samples[cosine > np.cos(np.radians(threshold))]

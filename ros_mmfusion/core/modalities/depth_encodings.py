@@ -1,24 +1,20 @@
 """Vendor depth file encodings decoded to metres (float32, 0 = no data), and the cameras they were recorded with.
 
-======================  ======================================================  ==========================================
-encoding                stored as                                               to metres
-======================  ======================================================  ==========================================
-``tum``                 16-bit PNG (TUM RGB-D benchmark)                        ``v / 5000``; 0, 65535 = no data
-``nyu_raw``             16-bit PGM of raw Kinect v1 disparity (NYU Depth V2     ``351.3 / (1092.5 - v)`` (NYU Depth V2
-                        raw dumps); the header says big-endian (Netpbm) but     toolbox ``depth_rel2depth_abs``), clamped
-                        the samples are little-endian: the toolbox byte-swaps   to 10 m as the toolbox does; ``v`` >= 1092
-                        what ``imread`` returns (``swapbytes``), as here        (2047 = no return) -> 0
-``sun``                 16-bit PNG, millimetres with the 3 low bits rotated     ``((v >> 3) | (v << 13)) & 0xFFFF`` mm
-                        to the top (SUN RGB-D)                                  / 1000 (SUN RGB-D toolbox
-                                                                                ``read3dPoints``); 0 = no data
-``mm``                  16-bit PNG, millimetres (Kinect v2, RealSense, ROS      ``v / 1000``; 0, 65535 = no data
-                        ``16UC1``)
-``tenth_mm``            16-bit PNG in 0.1 mm (ESANet's Kinect v2 samples: its   ``v / 10000``; 0, 65535 = no data
-                        README feeds them to the NYU model, trained on mm,
-                        with ``--depth_scale 0.1``)
-======================  ======================================================  ==========================================
+Encodings (all 16-bit single-channel files):
 
-Default intrinsics (``DEFAULT_CAMERAS``), used when the user gives none:
+- ``tum`` (TUM RGB-D benchmark PNG): ``v / 5000`` metres; 0 and 65535 = no data.
+- ``nyu_raw`` (NYU Depth V2 raw dumps: PGM of raw Kinect v1 disparity): ``351.3 / (1092.5 - v)`` metres, clamped to
+  10 m (the toolbox's ``depth_rel2depth_abs`` and ``maxDepth``); ``v`` >= 1092 (2047 = no return) -> no data. The
+  PGM header implies big-endian words (Netpbm) but the samples are little-endian: the toolbox byte-swaps what
+  ``imread`` returns (``swapbytes``), and so does :func:`decode_depth`.
+- ``sun`` (SUN RGB-D PNG): millimetres with the 3 low bits rotated to the top, ``((v >> 3) | (v << 13)) & 0xFFFF``
+  mm (SUN RGB-D toolbox ``read3dPoints``); 0 = no data.
+- ``mm`` (Kinect v2, RealSense, ROS ``16UC1``): ``v / 1000`` metres; 0 and 65535 = no data.
+- ``tenth_mm``: ``v / 10000`` metres; 0 and 65535 = no data. ESANet's Kinect v2 samples are stored so (its README
+  feeds them to its NYU model, trained on millimetres, with ``--depth_scale 0.1``; read as millimetres the room would
+  be 24 m deep).
+
+Default intrinsics (:func:`default_camera`), used when the user gives none:
 
 - ``tum``: TUM RGB-D *freiburg3* (factory calibration, depth registered to colour): fx 535.4, fy 539.2,
   cx 320.1, cy 247.6 (TUM RGB-D benchmark, "File Formats / Intrinsic Camera Calibration of the Kinect").
@@ -27,8 +23,8 @@ Default intrinsics (``DEFAULT_CAMERAS``), used when the user gives none:
 - ``sun``: the NYU Depth V2 toolbox's *colour* camera (fx 518.85790, fy 519.46961, cx 325.58245, cy 253.73617),
   nominal for SUN RGB-D's 640x480 Kinect v1 frames (registered to colour); each SUN frame ships its own
   ``intrinsics.txt``, which should be passed instead when known.
-- ``mm``, ``tenth_mm``: a Kinect v2 depth (IR) camera's factory intrinsics at 512x424 as OpenKinect publishes them for the
-  hardware (fx = fy 365.456, cx 254.878, cy 205.395); per-device values differ by a few pixels.
+- ``mm``, ``tenth_mm``: a Kinect v2 depth (IR) camera's factory intrinsics at 512x424 as OpenKinect-for-Processing
+  lists them for the hardware (fx = fy 365.456, cx 254.878, cy 205.395); devices differ by a few pixels.
 """
 from __future__ import annotations
 
