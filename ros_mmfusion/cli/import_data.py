@@ -14,6 +14,7 @@ HELP = "import a dataset folder (KITTI, nuScenes, RGB-D sequences) into a rosbag
 
 #: dataset name -> module under ros_mmfusion.cli
 IMPORTERS: dict[str, str] = {
+    "rgbd": "import_rgbd",
 }
 
 
