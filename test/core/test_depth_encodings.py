@@ -56,7 +56,8 @@ def test_real_samples_decode_to_indoor_metres_and_encode(name, encoding):
     assert 0.3 < low < median < high < 10.0 and 1.0 < median < 5.0  # a room seen by a structured-light/ToF camera
     camera = default_camera(encoding, depth.shape[1], depth.shape[0])
     replicated = DepthEncoder().encode(depth, encoding="32FC1")
-    assert replicated.shape == (*depth.shape, 3) and (replicated[valid, 0] > 0).all() and (replicated[~valid] == 0).all()
+    assert replicated.shape == (*depth.shape, 3)
+    assert (replicated[valid, 0] > 0).all() and (replicated[~valid] == 0).all()
     hha = HHAEncoder().encode(depth, camera, encoding="32FC1")
     assert hha.shape == (*depth.shape, 3) and hha.dtype == np.uint8
     planes = gupta_hha_channels(depth, camera)
