@@ -11,12 +11,12 @@ REAL = Path(os.environ.get("MMFUSION_REAL", Path(__file__).resolve().parents[2] 
 """Real sensor samples (``../shared/real``, README there): test fixtures, never copied into the repository."""
 
 
-def require_real(name: str) -> Path:
-    """``REAL / name``; the test is skipped with the reason when it is absent, and fails when ``CI=true`` (where the
+def require_real(*parts: str) -> Path:
+    """``REAL / parts``; the test is skipped with the reason when it is absent, and fails when ``CI=true`` (where the
     samples must be there)."""
     import pytest
 
-    path = REAL / name
+    path = REAL.joinpath(*parts)
     if not path.exists():
         reason = f"real sensor sample {path} not available (../shared/real beside the checkout)"
         if os.environ.get("CI", "").lower() == "true":

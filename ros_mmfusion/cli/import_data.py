@@ -16,6 +16,7 @@ HELP = "import a dataset folder (KITTI, nuScenes, RGB-D sequences) into a rosbag
 IMPORTERS: dict[str, str] = {
     "kitti": "import_kitti",
     "nuscenes": "import_nuscenes",
+    "rgbd": "import_rgbd",
 }
 
 

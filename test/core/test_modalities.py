@@ -95,7 +95,8 @@ def test_floor_seen_from_known_height_has_zero_height_and_angle_along_gravity():
         np.testing.assert_allclose(hha.height[floor], 0.0, atol=1e-4)
         assert hha.normal_ok[interior(floor)].all()
         assert np.abs(hha.angle[interior(floor)]).max() < 1.0  # floor normal parallel to gravity
-    encoded = HHAEncoder(camera_from_body=rotation, camera_height=CAMERA_HEIGHT).encode(depth, CAMERA)
+    encoded = HHAEncoder(hha_scheme="legacy", camera_from_body=rotation,
+                         camera_height=CAMERA_HEIGHT).encode(depth, CAMERA)
     assert encoded[..., 1][floor].max() == 0 and encoded[..., 2][interior(floor)].max() <= 1
 
 
@@ -110,7 +111,7 @@ def test_wall_is_at_ninety_degrees_and_its_height_grows_upwards():
     np.testing.assert_allclose(hha.angle[wall], 90.0, atol=1.0)
     np.testing.assert_allclose(hha.angle[floor], 0.0, atol=1.0)
     np.testing.assert_allclose(hha.height[wall], CAMERA_HEIGHT - y[wall], atol=1e-4)
-    encoded = HHAEncoder(camera_height=CAMERA_HEIGHT).encode(depth, CAMERA)
+    encoded = HHAEncoder(hha_scheme="legacy", camera_height=CAMERA_HEIGHT).encode(depth, CAMERA)
     assert set(np.unique(encoded[..., 2][wall])) <= {127, 128, 129}
 
 
@@ -126,7 +127,7 @@ def test_gravity_is_refined_from_the_normals():
 
 def test_disparity_decreases_with_depth():
     depth = ray_cast(np.array([0.0, -1.0, 0.0]), wall_distance=6.0)
-    encoded = HHAEncoder(min_depth=0.5).encode(depth, CAMERA)
+    encoded = HHAEncoder(hha_scheme="legacy", min_depth=0.5).encode(depth, CAMERA)
     valid = depth > 0
     order = np.argsort(depth[valid], kind="stable")
     disparity = encoded[..., 0][valid][order].astype(int)
@@ -145,7 +146,7 @@ def test_invalid_pixels_stay_zero_and_non_finite_values_never_reach_the_output()
     hha = hha_channels(depth_metres(depth, "32FC1"), CAMERA)
     for plane in (hha.inverse_depth, hha.height, hha.angle):
         assert np.isfinite(plane).all() and (plane[holes] == 0).all()
-    for encoder in (DepthEncoder(), HHAEncoder()):
+    for encoder in (DepthEncoder(), HHAEncoder(hha_scheme="legacy")):
         out = encoder.encode(depth, CAMERA, encoding="32FC1")
         assert out.dtype == np.uint8 and out.shape == (120, 160, 3)
         assert (out[holes] == 0).all()

@@ -346,6 +346,169 @@ def encode_hha(channels: HHAChannels, min_depth: float = 0.5, max_height: float 
     return out[..., ::-1].copy() if order == "ahd" else out
 
 
-__all__ = ["HHA_CHANNEL_ORDERS", "HHAChannels", "as_image_plane", "back_project", "camera_rays",
+# ------------------------------------------------------------------------------------- HHA as Gupta et al. published it
+
+#: HHA encodings: ``"gupta"`` the published one (the HHA images of NYU Depth V2 behind CMX's NYU checkpoints),
+#: ``"legacy"`` this suite's earlier scales (kept for model packages trained on them).
+HHA_SCHEMES = ("gupta", "legacy")
+GUPTA_NORMAL_RADIUS = 3
+"""Half-size of the square window (7 x 7) of the normals behind the angle channel (upstream ``patchSize(1)``)."""
+GUPTA_GRAVITY_RADIUS = 10
+"""Half-size of the window (21 x 21) of the smoother normals the gravity direction is estimated from."""
+GUPTA_GRAVITY_THRESHOLDS_DEG = (45.0, 15.0)
+GUPTA_GRAVITY_ITERATIONS = (5, 5)
+GUPTA_MIN_FLOOR_DROP_CM = 90.0
+"""When the lowest point is less than this far below the camera, the floor is taken as unseen ..."""
+GUPTA_DEFAULT_CAMERA_HEIGHT_CM = 130.0
+"""... and the camera as this high above it."""
+
+
+def gupta_normals(depth_m: np.ndarray, camera: PinholeCamera, radius: int) -> np.ndarray:
+    """``(H, W, 3)`` float64 unit normals (optical frame) as Gupta et al. fit them; NaN where undefined.
+
+    The plane ``n . p = 1`` through the valid points of the ``(2 radius + 1)^2`` window around each pixel, fitted by
+    least squares in inverse depth: with ``(x, y)`` a point's ray slopes and ``z`` its depth, minimise
+    ``sum (n_x x + n_y y + n_z - 1 / z)^2`` (normal equations from window sums, zero outside the image). Pixels
+    without depth get the normal of their window too. Undefined (NaN) where the window has fewer than 3 valid points
+    or its system is singular (upstream returns an arbitrary direction there). Orientation as upstream: away from the
+    camera (``n . p >= 0``; ``n_z >= 0`` for pixels without depth), so a floor below the camera has a normal along
+    optical +y (down) for a level camera.
+    """
+    depth = np.asarray(depth_m, dtype=np.float64)
+    valid = depth > 0
+    x, y = (np.asarray(r, np.float64) for r in camera_rays(camera))
+    inv_z = np.divide(1.0, depth, out=np.zeros_like(depth), where=valid)
+    one = valid.astype(np.float64)
+    xv, yv = x * one, y * one
+    size = 2 * radius + 1
+
+    def window_sum(a: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(a, cv2.CV_64F, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
+
+    a11, a12, a13, a22, a23, a33 = (window_sum(v) for v in (xv * xv, xv * yv, xv, yv * yv, yv, one))
+    b1, b2, b3 = (window_sum(v) for v in (xv * inv_z, yv * inv_z, inv_z))
+    # Adjugate of the symmetric normal matrix (its inverse up to the determinant, whose sign the orientation fixes).
+    c11, c12, c13 = a22 * a33 - a23 * a23, a13 * a23 - a12 * a33, a12 * a23 - a13 * a22
+    c22, c23, c33 = a11 * a33 - a13 * a13, a12 * a13 - a11 * a23, a11 * a22 - a12 * a12
+    det = a11 * c11 + a12 * c12 + a13 * c13
+    normals = np.stack([c11 * b1 + c12 * b2 + c13 * b3, c12 * b1 + c22 * b2 + c23 * b3,
+                        c13 * b1 + c23 * b2 + c33 * b3], axis=-1)
+    length = np.linalg.norm(normals, axis=-1)
+    # Singular: fewer than 3 points, or (nearly) collinear rays: the centred 2x2 scatter of the rays is degenerate.
+    count = np.maximum(a33, 1.0)
+    sxx, syy, sxy = a11 - a13 * a13 / count, a22 - a23 * a23 / count, a12 - a13 * a23 / count
+    defined = (a33 >= 3) & (sxx * syy - sxy * sxy > 1e-6 * sxx * syy) & (sxx * syy > 0) & (det != 0) & (length > 0)
+    normals = normals / np.where(defined, length, 1.0)[..., None]
+    sign = np.where(normals[..., 2] < 0, -1.0, 1.0)
+    normals *= sign[..., None]
+    facing = normals[..., 0] * x + normals[..., 1] * y + normals[..., 2]  # sign of n . p for depth > 0
+    normals *= np.where(valid & (facing < 0), -1.0, 1.0)[..., None]
+    normals[~defined] = np.nan
+    return normals
+
+
+def gupta_gravity(normals: np.ndarray, down: np.ndarray | None = None,
+                  thresholds_deg: tuple[float, ...] = GUPTA_GRAVITY_THRESHOLDS_DEG,
+                  iterations: tuple[int, ...] = GUPTA_GRAVITY_ITERATIONS) -> np.ndarray:
+    """The unit gravity direction (pointing *down*, optical frame) estimated from surface normals (Gupta et al.).
+
+    Starting from ``down`` (default optical +y, a level camera), for each threshold ``t`` and its number of
+    iterations: normals within ``t`` degrees of the current direction (either sign: floors, table tops, ceilings)
+    should be parallel to gravity and those within ``t`` of perpendicular (walls) perpendicular to it; the new
+    direction is the eigenvector of the smallest eigenvalue of ``sum_perp n n^T - sum_par n n^T``, signed to agree
+    with the previous one. NaN normals are ignored; an iteration with no normal in either set keeps the direction;
+    where the smallest eigenvalue is not unique (one plane in view) the direction nearest the current one in its
+    eigenspace is kept (upstream's ``eig`` returns an arbitrary one there).
+    """
+    g = np.array([0.0, 1.0, 0.0]) if down is None else np.asarray(down, np.float64) / np.linalg.norm(down)
+    samples = normals.reshape(-1, 3)
+    samples = samples[np.isfinite(samples).all(axis=1)]
+    for threshold, count in zip(thresholds_deg, iterations, strict=True):
+        for _ in range(count):
+            cosine = np.abs(samples @ g)
+            parallel = samples[cosine > np.cos(np.radians(threshold))]
+            perpendicular = samples[cosine < np.sin(np.radians(threshold))]
+            if parallel.shape[0] + perpendicular.shape[0] == 0:
+                break
+            values, vectors = np.linalg.eigh(perpendicular.T @ perpendicular - parallel.T @ parallel)
+            if values[1] - values[0] <= 1e-9 * max(1.0, np.abs(values).max()):
+                # Two smallest eigenvalues tie (e.g. one wall and no floor in view): any direction in their plane
+                # fits; keep the one nearest the current estimate rather than an arbitrary one.
+                plane = vectors[:, :2]
+                candidate = plane @ (plane.T @ g)
+                if np.linalg.norm(candidate) < 1e-9:
+                    break
+                candidate /= np.linalg.norm(candidate)
+            else:
+                candidate = vectors[:, 0]
+            g = candidate * (-1.0 if candidate @ g < 0 else 1.0)
+    return g / np.linalg.norm(g)
+
+
+@dataclass(frozen=True)
+class GuptaHHA:
+    """Gupta et al.'s HHA of one depth image before quantisation: ``disparity`` ``31000 / max(z_cm, 100)``,
+    ``height`` centimetres above the floor, ``angle`` degrees + 38 (``a + 128 - 90``, NaN normal -> ``a = 180``),
+    all ``(H, W)`` float64; ``down`` the gravity direction used (optical frame), ``floor_cm`` the floor's height
+    relative to the camera (negative: below it)."""
+
+    disparity: np.ndarray
+    height: np.ndarray
+    angle: np.ndarray
+    down: np.ndarray
+    floor_cm: float
+
+
+def gupta_hha_channels(depth_m: np.ndarray, camera: PinholeCamera, *, camera_height: float | None = None,
+                       camera_from_body: Transform | np.ndarray | None = None, estimate_gravity: bool = True,
+                       floor_percentile: float = 0.0) -> GuptaHHA:
+    """The three HHA planes of a float depth image (metres, 0 = no data) exactly as Gupta et al. define them.
+
+    Gravity: from ``camera_from_body`` (see :func:`gravity_up`) or a level camera, then, when ``estimate_gravity``,
+    re-estimated from the 21 x 21-window normals (:func:`gupta_gravity`). Floor: ``camera_height`` metres below the
+    camera when given; else the ``floor_percentile``-th percentile (0: the lowest point, as upstream) of the valid
+    points' heights along up, and when that is less than 90 cm below the camera the floor is assumed 130 cm below
+    it (upstream's rule). Pixels without depth are treated as upstream treats a zero depth: disparity 310 (saturates
+    to 255), a height of the camera's own, the angle of the normal their window gives (or 180 deg).
+    """
+    depth = np.asarray(as_image_plane(depth_m, "depth image"), np.float64)
+    if depth.shape != (camera.height, camera.width):
+        raise MessageFormatError(f"depth image is {depth.shape[1]}x{depth.shape[0]} but the camera is "
+                                 f"{camera.width}x{camera.height}; pass camera.scaled(width, height) for a resized "
+                                 "image")
+    valid = depth > 0
+    z_cm = np.where(valid, depth, 0.0) * 100.0
+    down = -gravity_up(camera_from_body)
+    if estimate_gravity:
+        down = gupta_gravity(gupta_normals(depth, camera, GUPTA_GRAVITY_RADIUS), down)
+    x, y = (np.asarray(r, np.float64) for r in camera_rays(camera))
+    elevation = -(x * down[0] + y * down[1] + down[2]) * z_cm  # cm along up, 0 at the camera
+    if camera_height is not None:
+        floor = -100.0 * float(camera_height)
+    else:
+        floor = float(np.percentile(elevation[valid], floor_percentile)) if valid.any() else 0.0
+        if floor > -GUPTA_MIN_FLOOR_DROP_CM:
+            floor = -GUPTA_DEFAULT_CAMERA_HEIGHT_CM
+    normals = gupta_normals(depth, camera, GUPTA_NORMAL_RADIUS)
+    cosine = np.clip(normals @ down, -1.0, 1.0)
+    angle = np.where(np.isfinite(cosine), np.degrees(np.arccos(np.nan_to_num(cosine))), 180.0)
+    return GuptaHHA(disparity=31000.0 / np.maximum(z_cm, 100.0), height=elevation - floor,
+                    angle=angle + 128.0 - 90.0, down=down, floor_cm=floor)
+
+
+def quantize_gupta(hha: GuptaHHA, order: str = "dha") -> np.ndarray:
+    """``(H, W, 3)`` uint8: each plane rounded (half away from zero, as MATLAB's ``uint8``) and saturated to
+    0..255; ``order`` "dha" puts disparity in channel 0 (red when viewed as RGB, as the published PNGs store it),
+    "ahd" reverses the channels (what a network saw when those files were read with OpenCV, B,G,R)."""
+    if order not in HHA_CHANNEL_ORDERS:
+        raise ConfigError(f"HHA channel order {order!r}: expected one of {HHA_CHANNEL_ORDERS}")
+    planes = [np.clip(np.floor(np.abs(p) + 0.5) * np.sign(p), 0, 255).astype(np.uint8)
+              for p in (hha.disparity, hha.height, hha.angle)]
+    out = cv2.merge(planes)
+    return out[..., ::-1].copy() if order == "ahd" else out
+
+
+__all__ = ["HHA_CHANNEL_ORDERS", "HHA_SCHEMES", "GuptaHHA", "HHAChannels", "gupta_gravity", "gupta_hha_channels",
+           "gupta_normals", "quantize_gupta", "as_image_plane", "back_project", "camera_rays",
            "depth_metres", "encode_depth", "encode_hha", "gravity_up", "hha_channels", "refine_gravity",
            "surface_normals"]

@@ -40,12 +40,15 @@ from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.geometry import PinholeCamera, Transform
 from ros_mmfusion.core.modalities.depth import (
     HHA_CHANNEL_ORDERS,
+    HHA_SCHEMES,
     as_image_plane,
     depth_metres,
     encode_depth,
     encode_hha,
     gravity_up,
+    gupta_hha_channels,
     hha_channels,
+    quantize_gupta,
 )
 from ros_mmfusion.core.modalities.lidar import lidar_depth_image, lidar_points_xyz
 from ros_mmfusion.core.modalities.thermal import THERMAL_ENCODINGS, encode_thermal
@@ -153,39 +156,49 @@ class DepthEncoder:
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class HHAEncoder:
-    """Depth as HHA: horizontal disparity, height above the floor, angle of the surface normal with up.
+    """Depth as HHA: horizontal disparity, height above the floor, angle of the surface normal with gravity.
 
     Input as :class:`DepthEncoder` plus ``camera`` (the depth image's intrinsics, same size; required). Channels
-    (``channel_order="dha"``: 0 disparity, 1 height, 2 angle; ``"ahd"`` reversed), each uint8:
+    (``channel_order="dha"``: 0 disparity, 1 height, 2 angle, i.e. R, G, B as the published HHA PNGs store them;
+    ``"ahd"`` reversed, what CMX's network saw after reading those PNGs with OpenCV), each uint8. Two schemes:
 
-    - disparity ``255 * min_depth / z``: 255 at ``min_depth`` metres or nearer, 25 at ``10 * min_depth``;
-    - height ``255 * h / max_height``, ``h`` metres above the floor in ``0..max_height`` (below clips to 0);
-    - angle ``255 * a / 180``, ``a`` degrees between the surface normal and up: floor 0, wall 128, ceiling 255.
+    ``hha_scheme="gupta"`` (default): Gupta et al., ECCV 2014, as their released code computes it (the encoding of
+    the NYU Depth V2 HHA images behind CMX's NYU checkpoints; :func:`~ros_mmfusion.core.modalities.depth.
+    gupta_hha_channels`): disparity ``31000 / z`` with ``z`` in cm clamped to >= 100 cm; height above the floor in cm;
+    angle between the normal and gravity in degrees + 38 (NaN normal: 180 deg); each rounded and saturated. Gravity
+    is re-estimated from the normals (``refine_gravity``, default on) starting from ``camera_from_body`` (else a
+    level camera); the floor is ``camera_height`` below the camera when given, else the ``floor_percentile``-th
+    (default 0: the lowest) point, with upstream's 130 cm default when that is less than 90 cm below the camera.
+    ``min_depth``/``max_height`` are not used. Pixels without depth encode as upstream's code encodes a zero depth.
 
-    Invalid depth pixels are 0 in all three channels (a valid floor pixel can also read 0 in height and angle).
-    The floor is ``camera_height`` metres below the camera when given, else the ``floor_percentile``-th lowest
-    point. Up comes from ``camera_from_body`` (camera optical <- level body, z up; a Transform, 4x4, or 7 numbers)
-    when given, else the optical -y axis; ``refine_gravity`` refines it from the normals. ``camera_from_body`` and
-    ``camera_height`` can also be passed per frame to :meth:`encode` (e.g. from tf).
-    Upstream CMX read its NYU HHA JPEGs with OpenCV, so its network saw the files' channels in B,G,R order: match
-    ``channel_order`` to how the training files stored the channels.
+    ``hha_scheme="legacy"``: this suite's first scales (model packages trained on them say so in their metadata):
+    disparity ``255 * min_depth / z``, height ``255 * h / max_height``, angle ``255 * a / 180``; invalid pixels 0;
+    normals from a ``normal_window`` (default 5) total-least-squares fit; gravity refined only with
+    ``refine_gravity=True``; floor at the ``floor_percentile``-th (default 1) point.
     """
 
     name: ClassVar[str] = "depth_hha"
+    hha_scheme: str = "gupta"
     min_depth: float = 0.5
     max_height: float = 3.0
     camera_height: float | None = None
     camera_from_body: Any = None
-    refine_gravity: bool = False
-    floor_percentile: float = 1.0
+    refine_gravity: bool | None = None
+    floor_percentile: float | None = None
     normal_window: int = 5
     channel_order: str = "dha"
     neutral_fill: str = "mean"
 
     def __post_init__(self) -> None:
+        if self.hha_scheme not in HHA_SCHEMES:
+            raise ConfigError(f"hha_scheme {self.hha_scheme!r}: expected one of {HHA_SCHEMES}")
         _check_positive(min_depth=self.min_depth, max_height=self.max_height)
         if self.camera_height is not None:
             _check_positive(camera_height=self.camera_height)
+        if self.floor_percentile is None:
+            object.__setattr__(self, "floor_percentile", 0.0 if self.hha_scheme == "gupta" else 1.0)
+        if self.refine_gravity is None:
+            object.__setattr__(self, "refine_gravity", self.hha_scheme == "gupta")
         if not 0 <= self.floor_percentile <= 50:
             raise ConfigError(f"floor_percentile must be in [0, 50], got {self.floor_percentile}")
         if not isinstance(self.normal_window, int) or self.normal_window < 3 or self.normal_window % 2 == 0:
@@ -205,10 +218,14 @@ class HHAEncoder:
         if camera is None:
             raise ConfigError("depth_hha needs the camera intrinsics (CameraInfo) of the depth image")
         depth = depth_metres(raw, _depth_encoding(raw, encoding))
+        camera_height = self.camera_height if camera_height is None else camera_height
+        camera_from_body = self.camera_from_body if camera_from_body is None else camera_from_body
+        if self.hha_scheme == "gupta":
+            planes = gupta_hha_channels(depth, camera, camera_height=camera_height, camera_from_body=camera_from_body,
+                                        estimate_gravity=self.refine_gravity, floor_percentile=self.floor_percentile)
+            return quantize_gupta(planes, self.channel_order)
         channels = hha_channels(
-            depth, camera,
-            camera_height=self.camera_height if camera_height is None else camera_height,
-            camera_from_body=self.camera_from_body if camera_from_body is None else camera_from_body,
+            depth, camera, camera_height=camera_height, camera_from_body=camera_from_body,
             refine=self.refine_gravity, floor_percentile=self.floor_percentile, normal_window=self.normal_window)
         return encode_hha(channels, self.min_depth, self.max_height, self.channel_order)
 

@@ -8,7 +8,9 @@ as centikelvin, e.g. FLIR "TLinear" output) or ``32FC1`` (float, e.g. kelvin or 
   temperature may encode differently from frame to frame (the contrast a network trained on auto-gained thermal
   video such as MFNet expects).
 - **fixed window** (needs the unit): ``temperature_K = value * kelvin_per_count + kelvin_offset``, then
-  ``window_k = (cold, hot)`` kelvin maps to ``0 .. 255``. Stable across frames.
+  ``window_k = (cold, hot)`` kelvin maps to ``0 .. 255``. Stable across frames. An 8-bit (``mono8``) image has no
+  radiometric unit: with a window set it is used as it is (MFNet's 8-bit thermal images, what upstream CMX's RGB-T
+  checkpoints were trained on, reach the network unchanged).
 
 Hot is bright. Non-finite pixels (NaN/inf, floats only) are excluded from the percentiles and encode as 0.
 Optional CLAHE (OpenCV contrast-limited adaptive histogram equalisation) runs on the 8-bit result.
@@ -65,18 +67,23 @@ def encode_thermal(raw: np.ndarray, encoding: str, *, percentiles: tuple[float, 
     applies CLAHE with that clip limit over a ``clahe_tiles`` x ``clahe_tiles`` grid.
     """
     values, finite = thermal_values(raw, encoding)
-    if window_k is not None:
+    if window_k is not None and THERMAL_ENCODINGS[encoding] == "u1":
+        # An 8-bit thermal image is already display-scaled (MFNet's images, upstream CMX's RGB-T input, are such):
+        # it carries no radiometric unit, so a kelvin window cannot apply; it is used as it is.
+        scaled = np.ascontiguousarray(as_image_plane(raw, "thermal image"))
+    elif window_k is not None:
         if kelvin_per_count is None:
             raise ConfigError("a fixed thermal window (window_k) needs the unit: set kelvin_per_count "
                               "(e.g. 0.01 for centikelvin mono16, 1.0 for a kelvin 32FC1)")
         low, high = ((k - kelvin_offset) / kelvin_per_count for k in window_k)
     else:
         low, high = thermal_range(values, finite, percentiles)
-    span = high - low
-    if span == 0 or not np.isfinite(span):
-        scaled = np.zeros(values.shape, np.uint8)
-    else:
-        scaled = np.rint(np.clip((np.where(finite, values, low) - low) * (255.0 / span), 0, 255)).astype(np.uint8)
+    if window_k is None or THERMAL_ENCODINGS[encoding] != "u1":
+        span = high - low
+        if span == 0 or not np.isfinite(span):
+            scaled = np.zeros(values.shape, np.uint8)
+        else:
+            scaled = np.rint(np.clip((np.where(finite, values, low) - low) * (255.0 / span), 0, 255)).astype(np.uint8)
     if clahe_clip > 0:
         scaled = cv2.createCLAHE(clipLimit=clahe_clip, tileGridSize=(clahe_tiles, clahe_tiles)).apply(scaled)
     scaled[~finite] = 0

@@ -22,6 +22,16 @@ INPUTS = ("rgb", "x")
 OUTPUTS = ("logits",)
 
 
+def package_x_params(x_modality: dict) -> dict:
+    """The X encoder parameters a model package's ``x_modality`` entry states. A ``depth_hha`` package that names no
+    ``hha_scheme`` predates the published (Gupta) encoding becoming the default and was trained on ``legacy`` HHA:
+    the package's metadata, not the encoder's default, decides what its network is fed."""
+    params = dict(x_modality.get("params") or {})
+    if x_modality.get("name") == "depth_hha":
+        params.setdefault("hha_scheme", "legacy")
+    return params
+
+
 @dataclass(frozen=True)
 class SegmentationModelSpec:
     """Which network, its weights and how it wants its inputs.
@@ -60,7 +70,7 @@ class SegmentationModelSpec:
                        rgb_order=data.get("rgb_order", "bgr"), weights=package.weights,
                        onnx=str(package.directory / data["onnx"]) if data.get("onnx") else "",
                        class_names=tuple(data.get("class_names") or ()), x_modality=x.get("name", "depth"),
-                       x_params=dict(x.get("params") or {}), ignore_index=int(data.get("ignore_index", 0)),
+                       x_params=package_x_params(x), ignore_index=int(data.get("ignore_index", 0)),
                        package=package)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ConfigError(f"{package.directory / 'model.yaml'}: missing or bad field: {exc}") from None

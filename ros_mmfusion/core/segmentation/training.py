@@ -55,7 +55,10 @@ THERMAL_PARAMS = {"window_k": [263.0, 318.0], "kelvin_per_count": 0.01}
 
 
 def default_x_params(modality: str) -> dict[str, Any]:
-    """The X encoder parameters the synthetic world's sensors need (thermal: its window and centikelvin counts)."""
+    """The X encoder parameters the synthetic world's sensors need (thermal: its window and centikelvin counts; HHA:
+    the scheme, written into the package so that it keeps its encoding when the default changes)."""
+    if modality == "depth_hha":
+        return {"hha_scheme": "gupta"}
     return dict(THERMAL_PARAMS) if modality == "thermal" else {}
 
 
