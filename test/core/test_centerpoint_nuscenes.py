@@ -230,9 +230,17 @@ def test_scatter_mean_and_max_equal_a_per_pillar_loop():
             assert not mean[p].any() and not top[p].any()
 
 
-def test_points_need_five_features(model):
+def test_points_need_five_features_and_non_finite_or_no_points_give_an_empty_canvas(model):
     with pytest.raises(ConfigError, match="takes 5 features per point, got 4"):
         model.pillars(np.zeros((3, 4), np.float32))
+    bad = np.array([[np.nan, 0, 0, 0, 0], [0, np.inf, 0, 0, 0], [1, 1, np.nan, 0, 0], [100, 0, 0, 1, 0],
+                    [1, 1, 0, 5, 0]], np.float32)
+    for points in (np.zeros((0, 5), np.float32), bad):
+        pillars = model.pillars(points)
+        with torch.no_grad():
+            canvas = model.map_to_bev(model.encode(pillars), pillars.coords)
+        assert canvas.shape == (1, 64, 512, 512) and torch.isfinite(canvas).all()
+        assert pillars.num_pillars == (1 if len(points) else 0) and (canvas.abs().sum(dim=1) > 0).sum() <= 1
 
 
 # -------------------------------------------------------------------------------------------- the nuScenes sample
