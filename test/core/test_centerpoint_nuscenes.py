@@ -286,7 +286,7 @@ def test_the_nuscenes_sample_runs_end_to_end(nuscenes_points, nuscenes_run):
 
 
 def test_dense_part_on_onnx_runtime_matches_torch(model, nuscenes_run, tmp_path):
-    """The exported dense part (BEV canvas -> 30 head maps) on ONNX Runtime agrees with torch, on a 128 x 128 crop
+    """The exported dense part (BEV canvas -> 36 head maps) on ONNX Runtime agrees with torch, on a 128 x 128 crop
     of the sample's canvas around the car (the graph is the same at any canvas size; full size is benchmarked)."""
     import onnxruntime as ort
 
