@@ -1,4 +1,5 @@
-"""``mmfusion convert-checkpoint``: an upstream checkpoint (CMX, ViNT, OpenPCDet PointPillars) to our format."""
+"""``mmfusion convert-checkpoint``: an upstream checkpoint (CMX, ViNT, OpenPCDet PointPillars or dynamic-pillar
+CenterPoint) to our format."""
 from __future__ import annotations
 
 import argparse
@@ -7,10 +8,14 @@ HELP = "convert an upstream checkpoint (CMX .pth, ViNT .pth, OpenPCDet .pth) int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, choices=["cmx", "vint", "pointpillars"], help="architecture")
+    from ros_mmfusion.core.models.upstream import ARCHITECTURES
+
+    parser.add_argument("--model", required=True, choices=list(ARCHITECTURES),
+                        help="architecture (centerpoint: OpenPCDet's dynamic-pillar CenterPoint for nuScenes)")
     parser.add_argument("--in", dest="source", required=True, help="upstream checkpoint file")
     parser.add_argument("--out", required=True, help="output .pt file (a plain state_dict of our model)")
-    parser.add_argument("--variant", help="variant name (default: inferred for cmx, vint_default, pointpillars_kitti)")
+    parser.add_argument("--variant", help="variant name (default: inferred for cmx, vint_default, pointpillars_kitti, "
+                        "centerpoint_pillar_nuscenes)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file (never --in)")
 
 

@@ -23,6 +23,11 @@ class id string, score, box centre pose and size) and ``detections/markers`` (vi
 DELETEALL, then per box its edges in the class colour and a "class score" label). Inference is skipped while nobody
 subscribes to either. Empty and all-NaN clouds are skipped with a log line and counted; more occupied pillars than
 ``max_pillars`` are truncated (as the reference does) and reported; both show in ``/diagnostics``.
+
+With ``sweeps`` > 1 each detection sees the newest cloud plus earlier ones (within ``sweeps_max_age`` s), moved into
+the newest cloud's frame through each cloud's pose in ``sweeps_frame`` (TF at each cloud's stamp), as nuScenes
+models are fed (core/detection3d/sweeps.py; a cloud whose pose TF cannot give is skipped with a WARN). The merged
+points carry a time-lag channel; the 4-feature pillar detectors read x, y, z, intensity of every point.
 """
 from __future__ import annotations
 
@@ -44,6 +49,8 @@ from ros_mmfusion.core.detection3d.painting import (
     SegmentationScores,
     paint_class_ids,
 )
+from ros_mmfusion.core.detection3d.preprocess import point_features
+from ros_mmfusion.core.detection3d.sweeps import SweepAccumulator
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.extrinsics import (
@@ -179,6 +186,14 @@ class Detection3DNode(MmfusionNode):
         ParamSpec("output_frame", "", "Frame of the published boxes and markers (e.g. base_link, map): moved there "
                   "through TF at the cloud's stamp, kept upright. Empty: the cloud's frame."),
         ParamSpec("marker_line_width", 0.05, "Box edge width in the markers (m).", minimum=0.001, maximum=1.0),
+        ParamSpec("sweeps", 1, "LiDAR sweeps merged per detection: the newest cloud plus earlier ones moved into its "
+                  "frame through each cloud's pose in sweeps_frame (TF), with a time-lag channel, as nuScenes models "
+                  "are fed (earlier sweeps lose their points within 1 m of the sensor in x and y). 1: the cloud alone.",
+                  minimum=1, maximum=20, read_only=True),
+        ParamSpec("sweeps_frame", "odom", "Frame fixed in the world in which each sweep's pose is looked up (TF at "
+                  "its stamp) when sweeps > 1.", read_only=True),
+        ParamSpec("sweeps_max_age", 0.5, "Oldest earlier sweep merged (s of stamp time) when sweeps > 1.",
+                  minimum=0.0, maximum=5.0, read_only=True),
     )
 
     def __init__(self, **kwargs) -> None:
@@ -210,7 +225,12 @@ class Detection3DNode(MmfusionNode):
         self.paint_cameras = [PaintCamera.named(ns) for ns in p["paint_cameras"]] if p["painting"] else []
         for cam in self.paint_cameras:  # painting only; None: from TF
             cam.camera_from_lidar = self.parameter_extrinsic(cam)
-        if any(cam.camera_from_lidar is None for cam in self.paint_cameras) or p["output_frame"]:
+        if p["sweeps"] > 1 and p["painting"]:  # the scores paint the newest sweep's points, not the merged cloud
+            raise ConfigError(f"{self.get_name()}: parameter 'sweeps' ({p['sweeps']}) > 1 does not combine with "
+                              "painting: set sweeps to 1 or painting to false")
+        self.sweeps = SweepAccumulator(p["sweeps"], p["sweeps_max_age"]) if p["sweeps"] > 1 else None
+        if any(cam.camera_from_lidar is None for cam in self.paint_cameras) or p["output_frame"] \
+                or self.sweeps is not None:
             self.enable_tf()
         self.empty_clouds = 0
         self.nan_clouds = 0
@@ -293,6 +313,8 @@ class Detection3DNode(MmfusionNode):
     def on_time_jump(self) -> None:
         if self.sync is not None:
             self.sync.reset()
+        if self.sweeps is not None:
+            self.sweeps.clear()
 
     def on_camera_info(self, cam: PaintCamera, msg: CameraInfo) -> None:
         """Keep ``cam``'s latest calibration (static per camera)."""
@@ -377,6 +399,17 @@ class Detection3DNode(MmfusionNode):
                                                     f"stamp {stamp_to_ns(msg.header.stamp)}); {text}")
 
     # -- detection --------------------------------------------------------------------------------------------------
+    def merged_sweeps(self, cloud: np.ndarray, header: Header) -> np.ndarray | None:
+        """The cloud merged with the earlier sweeps (``(N, 5)`` x, y, z, raw intensity, time lag s, in the cloud's
+        frame), or None when TF cannot give the cloud's pose in ``sweeps_frame`` (skipped and reported)."""
+        assert self.sweeps is not None
+        stamp_ns = stamp_to_ns(header.stamp)
+        pose = self.lookup_transform(self.params["sweeps_frame"].strip("/"), header.frame_id, stamp_ns,
+                                     "sweeps_frame <- cloud", "points")
+        if pose is None:
+            return None
+        return self.sweeps.push(stamp_ns * 1e-9, pose.matrix(), point_features(cloud))
+
     def detect(self, msg: PointCloud2, labels_msgs: list[Image | None] | None) -> None:
         """Detect in the cloud ``msg``, painted from ``labels_msgs`` (one per painting camera; None: unpainted)."""
         started = time.perf_counter()
@@ -390,6 +423,9 @@ class Detection3DNode(MmfusionNode):
         if scores is False:
             return
         header = msg.header
+        points = cloud if self.sweeps is None else self.merged_sweeps(cloud, header)
+        if points is None:
+            return
         output_frame = self.params["output_frame"].strip("/")
         to_output = None  # T_output_cloud; None: publish in the cloud's frame
         if output_frame and output_frame != header.frame_id.strip("/"):
@@ -398,7 +434,7 @@ class Detection3DNode(MmfusionNode):
             if to_output is None:
                 return
             header = Header(stamp=header.stamp, frame_id=output_frame)
-        result = self.detector(cloud, scores)
+        result = self.detector(points, scores)
         if result.num_points == 0:
             self.skip_cloud("all-NaN", msg)
             return

@@ -218,7 +218,7 @@ def test_build_engine_rejects_an_onnx_file_of_another_network_for_a_model_packag
                         "takes inputs obs_img, goal_img", "rgb, x")
 
 
-@pytest.mark.parametrize("model", ["cmx", "vint", "pointpillars"])
+@pytest.mark.parametrize("model", ["cmx", "vint", "pointpillars", "centerpoint"])
 @pytest.mark.parametrize("content", ["random", "empty", "plain_pickle"])
 def test_convert_checkpoint_rejects_files_that_are_no_checkpoint(tmp_path, capsys, model, content):
     source = tmp_path / "upstream.pth"

@@ -82,7 +82,15 @@ class CenterHeadDecoder:
         return np.array([self.class_names.index(n) + 1 for n in self.class_names_each_head[head]], dtype=np.int64)
 
     def decode(self, maps: Mapping[str, np.ndarray], head: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One head's candidate ``(boxes (K, 7 or 9), scores (K,), labels (K,))`` before NMS."""
+        """One head's candidate ``(boxes (K, 7 or 9), scores (K,), labels (K,))`` before NMS: the
+        ``candidates`` that pass the range and score tests."""
+        boxes, scores, labels, _, keep = self.candidates(maps, head)
+        return boxes[keep], scores[keep], labels[keep]
+
+    def candidates(self, maps: Mapping[str, np.ndarray], head: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One head's ``max_obj_per_sample`` best ``(boxes, scores, labels, cells, keep)`` by descending score:
+        ``cells`` the flat map index ``row * W + col`` and ``keep`` the centre-in-range and score test."""
         heat = sigmoid(np.asarray(maps["hm"], dtype=np.float32)[0])
         if self.peak_kernel > 1:
             heat = heatmap_peaks(heat, self.peak_kernel)
@@ -105,7 +113,7 @@ class CenterHeadDecoder:
         limit = np.asarray(self.post_center_limit_range, dtype=np.float32)
         keep = np.all(boxes[:, :3] >= limit[:3], axis=1) & np.all(boxes[:, :3] <= limit[3:], axis=1)
         keep &= scores > per_class_values(self.score_thresh, labels)
-        return boxes[keep], scores[keep].astype(np.float32), labels[keep]
+        return boxes, scores.astype(np.float32), labels, rows * heat.shape[2] + cols, keep
 
     def __call__(self, head_maps: Sequence[Mapping[str, np.ndarray]]) -> Detections:
         """Detections from the maps of every head (one mapping per head, keys as in ``HEAD_MAPS``)."""

@@ -63,6 +63,13 @@ class PillarVFEConfig:
     with_distance: bool = False
     use_absolute_xyz: bool = True
 
+    @classmethod
+    def from_openpcdet(cls, vfe: Mapping) -> PillarVFEConfig:
+        """From an OpenPCDet ``MODEL.VFE`` mapping (``PillarVFE`` or ``DynPillarVFE``: the same keys)."""
+        return cls(num_filters=tuple(int(v) for v in vfe["NUM_FILTERS"]), use_norm=bool(vfe.get("USE_NORM", True)),
+                   with_distance=bool(vfe.get("WITH_DISTANCE", False)),
+                   use_absolute_xyz=bool(vfe.get("USE_ABSLOTE_XYZ", True)))
+
 
 @dataclass(frozen=True)
 class BEVBackboneConfig:
@@ -74,6 +81,16 @@ class BEVBackboneConfig:
     upsample_strides: tuple[float, ...] = (1, 2, 4)
     num_upsample_filters: tuple[int, ...] = (128, 128, 128)
     use_conv_for_no_stride: bool = False
+
+    @classmethod
+    def from_openpcdet(cls, bb: Mapping) -> BEVBackboneConfig:
+        """From an OpenPCDet ``MODEL.BACKBONE_2D`` mapping."""
+        return cls(layer_nums=tuple(int(v) for v in bb["LAYER_NUMS"]),
+                   layer_strides=tuple(int(v) for v in bb["LAYER_STRIDES"]),
+                   num_filters=tuple(int(v) for v in bb["NUM_FILTERS"]),
+                   upsample_strides=tuple(float(v) if float(v) < 1 else int(v) for v in bb.get("UPSAMPLE_STRIDES", [])),
+                   num_upsample_filters=tuple(int(v) for v in bb.get("NUM_UPSAMPLE_FILTERS", [])),
+                   use_conv_for_no_stride=bool(bb.get("USE_CONV_FOR_NO_STRIDE", False)))
 
 
 @dataclass(frozen=True)
@@ -109,6 +126,24 @@ class CenterHeadConfig:
     max_obj_per_sample: int = 500
     post_center_limit_range: tuple[float, ...] = (-75.2, -75.2, -2.0, 75.2, 75.2, 4.0)
     peak_kernel: int = 0
+
+    @classmethod
+    def from_openpcdet(cls, head: Mapping, class_names: Sequence[str]) -> CenterHeadConfig:
+        """From an OpenPCDet ``MODEL.DENSE_HEAD`` mapping of a ``CenterHead``; ``class_names`` the model's."""
+        sep = head["SEPARATE_HEAD_CFG"]
+        post = head.get("POST_PROCESSING", {})
+        return cls(
+            class_names_each_head=tuple(tuple(n for n in g if n in class_names) for g in head["CLASS_NAMES_EACH_HEAD"]),
+            shared_conv_channel=int(head.get("SHARED_CONV_CHANNEL", 64)),
+            use_bias_before_norm=bool(head.get("USE_BIAS_BEFORE_NORM", False)),
+            num_hm_conv=int(head.get("NUM_HM_CONV", 2)),
+            head_dict=tuple((n, int(sep["HEAD_DICT"][n]["out_channels"]), int(sep["HEAD_DICT"][n]["num_conv"]))
+                            for n in sep["HEAD_ORDER"]),
+            feature_map_stride=int(head["TARGET_ASSIGNER_CONFIG"]["FEATURE_MAP_STRIDE"]),
+            max_obj_per_sample=int(post.get("MAX_OBJ_PER_SAMPLE", 500)),
+            post_center_limit_range=tuple(float(v) for v in post.get("POST_CENTER_LIMIT_RANGE",
+                                                                     cls.post_center_limit_range)),
+            peak_kernel=3 if post.get("NMS_CONFIG", {}).get("NMS_TYPE") == "circle_nms" else 0)
 
 
 @dataclass(frozen=True)
@@ -169,22 +204,8 @@ class PointPillarsConfig:
                 class_agnostic=bool(head.get("CLASS_AGNOSTIC", False)))
             post = PostProcessConfig.from_openpcdet(model.get("POST_PROCESSING", {}))
         elif head["NAME"] == "CenterHead":
-            sep = head["SEPARATE_HEAD_CFG"]
-            head_post = head.get("POST_PROCESSING", {})
-            head_cfg = CenterHeadConfig(
-                class_names_each_head=tuple(tuple(n for n in g if n in class_names)
-                                            for g in head["CLASS_NAMES_EACH_HEAD"]),
-                shared_conv_channel=int(head.get("SHARED_CONV_CHANNEL", 64)),
-                use_bias_before_norm=bool(head.get("USE_BIAS_BEFORE_NORM", False)),
-                num_hm_conv=int(head.get("NUM_HM_CONV", 2)),
-                head_dict=tuple((n, int(sep["HEAD_DICT"][n]["out_channels"]), int(sep["HEAD_DICT"][n]["num_conv"]))
-                                for n in sep["HEAD_ORDER"]),
-                feature_map_stride=int(head["TARGET_ASSIGNER_CONFIG"]["FEATURE_MAP_STRIDE"]),
-                max_obj_per_sample=int(head_post.get("MAX_OBJ_PER_SAMPLE", 500)),
-                post_center_limit_range=tuple(float(v) for v in head_post.get(
-                    "POST_CENTER_LIMIT_RANGE", CenterHeadConfig.post_center_limit_range)),
-                peak_kernel=3 if head_post.get("NMS_CONFIG", {}).get("NMS_TYPE") == "circle_nms" else 0)
-            post = PostProcessConfig.from_openpcdet(head_post)
+            head_cfg = CenterHeadConfig.from_openpcdet(head, class_names)
+            post = PostProcessConfig.from_openpcdet(head.get("POST_PROCESSING", {}))
         else:
             raise ConfigError(f"MODEL.DENSE_HEAD.NAME {head['NAME']!r} is not AnchorHeadSingle or CenterHead")
         return cls(
@@ -195,18 +216,9 @@ class PointPillarsConfig:
             max_points_per_pillar=int(voxel_step["MAX_POINTS_PER_VOXEL"]),
             max_pillars=int(max_voxels["test"] if isinstance(max_voxels, Mapping) else max_voxels),
             num_point_features=len(used),
-            vfe=PillarVFEConfig(num_filters=tuple(int(v) for v in vfe_cfg["NUM_FILTERS"]),
-                                use_norm=bool(vfe_cfg.get("USE_NORM", True)),
-                                with_distance=bool(vfe_cfg.get("WITH_DISTANCE", False)),
-                                use_absolute_xyz=bool(vfe_cfg.get("USE_ABSLOTE_XYZ", True))),
+            vfe=PillarVFEConfig.from_openpcdet(vfe_cfg),
             num_bev_features=int(bev["NUM_BEV_FEATURES"]),
-            backbone=BEVBackboneConfig(
-                layer_nums=tuple(int(v) for v in bb["LAYER_NUMS"]),
-                layer_strides=tuple(int(v) for v in bb["LAYER_STRIDES"]),
-                num_filters=tuple(int(v) for v in bb["NUM_FILTERS"]),
-                upsample_strides=tuple(float(v) if float(v) < 1 else int(v) for v in bb.get("UPSAMPLE_STRIDES", [])),
-                num_upsample_filters=tuple(int(v) for v in bb.get("NUM_UPSAMPLE_FILTERS", [])),
-                use_conv_for_no_stride=bool(bb.get("USE_CONV_FOR_NO_STRIDE", False))),
+            backbone=BEVBackboneConfig.from_openpcdet(bb),
             post_processing=post)
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.models.checkpoints import describe_load_failure, load_weights_file
 
-ARCHITECTURES = ("cmx", "vint", "pointpillars")
+ARCHITECTURES = ("cmx", "vint", "pointpillars", "centerpoint")
+"""``centerpoint``: OpenPCDet's dynamic-pillar CenterPoint (``core/models/centerpoint.py``, nuScenes)."""
 
 
 @dataclass
@@ -84,10 +85,13 @@ def convert(path: str | Path, architecture: str, variant: str | None = None) -> 
         model = vint.create_vint(name)
         report = vint.load_checkpoint(model, state, strict=True)
         return Converted("vint", name, model.state_dict(), {"loaded": len(report.loaded)})
-    from ros_mmfusion.core.models import pointpillars
+    # OpenPCDet detectors: both files map OpenPCDet's own key names onto identically named modules.
+    from ros_mmfusion.core.models import centerpoint, pointpillars
 
-    state = pointpillars.convert_upstream_checkpoint(obj)
-    name = variant or "pointpillars_kitti"
-    model = pointpillars.build_model(name)
-    report = pointpillars.load_checkpoint(model, state, strict=True)
-    return Converted("pointpillars", name, model.state_dict(), {"loaded": len(report.loaded)})
+    module, default = {"pointpillars": (pointpillars, "pointpillars_kitti"),
+                       "centerpoint": (centerpoint, "centerpoint_pillar_nuscenes")}[architecture]
+    state = module.convert_upstream_checkpoint(obj)
+    name = variant or default
+    model = module.build_model(name)
+    report = module.load_checkpoint(model, state, strict=True)
+    return Converted(architecture, name, model.state_dict(), {"loaded": len(report.loaded)})
