@@ -93,3 +93,14 @@ def test_two_sweeps_are_merged_through_tf_as_the_core_accumulator_merges_them(gr
     assert graph.spin_until(lambda: any(s.level[0] >= DiagnosticStatus.WARN[0] and "sweeps_frame <- cloud" in s.message
                                         for d in diags for s in d.status), 5.0)
     assert len(out) == 2
+
+
+def test_sweeps_with_painting_is_refused_in_one_line(graph):
+    """Painting scores the newest sweep's points, not the merged cloud: the combination is a start-up error."""
+    import pytest
+
+    from ros_mmfusion.core.errors import ConfigError
+
+    params = {"painting": True, "sweeps": 2}
+    with pytest.raises(ConfigError, match="parameter 'sweeps' .* does not combine with painting"):
+        Detection3DNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
