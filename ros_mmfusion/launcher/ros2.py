@@ -135,7 +135,9 @@ def _overrides(preset_name: str, arguments: dict[str, str], live: bool) -> dict[
         for node in plain.nodes:
             put(node, "managed", True)
     if live:
-        calibrated = [n for n in plain.nodes if n.key != PLAYER_KEY and "calibration_file" in n.parameters]
+        # the nodes whose preset names a calibration file (<bag>/calibration.yaml); an empty one (the params files'
+        # default) means extrinsics from TF, as in the carla, gazebo and realsense presets
+        calibrated = [n for n in plain.nodes if n.key != PLAYER_KEY and n.parameters.get("calibration_file")]
         calibration = arguments.get("calibration", "").strip()
         if calibrated and not calibration:
             raise ConfigError(f"live:=true: preset {preset_name!r} reads <bag>/calibration.yaml in "
