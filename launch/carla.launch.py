@@ -3,8 +3,9 @@ every node runs on simulated time (the bridge publishes ``/clock``). The preset'
 vehicle "ego_vehicle" with the sensors rgb_front, depth_front and lidar (carla-ros-bridge's example objects.json role
 names; docs/simulators.md); the extrinsics come from the bridge's /tf. Other role names: edit the remappings of
 config/presets/carla.yaml (the topic arguments rename the synthetic bag's topics, which this preset does not use).
+ViNT navigation (path in ``map``) starts only with a topological map: ``topomap:=MAP`` (``mmfusion topomap build``).
 
-    ros2 launch ros_mmfusion carla.launch.py
+    ros2 launch ros_mmfusion carla.launch.py [topomap:=MAP]
 """
 from ros_mmfusion.launcher.ros2 import preset_launch_description
 

@@ -4,6 +4,7 @@ extrinsics from TF.
 
     ros2 launch ros_mmfusion realsense.launch.py bag:=DIR    # a bag of: mmfusion sim --convention realsense
     ros2 launch ros_mmfusion realsense.launch.py live:=true  # on the robot's drivers
+    ros2 launch ros_mmfusion realsense.launch.py bag:=DIR topomap:=MAP  # + ViNT paths in odom
 
 Arguments (use_sim_time, backend, model_package, set, live, calibration, <sensor>_topic): ros_mmfusion/launcher/ros2.py.
 """

@@ -4,6 +4,7 @@ extrinsics from TF.
 
     ros2 launch ros_mmfusion realsense_ouster.launch.py bag:=DIR    # mmfusion sim --convention realsense_ouster
     ros2 launch ros_mmfusion realsense_ouster.launch.py live:=true  # live drivers
+    ros2 launch ros_mmfusion realsense_ouster.launch.py bag:=DIR topomap:=MAP  # + ViNT paths in odom
 
 Arguments (use_sim_time, backend, model_package, set, live, calibration, <sensor>_topic): ros_mmfusion/launcher/ros2.py.
 """

@@ -10,6 +10,11 @@ Format::
         params_file: <ROS params YAML (/** or node name -> ros__parameters), relative to the share dir, optional>
         parameters: {name: value}      # inline, override the file; "$(arg NAME)" takes a run argument
         remappings: {from: to}
+        if_arg: <NAME, optional>       # start the node only when the run gives argument NAME (non-empty)
+
+A node with ``if_arg`` is optional: without that argument it is left out (``Preset.left_out`` says which and what
+it needs; ``mmfusion run`` prints it), its inline parameters are still checked, and ``--set`` on it is refused with
+that reason. The convention presets use it for ViNT navigation, which needs a topological map (``topomap``).
 
 Parameter precedence: params_file < inline parameters < command-line ``--set node.param=value``.
 
@@ -38,6 +43,13 @@ ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
 """Parameters rclpy declares on every node, accepted beside the node's own."""
 ROS_PARAMETER_PREFIXES = ("qos_overrides.",)
 
+PRESET_ARGUMENTS: dict[str, str] = {
+    "bag": "bag directory written by `mmfusion sim` (presets that replay one)",
+    "topomap": "topological map directory written by `mmfusion topomap build` (navigation; optional in the "
+               "convention presets)",
+}
+"""The ``$(arg NAME)`` arguments presets use, with their descriptions (launch files declare them, empty default)."""
+
 TIME_SOURCES = ("bag_player", "sim_robot")
 """Nodes that make the time base: the bag player (wall time by restamping, or sim time on /clock with
 ``publish_clock``) and sim_robot (/clock). ``use_sim_time`` is never set on them."""
@@ -59,12 +71,29 @@ class NodeLaunch:
         return NODES[self.key][1]
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """An optional node (``if_arg``) not started because the run did not give its ``argument``."""
+
+    name: str
+    argument: str
+
+    def note(self, preset: str, launch: bool = False) -> str:
+        """One line for the user: what was left out and the argument that starts it (``mmfusion run``'s
+        ``--arg NAME=VALUE``, or with ``launch`` the launch argument ``NAME:=VALUE``)."""
+        what = PRESET_ARGUMENTS.get(self.argument, "")
+        given = f"{self.argument}:=VALUE" if launch else f"--arg {self.argument}=VALUE"
+        return f"preset {preset!r}: node {self.name!r} not started: it needs {given}" + (f" ({what})" if what else "")
+
+
 @dataclass
 class Preset:
     name: str
     description: str
     nodes: list[NodeLaunch]
     arguments: set[str]
+    left_out: list[LeftOut] = field(default_factory=list)
+    """Optional nodes left out for want of their argument (``if_arg``), in the preset's order."""
 
 
 def known_parameters(key: str) -> list[str]:
@@ -157,20 +186,27 @@ def load(name: str, args: dict[str, str] | None = None, overrides: dict[str, dic
     args = dict(args or {})
     needed: set[str] = set()
     nodes: list[NodeLaunch] = []
+    left_out: list[LeftOut] = []
     for i, entry in enumerate(data["nodes"]):
         if not isinstance(entry, dict) or entry.get("node") not in NODES:
             raise ConfigError(f"{path}: nodes[{i}] must name a node, one of {sorted(NODES)}; got {entry!r}")
-        unknown = set(entry) - {"node", "name", "params_file", "parameters", "remappings"}
+        unknown = set(entry) - {"node", "name", "params_file", "parameters", "remappings", "if_arg"}
         if unknown:
             raise ConfigError(f"{path}: nodes[{i}] has unknown keys {sorted(unknown)}")
         node_name = entry.get("name", entry["node"])
-        params: dict[str, Any] = {}
-        if entry.get("params_file"):
-            params.update(load_params_file(share_dir() / entry["params_file"], node_name))
+        condition = entry.get("if_arg")
+        if condition is not None and not (isinstance(condition, str) and re.fullmatch(r"\w+", condition)):
+            raise ConfigError(f"{path}: nodes[{i}].if_arg must be an argument name, got {condition!r}")
         inline = entry.get("parameters") or {}
         if not isinstance(inline, dict):
             raise ConfigError(f"{path}: nodes[{i}].parameters must be a mapping, got {inline!r}")
         check_parameter_names(node_name, entry["node"], list(inline), f"{path}: nodes[{i}].parameters")
+        if condition is not None and not args.get(condition):
+            left_out.append(LeftOut(node_name, condition))
+            continue
+        params: dict[str, Any] = {}
+        if entry.get("params_file"):
+            params.update(load_params_file(share_dir() / entry["params_file"], node_name))
         for key, value in inline.items():
             if isinstance(value, str):
                 value = _substitute(value, args, name, needed)
@@ -179,13 +215,17 @@ def load(name: str, args: dict[str, str] | None = None, overrides: dict[str, dic
         check_parameter_names(node_name, entry["node"], list(node_overrides), "--set")
         params.update(node_overrides)
         nodes.append(NodeLaunch(entry["node"], node_name, params, dict(entry.get("remappings") or {})))
-    names = [n.name for n in nodes]
+    names = [n.name for n in nodes] + [n.name for n in left_out]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: node names must be unique, got {names}")
+    for skipped in left_out:
+        if skipped.name in (overrides or {}):
+            raise ConfigError(f"--set names node {skipped.name!r}, which preset {name!r} starts only with "
+                              f"--arg {skipped.argument}=VALUE")
     unknown_targets = set(overrides or {}) - set(names)
     if unknown_targets:
         raise ConfigError(f"--set names unknown node(s) {sorted(unknown_targets)}; preset nodes: {names}")
-    return Preset(name, str(data.get("description", "")), nodes, needed)
+    return Preset(name, str(data.get("description", "")), nodes, needed, left_out)
 
 
 def add_sim_time(nodes: list[NodeLaunch], overrides: dict[str, dict[str, Any]], enabled: bool
@@ -193,12 +233,12 @@ def add_sim_time(nodes: list[NodeLaunch], overrides: dict[str, dict[str, Any]], 
     """``overrides`` ({node name: {param: value}}, changed in place and returned) plus what ``use_sim_time`` =
     ``enabled`` means for ``nodes``: every node but the time sources (:data:`TIME_SOURCES`) gets ``use_sim_time``;
     enabled, bag players publish /clock from the bag (``publish_clock: true``) and keep the bag's stamps
-    (``restamp: false``). Values already in ``overrides`` (an explicit ``--set``) win."""
+    (``restamp: false``); disabled, they publish no /clock and restamp onto the wall clock (undoing a preset that
+    replays on sim time, such as ``carla``). Values already in ``overrides`` (an explicit ``--set``) win."""
     for node in nodes:
         wanted: dict[str, Any] = {}
         if node.key == "bag_player":
-            if enabled:
-                wanted = {"publish_clock": True, "restamp": False}
+            wanted = {"publish_clock": enabled, "restamp": not enabled}
         elif node.key not in TIME_SOURCES:
             wanted = {"use_sim_time": enabled}
         for param, value in wanted.items():

@@ -3,7 +3,10 @@
 On a terminal a live line shows, per node, frames in/out, pipeline latency p50 and the diagnostic level (from
 ``/diagnostics``); at the end a summary table is printed on any stdout (ros_mmfusion/ros/progress.py). SIGINT and
 SIGTERM stop every node; a node that cannot start is one error line and a non-zero exit, and the bag never plays.
-``--use-sim-time`` runs every node on the bag's time (``presets.add_sim_time``: the player publishes /clock).
+``--use-sim-time`` runs every node on the bag's time (``presets.add_sim_time``: the player publishes /clock);
+``--no-use-sim-time`` runs every node on the wall clock (the player restamps), for presets that replay on sim time
+(``carla``, ``gazebo``). A preset's optional node (``if_arg``, e.g. the convention presets' ViNT navigation without
+``--arg topomap=DIR``) that is left out is one note on stderr; the rest runs.
 
 With ``--lifecycle`` the nodes run as managed (lifecycle) nodes in this process, brought up by a lifecycle manager
 through their lifecycle services (configure every node, then activate every node, in the preset's order, bag players
@@ -13,6 +16,7 @@ to configure is one error line and exit code 2, after the others were brought do
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,9 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE", help="other preset arguments")
     parser.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                         help="override a node parameter (YAML value)")
-    parser.add_argument("--use-sim-time", action="store_true",
+    parser.add_argument("--use-sim-time", action=argparse.BooleanOptionalAction, default=None,
                         help="every node on sim time (use_sim_time); the bag player publishes /clock from the bag "
-                             "and keeps its stamps")
+                             "and keeps its stamps. --no-use-sim-time: every node on the wall clock, the player "
+                             "restamping (for presets that replay on sim time: carla, gazebo). Default: the preset's")
     parser.add_argument("--processes", action="store_true", help="one OS process per node (DDS between them)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
     parser.add_argument("--lifecycle", action="store_true",
@@ -72,10 +77,12 @@ def run(args: argparse.Namespace) -> int:
     if args.lifecycle and args.processes:
         raise UserError("--lifecycle runs the nodes in this process: it does not combine with --processes")
     overrides = presets.parse_set(args.set)
-    if args.use_sim_time:
+    if args.use_sim_time is not None:
         plain = presets.load(args.preset, preset_args, overrides)
-        presets.add_sim_time(plain.nodes, overrides, True)
+        presets.add_sim_time(plain.nodes, overrides, args.use_sim_time)
     preset = presets.load(args.preset, preset_args, overrides)
+    for skipped in preset.left_out:  # an optional node without its argument: say what it needs, run the rest
+        print(f"mmfusion run: note: {skipped.note(args.preset)}", file=sys.stderr)
     import rclpy
 
     import ros_mmfusion.ros  # noqa: F401  (DDS profile)

@@ -158,6 +158,8 @@ def _load_preset(args: EvaluationSettings, bag: Path) -> Any:
     overrides.setdefault("bag_player", {}).update({"rate": args.rate, "restamp": True})
     if args.processes:
         overrides["bag_player"]["start_delay"] = float(args.startup)
+    # on the wall clock even where the preset replays on sim time (carla, gazebo): latency is arrival minus stamp
+    presets.add_sim_time(presets.load(args.preset, preset_args, overrides).nodes, overrides, False)
     preset = presets.load(args.preset, preset_args, overrides)
     if "bag_player" not in [n.key for n in preset.nodes]:
         raise ConfigError(f"preset {args.preset!r} has no bag_player node; eval needs one to replay the bag")

@@ -31,7 +31,7 @@ from ros_mmfusion import presets
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.launcher import PLAYER_KEY, typed_parameters
 from ros_mmfusion.paths import PACKAGE
-from ros_mmfusion.presets import TIME_SOURCES  # noqa: F401  (the nodes the use_sim_time argument leaves alone)
+from ros_mmfusion.presets import PRESET_ARGUMENTS, TIME_SOURCES  # noqa: F401  (re-exported: see their docstrings)
 
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "use_sim_time": ("", "true/false for every node but bag_player and sim_robot (true: the bag player publishes "
@@ -59,11 +59,6 @@ TOPIC_ARGUMENTS: dict[str, str] = {
 """Topic launch arguments: argument name -> the topic of the presets (the synthetic bag's, and the controller's
 command) that it renames."""
 
-PRESET_ARGUMENTS: dict[str, str] = {
-    "bag": "bag directory written by `mmfusion sim` (presets that replay one)",
-    "topomap": "topological map directory written by `mmfusion topomap build` (navigation presets)",
-}
-"""The ``$(arg NAME)`` arguments presets use, with their descriptions (declared with an empty default)."""
 
 
 @dataclass
@@ -140,7 +135,9 @@ def _overrides(preset_name: str, arguments: dict[str, str], live: bool) -> dict[
         for node in plain.nodes:
             put(node, "managed", True)
     if live:
-        calibrated = [n for n in plain.nodes if n.key != PLAYER_KEY and "calibration_file" in n.parameters]
+        # the nodes whose preset names a calibration file (<bag>/calibration.yaml); an empty one (the params files'
+        # default) means extrinsics from TF, as in the carla, gazebo and realsense presets
+        calibrated = [n for n in plain.nodes if n.key != PLAYER_KEY and n.parameters.get("calibration_file")]
         calibration = arguments.get("calibration", "").strip()
         if calibrated and not calibration:
             raise ConfigError(f"live:=true: preset {preset_name!r} reads <bag>/calibration.yaml in "
@@ -172,6 +169,14 @@ def node_specs(preset_name: str, arguments: dict[str, str]) -> list[NodeSpec]:
             for launch in preset.nodes if not (live and launch.key == PLAYER_KEY)]
 
 
+def left_out_notes(preset_name: str, arguments: dict[str, str]) -> list[str]:
+    """One line per optional node (``if_arg``) of preset ``preset_name`` that the launch ``arguments`` leave out,
+    naming the launch argument that starts it (e.g. the convention presets' ViNT navigation without ``topomap:=``)."""
+    live = bool(_flag("live", arguments.get("live", "")))
+    preset = presets.load(preset_name, _preset_args(arguments, live))
+    return [skipped.note(preset_name, launch=True) for skipped in preset.left_out]
+
+
 def preset_launch_description(preset: str | None = None, defaults: dict[str, str] | None = None) -> Any:
     """The LaunchDescription of a launch file: preset ``preset`` (None: a ``preset`` argument, default ``demo``),
     every argument of :data:`LAUNCH_ARGUMENTS`, :data:`TOPIC_ARGUMENTS` and :data:`PRESET_ARGUMENTS` declared with
@@ -179,7 +184,7 @@ def preset_launch_description(preset: str | None = None, defaults: dict[str, str
 
     Never executed here (``launch`` is not on PyPI); the logic it relies on is :func:`node_specs`.
     """
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
     from launch_ros.actions import Node
 
     from launch import LaunchDescription
@@ -199,9 +204,9 @@ def preset_launch_description(preset: str | None = None, defaults: dict[str, str
     def nodes(context, *args, **kwargs):
         values = {name: context.launch_configurations.get(name, "") for name in declared}
         name = preset if preset is not None else values.pop("preset")
-        return [Node(package=PACKAGE,
-                     executable=spec.executable, name=spec.name, parameters=[spec.parameters],
-                     remappings=spec.remappings, output="screen")
-                for spec in node_specs(name, values)]
+        return [LogInfo(msg=note) for note in left_out_notes(name, values)] + [
+            Node(package=PACKAGE, executable=spec.executable, name=spec.name, parameters=[spec.parameters],
+                 remappings=spec.remappings, output="screen")
+            for spec in node_specs(name, values)]
 
     return LaunchDescription([*actions, OpaqueFunction(function=nodes)])

@@ -53,6 +53,11 @@ def test_doctor_reports_ros_middleware_profile_and_ml_runtimes(ros_child_env):
     (["run", "demo", "--bag", "/x", "--set", "nobody.rate=1"], "--set names unknown node(s) ['nobody']"),
     (["run", "demo", "--bag", "/x", "--set", "oops"], "--set expects NODE.PARAM=VALUE"),
     (["run", "demo", "--bag", "/nonexistent/bag"], "bag not found: /nonexistent/bag"),
+    (["run", "carla", "--bag", "/x", "--set", "vint_navigation.threads=1"],
+     "--set names node 'vint_navigation', which preset 'carla' starts only with --arg topomap=VALUE"),
+    # an optional node left out is a note, before the run (here failing on its bag) goes on without it
+    (["run", "gazebo", "--bag", "/nonexistent/bag"],
+     "mmfusion run: note: preset 'gazebo': node 'vint_navigation' not started: it needs --arg topomap=VALUE"),
 ])
 def test_bad_arguments_give_one_clear_line_and_exit_2(ros_child_env, args, message):
     proc = run(args, ros_child_env())

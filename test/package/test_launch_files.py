@@ -15,7 +15,13 @@ import pytest
 import yaml
 
 from ros_mmfusion.core.errors import ConfigError
-from ros_mmfusion.launcher.ros2 import LAUNCH_ARGUMENTS, PRESET_ARGUMENTS, TOPIC_ARGUMENTS, node_specs
+from ros_mmfusion.launcher.ros2 import (
+    LAUNCH_ARGUMENTS,
+    PRESET_ARGUMENTS,
+    TOPIC_ARGUMENTS,
+    left_out_notes,
+    node_specs,
+)
 from ros_mmfusion.presets import available
 
 from .share_files import ROOT, console_scripts, installed_files
@@ -144,6 +150,46 @@ def test_arguments_reach_the_nodes():
     assert [s.parameters.get("managed") for s in managed] == [True] * len(managed)
     navigation = {s.name: s for s in node_specs("navigation", {"bag": "/b", "topomap": "/m", "model_package": "/p"})}
     assert navigation["vint_navigation"].parameters["model_package"] == "/p"
+
+
+CONVENTION_NAVIGATION = {  # preset: (camera, odometry topic, path_frame, base_frame, replays on sim time)
+    "carla": ("/carla/ego_vehicle/rgb_front/image", "/carla/ego_vehicle/odometry", "map", "ego_vehicle", True),
+    "gazebo": ("/camera/image", "/model/robot/odometry", "robot/odom", "robot/base_link", True),
+    "realsense": ("/camera/camera/color/image_raw", "/odom", "odom", "base_link", False),
+    "realsense_ouster": ("/camera/camera/color/image_raw", "/odom", "odom", "base_link", False),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(CONVENTION_NAVIGATION))
+def test_convention_presets_navigate_only_with_a_topomap_in_their_odometry_frame(preset: str):
+    """ViNT needs a topological map: without topomap:= the convention presets run their other nodes and say what
+    was left out; with it, vint_navigation reads the convention's camera and odometry and publishes its path in the
+    odometry frame. The simulators' presets replay on the bag's /clock; use_sim_time:=false puts the player back on
+    restamping (a player publishing /clock beside wall-clock nodes would contradict them)."""
+    from ros_mmfusion.core.sim.conventions import get_convention
+
+    camera, odom, path_frame, base_frame, sim_time = CONVENTION_NAVIGATION[preset]
+    convention = get_convention(preset)
+    assert (convention.topic("/camera/color/image_raw"), convention.topic("/odom")) == (camera, odom)
+    assert (convention.frame("odom"), convention.frame("base_link")) == (path_frame, base_frame)
+    without = {s.name: s for s in node_specs(preset, {"bag": "/b"})}
+    assert "vint_navigation" not in without and {"fusion_segmentation", "detection3d"} <= set(without)
+    assert left_out_notes(preset, {"bag": "/b"}) == [
+        f"preset {preset!r}: node 'vint_navigation' not started: it needs topomap:=VALUE "
+        f"({PRESET_ARGUMENTS['topomap']})"]
+    specs = {s.name: s for s in node_specs(preset, {"bag": "/b", "topomap": "/m"})}
+    navigation = specs["vint_navigation"]
+    assert dict(navigation.remappings) == {"image": camera, "odom": odom}
+    assert navigation.parameters["topomap_dir"] == "/m" and left_out_notes(preset, {"bag": "/b", "topomap": "/m"}) == []
+    assert (navigation.parameters["path_frame"], navigation.parameters["base_frame"]) == (path_frame, base_frame)
+    player = specs["bag_player"].parameters
+    assert (player["publish_clock"], player["restamp"]) == (sim_time, not sim_time)
+    assert all(s.parameters.get("use_sim_time", False) is sim_time for n, s in specs.items() if n != "bag_player")
+    wall = {s.name: s for s in node_specs(preset, {"bag": "/b", "topomap": "/m", "use_sim_time": "false"})}
+    assert (wall["bag_player"].parameters["publish_clock"], wall["bag_player"].parameters["restamp"]) == (False, True)
+    assert all(s.parameters["use_sim_time"] is False for n, s in wall.items() if n != "bag_player")
+    live = node_specs(preset, {"live": "true", "use_sim_time": "true", "topomap": "/m"})
+    assert [s.name for s in live] == ["fusion_segmentation", "detection3d", "vint_navigation"]
 
 
 def test_live_drops_the_bag_player_and_needs_a_calibration():

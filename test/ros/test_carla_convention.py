@@ -1,7 +1,8 @@
 """A synthetic bag in CARLA's convention (carla-ros-bridge naming, ``mmfusion sim --convention carla``) through the
-``carla`` preset over DDS: masks stamped and framed like the bridge's colour camera, boxes moved into ``ego_vehicle``
-through the bridge-style ``/tf``; and ``mmfusion eval --label-map carla`` scoring the masks against the bag's CARLA
-semantic camera with the trained RGB-depth model."""
+``carla`` preset over DDS on the bag's sim time: masks stamped and framed like the bridge's colour camera, boxes moved
+into ``ego_vehicle`` through the bridge-style ``/tf``, and ViNT paths in the bridge's odometry frame ``map`` against a
+topological map that ``mmfusion topomap build`` made of the same bag's bgra8 camera; and ``mmfusion eval --label-map
+carla`` scoring the masks against the bag's CARLA semantic camera with the trained RGB-depth model."""
 from __future__ import annotations
 
 import json
@@ -11,12 +12,15 @@ import time
 
 import numpy as np
 import pytest
+from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import Image, PointCloud2
 from vision_msgs.msg import Detection3DArray
 
 from ros_mmfusion.core.sim.conventions import carla
 
-FRAMES = 3
+from .convention_paths import NAVIGATION, assert_paths_in_odometry_frame, build_topomap
+
+FRAMES = 7  # ViNT's context takes 6 before the first path
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +30,32 @@ def carla_bag(tmp_path_factory):
     bag = tmp_path_factory.mktemp("carla") / "urban_day_carla"
     record("urban_day", bag, FRAMES, seed=1, size=(320, 240), beams=16, convention="carla")
     return bag
+
+
+@pytest.fixture(scope="module")
+def carla_topomap(carla_bag, tmp_path_factory):
+    return build_topomap(carla_bag, carla.RGB_TOPIC, tmp_path_factory.mktemp("carla_map") / "map")
+
+
+def test_topomap_build_reads_the_bridges_bgra8_camera_and_odometry(carla_bag, carla_topomap):
+    """`mmfusion topomap build` on a CARLA bag: the bgra8 images as R,G,B, poses from the bag's one Odometry topic
+    (/carla/ego_vehicle/odometry, found without --odom-topic) in the bridge's frames."""
+    from rosbags.rosbag2 import Reader
+
+    from ros_mmfusion.core.bagio import typestore
+    from ros_mmfusion.core.codec.image import decode_image
+
+    assert len(carla_topomap) == 4  # 7 frames 0.1 s apart, a node every 0.2 s
+    assert (carla_topomap.pose_frame, carla_topomap.child_frame) == ("map", "ego_vehicle")
+    assert carla_topomap.has_poses
+    store = typestore()
+    with Reader(carla_bag) as reader:
+        conn = next(c for c in reader.connections if c.topic == carla.RGB_TOPIC)
+        first = store.deserialize_cdr(next(raw for _, _, raw in reader.messages(connections=[conn])), conn.msgtype)
+    bgra = decode_image(first.height, first.width, first.encoding, first.is_bigendian, first.step,
+                        np.asarray(first.data, np.uint8))
+    assert first.encoding == "bgra8"
+    np.testing.assert_array_equal(carla_topomap.image(0), bgra[..., 2::-1])
 
 
 def test_the_bag_is_written_as_the_bridge_publishes(carla_bag):
@@ -72,35 +102,42 @@ def test_the_bag_is_written_as_the_bridge_publishes(carla_bag):
     assert len([1 for _, parent, c in tf_children if (parent, c) == ("map", "ego_vehicle")]) == FRAMES
 
 
-def test_the_carla_preset_gives_masks_and_boxes_in_the_requested_frame(carla_bag):
+def test_the_carla_preset_gives_masks_boxes_in_the_requested_frame_and_paths_on_sim_time(carla_bag, carla_topomap):
     import rclpy
 
     from ros_mmfusion import presets
     from ros_mmfusion.launcher import run_in_process
     from ros_mmfusion.ros.tap import TopicTap
 
-    preset = presets.load("carla", {"bag": str(carla_bag)}, {
-        "bag_player": {"start_delay": 2.0, "rate": 0.5},
+    preset = presets.load("carla", {"bag": str(carla_bag), "topomap": str(carla_topomap.directory)}, {
+        "bag_player": {"start_delay": 2.0, "rate": 0.25},
         "detection3d": {"threads": 1, "score_thresholds": [0.05]},
-        "fusion_segmentation": {"threads": 1}})
+        "fusion_segmentation": {"threads": 1},
+        "vint_navigation": NAVIGATION})
+    player = preset.nodes[0].parameters
+    assert (player["publish_clock"], player["restamp"]) == (True, False)  # the preset replays on the bag's time
+    assert all(n.parameters["use_sim_time"] is True for n in preset.nodes[1:])
     rclpy.init()
     try:
         tap = TopicTap({"/segmentation/labels": Image, "/detections": Detection3DArray, carla.LIDAR_TOPIC: PointCloud2,
-                        carla.RGB_TOPIC: Image}, keep=10)
+                        carla.RGB_TOPIC: Image, "/navigation/path": Path, carla.ODOMETRY_TOPIC: Odometry}, keep=10)
         finished: list[float] = []
+        outputs = ("/segmentation/labels", "/detections", "/navigation/path")
+        wanted = {"/segmentation/labels": FRAMES, "/detections": FRAMES, "/navigation/path": FRAMES - 5}
 
         def done(nodes) -> bool:
             if nodes[0].finished.is_set() and not finished:
                 finished.append(time.monotonic())
-            delivered = min(tap.records[t].count for t in ("/segmentation/labels", "/detections")) >= FRAMES
+            delivered = all(tap.records[t].count >= wanted[t] for t in outputs)
             return bool(finished) and (delivered or time.monotonic() - finished[0] > 8)
 
-        run_in_process(preset, until=done, duration=90.0, extra_nodes=[tap])
+        run_in_process(preset, until=done, duration=120.0, extra_nodes=[tap])
     finally:
         rclpy.try_shutdown()
     masks, boxes = tap.records["/segmentation/labels"], tap.records["/detections"]
     images, clouds = tap.records[carla.RGB_TOPIC], tap.records[carla.LIDAR_TOPIC]
     assert images.count == clouds.count == FRAMES
+    assert set(images.history) == set(_stamps(carla_bag, carla.RGB_TOPIC)), "the bag's stamps (sim time)"
     assert masks.count >= FRAMES - 1 and boxes.count >= FRAMES - 1, (masks.count, boxes.count)
     assert set(masks.history) <= set(images.history) and set(boxes.history) <= set(clouds.history)
     assert all(m.header.frame_id == "ego_vehicle/rgb_front" and (m.height, m.width) == (240, 320)
@@ -112,6 +149,22 @@ def test_the_carla_preset_gives_masks_and_boxes_in_the_requested_frame(carla_bag
     # in ego_vehicle (ground level) box centres stand above the ground; in the LiDAR frame (1.9 m up) they would
     # be about 1 m below its origin: the boxes were moved through /tf
     assert (centres[:, 2] > 0.0).all(), centres
+    # paths in the bridge's odometry frame (path_frame: map), moved with /carla/ego_vehicle/odometry
+    odometry = tap.records[carla.ODOMETRY_TOPIC].history
+    assert_paths_in_odometry_frame(tap.records["/navigation/path"].history, images.history, odometry, "map", FRAMES,
+                                   spacing=1.75)
+
+
+def _stamps(bag, topic) -> list[int]:
+    from rosbags.rosbag2 import Reader
+
+    from ros_mmfusion.core.bagio import typestore
+
+    store = typestore()
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        return [(m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec)
+                for m in (store.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns))]
 
 
 def test_mmfusion_eval_scores_the_carla_bag_against_its_semantic_camera(carla_bag, tmp_path, ros_child_env):

@@ -1,10 +1,13 @@
 """A bag recorded in each simulator/driver convention (`mmfusion sim --convention NAME`) runs through that
 convention's preset over real DDS, as `mmfusion run NAME --bag DIR` runs it: masks stamped like the colour images in
 the convention's colour frame, and boxes in the preset's ``output_frame`` (through the bag's /tf_static in the
-convention's frame names) that are the LiDAR-frame boxes of a reference detector moved by that transform.
+convention's frame names) that are the LiDAR-frame boxes of a reference detector moved by that transform, and ViNT
+paths in the convention's odometry frame against a topological map that ``mmfusion topomap build`` made of the same
+bag (`mmfusion run NAME --bag DIR --arg topomap=MAP`). The gazebo preset replays on the bag's sim time (/clock from
+the player), the realsense preset on the wall clock with the bag's stamps kept.
 
-Small on purpose (a few 64x48 frames, 16 beams, the tiny random-weight segmentation package, PointPillars over a
-small range): each case takes well under a minute on two loaded cores.
+Small on purpose (8 64x48 frames: ViNT's context takes 6 before the first path; 16 beams, the tiny random-weight
+segmentation package, PointPillars over a small range): each case takes well under a minute on two loaded cores.
 """
 from __future__ import annotations
 
@@ -12,11 +15,14 @@ import time
 
 import numpy as np
 import pytest
+from nav_msgs.msg import Odometry, Path
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, PointCloud2
 from vision_msgs.msg import Detection3DArray
 
-FRAMES = 4
+from .convention_paths import NAVIGATION, assert_paths_in_odometry_frame, build_topomap
+
+FRAMES = 8
 NEAR = [0.0, -10.24, -3.0, 20.48, 10.24, 1.0]
 DETECTION = {"point_cloud_range": NEAR, "threads": 1, "diagnostics_period": 0.2, "model_package": "",
              "score_thresholds": [0.01]}
@@ -40,7 +46,7 @@ def _transform(tf_static, parent: str, child: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name,scenario", CASES)
-def test_a_convention_bag_runs_through_its_preset_with_the_conventions_stamps_and_frames(
+def test_a_convention_bag_runs_through_its_preset_with_the_conventions_stamps_frames_and_paths(
         name, scenario, tiny_thermal_package, onnx_root, tmp_path):
     import rclpy
 
@@ -56,19 +62,30 @@ def test_a_convention_bag_runs_through_its_preset_with_the_conventions_stamps_an
     record(scenario, bag, FRAMES, seed=1, size=(64, 48), beams=16, convention=name)
     colour, cloud = convention.topic("/camera/color/image_raw"), convention.topic("/lidar/points")
     base, lidar = convention.frame("base_link"), convention.frame("lidar_link")
+    odom_topic, odom_frame = convention.topic("/odom"), convention.frame("odom")
     bag_stamps = set(_stamps(bag, cloud))
     assert len(bag_stamps) == FRAMES
+    topomap = build_topomap(bag, colour, tmp_path / "map")  # the same route as the map's first pass
+    assert topomap.pose_frame == odom_frame and topomap.has_poses, "poses from the bag's one Odometry topic"
 
-    preset = presets.load(convention.preset, {"bag": str(bag)}, {
+    preset = presets.load(convention.preset, {"bag": str(bag), "topomap": str(topomap.directory)}, {
         "fusion_segmentation": {"model_package": tiny_thermal_package, "threads": 1},
         "detection3d": {**DETECTION, "onnx_dir": str(onnx_root / "pointpillars_synthetic")},
-        "bag_player": {"start_delay": 2.0, "restamp": False, "rate": 0.5}})
+        "vint_navigation": NAVIGATION,
+        # slow enough that one executor on two loaded cores keeps up with five nodes (sensor queues hold 5 frames)
+        "bag_player": {"start_delay": 2.0, "restamp": False, "rate": 0.2}})
     detection = next(n for n in preset.nodes if n.key == "detection3d")
     assert detection.parameters["output_frame"] == base
+    navigation = next(n for n in preset.nodes if n.key == "vint_navigation")
+    assert (navigation.parameters["path_frame"], navigation.remappings["odom"]) == (odom_frame, odom_topic)
+    sim_time = name == "gazebo"  # a simulator with /clock; a robot's bag replays on the wall clock
+    assert preset.nodes[0].parameters["publish_clock"] is sim_time
+    assert all(n.parameters.get("use_sim_time", False) is sim_time for n in preset.nodes[1:])
     rclpy.init()
     try:
         tap = TopicTap({"/segmentation/labels": Image, colour: Image, "/detections": Detection3DArray,
-                        "/reference/detections": Detection3DArray, cloud: PointCloud2}, keep=10)
+                        "/reference/detections": Detection3DArray, cloud: PointCloud2, "/navigation/path": Path,
+                        odom_topic: Odometry}, keep=10)
         # the same detector without output_frame: its boxes stay in the cloud's frame
         reference = Detection3DNode(namespace="reference", cli_args=["--ros-args", "-r", f"points:={cloud}"],
                                     parameter_overrides=[Parameter(k, value=v) for k, v in {
@@ -79,7 +96,9 @@ def test_a_convention_bag_runs_through_its_preset_with_the_conventions_stamps_an
             if nodes[0].finished.is_set() and not finished:
                 finished.append(time.monotonic())
             outputs = [tap.records[t].count for t in ("/segmentation/labels", "/detections", "/reference/detections")]
-            return bool(finished) and (min(outputs) >= FRAMES or time.monotonic() - finished[0] > 6.0)
+            paths = tap.records["/navigation/path"].count
+            return bool(finished) and ((min(outputs) >= FRAMES and paths >= FRAMES - 5)
+                                       or time.monotonic() - finished[0] > 10.0)
 
         run_in_process(preset, until=done, duration=90.0, extra_nodes=[tap, reference])
     finally:
@@ -107,6 +126,9 @@ def test_a_convention_bag_runs_through_its_preset_with_the_conventions_stamps_an
             np.testing.assert_allclose([p.x, p.y, p.z], centre[:3], atol=1e-4)
             compared += 1
     assert compared > 0, "no frame with boxes from both detectors"
+    # paths in the convention's odometry frame (robot/odom, odom), moved with its odometry topic
+    assert_paths_in_odometry_frame(tap.records["/navigation/path"].history, images.history,
+                                   tap.records[odom_topic].history, odom_frame, FRAMES, spacing=0.25)
 
 
 def _messages(bag, topic):
