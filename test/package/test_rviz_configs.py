@@ -95,9 +95,16 @@ def test_every_display_topic_is_published_by_the_preset(path: Path):
 
 @pytest.mark.parametrize("path", RVIZ, ids=[p.name for p in RVIZ])
 def test_fixed_frame_is_one_the_preset_transforms_provide(path: Path):
+    """The suite's base_link (placed by /tf_static) or odom (by /tf), named as the preset's sensor convention names
+    them (``core/sim/conventions``: CARLA's bridge puts ego_vehicle and map on /tf, Gazebo scopes robot/...)."""
+    from ros_mmfusion.core.sim.conventions import all_conventions
+
     frame = yaml.safe_load(path.read_text())["Visualization Manager"]["Global Options"]["Fixed Frame"]
     provided = published(path.stem)
-    frames = ({BASE_FRAME} if "/tf_static" in provided else set()) | ({ODOM_FRAME} if "/tf" in provided else set())
+    convention = next((c for c in all_conventions() if c.preset == path.stem), None)
+    base, odom = (convention.frame(BASE_FRAME), convention.frame(ODOM_FRAME)) if convention else (BASE_FRAME,
+                                                                                                    ODOM_FRAME)
+    frames = ({base} if "/tf_static" in provided else set()) | ({odom, base} if "/tf" in provided else set())
     assert frame in frames, f"{path.name}: fixed frame {frame!r}; preset {path.stem!r} provides {sorted(frames)}"
 
 
