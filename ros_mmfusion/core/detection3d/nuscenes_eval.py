@@ -257,7 +257,8 @@ class NuScenesEvaluator:
         mean_err: dict[str, float | None] = {}
         for m in TP_METRICS:
             values = [v for v in tp_err[m].values() if v is not None]
-            computable = not ((m == "vel_err" and not self.has_velocity) or (m == "attr_err" and not self.has_attributes))
+            computable = not ((m == "vel_err" and not self.has_velocity)
+                              or (m == "attr_err" and not self.has_attributes))
             mean_err[m] = float(np.mean(values)) if values and computable else None
         scores = {m: None if e is None else max(0.0, 1.0 - e) for m, e in mean_err.items()}
         nds = lower = None
