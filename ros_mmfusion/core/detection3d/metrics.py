@@ -312,7 +312,8 @@ class DetectionEvaluator:
     def results(self, curve_points: int = 101) -> dict:
         """``{"bev"|"3d": {thr: {"AP": {class: ap}, "mAP": m, "curves": {class: ...}}}, "center_distance": {...}}``."""
         classes = list(self.classes) if self.classes is not None else sorted(self._seen)
-        out: dict = {"frames": self.frames, "classes": classes, "interpolation": self.interpolation,
+        out: dict = {"protocol": self.PROTOCOL, "frames": self.frames, "classes": classes,
+                     "interpolation": self.interpolation,
                      "iou_thresholds": list(self.iou_thresholds),
                      "distance_thresholds": list(self.distance_thresholds),
                      "bev_range": None if self.bev_range is None else [float(v) for v in self.bev_range]}
@@ -443,7 +444,7 @@ class DetectionAccumulator:
         if not self.matched:
             notes.append("3D detection metrics skipped: no detection matched a ground-truth frame by stamp")
             return None
-        out = {"protocol": self.protocol, **self.evaluator.results(), "ground_truth_frames": ground_truth_frames,
+        out = {**self.evaluator.results(), "ground_truth_frames": ground_truth_frames,
                "sample_bev": self.sample}
         if hasattr(self.evaluator, "notes"):
             notes.extend(self.evaluator.notes())
