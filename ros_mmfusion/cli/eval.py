@@ -57,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="3D detection: comma-separated IoU thresholds for BEV and 3D AP")
     parser.add_argument("--ap-interpolation", choices=("r40", "all"), default="r40",
                         help="3D detection AP: KITTI 40 recall points (r40) or the all-point VOC area (all)")
+    parser.add_argument("--protocol", choices=("generic", "kitti", "nuscenes"), default="generic",
+                        help="3D detection evaluation procedure: generic (--iou-thresholds, --ap-interpolation, "
+                             "centre-distance AP), kitti (the official KITTI procedure: AP40/AP11, per-class IoU, "
+                             "easy/moderate/hard, DontCare) or nuscenes (nuscenes-devkit's: mAP over 10 classes, TP "
+                             "errors, NDS); docs/evaluation.md")
+    parser.add_argument("--miou-convention", choices=("present", "all"), default="present",
+                        help="segmentation mIoU: average the classes present in ground truth or predictions "
+                             "(Cityscapes/mmseg) or all classes, absent ones as 0 (SemanticKITTI)")
     parser.add_argument("--detection-classes", default=",".join(DEFAULT_DETECTION_CLASSES),
                         help="3D detection: comma-separated class names evaluated (the label set's object "
                              "classes or the detector's)")
@@ -94,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     settings = EvaluationSettings(
         preset=args.preset, rate=args.rate, processes=args.processes, startup=args.startup,
         ignore_index=args.ignore_index, iou_thresholds=_floats(args.iou_thresholds, "--iou-thresholds"),
-        ap_interpolation=args.ap_interpolation, detection_classes=args.detection_classes,
+        ap_interpolation=args.ap_interpolation, detection_classes=args.detection_classes, protocol=args.protocol,
+        miou_convention=args.miou_convention,
         detection_min_points=args.detection_min_points, no_record=args.no_record,
         ground_truth_semantic=args.ground_truth_semantic, label_map=args.label_map,
         arguments=presets.parse_arguments(args.arg), overrides=presets.parse_set(args.set))
@@ -128,6 +137,21 @@ def kitti_aps(classes: list[str], bev: dict) -> str:
     return ", ".join(parts) or "-"
 
 
+def _ap(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def protocol_line(det: dict[str, Any]) -> str:
+    """One line of the KITTI (moderate AP40 per class, BEV and 3D) or nuScenes (mAP, NDS) figures."""
+    if det["protocol"] == "kitti":
+        parts = [f"{kind} " + ", ".join(f"{c} {_ap(v)}" for c, v in det[kind]["moderate"]["AP40"].items())
+                 for kind in ("bev", "3d")]
+        return f"3D detection (KITTI, moderate AP40 over {det['frames']} frames): " + "; ".join(parts)
+    return (f"3D detection (nuScenes over {det['frames']} frames): mAP {_ap(det['mAP'])}, NDS {_ap(det['NDS'])} "
+            f"(without AVE/AAE {_ap(det['NDS_without_velocity_attribute'])}), ATE "
+            f"{_ap(det['mean_tp_errors']['trans_err'])} m")
+
+
 def _print_summary(metrics: dict[str, Any], iou_thresholds: tuple[float, ...]) -> None:
     """One line per network that ran, per evaluated task and per output topic, then the notes."""
     from ros_mmfusion.core.evaluation.report import model_line
@@ -136,8 +160,11 @@ def _print_summary(metrics: dict[str, Any], iou_thresholds: tuple[float, ...]) -
         print(f"model of {node}: {model_line(record)}")
     if "segmentation" in metrics:
         m = metrics["segmentation"]
-        print(f"segmentation: mIoU {m['mIoU']:.3f}, pixel accuracy {m['pixel_accuracy']:.3f} over {m['frames']} frames")
-    if "detection" in metrics:
+        print(f"segmentation: mIoU {m['mIoU']:.3f} ({m.get('miou_convention', 'present')} classes), pixel accuracy "
+              f"{m['pixel_accuracy']:.3f} over {m['frames']} frames")
+    if metrics.get("detection", {}).get("protocol") in ("kitti", "nuscenes"):
+        print(protocol_line(metrics["detection"]))
+    elif "detection" in metrics:
         m = metrics["detection"]
         first = f"{iou_thresholds[0]:g}"
         print(f"3D detection: BEV mAP@{first} {m['bev'][first]['mAP'] or 0:.3f}, 3D mAP@{first} "

@@ -26,7 +26,7 @@ from typing import Any
 
 from ros_mmfusion.core.bagio import BagFacts, scan_bag
 from ros_mmfusion.core.errors import ConfigError
-from ros_mmfusion.core.evaluation.session import DIAGNOSTICS, GT_BOXES, GT_SEMANTIC, EvaluationSession
+from ros_mmfusion.core.evaluation.session import DIAGNOSTICS, GT_BOXES, GT_BOXES_2D, GT_SEMANTIC, EvaluationSession
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics, resolve_topic
 
 DEFAULT_DETECTION_CLASSES = ("car", "pedestrian", "cyclist")
@@ -53,6 +53,8 @@ class EvaluationSettings:
     iou_thresholds: tuple[float, ...] = (0.5, 0.7)
     ap_interpolation: str = "r40"
     detection_classes: str = ",".join(DEFAULT_DETECTION_CLASSES)
+    protocol: str = "generic"  # detection: generic | kitti | nuscenes (core.detection3d.metrics.PROTOCOLS)
+    miou_convention: str = "present"  # segmentation mIoU: present (Cityscapes/mmseg) | all (SemanticKITTI)
     detection_min_points: int = 0  # > 0: also score ground truth with fewer LiDAR returns as ignored
     no_record: bool = False
     ground_truth_semantic: str | None = None  # the ground-truth semantic image topic; None: /ground_truth/semantic
@@ -249,6 +251,7 @@ def _plan(args: EvaluationSettings, facts: BagFacts, preset: Any, evaluated: lis
     ground_truth |= {odom_topic} if odom_topic is not None else set()
     ground_truth |= {feed.rgb_topic} if feed.rgb_topic else set()
     ground_truth |= {feed.cloud_topic} if feed.cloud_topic else set()  # a replayed input, not an output
+    ground_truth |= {feed.boxes_2d_topic} if feed.boxes_2d_topic else set()
     return _Plan(outputs, expected, {t: facts.counts.get(t, 0) for t in sorted(main_inputs)}, workers,
                  {t for t in outputs if t not in ground_truth}, session, feed, notes)
 
@@ -269,7 +272,8 @@ def _add_accumulators(args: EvaluationSettings, facts: BagFacts, preset: Any, ev
 
         outputs[gt_semantic] = Image
         feed.session.segmentation = SegmentationAccumulator(len(names), ignore,
-                                                            sample_after=facts.counts.get(gt_semantic, 0) // 2)
+                                                            sample_after=facts.counts.get(gt_semantic, 0) // 2,
+                                                            miou_convention=args.miou_convention)
         # the camera image beside the sample frame: the synthetic bag's, else the segmentation node's RGB input
         rgb_inputs = [RGB_TOPIC] + [resolve_topic("rgb/image", launch.remappings) for launch, ev in evaluated
                                     if ev.labels and "rgb/image" in ev.inputs]
@@ -282,13 +286,23 @@ def _add_accumulators(args: EvaluationSettings, facts: BagFacts, preset: Any, ev
         notes.append("segmentation metrics skipped: the preset has no segmentation node")
 
     if feed.detection_topics and GT_BOXES in facts.topics:
-        from ros_mmfusion.core.detection3d.metrics import DetectionAccumulator, DetectionEvaluator
+        from ros_mmfusion.core.detection3d.metrics import DetectionAccumulator, make_evaluator
 
         outputs[GT_BOXES] = Detection3DArray
-        feed.session.detection = DetectionAccumulator(DetectionEvaluator(
-            classes=det_classes, iou_thresholds=iou_thresholds, interpolation=args.ap_interpolation,
-            bev_range=_detector_bev_range(preset)), min_points=max(0, args.detection_min_points))
-        if args.detection_min_points > 0:
+        evaluator = make_evaluator(args.protocol, classes=det_classes, iou_thresholds=iou_thresholds,
+                                   interpolation=args.ap_interpolation, bev_range=_detector_bev_range(preset))
+        feed.session.detection = DetectionAccumulator(
+            evaluator, min_points=max(0, args.detection_min_points) if args.protocol == "generic" else 0,
+            needs_2d=args.protocol == "kitti" and GT_BOXES_2D in facts.topics)
+        if feed.session.detection.needs_2d:
+            from vision_msgs.msg import Detection2DArray
+
+            outputs[GT_BOXES_2D] = Detection2DArray
+            feed.boxes_2d_topic = GT_BOXES_2D
+        elif args.protocol == "kitti":
+            notes.append(f"KITTI protocol: the bag has no {GT_BOXES_2D}: no difficulty levels from 2D boxes and no "
+                         "DontCare regions")
+        if feed.session.detection.needs_cloud:
             from sensor_msgs.msg import PointCloud2
 
             feed.cloud_topic = next(resolve_topic(ev.main_input, launch.remappings) for launch, ev in evaluated

@@ -24,3 +24,15 @@ def detections_to_arrays(msg: Detection3DArray) -> tuple[np.ndarray, list[str], 
         names.append(hyp.class_id if hyp is not None else "")
         scores.append(hyp.score if hyp is not None else 0.0)
     return np.asarray(boxes, np.float64).reshape(-1, 7), names, np.asarray(scores, np.float64)
+
+
+def detections_2d_to_arrays(msg) -> tuple[np.ndarray, list[str], list[str]]:
+    """A vision_msgs/Detection2DArray as ``(N, 4)`` image boxes (left, top, right, bottom; pixels), class names (of
+    the best hypothesis, ``""`` without one) and ids."""
+    boxes, names = [], []
+    for det in msg.detections:
+        c, sx, sy = det.bbox.center.position, det.bbox.size_x, det.bbox.size_y
+        boxes.append([c.x - sx / 2.0, c.y - sy / 2.0, c.x + sx / 2.0, c.y + sy / 2.0])
+        hyp = max(det.results, key=lambda r: r.hypothesis.score).hypothesis if det.results else None
+        names.append(hyp.class_id if hyp is not None else "")
+    return np.asarray(boxes, np.float64).reshape(-1, 4), names, [d.id for d in msg.detections]

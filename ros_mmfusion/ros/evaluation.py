@@ -15,7 +15,7 @@ import numpy as np
 from ros_mmfusion.core.evaluation.session import DIAGNOSTICS, GT_BOXES, EvaluationSession
 from ros_mmfusion.core.geometry import quaternion_to_yaw
 from ros_mmfusion.core.stamps import stamp_to_ns
-from ros_mmfusion.ros.detections import detections_to_arrays
+from ros_mmfusion.ros.detections import detections_2d_to_arrays, detections_to_arrays
 from ros_mmfusion.ros.image import image_to_numpy
 from ros_mmfusion.ros.pointcloud import pointcloud2_to_xyz
 
@@ -29,6 +29,7 @@ class EvaluationFeed:
     detection_topics: set[str] = field(default_factory=set)  # Detection3DArray predictions
     rgb_topic: str | None = None  # the camera image of the segmentation sample frame
     cloud_topic: str | None = None  # the detector's PointCloud2 input (ground truth's LiDAR returns per box)
+    boxes_2d_topic: str | None = None  # Detection2DArray ground truth (KITTI protocol: 2D heights, DontCare)
     path_topic: str | None = None
     closest_topic: str | None = None
     odom_topic: str | None = None
@@ -71,8 +72,10 @@ class EvaluationFeed:
                                  quaternion_to_yaw(np.array([q.x, q.y, q.z, q.w])))
         if det is not None and topic == self.cloud_topic:
             det.add(stamp, cloud=pointcloud2_to_xyz(msg))
+        if det is not None and topic == self.boxes_2d_topic:
+            det.add(stamp, boxes_2d=detections_2d_to_arrays(msg))
         if det is not None and topic == GT_BOXES:
-            det.add(stamp, gt=detections_to_arrays(msg))
+            det.add(stamp, gt=(*detections_to_arrays(msg), [d.id for d in msg.detections]))
         elif det is not None and topic in self.detection_topics:
             det.add(stamp, pred=detections_to_arrays(msg))
         if seg is None:

@@ -42,7 +42,8 @@ def test_segmentation_pairs_by_stamp_in_any_arrival_order_and_scores_like_one_co
     result = acc.results(NAMES, ground_truth_frames=7, notes=notes)
     assert notes == []
     assert result == {**scores(expected, 0).as_dict(NAMES), "frames": 6, "ignore_index": 0,
-                      "ground_truth_frames": 7, "class_names": NAMES, "confusion": expected.tolist()}
+                      "ground_truth_frames": 7, "class_names": NAMES, "confusion": expected.tolist(),
+                      "out_of_range_by_class": [0, 0, 0]}
 
 
 def test_segmentation_skips_size_mismatches_with_a_note_and_without_matches_gives_none():

@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -209,6 +210,8 @@ class DetectionEvaluator:
     ``iou_thresholds``: applied to every class for both BEV and 3D AP; ``distance_thresholds``: metres, centre distance.
     """
 
+    PROTOCOL = "generic"
+
     classes: Sequence[str] | None = None
     iou_thresholds: Sequence[float] = DEFAULT_IOU_THRESHOLDS
     distance_thresholds: Sequence[float] = CENTER_DISTANCE_THRESHOLDS
@@ -309,7 +312,8 @@ class DetectionEvaluator:
     def results(self, curve_points: int = 101) -> dict:
         """``{"bev"|"3d": {thr: {"AP": {class: ap}, "mAP": m, "curves": {class: ...}}}, "center_distance": {...}}``."""
         classes = list(self.classes) if self.classes is not None else sorted(self._seen)
-        out: dict = {"frames": self.frames, "classes": classes, "interpolation": self.interpolation,
+        out: dict = {"protocol": self.PROTOCOL, "frames": self.frames, "classes": classes,
+                     "interpolation": self.interpolation,
                      "iou_thresholds": list(self.iou_thresholds),
                      "distance_thresholds": list(self.distance_thresholds),
                      "bev_range": None if self.bev_range is None else [float(v) for v in self.bev_range]}
@@ -339,44 +343,93 @@ Boxes = tuple[np.ndarray, Sequence[str], np.ndarray]
 """One frame: ``(N, 7)`` boxes, ``N`` class names and ``(N,)`` scores (ignored for ground truth)."""
 
 
+PROTOCOLS = ("generic", "kitti", "nuscenes")
+"""``generic``: :class:`DetectionEvaluator` (this module); ``kitti``: ``kitti_eval.KittiEvaluator`` (the official
+KITTI procedure); ``nuscenes``: ``nuscenes_eval.NuScenesEvaluator`` (nuscenes-devkit's). docs/evaluation.md compares
+them."""
+
+
+def make_evaluator(protocol: str, **generic):
+    """The evaluator of ``protocol``; ``generic`` keywords (classes, thresholds, interpolation, range) configure the
+    generic one, ``classes`` the others (default: their benchmark's classes). ValueError for an unknown protocol."""
+    if protocol == "generic":
+        return DetectionEvaluator(**generic)
+    if protocol == "kitti":
+        from ros_mmfusion.core.detection3d.kitti_eval import KITTI_CLASSES, KittiEvaluator
+
+        return KittiEvaluator(classes=tuple(generic.get("classes") or KITTI_CLASSES))
+    if protocol == "nuscenes":
+        from ros_mmfusion.core.detection3d.nuscenes_eval import NuScenesEvaluator
+
+        return NuScenesEvaluator()
+    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+
+
 @dataclass
 class DetectionAccumulator:
     """Pairs detections with ground truth by stamp (ns) and feeds ``evaluator``; keeps the matched frame with the
     most ground-truth boxes for the report's BEV picture (``sample``: JSON-ready, coordinates rounded to mm).
 
-    With ``min_points`` > 0 the LiDAR cloud of each frame (``add(stamp, cloud=xyz)``) is paired too and a second
+    ``evaluator`` is a :class:`DetectionEvaluator` (generic protocol), a ``KittiEvaluator`` or a
+    ``NuScenesEvaluator``. Ground truth may come as ``(boxes, names, scores, ids)``: the KITTI protocol reads
+    truncation and occlusion from the ids and, with ``needs_2d``, pairs the frame's 2D boxes (``add(stamp,
+    boxes_2d=(boxes, names, ids))``); the nuScenes protocol pairs the LiDAR cloud (``add(stamp, cloud=xyz)``) to drop
+    ground truth without points.
+
+    With ``min_points`` > 0 (generic protocol) the LiDAR cloud of each frame is paired too and a second
     evaluator, ``level``, scores the same frames with ground truth of fewer than ``min_points`` returns ignored
     (``DetectionEvaluator.add_frame``'s ``gt_ignore``): the all-boxes figures stay the headline."""
 
-    evaluator: DetectionEvaluator
+    evaluator: Any
     pending_limit: int = 100
     min_points: int = 0
     level: DetectionEvaluator | None = None
+    needs_2d: bool = False
     matched: int = 0
     evicted: int = 0
     _gt: OrderedDict = field(default_factory=OrderedDict)
     _pred: OrderedDict = field(default_factory=OrderedDict)
     _cloud: OrderedDict = field(default_factory=OrderedDict)
+    _boxes_2d: OrderedDict = field(default_factory=OrderedDict)
     sample: dict | None = None
 
     def __post_init__(self) -> None:
-        if self.min_points > 0 and self.level is None:
+        generic = isinstance(self.evaluator, DetectionEvaluator)
+        if self.min_points > 0 and self.level is None and generic:
             self.level = DetectionEvaluator(**{k: getattr(self.evaluator, k) for k in (
                 "classes", "iou_thresholds", "distance_thresholds", "interpolation", "bev_range")})
 
-    def add(self, stamp: int, gt: Boxes | None = None, pred: Boxes | None = None, cloud: np.ndarray | None = None
-            ) -> None:
-        for store, value in ((self._gt, gt), (self._pred, pred), (self._cloud, cloud)):
+    @property
+    def protocol(self) -> str:
+        return self.evaluator.PROTOCOL
+
+    @property
+    def needs_cloud(self) -> bool:
+        return self.level is not None or self.protocol == "nuscenes"
+
+    def add(self, stamp: int, gt: tuple | None = None, pred: Boxes | None = None, cloud: np.ndarray | None = None,
+            boxes_2d: tuple | None = None) -> None:
+        for store, value in ((self._gt, gt), (self._pred, pred), (self._cloud, cloud), (self._boxes_2d, boxes_2d)):
             if value is not None:
                 store[stamp] = value
                 while len(store) > self.pending_limit:
                     store.popitem(last=False)
                     self.evicted += 1
-        if stamp in self._gt and stamp in self._pred and (self.min_points <= 0 or stamp in self._cloud):
-            (gb, gl, _), (db, dl, ds) = self._gt.pop(stamp), self._pred.pop(stamp)
-            self.evaluator.add_frame(gb, gl, db, dl, ds)
+        if (stamp in self._gt and stamp in self._pred and (not self.needs_cloud or stamp in self._cloud)
+                and (not self.needs_2d or stamp in self._boxes_2d)):
+            gt_frame, (db, dl, ds) = self._gt.pop(stamp), self._pred.pop(stamp)
+            gb, gl = gt_frame[0], gt_frame[1]
+            ids = list(gt_frame[3]) if len(gt_frame) > 3 else [""] * len(gl)
+            counts = points_in_boxes(self._cloud.pop(stamp), gb) if self.needs_cloud else None
+            extras: dict = {}
+            if self.protocol == "kitti" and self.needs_2d:
+                from ros_mmfusion.core.detection3d.kitti_eval import kitti_frame_extras
+
+                extras = kitti_frame_extras(ids, *self._boxes_2d.pop(stamp))
+            elif self.protocol == "nuscenes":
+                extras = {"gt_num_points": counts}
+            self.evaluator.add_frame(gb, gl, db, dl, ds, **extras)
             if self.level is not None:
-                counts = points_in_boxes(self._cloud.pop(stamp), gb)
                 self.level.add_frame(gb, gl, db, dl, ds, gt_ignore=counts < self.min_points)
             self.matched += 1
             if self.sample is None or len(gl) > len(self.sample["gt_labels"]):
@@ -385,13 +438,16 @@ class DetectionAccumulator:
                                "det_labels": list(dl), "det_scores": np.asarray(ds).round(3).tolist()}
 
     def results(self, ground_truth_frames: int, notes: list[str]) -> dict | None:
-        """The ``detection`` section of ``metrics.json`` (the evaluator's results, the sample frame; with
-        ``min_points`` the ``min_points_level`` results too), or None with a note in ``notes`` when no detection
-        matched a ground-truth frame."""
+        """The ``detection`` section of ``metrics.json`` (the evaluator's results with its ``protocol``, the sample
+        frame; with ``min_points`` the ``min_points_level`` results too), or None with a note in ``notes`` when no
+        detection matched a ground-truth frame."""
         if not self.matched:
             notes.append("3D detection metrics skipped: no detection matched a ground-truth frame by stamp")
             return None
-        out = {**self.evaluator.results(), "ground_truth_frames": ground_truth_frames, "sample_bev": self.sample}
+        out = {**self.evaluator.results(), "ground_truth_frames": ground_truth_frames,
+               "sample_bev": self.sample}
+        if hasattr(self.evaluator, "notes"):
+            notes.extend(self.evaluator.notes())
         if self.level is not None:
             level = self.level.results()
             aps = {kind: {thr: {"AP": v["AP"], "mAP": v["mAP"]} for thr, v in level[kind].items()}

@@ -220,8 +220,34 @@ def plot_bev_sample(sample: dict, path: Path, bev_range: tuple[float, float, flo
     return path
 
 
+def _protocol_tables(det: dict) -> list[list[list[str]]]:
+    """KITTI: per kind a class x (level AP40, AP11) table; nuScenes: class x distance AP with the TP errors."""
+    tables = []
+    if det["protocol"] == "kitti":
+        for kind in ("bev", "3d"):
+            levels = list(det[kind])
+            rows = [[f"class ({kind.upper()} AP, IoU)"] + [f"{lv} {ap}" for lv in levels for ap in ("AP40", "AP11")]]
+            for name in det["classes"]:
+                rows.append([f"{name} @{det['iou_thresholds'][name]:g}"]
+                            + [_fmt(det[kind][lv][ap][name]) for lv in levels for ap in ("AP40", "AP11")])
+            rows.append(["mean"] + [_fmt(det[kind][lv][f"m{ap}"]) for lv in levels for ap in ("AP40", "AP11")])
+            tables.append(rows)
+        return tables
+    dists = [f"{d:g}" for d in det["distance_thresholds"]]
+    metrics = list(det["tp_errors"])
+    rows = [["class"] + [f"AP@{d} m" for d in dists] + ["AP"] + metrics]
+    for name in det["classes"]:
+        rows.append([name] + [_fmt(det["AP"][name][d]) for d in dists] + [_fmt(det["per_class_AP"][name])]
+                    + [_fmt(det["tp_errors"][m][name]) for m in metrics])
+    rows.append(["mean"] + [""] * len(dists) + [_fmt(det["mAP"])] + [_fmt(det["mean_tp_errors"][m]) for m in metrics])
+    return [rows]
+
+
 def _detection_tables(det: dict) -> list[list[list[str]]]:
-    """One table per kind: class x threshold AP, with mAP as the last row."""
+    """One table per kind: class x threshold AP, with mAP as the last row (the protocol's tables for KITTI and
+    nuScenes)."""
+    if det.get("protocol") in ("kitti", "nuscenes"):
+        return _protocol_tables(det)
     tables = []
     for kind, unit in (("bev", "BEV AP @IoU"), ("3d", "3D AP @IoU"), ("center_distance", "AP @centre distance m")):
         section = det.get(kind) or {}
@@ -314,9 +340,10 @@ def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeri
         paths["latency_histogram"], paths["latency_timeline"] = hist, timeline
         figures += [(hist.name, "Latency histogram (input stamp to arrival)"), (timeline.name, "Latency timeline")]
     det = metrics.get("detection")
-    if det:
+    if det and det.get("protocol", "generic") == "generic":
         paths["pr_curves"] = _plot_pr(det, out / "pr_curves.png")
         figures.append((paths["pr_curves"].name, "Precision-recall curves (3D detection)"))
+    if det:
         if det.get("sample_bev"):
             paths["bev_sample"] = plot_bev_sample(det["sample_bev"], out / "detection_sample_bev.png",
                                                   det.get("bev_range"))
@@ -343,15 +370,27 @@ def write_report(out: Path, metrics: dict, latency_series: dict[str, LatencySeri
         md += ["## Models", "", _md_table(rows), ""]
         html_parts += ["<h2>Models</h2>", _html_table(rows)]
     if seg:
-        summary = (f"mIoU {_fmt(seg['mIoU'])}, pixel accuracy {_fmt(seg['pixel_accuracy'])} over "
-                   f"{seg.get('frames', '?')} frames (ignore label {seg.get('ignore_index')})")
+        convention = ("classes absent from ground truth and predictions counted as 0, SemanticKITTI"
+                      if seg.get("miou_convention") == "all" else
+                      "over classes present in ground truth or predictions, Cityscapes/mmseg")
+        summary = (f"mIoU {_fmt(seg['mIoU'])} ({convention}), pixel accuracy {_fmt(seg['pixel_accuracy'])} over "
+                   f"{seg.get('frames', '?')} frames (ignore label {seg.get('ignore_index')}; predictions outside the "
+                   f"classes count as wrong: {seg.get('out_of_range_predictions', 0)} pixels)")
         md += ["## Segmentation", "", summary, "", _md_table(_iou_table(seg)), ""]
         html_parts += ["<h2>Segmentation</h2>", f"<p>{html.escape(summary)}</p>", _html_table(_iou_table(seg))]
     if det:
         nd = det.get("center_distance_mAP", {}).get("mAP")
-        summary = (f"{det.get('frames', '?')} frames, {det.get('interpolation')} interpolated AP (IoU), "
-                   f"nuScenes centre-distance mAP {_fmt(nd)}; ground-truth boxes per class: "
-                   + ", ".join(f"{k} {v}" for k, v in det.get("num_gt", {}).items()))
+        if det.get("protocol") == "kitti":
+            summary = (f"KITTI protocol (official procedure: AP40 and AP11, IoU > per-class threshold, difficulty "
+                       f"levels, DontCare) over {det.get('frames', '?')} frames")
+        elif det.get("protocol") == "nuscenes":
+            summary = (f"nuScenes protocol (nuscenes-devkit procedure) over {det.get('frames', '?')} frames: mAP "
+                       f"{_fmt(det.get('mAP'))} over {len(det.get('classes', []))} classes, NDS {_fmt(det.get('NDS'))}"
+                       f" (without AVE/AAE {_fmt(det.get('NDS_without_velocity_attribute'))})")
+        else:
+            summary = (f"{det.get('frames', '?')} frames, {det.get('interpolation')} interpolated AP (IoU), "
+                       f"nuScenes-style centre-distance mAP {_fmt(nd)}; ground-truth boxes per class: "
+                       + ", ".join(f"{k} {v}" for k, v in det.get("num_gt", {}).items()))
         md += ["## 3D detection", "", summary, ""]
         html_parts += ["<h2>3D detection</h2>", f"<p>{html.escape(summary)}</p>"]
         for rows in _detection_tables(det):

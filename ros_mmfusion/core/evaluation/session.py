@@ -14,6 +14,8 @@ GT_SEMANTIC = "/ground_truth/semantic"
 """The ground-truth class-id image topic of a simulated bag (``mmfusion sim``)."""
 GT_BOXES = "/ground_truth/boxes"
 """The ground-truth Detection3DArray topic of a simulated bag."""
+GT_BOXES_2D = "/ground_truth/boxes_2d"
+"""The ground-truth Detection2DArray (camera image boxes, DontCare included) of a bag from ``mmfusion import kitti``."""
 DIAGNOSTICS = "/diagnostics"
 """Where nodes publish their status, with the ``model.*`` record of their network (``core.model_package``)."""
 

@@ -1,8 +1,11 @@
 """Semantic segmentation metrics from a confusion matrix: per-class IoU, mIoU, pixel accuracy, with an ignore label.
 
-Conventions (as Cityscapes/mmseg report them): rows are ground truth, columns predictions; pixels whose ground truth
-is the ignore label are left out; mIoU averages the IoU of classes that occur in the ground truth or the predictions
-of the evaluated set (classes absent from both are NaN and skipped).
+Conventions: rows are ground truth, columns predictions; pixels whose ground truth is the ignore label (or outside
+``0..C-1``) are left out; a valid pixel whose *prediction* is outside ``0..C-1`` (e.g. 255) is wrong: it counts in its
+ground-truth class's row total (``out_of_range``, a miss of that class) and in pixel accuracy's denominator. mIoU
+(``miou_convention``): ``"present"`` (default, Cityscapes/mmseg) averages the classes that occur in the ground truth
+or the predictions of the evaluated set (classes absent from both are NaN and skipped); ``"all"`` (SemanticKITTI)
+counts such classes as IoU 0 (the ignore class is never counted).
 
 :class:`ConfusionAccumulator` adds frames up; accumulators of the same label set merge (``a + b``, ``a.merge(b)``),
 so a fleet evaluation, a per-scenario breakdown or parallel workers sum to exactly the one-pass result.
@@ -28,44 +31,77 @@ def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int, ignore_
     return np.bincount(gt[keep] * num_classes + pred[keep], minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
+MIOU_CONVENTIONS = ("present", "all")
+
+
+def out_of_range_predictions(gt: np.ndarray, pred: np.ndarray, num_classes: int,
+                             ignore_index: int | None = 0) -> np.ndarray:
+    """``(num_classes,)`` int64: per ground-truth class, the evaluated pixels whose prediction is outside
+    ``0..num_classes-1`` (wrong predictions that the confusion matrix has no column for)."""
+    gt = np.asarray(gt).ravel().astype(np.int64)
+    pred = np.asarray(pred).ravel().astype(np.int64)
+    if gt.shape != pred.shape:
+        raise ValueError(f"ground truth and prediction differ in size: {gt.shape} vs {pred.shape}")
+    bad = (gt >= 0) & (gt < num_classes) & ((pred < 0) | (pred >= num_classes))
+    if ignore_index is not None:
+        bad &= gt != ignore_index
+    return np.bincount(gt[bad], minlength=num_classes)
+
+
 @dataclass(frozen=True)
 class SegmentationScores:
     iou: np.ndarray  # (C,) NaN for classes absent from ground truth and predictions (and the ignore class)
     miou: float
     pixel_accuracy: float
     class_accuracy: np.ndarray
+    miou_convention: str = "present"
+    out_of_range: int = 0  # evaluated pixels predicted outside 0..C-1 (counted wrong)
 
     def as_dict(self, class_names: list[str] | tuple[str, ...] | None = None) -> dict:
         names = class_names or [str(i) for i in range(len(self.iou))]
-        return {"mIoU": self.miou, "pixel_accuracy": self.pixel_accuracy,
+        return {"mIoU": self.miou, "pixel_accuracy": self.pixel_accuracy, "miou_convention": self.miou_convention,
+                "out_of_range_predictions": self.out_of_range,
                 "IoU": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, self.iou, strict=True)}}
 
 
-def scores(confusion: np.ndarray, ignore_index: int | None = 0) -> SegmentationScores:
+def scores(confusion: np.ndarray, ignore_index: int | None = 0, out_of_range: np.ndarray | None = None,
+           miou_convention: str = "present") -> SegmentationScores:
+    """Per-class IoU, mIoU (``miou_convention``: ``present`` | ``all``), pixel and class accuracy of a confusion
+    matrix; ``out_of_range`` ``(C,)``: per ground-truth class, pixels predicted outside the classes (wrong)."""
+    if miou_convention not in MIOU_CONVENTIONS:
+        raise ValueError(f"miou_convention must be one of {MIOU_CONVENTIONS}, got {miou_convention!r}")
     c = confusion.astype(np.float64)
     tp = np.diag(c)
-    gt_total, pred_total = c.sum(axis=1), c.sum(axis=0)
+    oor = np.zeros(len(c)) if out_of_range is None else np.asarray(out_of_range, np.float64).reshape(len(c))
+    gt_total, pred_total = c.sum(axis=1) + oor, c.sum(axis=0)
     union = gt_total + pred_total - tp
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, tp / union, np.nan)
         class_acc = np.where(gt_total > 0, tp / gt_total, np.nan)
+    counted = np.ones(len(iou), bool)
     if ignore_index is not None and 0 <= ignore_index < len(iou):
         iou[ignore_index] = np.nan
         class_acc[ignore_index] = np.nan
-    total = c.sum()
-    return SegmentationScores(iou, float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan"),
-                              float(tp.sum() / total) if total else float("nan"), class_acc)
+        counted[ignore_index] = False
+    averaged = np.where(np.isnan(iou) & counted, 0.0, iou) if miou_convention == "all" else iou
+    total = c.sum() + oor.sum()
+    return SegmentationScores(iou, float(np.nanmean(averaged)) if np.any(~np.isnan(averaged)) else float("nan"),
+                              float(tp.sum() / total) if total else float("nan"), class_acc, miou_convention,
+                              int(oor.sum()))
 
 
 @dataclass
 class ConfusionAccumulator:
     """A running ``(num_classes, num_classes)`` confusion matrix (rows ground truth, columns predictions) over
-    ``frames`` frames, with the ignore label ``ignore_index`` left out."""
+    ``frames`` frames, with the ignore label ``ignore_index`` left out; ``out_of_range`` ``(num_classes,)`` counts per
+    ground-truth class the pixels predicted outside the classes (wrong); ``miou_convention`` present | all."""
 
     num_classes: int
     ignore_index: int | None = 0
     confusion: np.ndarray = field(default=None)  # type: ignore[assignment] - zeros when not given
     frames: int = 0
+    out_of_range: np.ndarray = field(default=None)  # type: ignore[assignment] - zeros when not given
+    miou_convention: str = "present"
 
     def __post_init__(self) -> None:
         if self.num_classes <= 0:
@@ -74,19 +110,27 @@ class ConfusionAccumulator:
             self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
         elif self.confusion.shape != (self.num_classes, self.num_classes):
             raise ValueError(f"confusion is {self.confusion.shape}, expected {(self.num_classes,) * 2}")
+        if self.out_of_range is None:
+            self.out_of_range = np.zeros(self.num_classes, np.int64)
+        if self.miou_convention not in MIOU_CONVENTIONS:
+            raise ValueError(f"miou_convention must be one of {MIOU_CONVENTIONS}, got {self.miou_convention!r}")
 
     def add(self, gt: np.ndarray, pred: np.ndarray) -> None:
         """Count one frame: ``gt`` and ``pred`` class-id images of the same size."""
         self.confusion += confusion_matrix(gt, pred, self.num_classes, self.ignore_index)
+        self.out_of_range += out_of_range_predictions(gt, pred, self.num_classes, self.ignore_index)
         self.frames += 1
 
     def merge(self, other: ConfusionAccumulator) -> ConfusionAccumulator:
         """A new accumulator holding the frames of both; ValueError when the label sets differ."""
-        if (other.num_classes, other.ignore_index) != (self.num_classes, self.ignore_index):
+        if ((other.num_classes, other.ignore_index, other.miou_convention)
+                != (self.num_classes, self.ignore_index, self.miou_convention)):
             raise ValueError(f"cannot merge confusion matrices of {other.num_classes} classes (ignore "
-                             f"{other.ignore_index}) into {self.num_classes} classes (ignore {self.ignore_index})")
+                             f"{other.ignore_index}, mIoU {other.miou_convention}) into {self.num_classes} classes "
+                             f"(ignore {self.ignore_index}, mIoU {self.miou_convention})")
         return ConfusionAccumulator(self.num_classes, self.ignore_index, self.confusion + other.confusion,
-                                    self.frames + other.frames)
+                                    self.frames + other.frames, self.out_of_range + other.out_of_range,
+                                    self.miou_convention)
 
     def __add__(self, other: ConfusionAccumulator) -> ConfusionAccumulator:
         if not isinstance(other, ConfusionAccumulator):
@@ -95,7 +139,7 @@ class ConfusionAccumulator:
 
     def scores(self) -> SegmentationScores:
         """Per-class IoU, mIoU and accuracies of the frames added so far."""
-        return scores(self.confusion, self.ignore_index)
+        return scores(self.confusion, self.ignore_index, self.out_of_range, self.miou_convention)
 
 
 @dataclass
@@ -109,6 +153,7 @@ class SegmentationAccumulator:
     ignore_index: int | None
     sample_after: int = 0  # the sample frame is the first matched frame at or after this many matched frames
     pending_limit: int = 100
+    miou_convention: str = "present"
     totals: ConfusionAccumulator = field(init=False)
     size_mismatch: int = 0
     evicted: int = 0
@@ -119,7 +164,8 @@ class SegmentationAccumulator:
     _rgb: OrderedDict = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
-        self.totals = ConfusionAccumulator(self.num_classes, self.ignore_index)
+        self.totals = ConfusionAccumulator(self.num_classes, self.ignore_index,
+                                           miou_convention=self.miou_convention)
 
     @property
     def confusion(self) -> np.ndarray:
@@ -176,4 +222,5 @@ class SegmentationAccumulator:
             notes.append(f"{self.size_mismatch} predictions differ in size from their ground truth: skipped")
         return {**self.totals.scores().as_dict(class_names), "frames": self.matched,
                 "ignore_index": self.ignore_index, "ground_truth_frames": ground_truth_frames,
-                "class_names": class_names, "confusion": self.confusion.tolist()}
+                "class_names": class_names, "confusion": self.confusion.tolist(),
+                "out_of_range_by_class": self.totals.out_of_range.tolist()}
