@@ -1,4 +1,4 @@
-"""LatestFrameWorker: a new frame replaces a waiting one (counted), jobs run in order, failures are handled, stop joins."""
+"""LatestFrameWorker: a new frame replaces a waiting one (counted), jobs run in order, failures handled, stop joins."""
 from __future__ import annotations
 
 import threading
