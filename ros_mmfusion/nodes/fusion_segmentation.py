@@ -5,9 +5,13 @@ for HHA and LiDAR X), and ``x/image`` (Image) or, for LiDAR, ``x/points`` (Point
 ``x_transport`` ``compressed`` take the images as sensor_msgs/CompressedImage on ``<topic>/compressed`` instead
 (colour JPEG/PNG; thermal 16-bit PNG; depth 16-bit PNG or compressedDepth, JPEG refused). RGB and X are paired by an
 approximate-time synchronizer. Outputs, all stamped with the RGB image's header: ``segmentation/labels`` (mono8 class
-ids), ``segmentation/color`` (rgb8), ``segmentation/overlay`` (rgb8, computed only when subscribed),
-``segmentation/confidence`` (32FC1, when ``publish_confidence``) and ``segmentation/label_info``
-(vision_msgs/LabelInfo, latched).
+ids), ``segmentation/color`` (rgb8), ``segmentation/overlay`` (rgb8), ``segmentation/confidence`` (32FC1, when
+``publish_confidence``) and ``segmentation/label_info`` (vision_msgs/LabelInfo, latched). Each image output is computed
+only while something subscribes to it; with no subscriber at all a frame is not segmented.
+
+The network runs off the executor thread (``MmfusionNode.latest_frame_worker``): input callbacks only pair the
+messages and hand the latest pair over. A pair that arrives while another still waits for the network replaces it;
+the replaced one is counted in ``/diagnostics`` as ``frames_dropped_by_policy``.
 
 Missing modality (``missing_x_policy``): ``neutral`` (default) keeps segmenting with the X encoder's neutral image
 once X has been silent for ``x_timeout`` seconds and reports WARN; ``skip`` publishes nothing without X and reports
@@ -17,6 +21,7 @@ running without X is in the model package's metrics.json and docs/segmentation.m
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 from sensor_msgs.msg import Image, PointCloud2
@@ -25,12 +30,13 @@ from vision_msgs.msg import LabelInfo
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, changed_camera_from_lidar
+from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
 from ros_mmfusion.core.modalities.encoders import make_encoder
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.segmentation.artifacts import DEFAULT_PACKAGE, build_backend, load_package
-from ros_mmfusion.core.segmentation.pipeline import FusionSegmenter
+from ros_mmfusion.core.segmentation.pipeline import FusionSegmenter, class_colours
 from ros_mmfusion.core.segmentation.preprocess import X_NEEDS_CAMERA, encode_x
 from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
 from ros_mmfusion.core.tf_buffer import TF_PARAMS
@@ -102,6 +108,7 @@ class FusionSegmentationNode(MmfusionNode):
         # latched class map: published from configure on, not a lifecycle publisher
         self.label_info_pub = self.create_publisher(LabelInfo, "segmentation/label_info", LATCHED_QOS)
         self.label_info_pub.publish(label_info(dict(enumerate(self.spec.class_names)), 0.0))
+        self.worker = self.latest_frame_worker("rgb", self.segment)  # failures count against the RGB input
         self.image_subscription("rgb/image", self.params["rgb_transport"], lambda m: self.on_input("rgb", m),
                                 name="rgb")
         x_options = {"name": "x", "required": optional is None,
@@ -127,9 +134,19 @@ class FusionSegmentationNode(MmfusionNode):
     def on_time_jump(self) -> None:
         self.sync.reset()
 
+    def wanted_outputs(self) -> tuple[bool, bool, bool, bool]:
+        """Whether labels, colour, overlay and confidence have a subscriber (confidence: and ``publish_confidence``)."""
+        return (self.labels_pub.get_subscription_count() > 0, self.color_pub.get_subscription_count() > 0,
+                self.overlay_pub.get_subscription_count() > 0,
+                self.params["publish_confidence"] and self.confidence_pub.get_subscription_count() > 0)
+
     def on_input(self, name: str, msg) -> None:
         for synced in self.sync.add(name, stamp_to_ns(msg.header.stamp), msg):
-            self.run_guarded("rgb", self.segment, synced)
+            if not any(self.wanted_outputs()):  # nobody listens: no inference, nothing waits
+                continue
+            usable, extrinsic = self.x_extrinsic(synced.messages["x"], synced.messages["rgb"].header.frame_id)
+            if usable:
+                self.worker.submit((synced, extrinsic))
         for event in self.sync.pop_events():
             self.get_logger().warn(str(event))
         if self.sync.stalled():
@@ -137,17 +154,22 @@ class FusionSegmentationNode(MmfusionNode):
         else:
             self.clear_finding("x")
 
-    def encode_x(self, msg, size: tuple[int, int], rgb_frame: str = "") -> np.ndarray | None:
-        """The X image for an RGB image of ``size`` (H, W) and frame ``rgb_frame`` from an X message (None: X
-        missing). LiDAR X takes the camera <- LiDAR extrinsic from TF (``rgb_frame`` <- the cloud's frame at the
-        cloud's stamp) unless the parameters give it (``extrinsics_source``, core/extrinsics.py); None when TF has no
-        such transform or only a stale one (a WARN, and the frame is skipped)."""
+    def x_extrinsic(self, msg, rgb_frame: str = "") -> tuple[bool, Transform | None]:
+        """(usable, camera <- LiDAR extrinsic) for the X message ``msg`` (None: X missing) of an RGB image in frame
+        ``rgb_frame``, looked up on the executor thread (the TF buffer is fed there and is not thread-safe). LiDAR X
+        takes it from TF (``rgb_frame`` <- the cloud's frame at the cloud's stamp) unless the parameters give it
+        (``extrinsics_source``, core/extrinsics.py); not usable when TF has no such transform or only a stale one (a
+        WARN, and the frame is skipped). Other X modalities need none."""
         extrinsic = self.camera_from_lidar
         if msg is not None and self.spec.x_modality == "lidar" and extrinsic is None:
             extrinsic = self.lookup_transform(rgb_frame or self.camera_frame_id, msg.header.frame_id,
                                               stamp_to_ns(msg.header.stamp), "camera <- LiDAR", "x")
-            if extrinsic is None:
-                return None
+            return extrinsic is not None, extrinsic
+        return True, extrinsic
+
+    def encode_x(self, msg, size: tuple[int, int], extrinsic: Transform | None) -> np.ndarray:
+        """The X image for an RGB image of ``size`` (H, W) from an X message (None: X missing, the encoder's neutral
+        image); ``extrinsic``: camera <- LiDAR for LiDAR X (:meth:`x_extrinsic`)."""
         raw, encoding = None, ""
         if msg is not None and self.spec.x_modality == "lidar":
             raw = pointcloud2_to_array(msg, limits=self.limits)
@@ -157,26 +179,30 @@ class FusionSegmentationNode(MmfusionNode):
         return encode_x(self.encoder, self.spec.x_modality, raw, size, camera=camera, encoding=encoding,
                         camera_from_lidar=extrinsic)
 
-    def segment(self, synced) -> None:
+    def segment(self, frame: tuple[Any, Transform | None]) -> None:
+        """Segment one synchronised RGB + X pair and its camera <- LiDAR extrinsic (on the worker thread) and publish
+        the outputs that have a subscriber, stamped with the RGB image's header."""
+        synced, extrinsic = frame
         started = time.perf_counter()
-        outputs = (self.labels_pub, self.color_pub, self.overlay_pub, self.confidence_pub)
-        if not self.has_subscribers(outputs):
+        labels_out, colour_out, overlay_out, confidence_out = self.wanted_outputs()
+        if not (labels_out or colour_out or overlay_out or confidence_out):
             return
         rgb_msg = synced.messages["rgb"]
         rgb = rgb_from_msg(rgb_msg, limits=self.limits)
-        x = self.encode_x(synced.messages["x"], rgb.shape[:2], rgb_msg.header.frame_id)
-        if x is None:
-            return
-        result = self.segmenter(rgb, x)
+        x = self.encode_x(synced.messages["x"], rgb.shape[:2], extrinsic)
+        result = self.segmenter(rgb, x, confidence=confidence_out)
         header = rgb_msg.header
-        self.labels_pub.publish(numpy_to_image(result.labels, "mono8", header))
-        colour = self.palette[result.labels]
-        self.color_pub.publish(numpy_to_image(colour, "rgb8", header))
-        if self.overlay_pub.get_subscription_count() > 0:
-            a = self.params["overlay_alpha"]
-            overlay = (rgb.astype(np.float32) * (1 - a) + colour.astype(np.float32) * a).astype(np.uint8)
-            self.overlay_pub.publish(numpy_to_image(overlay, "rgb8", header))
-        if self.params["publish_confidence"]:
+        if labels_out:
+            self.labels_pub.publish(numpy_to_image(result.labels, "mono8", header))
+        if colour_out or overlay_out:
+            colour = class_colours(result.labels, self.palette)
+            if colour_out:
+                self.color_pub.publish(numpy_to_image(colour, "rgb8", header))
+            if overlay_out:
+                a = self.params["overlay_alpha"]
+                overlay = (rgb.astype(np.float32) * (1 - a) + colour.astype(np.float32) * a).astype(np.uint8)
+                self.overlay_pub.publish(numpy_to_image(overlay, "rgb8", header))
+        if confidence_out:
             self.confidence_pub.publish(numpy_to_image(result.confidence, "32FC1", header))
         self.report_timing(stamp_to_ns(header.stamp), started)
 

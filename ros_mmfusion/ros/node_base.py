@@ -5,7 +5,9 @@ read-only flag; validated at start-up and on every change), subscribes to sensor
 :meth:`MmfusionNode.sensor_subscription` (sensor-data QoS, arrival statistics, stamp checks, and a guard that turns a
 malformed message or a failing frame into a throttled log line and a diagnostic instead of a dead node), publishes
 outputs with :meth:`output_publisher` (reliable QoS), skips work when nobody listens (:meth:`has_subscribers`), and
-reports ``~/debug/processing_time_ms``, ``~/debug/pipeline_latency_ms`` and ``/diagnostics``. A node that runs a
+reports ``~/debug/processing_time_ms``, ``~/debug/pipeline_latency_ms`` and ``/diagnostics``. Slow per-frame work
+(a network) runs off the executor thread on a :meth:`~MmfusionNode.latest_frame_worker` (latest-frame semantics: a
+new frame replaces a waiting one, counted as ``frames_dropped_by_policy``). A node that runs a
 network says where its weights came from with :meth:`report_model` (start-up log line, ``model.*`` diagnostics keys,
 and a WARN for as long as it runs on random or fixture weights).
 
@@ -49,12 +51,16 @@ from ros_mmfusion.core.model_package import WeightsOrigin, model_values
 from ros_mmfusion.core.params import ParamSpec, validate
 from ros_mmfusion.core.stamps import stamp_to_ns
 from ros_mmfusion.core.tf_buffer import DEFAULT_CACHE_TIME_S, DEFAULT_TOLERANCE_S, TfBuffer
+from ros_mmfusion.core.worker import LatestFrameWorker
 from ros_mmfusion.ros.image import transport_topic, transport_type
 from ros_mmfusion.ros.qos import OUTPUT_QOS, SENSOR_QOS
 
 __all__ = ["COMMON_PARAMS", "MmfusionNode", "stamp_to_ns"]
 
 _ENTITY_KINDS = ("publishers", "subscriptions", "timers", "clients", "services")
+WORKER_IDLE_TIMEOUT_S = 10.0
+"""Seconds deactivation waits for a worker's running frame to finish (its outputs go out while the publishers still
+publish), and cleanup/shutdown for a worker thread to end."""
 """What :meth:`MmfusionNode.configure` may create, destroyed again on cleanup."""
 
 _PARAM_TYPES = {
@@ -149,6 +155,8 @@ class MmfusionNode(LifecycleNode):
         self.frames_processed = 0
         self.frames_skipped = 0
         self.time_jumps = 0
+        self._workers: list[LatestFrameWorker] = []  # latest_frame_worker(): stopped on close, cleanup, destroy
+        self._retired_policy_drops = 0  # frames_dropped_by_policy of workers already stopped
         self.tf: TfBuffer | None = None  # enable_tf()
         self._tf_listener = None
         self._clock_watch = ClockWatch()
@@ -205,6 +213,9 @@ class MmfusionNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.active = False
+        for worker in self._workers:  # the waiting frame goes (counted); the running one finishes and publishes
+            worker.discard()
+            worker.wait_idle(WORKER_IDLE_TIMEOUT_S)
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -260,7 +271,9 @@ class MmfusionNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         """Destroy the node and its lifecycle state machine (which rclpy's LifecycleNode leaves to the garbage
-        collector, and which keeps the node's handle, its /rosout logger among it, alive until then)."""
+        collector, and which keeps the node's handle, its /rosout logger among it, alive until then); worker threads
+        are stopped first (a node destroyed without :meth:`close`)."""
+        self._stop_workers()
         super().destroy_node()
         state_machine = getattr(self, "_state_machine", None)
         if state_machine is not None:
@@ -270,6 +283,48 @@ class MmfusionNode(LifecycleNode):
     def lifecycle_state(self) -> str:
         """The lifecycle state's label: unconfigured, inactive, active, finalized (or a transition's)."""
         return self._state_machine.current_state[1]
+
+    def latest_frame_worker(self, name: str, job: Callable[[Any], None]) -> LatestFrameWorker:
+        """A worker thread that runs ``job(frame)`` off the executor thread, for the latest frame only: hand it
+        frames with ``.submit(frame)`` from an input callback, which never waits for the job. A frame submitted
+        while another waits replaces it; the replaced one is counted in ``/diagnostics`` as
+        ``frames_dropped_by_policy`` (not as a fault). Jobs run one at a time in submission order, only while the
+        node is active (a frame that reaches the thread while inactive is counted as dropped by policy), under the
+        same guard as input callbacks (:meth:`run_guarded` with input ``name``: a failing frame is a throttled log
+        line, a diagnostic and a skipped frame). The job publishes its outputs itself, with the input's header.
+        Deactivation drops the waiting frame and waits for the running one; cleanup, shutdown, :meth:`close` and
+        :meth:`destroy_node` stop and join the thread before the node's models are released. Create it in
+        :meth:`configure`.
+
+        Publishing from this thread is safe: rcl publishers are thread-safe, the lifecycle publishers only check
+        their enabled flag, and the thread is joined before any publisher is destroyed."""
+        def run(frame: Any) -> None:
+            if not self.active:  # counted like a replaced frame: dropped by policy, not a fault
+                worker.count_dropped()
+                return
+            self.run_guarded(name, job, frame)
+
+        def failed(frame: Any, exc: BaseException) -> None:  # run_guarded itself failed (e.g. logging): still counted
+            self.frames_skipped += 1
+
+        worker = LatestFrameWorker(run, name=f"{self.get_name()}.{name}", on_error=failed)
+        self._workers.append(worker)
+        return worker
+
+    @property
+    def frames_dropped_by_policy(self) -> int:
+        """Frames the latest-frame workers dropped because a newer frame replaced them (or the node was inactive or
+        stopping), since start-up."""
+        return self._retired_policy_drops + sum(worker.dropped for worker in self._workers)
+
+    def _stop_workers(self) -> None:
+        """Stop and join every latest-frame worker (the waiting frame is dropped, the running one finishes)."""
+        workers, self._workers = getattr(self, "_workers", []), []
+        for worker in workers:
+            if not worker.stop(WORKER_IDLE_TIMEOUT_S):
+                self.get_logger().warn(f"worker {worker.name} still running after {WORKER_IDLE_TIMEOUT_S:g} s; "
+                                       "left behind (daemon thread)")
+            self._retired_policy_drops += worker.dropped
 
     def work_timer(self, period_s: float, callback: Callable[[], None]):
         """A timer whose ``callback`` runs only while the node is active (periods in seconds of the node clock)."""
@@ -551,7 +606,9 @@ class MmfusionNode(LifecycleNode):
     def diagnostic_values(self, report: HealthReport) -> dict[str, str]:
         """The key/values of this node's ``/diagnostics`` status for ``report`` (also the run summary's)."""
         return {**report.values, "frames_processed": str(self.frames_processed),
-                "frames_skipped": str(self.frames_skipped), "time_jumps": str(self.time_jumps), **self.model_values}
+                "frames_skipped": str(self.frames_skipped),
+                "frames_dropped_by_policy": str(self.frames_dropped_by_policy), "time_jumps": str(self.time_jumps),
+                **self.model_values}
 
     def publish_diagnostics(self) -> None:
         report = self.health()
@@ -569,7 +626,9 @@ class MmfusionNode(LifecycleNode):
         :meth:`close` (the runner, before destroying the node) or by the cleanup transition."""
 
     def close(self) -> None:
-        """Release resources before destruction: :meth:`release` once, if the node is configured."""
+        """Release resources before destruction: stop and join the latest-frame workers, then :meth:`release` once,
+        if the node is configured."""
+        self._stop_workers()
         if self._owned is not None and not self._released:
             self._released = True
             self.release()

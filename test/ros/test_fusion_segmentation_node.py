@@ -55,7 +55,7 @@ def send(rgb_pub, x_pub, stamp_ns: int, with_x: bool = True) -> None:
 
 
 def test_segments_synchronised_rgb_and_thermal_with_the_rgb_header(graph, package):
-    node, out, _, rgb_pub, x_pub = start(graph, package)
+    node, out, diags, rgb_pub, x_pub = start(graph, package)
     info = graph.record(LabelInfo, "segmentation/label_info", LATCHED_QOS)
     t0 = time.time_ns()
     stamps = [t0 + i * 100_000_000 for i in range(3)]
@@ -73,7 +73,37 @@ def test_segments_synchronised_rgb_and_thermal_with_the_rgb_header(graph, packag
     assert conf.dtype == np.float32 and 0 < conf.min() <= conf.max() <= 1
     assert graph.spin_until(lambda: len(info) == 1)
     assert [c.class_name for c in info[0].class_map] == labels.label_names()
-    assert node.sync.emitted == 3
+    assert node.sync.emitted == 3 and node.frames_dropped_by_policy == 0
+    burst_is_latest_frame_first(graph, node, out, diags, rgb_pub, x_pub)  # the same node: one start-up less
+
+
+def burst_is_latest_frame_first(graph, node, out, diags, rgb_pub, x_pub) -> None:
+    """Inference runs off the executor on a latest-frame worker: a burst faster than the network is not queued
+    behind it. Frames that a newer one replaced while waiting are counted in /diagnostics, never lost unseen; the
+    newest frame is always segmented, and every output keeps its input's stamp."""
+    before, emitted_before = len(out["labels"]), node.sync.emitted
+    big_h, big_w = 240, 320  # with the confidence output subscribed: a job far slower than a callback
+    rgb = np.full((big_h, big_w, 3), 90, np.uint8)
+    thermal = np.full((big_h, big_w), 29000, np.uint16)
+    t0 = time.time_ns()
+    stamps = [t0 + i * 10_000_000 for i in range(8)]
+    for s in stamps:  # one burst, no spinning in between: the node's callbacks see them back to back
+        rgb_pub.publish(numpy_to_image(rgb, "rgb8", header(s)))
+        x_pub.publish(numpy_to_image(thermal, "mono16", header(s)))
+    assert graph.spin_until(lambda: out["confidence"] and stamp_to_ns(out["confidence"][-1].header.stamp) == stamps[-1]
+                            and node.worker.wait_idle(0.0), 30.0)
+    got = [stamp_to_ns(m.header.stamp) for m in out["labels"][before:]]
+    assert got == sorted(got) and set(got) <= set(stamps) and got[-1] == stamps[-1]  # in order, the latest last
+    assert image_to_numpy(out["labels"][-1]).shape == (big_h, big_w)
+    dropped = node.frames_dropped_by_policy
+    assert dropped >= 1, "a burst faster than the network must replace waiting frames"
+    assert len(got) + dropped == node.sync.emitted - emitted_before, "every synchronised frame: segmented or counted"
+
+    def reported() -> bool:
+        values = [{kv.key: kv.value for kv in s.values} for d in diags for s in d.status]
+        return any(v.get("frames_dropped_by_policy") == str(dropped) for v in values)
+
+    assert graph.spin_until(reported, 5.0)
 
 
 def test_neutral_policy_keeps_segmenting_without_x_and_warns(graph, package):
@@ -144,3 +174,4 @@ def test_a_synthetic_bag_replayed_through_the_segmentation_preset_gives_masks_wi
     assert masks.count >= 5, f"only {masks.count} masks for 6 frames"
     assert set(masks.history) <= set(images.history), "every mask carries the stamp of an input image"
     assert all(m.header.frame_id == images.last.header.frame_id for m in masks.history.values())
+

@@ -107,7 +107,7 @@ class SegmentationModelSpec:
 @dataclass
 class SegmentationResult:
     labels: np.ndarray  # (H, W) uint8 class ids
-    confidence: np.ndarray  # (H, W) float32 softmax probability of the chosen class
+    confidence: np.ndarray | None  # (H, W) float32 softmax probability of the chosen class (None: not asked for)
 
 
 class FusionSegmenter:
@@ -140,21 +140,76 @@ class FusionSegmenter:
         for rgb, x in samples:
             yield self.preprocess(rgb, x)
 
-    def __call__(self, rgb: np.ndarray, x: np.ndarray) -> SegmentationResult:
+    def __call__(self, rgb: np.ndarray, x: np.ndarray, *, confidence: bool = True) -> SegmentationResult:
+        """Class ids (and, with ``confidence``, the softmax confidence) at the RGB image's size."""
         if self.backend is None:
             raise ConfigError("this FusionSegmenter was built without a backend: it only makes network inputs")
         logits = self.backend.run(self.preprocess(rgb, x))["logits"][0]  # (C, h, w)
-        return postprocess(logits, rgb.shape[:2])
+        return postprocess(logits, rgb.shape[:2], confidence=confidence)
 
 
-def postprocess(logits: np.ndarray, size: tuple[int, int]) -> SegmentationResult:
-    """Class ids and softmax confidence of ``(C, h, w)`` logits, resized (bilinear on logits) to ``size`` (H, W)."""
+def _argmax_planes(logits: np.ndarray) -> np.ndarray:
+    """``(h, w)`` uint8 index of the largest of ``(C, h, w)`` logits, the first on ties (as ``np.argmax(axis=0)``),
+    one vectorised pass per class instead of a per-pixel reduction over a short axis."""
+    top = logits[0].copy()
+    labels = np.zeros(top.shape, np.uint8)
+    for c in range(1, logits.shape[0]):
+        better = logits[c] > top
+        labels[better] = c
+        np.maximum(top, logits[c], out=top)
+    return labels
+
+
+_NEIGHBOURS = np.ones((3, 3), np.uint8)
+
+
+def upsampled_labels(logits: np.ndarray, resized: np.ndarray) -> np.ndarray:
+    """``argmax`` over classes of ``resized`` (``(H, W, C)``: ``logits`` ``(C, h, w)`` resized bilinearly by
+    ``cv2.resize``, H >= h, W >= w), computed where it can differ from the low-resolution argmax only.
+
+    A bilinear output pixel is a convex combination of at most 2x2 source pixels, all within one pixel of its
+    nearest source pixel. Where that source pixel and its 8 neighbours all have the same argmax ``k``, the combination's
+    logit ``k`` is at least every other class's (each source pixel's is; rounded sums and products with non-negative
+    weights keep the order), so the label is ``k`` without looking at the resized logits. Only the other pixels (class
+    boundaries: a few percent of them) take the argmax of their resized logits. Identical to
+    ``np.argmax(resized, axis=2)`` except where two classes' resized logits are exactly equal after rounding.
+    """
+    h, w, c = resized.shape
+    low = _argmax_planes(logits)
+    uniform = (cv2.erode(low, _NEIGHBOURS) == cv2.dilate(low, _NEIGHBOURS)).view(np.uint8)
+    labels = cv2.resize(low, (w, h), interpolation=cv2.INTER_NEAREST)
+    unsure = np.flatnonzero(cv2.resize(uniform, (w, h), interpolation=cv2.INTER_NEAREST) == 0)
+    if unsure.size:  # (C, N): one pass per class again, not a reduction per pixel
+        labels.reshape(-1)[unsure] = _argmax_planes(np.ascontiguousarray(resized.reshape(-1, c)[unsure].T))
+    return labels
+
+
+def postprocess(logits: np.ndarray, size: tuple[int, int], *, confidence: bool = True) -> SegmentationResult:
+    """Class ids and (with ``confidence``) softmax confidence of ``(C, h, w)`` logits, resized (bilinear on logits)
+    to ``size`` (H, W). The labels are the argmax of the resized logits (see :func:`upsampled_labels` for how an
+    upsampling finds it); the confidence, only when asked for (it costs an exponential per class and pixel), is
+    ``1 / sum(exp(logits - max))``."""
     h, w = size
     c = logits.shape[0]
-    if logits.shape[1:] != (h, w):
+    if logits.shape[1:] == (h, w):
+        labels = _argmax_planes(logits)
+        chw = logits
+    else:
         hwc = cv2.resize(np.ascontiguousarray(logits.transpose(1, 2, 0)), (w, h), interpolation=cv2.INTER_LINEAR)
-        logits = hwc.reshape(h, w, c).transpose(2, 0, 1)  # cv2 drops the channel axis when c == 1
-    labels = np.argmax(logits, axis=0).astype(np.uint8)
-    top = np.max(logits, axis=0)
-    confidence = 1.0 / np.sum(np.exp(logits - top[None]), axis=0)
-    return SegmentationResult(labels, confidence.astype(np.float32))
+        hwc = hwc.reshape(h, w, c)  # cv2 drops the channel axis when c == 1
+        upsampling = h >= logits.shape[1] and w >= logits.shape[2]
+        labels = upsampled_labels(logits, hwc) if upsampling else np.argmax(hwc, axis=2).astype(np.uint8)
+        chw = hwc.transpose(2, 0, 1)
+    if not confidence:
+        return SegmentationResult(labels, None)
+    top = np.max(chw, axis=0)
+    return SegmentationResult(labels, (1.0 / np.sum(np.exp(chw - top[None]), axis=0)).astype(np.float32))
+
+
+def class_colours(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 colour image of ``(H, W)`` uint8 class ids through a ``(256, 3)`` uint8 ``palette``
+    (``SegmentationModelSpec.palette``): ``palette[labels]``, as one table look-up per channel."""
+    if labels.dtype != np.uint8 or labels.ndim != 2 or palette.shape != (256, 3) or palette.dtype != np.uint8:
+        raise ValueError(f"expected (H, W) uint8 labels and a (256, 3) uint8 palette, got {labels.shape} "
+                         f"{labels.dtype} and {palette.shape} {palette.dtype}")
+    return cv2.LUT(cv2.merge([labels, labels, labels]), np.ascontiguousarray(palette).reshape(256, 1, 3))

@@ -9,13 +9,14 @@ The conventions are those the released CMX weights were trained and evaluated wi
 - X (depth, thermal, LiDAR depth, ... already encoded to 8 bits): a single channel replicated to three and normalised
   with the same ImageNet mean/std; a three-channel X (e.g. HHA) is used as given.
 - Arithmetic in float64 (``u8 / 255 - mean) / std``), then HWC -> CHW and a float32 cast, which reproduces upstream's
-  tensors bit for bit.
+  tensors bit for bit (evaluated once per uint8 value into a look-up table, then gathered per pixel).
 
 Images are ``(H, W, 3)`` / ``(H, W)`` uint8 arrays in pixel rows/columns; nothing is resized here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -80,17 +81,36 @@ UPSTREAM_CMX = RGBXNormalization()
 """The released CMX checkpoints' convention (B,G,R fed; ImageNet mean/std for both inputs)."""
 
 
+@lru_cache(maxsize=16)
+def _normalization_lut(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """``(C, 256)`` float32: ``(v / 255 - mean[c]) / std[c]`` for every uint8 value ``v``, computed in float64 with
+    the very operations of the per-pixel formula, so a table look-up gives the same float32 bit for bit."""
+    values = np.arange(256, dtype=np.float64)[:, None] / 255.0
+    table = (values - np.asarray(mean, dtype=np.float64)) / np.asarray(std, dtype=np.float64)
+    table = np.ascontiguousarray(table.T, dtype=np.float32)
+    table.flags.writeable = False
+    return table
+
+
+def _normalized_planes(planes: list[np.ndarray], mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """``(1, C, H, W)`` float32 of ``C`` uint8 ``(H, W)`` planes (views are fine), plane ``c`` normalised with
+    ``mean[c]``/``std[c]`` through :func:`_normalization_lut` (one gather per plane, no float64 image)."""
+    table = _normalization_lut(tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    out = np.empty((1, len(planes), *planes[0].shape), np.float32)
+    for c, plane in enumerate(planes):
+        np.take(table[c], plane, out=out[0, c])
+    return out
+
+
 def normalize_image(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """``(H, W, C)`` uint8 -> ``(1, C, H, W)`` float32 ``(image / 255 - mean) / std``, computed in float64.
+    """``(H, W, C)`` uint8 -> ``(1, C, H, W)`` float32 ``(image / 255 - mean) / std``, as computed in float64 and cast
+    (through a per-channel look-up table of the 256 values: the same bits, without a float64 image).
 
     ``mean`` and ``std`` apply by channel position of ``image``.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != len(mean) or len(mean) != len(std):
         raise ValueError(f"expected (H, W, {len(mean)}) uint8, got {image.shape} {image.dtype}")
-    out = image.astype(np.float64) / 255.0
-    out = out - np.asarray(mean, dtype=np.float64)
-    out = out / np.asarray(std, dtype=np.float64)
-    return np.ascontiguousarray(out.transpose(2, 0, 1)[None], dtype=np.float32)
+    return _normalized_planes([image[..., c] for c in range(image.shape[2])], mean, std)
 
 
 def rgb_input(rgb: np.ndarray, norm: RGBXNormalization = UPSTREAM_CMX) -> np.ndarray:
@@ -104,12 +124,15 @@ def rgb_input(rgb: np.ndarray, norm: RGBXNormalization = UPSTREAM_CMX) -> np.nda
 def x_input(x: np.ndarray, norm: RGBXNormalization = UPSTREAM_CMX) -> np.ndarray:
     """``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` uint8 X image -> ``(1, 3, H, W)`` float32 X-branch input.
 
-    One channel is replicated to three (upstream's ``cv2.merge([x, x, x])``); three channels are used in their order.
+    One channel is replicated to three (upstream's ``cv2.merge([x, x, x])``; here by normalising the one plane with
+    each channel's statistics); three channels are used in their order.
     """
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[..., 0]
     if x.ndim == 2:
-        x = np.repeat(x[..., None], 3, axis=2)
+        if x.dtype != np.uint8:
+            raise ValueError(f"expected (H, W) uint8, got {x.shape} {x.dtype}")
+        return _normalized_planes([x, x, x], norm.x_mean, norm.x_std)
     if x.ndim != 3 or x.shape[2] != 3:
         raise ValueError(f"X image: expected (H, W), (H, W, 1) or (H, W, 3), got {x.shape}")
     return normalize_image(x, norm.x_mean, norm.x_std)
