@@ -36,8 +36,31 @@ def convert_fp16(onnx: str | Path, out: str | Path) -> dict:
 
     model = onnx_lib.load(str(onnx))
     converted = convert_float_to_float16(model, keep_io_types=KEEP_IO_TYPES, disable_shape_infer=False)
+    _sort_topologically(converted.graph)  # the converter appends its input casts after their consumers
     onnx_lib.save(converted, str(out))
     return {"converter": f"onnxruntime.transformers.float16 ({ort.__version__})", "keep_io_types": KEEP_IO_TYPES}
+
+
+def _sort_topologically(graph) -> None:
+    """Reorder ``graph``'s nodes so that each comes after the producers of its inputs (ONNX requires it); the
+    relative order of independent nodes is kept."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ValueError("the fp16 graph has a cycle or an input no node produces")
+        for node in ready:
+            available.update(node.output)
+        ordered.extend(ready)
+        ready_ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ready_ids]
+    copies = [type(n)() for n in ordered]
+    for copy, node in zip(copies, ordered, strict=True):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
 
 
 def _check(path: Path) -> Path:
