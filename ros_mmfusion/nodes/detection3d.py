@@ -62,6 +62,7 @@ from ros_mmfusion.core.extrinsics import (
 from ros_mmfusion.core.geometry import PinholeCamera, Transform
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
+from ros_mmfusion.core.inference.params import EnginesBuilt, build_only_line, check_precision, inference_params
 from ros_mmfusion.core.models.registry import detectors
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.sync import ApproximateTimeSynchronizer
@@ -144,13 +145,8 @@ class Detection3DNode(MmfusionNode):
         ParamSpec("seed", 0, "Seed of the random weights when `weights` is empty.", minimum=0, read_only=True),
         ParamSpec("onnx_dir", "", "Directory holding (or receiving on first use) pillar_encoder.onnx and "
                   "backbone_head.onnx; empty: the cache directory.", read_only=True),
-        ParamSpec("backend", "onnxruntime", "Inference backend (onnxruntime-int8: both graphs quantized, calibrated "
-                  "on synthetic urban_day clouds on first use).", choices=("onnxruntime", "onnxruntime-int8", "torch"),
-                  read_only=True),
-        ParamSpec("device", "cpu", "Inference device.", choices=("cpu", "cuda"), read_only=True),
-        ParamSpec("precision", "fp32", "Inference precision (fp16 needs cuda).", choices=("fp32", "fp16"),
-                  read_only=True),
-        ParamSpec("threads", 0, "Inference threads (0: the runtime decides).", minimum=0, maximum=64, read_only=True),
+        *inference_params("onnxruntime-int8: both graphs quantized, calibrated on synthetic urban_day clouds on "
+                          "first use; tensorrt: the pillar encoder's engine takes 1..max_pillars pillars."),
         ParamSpec("point_cloud_range", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
                   "Detection range x_min y_min z_min x_max y_max z_max (m, cloud frame); all 0: the model's own. "
                   "Extents must hold multiples of 8 pillars.", check=_check_range, read_only=True),
@@ -207,12 +203,17 @@ class Detection3DNode(MmfusionNode):
         config = spec.config
         self.spec = spec
         self.paint_ids = paint_class_ids(spec.paint_classes) if p["painting"] else ()
+        check_precision(p["backend"], p["device"], p["precision"], self.get_name())
         choice = choose_backend(p["backend"], "detection3d", p["precision"])
         if choice.plan is not None:  # INT8 asked for: say what this CPU runs
             self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
         self.detector = build_detector(spec, backend=choice.backend, device=p["device"], precision=choice.precision,
                                        threads=p["threads"], intensity_scale=self.intensity_scale(),
-                                       score_thresholds=self.score_thresholds())
+                                       score_thresholds=self.score_thresholds(),
+                                       cache_dir=p["engine_cache_dir"] or None)
+        if p["build_only"]:
+            raise EnginesBuilt(build_only_line("detection3d", f"encoder: {self.detector.encoder.info.detail}; "
+                                               f"backbone_head: {self.detector.backbone_head.info.detail}"))
         if spec.paint_channels and not p["painting"]:
             text = (f"model package {spec.package.name if spec.package else ''} is painted with "
                     f"{list(spec.paint_classes)} but 'painting' is false: every point gets the no-score value "

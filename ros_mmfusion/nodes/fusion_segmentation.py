@@ -33,6 +33,7 @@ from ros_mmfusion.core.extrinsics import EXTRINSIC_PARAMS, camera_from_lidar, ch
 from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
+from ros_mmfusion.core.inference.params import EnginesBuilt, build_only_line, check_precision, inference_params
 from ros_mmfusion.core.modalities.encoders import make_encoder
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.segmentation.artifacts import DEFAULT_PACKAGE, build_backend, load_package
@@ -58,12 +59,7 @@ class FusionSegmentationNode(MmfusionNode):
     PARAMS = (
         ParamSpec("model_package", DEFAULT_PACKAGE, "Model package directory (model.yaml + weights), absolute or "
                   "relative to the package share directory.", read_only=True),
-        ParamSpec("backend", "onnxruntime", "Inference backend.",
-                  choices=("onnxruntime", "torch", "onnxruntime-int8", "tensorrt"), read_only=True),
-        ParamSpec("device", "cpu", "Inference device.", choices=("cpu", "cuda"), read_only=True),
-        ParamSpec("precision", "fp32", "Inference precision (fp16 needs cuda; int8: onnxruntime-int8 or tensorrt).",
-                  choices=("fp32", "fp16", "int8"), read_only=True),
-        ParamSpec("threads", 0, "Inference threads (0: the runtime decides).", minimum=0, maximum=64, read_only=True),
+        *inference_params("tensorrt: one engine for the model package's input size."),
         ParamSpec("missing_x_policy", "neutral", "When X stops arriving: 'neutral' segments with a neutral X and "
                   "reports WARN; 'skip' publishes nothing.", choices=("neutral", "skip"), read_only=True),
         ParamSpec("x_timeout", 0.5, "Seconds (of stamp time) without X before it counts as missing.", minimum=0.01,
@@ -88,12 +84,15 @@ class FusionSegmentationNode(MmfusionNode):
         check_path_parameters(self, files=["calibration_file"], directories=["model_package"], base=share_dir())
         self.spec = load_package(self.params["model_package"])
         self.encoder = make_encoder(self.spec.x_modality, self.spec.x_params)
+        check_precision(self.params["backend"], self.params["device"], self.params["precision"], self.get_name())
         choice = choose_backend(self.params["backend"], "segmentation", self.params["precision"])
         if choice.plan is not None:  # INT8 asked for: say what this CPU runs
             self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
         self.segmenter = FusionSegmenter(self.spec, build_backend(
             self.spec, choice.backend, device=self.params["device"], precision=choice.precision,
-            threads=self.params["threads"]))
+            threads=self.params["threads"], cache_dir=self.params["engine_cache_dir"] or None))
+        if self.params["build_only"]:
+            raise EnginesBuilt(build_only_line("segmentation", self.segmenter.backend.info.detail))
         self.palette = self.spec.palette()
         self.camera_from_lidar = camera_from_lidar(self.params)  # None: from TF
         if self.camera_from_lidar is None and self.spec.x_modality == "lidar":

@@ -40,6 +40,7 @@ from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.geometry import Transform
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.inference.int8 import choose_backend
+from ros_mmfusion.core.inference.params import EnginesBuilt, build_only_line, check_precision, inference_params
 from ros_mmfusion.core.models.vint import VINT_VARIANTS
 from ros_mmfusion.core.navigation.artifacts import (
     DEFAULT_VARIANT,
@@ -97,11 +98,8 @@ class VintNavigationNode(MmfusionNode):
                   "runs untrained random weights (plumbing only, reported as WARN).", read_only=True),
         ParamSpec("onnx", "", "ONNX file for the onnxruntime backend; '' exports into the cache on first use.",
                   read_only=True),
-        ParamSpec("backend", "onnxruntime", "Inference backend (onnxruntime-int8: the QDQ model, calibrated on "
-                  "synthetic corridor frames on first use).", choices=("onnxruntime", "onnxruntime-int8", "torch"),
-                  read_only=True),
-        ParamSpec("device", "cpu", "Inference device.", choices=("cpu", "cuda"), read_only=True),
-        ParamSpec("threads", 0, "Inference threads (0: the runtime decides).", minimum=0, maximum=64, read_only=True),
+        *inference_params("onnxruntime-int8: the QDQ model, calibrated on synthetic corridor frames on first use; "
+                          "tensorrt: the engine scores 1..2*radius+1 topomap nodes per batch (more in chunks)."),
         transport_param("image_transport", "the camera image"),
         ParamSpec("frame_rate", 0.0, "Context frames per second of stamp time (0: the model's, 4 Hz).", minimum=0.0,
                   maximum=100.0, read_only=True),
@@ -139,11 +137,16 @@ class VintNavigationNode(MmfusionNode):
                 topomap.image(0)  # decodes now: a file that is no image fails here, not on every frame
         except ConfigError as exc:
             raise ConfigError(f"{self.get_name()}: parameter {source!r}: {exc}") from None
-        choice = choose_backend(p["backend"], "navigation")
+        check_precision(p["backend"], p["device"], p["precision"], self.get_name())
+        choice = choose_backend(p["backend"], "navigation", p["precision"])
         if choice.plan is not None:  # INT8 asked for: say what this CPU runs
             self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
         model = self.model
-        backend = build_backend(choice.backend, model.variant, model.weights, p["onnx"], p["device"], p["threads"])
+        backend = build_backend(choice.backend, model.variant, model.weights, p["onnx"], p["device"], p["threads"],
+                                precision=choice.precision, cache_dir=p["engine_cache_dir"] or None,
+                                window=2 * p["radius"] + 1)
+        if p["build_only"]:
+            raise EnginesBuilt(build_only_line("navigation", backend.info.detail))
         self.policy = NavigationPolicy(
             topomap, backend, variant=model.variant, goal_node=p["goal_node"], radius=p["radius"],
             close_threshold=p["close_threshold"], waypoint_index=p["waypoint_index"],

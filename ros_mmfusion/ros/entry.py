@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ros_mmfusion.core.errors import ConfigError, one_line
+from ros_mmfusion.core.inference.params import EnginesBuilt
 
 CONTROL_FD_ENV = "MMFUSION_CONTROL_FD"
 """File descriptor of the launcher's control pipe (write end), in a node process started by the launcher."""
@@ -153,6 +154,9 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
         outcome = (EXIT_INTERRUPTED, None)
     except (ConfigError, OSError) as exc:  # a bad parameter; a file a parameter names: missing, unreadable
         outcome = (EXIT_CONFIG, str(exc))
+    except EnginesBuilt as done:  # build_only: the engines are in the cache; nothing to run
+        print(one_line(done), flush=True)
+        outcome = (0, None)
     except RCLError as exc:
         if initialised and not rclpy.ok():  # SIGINT/SIGTERM shut the context down while the node was being built
             outcome = (EXIT_INTERRUPTED, None)

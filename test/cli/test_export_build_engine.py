@@ -64,3 +64,26 @@ def test_build_engine_checks_the_quantization_source_under_both_names(exported, 
 def test_bench_accepts_the_new_backends_and_explains_a_missing_tensorrt(capsys):
     assert main(["bench-network", "--model", "vint_reduced", "--backend", "tensorrt"]) == 2
     assert "--backend tensorrt: TensorRT is not installed" in capsys.readouterr().err
+
+
+@needs_no_tensorrt
+@pytest.mark.parametrize("task", ["detection3d", "navigation"])
+def test_build_engine_for_a_task_without_tensorrt_exits_2_before_exporting(task, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MMFUSION_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["build-engine", "--task", task, "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err
+    assert f"no engine was built for --task {task}" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "cache").exists()
+
+
+def test_build_engine_names_an_operator_tensorrt_cannot_parse(exported, tmp_path, capsys):
+    from onnx import helper
+
+    model = onnx.load(str(exported))
+    model.graph.node.append(helper.make_node("Unique", [model.graph.output[0].name], ["u"]))
+    bad = tmp_path / "unique.onnx"
+    onnx.save(model, str(bad))
+    assert main(["build-engine", "--onnx", str(bad), "--precision", "fp16"]) == 2
+    assert "TensorRT 10 cannot parse it: Unique" in capsys.readouterr().err
+    assert main(["build-engine", "--onnx", str(exported), "--task", "navigation", "--precision", "fp16"]) == 2
+    assert "give one of --onnx FILE and --task" in capsys.readouterr().err

@@ -3,8 +3,9 @@ that TensorRT's ONNX parser documents as supported, within the documented restri
 none of the constructs that signal an export bug (ScatterND from in-place slice assignment, data-dependent control
 flow or shapes).
 
-``TENSORRT_ONNX_OPS`` is written from the operator support matrix of the ONNX-TensorRT parser (``docs/operators.md``
-of onnx/onnx-tensorrt, the TensorRT 10.x table: opsets 9 to 24); only rows marked supported are listed. TensorRT
+``TENSORRT_ONNX_OPS`` is the TensorRT 10.x row of ``core/inference/tensorrt_ops.py`` (written from the operator support
+matrix of the ONNX-TensorRT parser, ``docs/operators.md`` of onnx/onnx-tensorrt: opsets 9 to 24); only rows marked
+supported are listed. The pillar graphs and the version table are checked in ``test_tensorrt_graphs.py``. TensorRT
 itself cannot run here, so this is the check that the same ONNX file ONNX Runtime runs would parse on a GPU machine.
 
 The four large CMX variants (mit_b2..b5) take 10-25 s each to trace on the 2-core development VM although their graphs
@@ -13,29 +14,15 @@ are the b0/b1 graph with other depths and widths; they run when ``MMFUSION_SLOW_
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import onnx
 import pytest
-import torch
 
-from ros_mmfusion.core.models.registry import NETWORKS, network
-from ros_mmfusion.core.onnx_export import OPSET, export_onnx, op_types
+from ros_mmfusion.core.inference.tensorrt_ops import SUPPORT
+from ros_mmfusion.core.models.registry import NETWORKS
+from ros_mmfusion.core.onnx_export import OPSET, op_types
 
-TENSORRT_ONNX_OPS = frozenset("""
-Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh Attention AveragePool BatchNormalization BlackmanWindow Cast
-CastLike Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DeformConv DepthToSpace
-DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements GatherND Gelu
-Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GridSample GroupNormalization GRU HammingWindow
-HannWindow HardSigmoid HardSwish Hardmax Identity If ImageScaler InstanceNormalization IsInf IsNaN LayerNormalization
-LeakyRelu Less LessOrEqual Log LogSoftmax Loop LRN LSTM LpNormalization LpPool MatMul Max MaxPool Mean
-MeanVarianceNormalization Min Mish Mod Mul Neg NonMaxSuppression NonZero Not OneHot Or Pad ParametricSoftplus Pow PRelu
-QuantizeLinear RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range Reciprocal ReduceL1 ReduceL2
-ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize
-ReverseSequence RMSNormalization RNN RoiAlign RotaryEmbedding Round ScaledTanh Scan Scatter ScatterElements ScatterND
-Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze STFT Sub
-Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
-""".split())
+TENSORRT_ONNX_OPS = SUPPORT["10"].ops  # the documented table, core/inference/tensorrt_ops.py
 
 #: supported by the parser, but in our graphs a sign of an export bug: in-place slice writes, data-dependent loops,
 #: branches or shapes
@@ -57,21 +44,6 @@ def _params():
         yield pytest.param(name, marks=marks if name in HEAVY else [], id=name)
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("hygiene")
-
-
-def _export(name: str, folder: Path) -> Path:
-    spec = network(name)
-    torch.manual_seed(0)
-    module = spec.build()
-    module = spec.deploy(module) if spec.deploy else module
-    size = spec.default_size if spec.fixed_size else SMALL
-    return export_onnx(module, spec.example(1, size), folder / f"{name}.onnx", spec.input_names, spec.output_names,
-                       spec.dynamic_axes)
-
-
 def _attr(node, name: str, default):
     for a in node.attribute:
         if a.name == name:
@@ -81,8 +53,8 @@ def _attr(node, name: str, default):
 
 
 @pytest.mark.parametrize("name", list(_params()))
-def test_exported_network_uses_only_operators_tensorrt_parses(name, export_dir, torch_single_thread):
-    path = _export(name, export_dir)
+def test_exported_network_uses_only_operators_tensorrt_parses(name, network_onnx):
+    path = network_onnx(name, SMALL)
     model = onnx.load(str(path), load_external_data=False)
     assert any(o.domain in ("", "ai.onnx") and o.version == OPSET for o in model.opset_import)
     assert all(o.domain in ("", "ai.onnx") for o in model.opset_import), "custom domains need TensorRT plugins"

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKED = [ROOT / "ros_mmfusion/core/inference/tensorrt_backend.py"]
+CHECKED = [ROOT / "ros_mmfusion/core/inference/tensorrt_backend.py",  # the engine build and run, chunked batches
+           ROOT / "ros_mmfusion/core/inference/tensorrt_support.py"]  # profiles (leading axis), split/join
 STUBS_PIN = "tensorrt-stubs==10.13.0.35.1"
 MYPY_INI = """\
 [mypy]

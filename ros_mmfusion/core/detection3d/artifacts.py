@@ -12,8 +12,10 @@ The one place that resolves a pillar detector's files and builds its backends:
   by the configuration and the weights' content.
 * ``int8_onnx_files``: their INT8 (QDQ) models, quantized by ``quantize.py`` on first use and cached beside them
   (``core/inference/engine_cache.py``, with a sidecar).
-* ``build_backends`` -> ``PillarBackends`` for ``torch``, ``onnxruntime`` or ``onnxruntime-int8`` (TensorRT needs a
-  pillar-count profile: not yet); ``build_detector``: those backends in a ``PillarDetector``.
+* ``build_backends`` -> ``PillarBackends`` for every backend of ``PIPELINE_BACKENDS``: ``tensorrt`` builds (or
+  loads from the engine cache) an engine per graph, the pillar encoder's with an optimization profile over the
+  number of pillars (``engine_profiles``), the backbone+head's at its fixed canvas; ``build_detector``: those
+  backends in a ``PillarDetector``.
 
 Import order (no cycles): ``preprocess`` <- ``pipeline`` <- ``quantize`` <- ``artifacts``.
 """
@@ -34,7 +36,8 @@ from ros_mmfusion.core.detection3d.quantize import quantize_graphs
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.inference import create_backend
 from ros_mmfusion.core.inference.engine_cache import EngineCache
-from ros_mmfusion.core.inference.int8 import Int8Settings
+from ros_mmfusion.core.inference.int8 import TENSORRT_INT8, Int8Settings
+from ros_mmfusion.core.inference.tensorrt_support import Profile, leading_axis_profile
 from ros_mmfusion.core.model_package import (
     ModelPackage,
     WeightsOrigin,
@@ -47,9 +50,10 @@ from ros_mmfusion.core.models.pointpillars import BackboneHead, PillarEncoder, P
 from ros_mmfusion.core.models.registry import detector
 from ros_mmfusion.core.onnx_export import cache_dir, export_once
 
-PIPELINE_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
-"""Backends both graphs run on here (``onnxruntime-int8``: both graphs quantized, calibrated on synthetic ``urban_day``
-clouds on first use, see ``quantize.py``; TensorRT needs a pillar-count profile: not yet)."""
+PIPELINE_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "tensorrt", "onnxruntime-cuda", "torch-cuda")
+"""Backends both graphs run on (``onnxruntime-int8``: both graphs quantized, calibrated on synthetic ``urban_day``
+clouds on first use, see ``quantize.py``; ``tensorrt``, ``onnxruntime-cuda``, ``torch-cuda``: on a CUDA device,
+``core/inference``)."""
 ENCODER_ONNX = "pillar_encoder.onnx"
 BACKBONE_HEAD_ONNX = "backbone_head.onnx"
 _ONNX_CACHE_VERSION = "pillars-v1"
@@ -210,48 +214,86 @@ def onnx_files(spec: DetectorSpec) -> tuple[Path, Path]:
 
 def int8_onnx_files(spec: DetectorSpec, intensity_scale: float = 1.0, count: int = 16,
                     settings: Int8Settings | None = None, cache: EngineCache | None = None,
-                    force: bool = False) -> tuple[Path, Path]:
+                    force: bool = False, source: str | Path | None = None) -> tuple[Path, Path]:
     """``(encoder, backbone_head)`` INT8 (QDQ) files of ``spec``: the cached ones beside the fp32 exports, else
-    quantized now (``quantize.quantize_graphs``) on ``count`` ``urban_day`` clouds through the fp32 ONNX Runtime
-    detector, intensity times ``intensity_scale`` (as the detector sees them), in ``settings`` (default: this CPU's
-    format)."""
+    quantized now (``quantize.quantize_graphs``) on ``count`` clouds of ``source`` (None: ``urban_day``; or a bag)
+    through the fp32 ONNX Runtime detector, intensity times ``intensity_scale`` (as the detector sees them), in
+    ``settings`` (default: this CPU's format; ``int8.TENSORRT_INT8`` for TensorRT)."""
     encoder, head = onnx_files(spec)
     return quantize_graphs(encoder, head, lambda: build_detector(spec, "onnxruntime", intensity_scale=intensity_scale),
-                           count, settings, cache, force)
+                           count, settings, cache, force, source)
+
+
+def pillar_count_bounds(config: PointPillarsConfig) -> tuple[int, int, int]:
+    """``(min, opt, max)`` pillars the encoder's engine profile covers: at most ``max_pillars``, and never more than
+    the cells of the point cloud range's grid (nx * ny); kernels are tuned for half the maximum (a busy frame:
+    the synthetic world's 32-beam clouds occupy a few thousand pillars of KITTI's 16000/40000). More pillars than
+    the maximum cannot occur (the pipeline truncates at ``max_pillars``)."""
+    nx, ny, _ = config.grid.grid_size
+    hi = max(1, min(int(config.max_pillars), nx * ny))
+    return 1, max(1, hi // 2), hi
+
+
+def engine_profiles(spec: DetectorSpec) -> tuple[Profile, Profile]:
+    """The TensorRT optimization profiles of ``(pillar_encoder.onnx, backbone_head.onnx)`` of ``spec``: the encoder's
+    ``input_features`` over ``pillar_count_bounds`` pillars, the backbone+head's canvas at its fixed shape."""
+    encoder, head = onnx_files(spec)
+    config = spec.model_config
+    ny, nx = config.grid.bev_shape
+    canvas = (1, config.num_bev_features, ny, nx)
+    return (leading_axis_profile(encoder, *pillar_count_bounds(config)),
+            {"spatial_features": (canvas, canvas, canvas)})
 
 
 def build_backends(spec: DetectorSpec, backend: str = "onnxruntime", device: str = "cpu", precision: str = "fp32",
-                   threads: int = 0, intensity_scale: float = 1.0) -> PillarBackends:
-    """The two graphs of ``spec`` on ``backend`` (one of ``PIPELINE_BACKENDS``): the PyTorch modules for ``torch``,
-    the fp32 exports for ``onnxruntime``, their INT8 models for ``onnxruntime-int8`` (calibrated with intensities
-    times ``intensity_scale`` when quantized now)."""
+                   threads: int = 0, intensity_scale: float = 1.0, cache_dir: str | Path | None = None,
+                   calibration: str | Path | None = None) -> PillarBackends:
+    """The two graphs of ``spec`` on ``backend`` (one of ``PIPELINE_BACKENDS``): the PyTorch modules for ``torch`` and
+    ``torch-cuda``, the fp32 exports for ``onnxruntime`` and ``onnxruntime-cuda`` (fp16: their fp16 copies), their
+    INT8 models for ``onnxruntime-int8`` (calibrated with intensities times ``intensity_scale`` when quantized now),
+    TensorRT engines for ``tensorrt`` (profiles ``engine_profiles``; int8 builds the explicitly quantized
+    ``TENSORRT_INT8`` models, calibrated on ``calibration``: None for the synthetic world, or a bag). Engines and
+    converted models go to ``cache_dir`` (empty: beside the ONNX files)."""
     if backend not in PIPELINE_BACKENDS:
         raise ConfigError(f"the detection pipeline runs on {' or '.join(PIPELINE_BACKENDS)}, not {backend!r}")
-    module = build_module(spec) if backend == "torch" else None
+    if backend == "tensorrt":  # before any export: one clear line where TensorRT cannot run
+        from ros_mmfusion.core.inference.tensorrt_support import tensorrt_unavailable
+
+        reason = tensorrt_unavailable()
+        if reason:
+            raise ConfigError(f"backend tensorrt: {reason}")
+    module = build_module(spec) if backend in ("torch", "torch-cuda") else None
     encoder, backbone_head = module.split() if module is not None else (None, None)
     encoder_path: Path | None = None
     head_path: Path | None = None
-    if backend == "onnxruntime":
+    profiles: tuple[Profile, Profile] | tuple[None, None] = (None, None)
+    cache = EngineCache(cache_dir) if cache_dir else None
+    if backend in ("onnxruntime", "onnxruntime-cuda") or (backend == "tensorrt" and precision != "int8"):
         encoder_path, head_path = onnx_files(spec)
     elif backend == "onnxruntime-int8":
-        encoder_path, head_path = int8_onnx_files(spec, intensity_scale)
+        encoder_path, head_path = int8_onnx_files(spec, intensity_scale, cache=cache, source=calibration)
+    elif backend == "tensorrt":
+        encoder_path, head_path = int8_onnx_files(spec, intensity_scale, settings=TENSORRT_INT8, cache=cache,
+                                                  source=calibration)
+    if backend == "tensorrt":
+        profiles = engine_profiles(spec)
+    common = {"device": device, "precision": precision, "threads": threads, "cache_dir": cache_dir}
     return PillarBackends(
         encoder=create_backend(
             backend, input_names=PillarEncoder.input_names, output_names=PillarEncoder.output_names,
-            module_factory=lambda: encoder, onnx_path=encoder_path, device=device, precision=precision,
-            threads=threads),
+            module_factory=lambda: encoder, onnx_path=encoder_path, shapes=profiles[0], split_batch=True, **common),
         backbone_head=create_backend(
             backend, input_names=BackboneHead.input_names,
             output_names=backbone_head.output_names if backbone_head is not None else (),
-            module_factory=lambda: backbone_head, onnx_path=head_path, device=device, precision=precision,
-            threads=threads))
+            module_factory=lambda: backbone_head, onnx_path=head_path, shapes=profiles[1], **common))
 
 
 def build_detector(spec: DetectorSpec, backend: str = "onnxruntime", device: str = "cpu", precision: str = "fp32",
                    threads: int = 0, intensity_scale: float = 1.0,
-                   score_thresholds: float | Sequence[float] | None = None) -> PillarDetector:
+                   score_thresholds: float | Sequence[float] | None = None,
+                   cache_dir: str | Path | None = None) -> PillarDetector:
     """``PillarDetector`` of ``spec`` on ``build_backends(spec, backend, ...)``; arguments as there and in
     ``PillarDetector``."""
-    backends = build_backends(spec, backend, device, precision, threads, intensity_scale)
+    backends = build_backends(spec, backend, device, precision, threads, intensity_scale, cache_dir)
     return PillarDetector(spec.config, backends, paint_channels=spec.paint_channels, intensity_scale=intensity_scale,
                           score_thresholds=score_thresholds)

@@ -46,17 +46,54 @@ def describe(count: int, start: int = CALIBRATION_START) -> str:
     return f"{count} clouds of the synthetic world ({SCENARIO}, seed {SIM_SEED}, from frame {start})"
 
 
+LIDAR_TOPIC = "/lidar/points"
+
+
+def clouds_from_bag(bag: str | Path, count: int = 16, topic: str = LIDAR_TOPIC, stride: int = 1) -> list[np.ndarray]:
+    """Up to ``count`` structured clouds (the fields the detector reads) of ``topic`` in the rosbag2 ``bag``, every
+    ``stride``-th message; ConfigError for a bag without the topic or without a cloud."""
+    from ros_mmfusion.core.bagio import BagSource
+    from ros_mmfusion.core.codec.pointcloud import decode_cloud
+    from ros_mmfusion.core.errors import ConfigError
+
+    clouds: list[np.ndarray] = []
+    with BagSource(bag) as source:
+        if topic not in source.topics:
+            raise ConfigError(f"bag {bag} has no topic {topic}; it has {sorted(source.topics)}")
+        for i, message in enumerate(source.messages([topic])):
+            if i % stride:
+                continue
+            m = source.deserialize(message)
+            clouds.append(decode_cloud(m.height, m.width, m.fields, m.is_bigendian, m.point_step, m.row_step, m.data))
+            if len(clouds) >= count:
+                break
+    if not clouds:
+        raise ConfigError(f"bag {bag}: no message on {topic}")
+    return clouds
+
+
+def calibration_clouds(source: str | Path | None, count: int = 16) -> tuple[list[np.ndarray], str]:
+    """``(clouds, description)`` for INT8 calibration: ``count`` clouds of the synthetic world (``source`` None or
+    "sim") or of the rosbag2 directory ``source``."""
+    if source is None or str(source) == "sim":
+        return clouds_from_simulation(count), describe(count)
+    clouds = clouds_from_bag(source, count)
+    return clouds, f"{len(clouds)} clouds of bag {Path(source).resolve()} ({LIDAR_TOPIC})"
+
+
 def quantize_graphs(encoder: Path, backbone_head: Path, fp32: Callable[[], PillarDetector], count: int = 16,
                     settings: Int8Settings | None = None, cache: EngineCache | None = None,
-                    force: bool = False) -> tuple[Path, Path]:
+                    force: bool = False, source: str | Path | None = None) -> tuple[Path, Path]:
     """``(encoder, backbone_head)`` INT8 (QDQ) models of the fp32 ONNX files ``encoder`` and ``backbone_head``: the
-    cached ones, else quantized now in ``settings`` (default: this CPU's format) on ``count`` ``urban_day`` clouds fed
-    through the detector ``fp32()`` (built only when quantizing; it runs those very files).
+    cached ones, else quantized now in ``settings`` (default: this CPU's format; ``int8.TENSORRT_INT8`` for TensorRT)
+    on ``count`` clouds of ``source`` (``calibration_clouds``: ``urban_day`` by default, or a bag) fed through the
+    detector ``fp32()`` (built only when quantizing; it runs those very files).
 
     The calibration data (and the detector's ``intensity_scale``) is recorded in the sidecars, not keyed: a later
     detector with another ``intensity_scale`` finds the same entries (``force`` requantizes)."""
     feeds: list[tuple[dict, dict]] = []
     detector: list[PillarDetector] = []
+    described: list[str] = []
 
     def fp32_detector() -> PillarDetector:
         if not detector:
@@ -65,7 +102,9 @@ def quantize_graphs(encoder: Path, backbone_head: Path, fp32: Callable[[], Pilla
 
     def samples() -> list[tuple[dict, dict]]:
         if not feeds:
-            feeds.extend(fp32_detector().network_inputs(c) for c in clouds_from_simulation(count))
+            clouds, text = calibration_clouds(source, count)
+            described.append(text)
+            feeds.extend(fp32_detector().network_inputs(c) for c in clouds)
         return feeds
 
     def encoder_feeds() -> Iterator[dict[str, np.ndarray]]:
@@ -75,7 +114,8 @@ def quantize_graphs(encoder: Path, backbone_head: Path, fp32: Callable[[], Pilla
         yield from (f[1] for f in samples())
 
     def notes() -> dict:
-        return {"calibration": describe(count), "intensity_scale": fp32_detector().intensity_scale}
+        return {"calibration": described[0] if described else describe(count),
+                "intensity_scale": fp32_detector().intensity_scale}
 
     cache = cache or EngineCache()
     return (quantized_model(encoder, encoder_feeds, settings, cache, force, notes).artifact,

@@ -8,8 +8,20 @@ from typing import Protocol
 
 import numpy as np
 
-BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "tensorrt", "onnxruntime-cuda", "torch-cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
+CUDA_BACKENDS = {"tensorrt": "tensorrt", "onnxruntime-cuda": "onnxruntime", "torch-cuda": "torch"}
+"""Backends that run on a CUDA device whatever ``device`` says, and the runtime each one is: ``onnxruntime-cuda`` is
+ONNX Runtime's CUDA execution provider, ``torch-cuda`` PyTorch on CUDA (the same as ``torch`` with device cuda)."""
+
+
+def resolve_backend(kind: str, device: str) -> tuple[str, str]:
+    """``(runtime kind, device)`` of the backend name ``kind`` asked for on ``device``: the CUDA backends of
+    :data:`CUDA_BACKENDS` name their device themselves (``onnxruntime-cuda`` -> ``("onnxruntime", "cuda")``,
+    ``tensorrt`` -> ``("tensorrt", "cuda")``); the others run on ``device``."""
+    if kind in CUDA_BACKENDS:
+        return CUDA_BACKENDS[kind], "cuda"
+    return kind, device
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,9 @@ from ros_mmfusion.core.inference.tensorrt_support import (
     DEFAULT_WORKSPACE_BYTES,
     Profile,
     engine_spec,
+    join_leading_axis,
     profile_from_onnx,
+    split_leading_axis,
     tensorrt_unavailable,
 )
 
@@ -218,13 +220,14 @@ class TensorRTBackend:
 
     ``shapes``: per input a fixed shape or (min, opt, max) shapes; inputs with static ONNX shapes may be omitted.
     ``quantization_samples``: returns sample inputs (opt shapes) for the INT8 calibration of a float ONNX file
-    (TensorRT's implicit quantization).
+    (TensorRT's implicit quantization). ``split_batch``: the inputs' leading axis holds independent items (a batch,
+    pillars); inputs longer than the profile's maximum run in chunks of that maximum and the outputs are joined.
     """
 
     def __init__(self, onnx_path: str | Path, precision: str = "fp16", shapes: Mapping[str, object] | None = None,
                  *, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
                  quantization_samples: Callable[[], Feeds] | None = None, cache: EngineCache | None = None,
-                 device_index: int = 0, force_rebuild: bool = False) -> None:
+                 device_index: int = 0, force_rebuild: bool = False, split_batch: bool = False) -> None:
         reason = tensorrt_unavailable()
         if reason:
             raise ConfigError(reason)
@@ -257,6 +260,7 @@ class TensorRTBackend:
         outputs = tuple(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
         self._dtypes = {n: torch_dtype(self.engine.get_tensor_dtype(n)) for n in names}
         self.profile = profile
+        self.split_batch = split_batch
         self.info = BackendInfo("tensorrt", "cuda", precision, inputs, outputs,
                                 f"TensorRT {trt.__version__} on {gpu}, engine {result.artifact.name} ({result.status})")
         self._alive: list[torch.Tensor] = []
@@ -272,6 +276,13 @@ class TensorRTBackend:
         missing = set(self.info.inputs) - set(feeds)
         if missing:
             raise ConfigError(f"missing inputs {sorted(missing)}")
+        if not self.split_batch:
+            return self._run_once(feeds)
+        limit = min(self.profile[name][2][0] for name in self.info.inputs)
+        chunks = split_leading_axis({name: feeds[name] for name in self.info.inputs}, limit)
+        return join_leading_axis([self._run_once(chunk) for chunk in chunks])
+
+    def _run_once(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._alive = []
         outputs: dict[str, torch.Tensor] = {}
         with torch.cuda.stream(self.stream):

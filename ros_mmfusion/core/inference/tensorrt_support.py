@@ -98,3 +98,49 @@ def engine_spec(onnx: str | Path, precision: str, profile: Profile, device_name:
                      shapes={k: [list(s) for s in v] for k, v in profile.items()},
                      options={"workspace_bytes": int(workspace_bytes)}, suffix=".engine",
                      notes={"calibration": list(calibration)})
+
+
+def leading_axis_profile(onnx: str | Path, lo: int, opt: int, hi: int) -> Profile:
+    """The profile of ``onnx`` whose inputs share one dynamic leading axis (a batch, a pillar count) ranging over
+    ``lo``..``hi`` (kernels tuned for ``opt``); every other dimension must be static in the file."""
+    import onnx as onnx_lib
+
+    if not 0 < lo <= opt <= hi:
+        raise ConfigError(f"{onnx}: need 0 < min <= opt <= max for the leading axis, got {lo}, {opt}, {hi}")
+    model = onnx_lib.load(str(onnx), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    profile: Profile = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        rest = dims[1:]
+        if not dims or any(not d.HasField("dim_value") for d in rest):
+            raise ConfigError(f"input {value.name!r} of {onnx} needs a static shape after its leading axis, got "
+                              f"{[d.dim_param or d.dim_value for d in dims]}")
+        tail = tuple(int(d.dim_value) for d in rest)
+        profile[value.name] = ((lo, *tail), (opt, *tail), (hi, *tail))
+    return profile
+
+
+def split_leading_axis(feeds: Mapping[str, Any], limit: int) -> list[dict[str, Any]]:
+    """``feeds`` (arrays sharing their leading length) as consecutive chunks of at most ``limit`` items along that
+    axis; one chunk (the feeds themselves) when they fit. ConfigError when the inputs' leading lengths differ."""
+    lengths = {name: len(value) for name, value in feeds.items()}
+    if len(set(lengths.values())) > 1:
+        raise ConfigError(f"inputs split along their leading axis must share its length, got {lengths}")
+    total = next(iter(lengths.values()), 0)
+    if limit <= 0:
+        raise ConfigError(f"chunk limit must be positive, got {limit}")
+    if total <= limit:
+        return [dict(feeds)]
+    return [{name: value[start:start + limit] for name, value in feeds.items()} for start in range(0, total, limit)]
+
+
+def join_leading_axis(chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The outputs of consecutive chunks (``split_leading_axis``) concatenated along the leading axis."""
+    import numpy as np
+
+    if len(chunks) == 1:
+        return dict(chunks[0])
+    return {name: np.concatenate([chunk[name] for chunk in chunks], axis=0) for name in chunks[0]}

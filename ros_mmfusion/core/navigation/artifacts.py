@@ -8,7 +8,9 @@
 * :func:`vint_int8_onnx`: its INT8 (QDQ) model in this CPU's format, calibrated on first use with
   :func:`ros_mmfusion.core.navigation.quantize.vint_samples` (contexts fed through the pipeline's own stages) and
   cached beside the fp32 file with a sidecar (``core/inference/engine_cache.py``);
-* :func:`build_backend`: the Backend a :class:`~ros_mmfusion.core.navigation.pipeline.NavigationPolicy` receives.
+* :func:`build_backend`: the Backend a :class:`~ros_mmfusion.core.navigation.pipeline.NavigationPolicy` receives,
+  on any backend of :data:`BACKENDS` (``tensorrt``: an engine with a batch profile over the localisation window,
+  :func:`engine_profile`).
 
 Usage (nodes, CLI, tests)::
 
@@ -30,7 +32,8 @@ from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.inference.base import Backend
 from ros_mmfusion.core.inference.engine_cache import EngineCache
 from ros_mmfusion.core.inference.factory import create_backend
-from ros_mmfusion.core.inference.int8 import Int8Settings, quantized_model
+from ros_mmfusion.core.inference.int8 import TENSORRT_INT8, Int8Settings, quantized_model
+from ros_mmfusion.core.inference.tensorrt_support import Profile, leading_axis_profile
 from ros_mmfusion.core.model_package import (
     ModelPackage,
     WeightsOrigin,
@@ -63,6 +66,10 @@ DEFAULT_VARIANT = "vint_default"
 """The variant a node runs when neither ``model_package`` nor ``variant`` names one."""
 DEFAULT_WAYPOINT_SPACING = 0.05
 """Metres per normalised waypoint unit of the released deployment (``max_v / frame_rate`` = 0.2 m/s / 4 Hz)."""
+BACKENDS = ("onnxruntime", "onnxruntime-int8", "torch", "tensorrt", "onnxruntime-cuda", "torch-cuda")
+"""Backends ViNT runs on (``tensorrt``, ``onnxruntime-cuda``, ``torch-cuda``: on a CUDA device, ``core/inference``)."""
+DEFAULT_WINDOW = 9
+"""Topomap nodes scored in one batch by default: the localisation window of the default radius 4 (2 * 4 + 1)."""
 PACKAGE_REPLACES = ("weights", "variant")
 """The vint_navigation parameters a model package replaces: setting one beside ``model_package`` is a ConfigError."""
 
@@ -178,33 +185,64 @@ def vint_onnx(variant: str | ViNTVariant = "vint_default", weights: str = "", on
 
 def vint_int8_onnx(variant: str | ViNTVariant = "vint_default", weights: str = "", onnx: str = "", count: int = 16,
                    settings: Int8Settings | None = None, cache: EngineCache | None = None,
-                   force: bool = False) -> Path:
+                   force: bool = False, source: str | Path | None = None) -> Path:
     """The INT8 (QDQ) model of ViNT ``variant`` + ``weights`` (its fp32 ONNX from ``vint_onnx``): the cached one,
-    else quantized now on ``count`` contexts of ``indoor_corridor`` in ``settings`` (default: this CPU's format)."""
+    else quantized now on ``count`` contexts of ``source`` (None or "sim": ``indoor_corridor``; else a bag's camera
+    images, ``quantize.vint_samples_from_bag``) in ``settings`` (default: this CPU's format;
+    ``int8.TENSORRT_INT8`` for TensorRT)."""
+    from ros_mmfusion.core.navigation.quantize import vint_samples_from_bag
+
     fp32 = vint_onnx(variant, weights, onnx)
+    from_sim = source is None or str(source) == "sim"
+    text = describe(count) if from_sim else f"{count} contexts of bag {Path(str(source)).resolve()}"
 
     def feeds() -> Iterator[dict[str, np.ndarray]]:
-        yield from vint_samples(variant, count)
+        yield from (vint_samples(variant, count) if from_sim else vint_samples_from_bag(variant, source, count))
 
     return quantized_model(fp32, feeds, settings, cache or EngineCache(), force=force,
-                           notes_of=lambda: {"calibration": describe(count)}).artifact
+                           notes_of=lambda: {"calibration": text}).artifact
+
+
+def engine_profile(onnx: str | Path, window: int = DEFAULT_WINDOW) -> Profile:
+    """The TensorRT optimization profile of a ViNT ONNX file: batch 1..``window`` (the topomap nodes scored at once,
+    ``2 * radius + 1``; a single goal image is batch 1), kernels tuned for the full window. A larger window at run
+    time (the radius raised) runs in chunks of ``window`` (``split_batch``)."""
+    return leading_axis_profile(onnx, 1, max(1, window), max(1, window))
 
 
 def build_backend(backend: str = "onnxruntime", variant: str | ViNTVariant = "vint_default", weights: str = "",
-                  onnx: str = "", device: str = "cpu", threads: int = 0) -> Backend:
-    """The ViNT backend ``backend`` for ``variant`` + ``weights``: ``onnxruntime`` runs the fp32 export (``onnx``, or
-    the cached one), ``onnxruntime-int8`` its INT8 (QDQ) model (calibrated on ``indoor_corridor`` contexts on first
-    use, then cached beside it), ``torch`` the network itself. ConfigError for an unknown variant or backend, or
-    an unusable weights file."""
+                  onnx: str = "", device: str = "cpu", threads: int = 0, precision: str = "fp32",
+                  cache_dir: str | Path | None = None, window: int = DEFAULT_WINDOW,
+                  calibration: str | Path | None = None) -> Backend:
+    """The ViNT backend ``backend`` for ``variant`` + ``weights``: ``onnxruntime`` (and ``onnxruntime-cuda``; fp16:
+    its fp16 copy) runs the fp32 export (``onnx``, or the cached one), ``onnxruntime-int8`` its INT8 (QDQ) model
+    (calibrated on ``indoor_corridor`` contexts on first use, then cached beside it), ``torch``/``torch-cuda`` the
+    network itself, ``tensorrt`` an engine of the export with batch profile 1..``window`` (int8: of the
+    ``TENSORRT_INT8`` model calibrated on ``calibration``, None for the synthetic world, or a bag). Engines and
+    converted models go to ``cache_dir`` (empty: beside the ONNX file). ConfigError for an unknown variant or
+    backend, or an unusable weights file."""
     vint_variant(variant)
+    if backend not in BACKENDS:
+        raise ConfigError(f"ViNT runs on {', '.join(BACKENDS)}, not {backend!r}")
+    if backend == "tensorrt":  # before any export: one clear line where TensorRT cannot run
+        from ros_mmfusion.core.inference.tensorrt_support import tensorrt_unavailable
+
+        reason = tensorrt_unavailable()
+        if reason:
+            raise ConfigError(f"backend tensorrt: {reason}")
+    cache = EngineCache(cache_dir) if cache_dir else None
     onnx_path = None
-    if backend == "onnxruntime":
+    if backend in ("onnxruntime", "onnxruntime-cuda") or (backend == "tensorrt" and precision != "int8"):
         onnx_path = vint_onnx(variant, weights, onnx)
     elif backend == "onnxruntime-int8":
-        onnx_path = vint_int8_onnx(variant, weights, onnx)
+        onnx_path = vint_int8_onnx(variant, weights, onnx, cache=cache, source=calibration)
+    elif backend == "tensorrt":
+        onnx_path = vint_int8_onnx(variant, weights, onnx, settings=TENSORRT_INT8, cache=cache, source=calibration)
+    shapes = engine_profile(onnx_path, window) if backend == "tensorrt" and onnx_path is not None else None
     return create_backend(backend, input_names=ONNX_INPUT_NAMES, output_names=ONNX_OUTPUT_NAMES,
                           module_factory=lambda: build_vint(variant, weights), onnx_path=onnx_path, device=device,
-                          threads=threads)
+                          threads=threads, precision=precision, shapes=shapes, cache_dir=cache_dir,
+                          split_batch=True)
 
 
 def measure_int8(variant: str | ViNTVariant = "vint_default", weights: str = "", count: int = 16, threads: int = 0,

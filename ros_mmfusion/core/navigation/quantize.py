@@ -126,3 +126,33 @@ def compare_vint_int8(fp32_onnx: str | Path, int8_onnx: str | Path, feeds: Seque
     if timing_runs and feeds:
         report.latency_fp32_ms, report.latency_int8_ms = interleaved_latency(s32, s8, dict(feeds[0]), timing_runs)
     return report
+
+
+CAMERA_TOPIC = "/camera/color/image_raw"
+
+
+def vint_samples_from_bag(variant: str | object, bag: str | Path, count: int = 16, topic: str = CAMERA_TOPIC,
+                          stride: int = 2) -> list[dict[str, np.ndarray]]:
+    """``count`` ViNT feeds from the camera images (``topic``) of the rosbag2 ``bag``, made like :func:`vint_samples`:
+    the bag's images, in order, as a route (one node per image) whose contexts start every ``stride`` images, each
+    with the goal ``GOAL_AHEAD`` images after its newest frame. ConfigError when the bag has too few images."""
+    from ros_mmfusion.core.bagio import BagSource
+    from ros_mmfusion.core.codec.image import decode_rgb
+    from ros_mmfusion.core.errors import ConfigError
+
+    v = vint_variant(variant)
+    n = v.config.context_size + 1
+    needed = (count - 1) * stride + n + GOAL_AHEAD
+    images: dict[int, np.ndarray] = {}
+    with BagSource(bag) as source:
+        if topic not in source.topics:
+            raise ConfigError(f"bag {bag} has no topic {topic}; it has {sorted(source.topics)}")
+        for message in source.messages([topic]):
+            m = source.deserialize(message)
+            images[len(images)] = decode_rgb(m.height, m.width, m.encoding, m.is_bigendian, m.step, m.data)
+            if len(images) >= needed:
+                break
+    if len(images) < needed:
+        raise ConfigError(f"bag {bag}: {len(images)} images on {topic}; {count} ViNT contexts need {needed}")
+    route = topomap_from_images(images, len(images), f"bag {Path(bag).name}")
+    return list(context_feeds(NavigationPolicy(route, None, variant=variant), [i * stride for i in range(count)]))

@@ -95,19 +95,29 @@ def int8_onnx_for(spec: SegmentationModelSpec, source: str | Path | None = None,
     return result.artifact
 
 
-def onnx_path_for(spec: SegmentationModelSpec, backend: str, precision: str = "fp32") -> Path | None:
+def onnx_path_for(spec: SegmentationModelSpec, backend: str, precision: str = "fp32",
+                  cache: EngineCache | None = None) -> Path | None:
     """The ONNX file ``backend`` runs: the INT8 (QDQ) model for onnxruntime-int8 and TensorRT int8
-    (:func:`int8_onnx_for`), the fp32 export for onnxruntime and tensorrt, none for torch."""
+    (:func:`int8_onnx_for`), the fp32 export for onnxruntime, onnxruntime-cuda and tensorrt, none for torch."""
     if backend == "onnxruntime-int8" or (backend == "tensorrt" and precision == "int8"):
-        return int8_onnx_for(spec, tensorrt=backend == "tensorrt")
-    return onnx_for(spec) if backend in ("onnxruntime", "tensorrt") else None
+        return int8_onnx_for(spec, tensorrt=backend == "tensorrt", cache=cache)
+    return onnx_for(spec) if backend in ("onnxruntime", "onnxruntime-cuda", "tensorrt") else None
 
 
 def build_backend(spec: SegmentationModelSpec, backend: str = "onnxruntime", device: str = "cpu",
-                  precision: str = "fp32", threads: int = 0) -> Backend:
-    """The backend ``backend`` ("torch", "onnxruntime", "onnxruntime-int8" or "tensorrt") running the network of
-    ``spec`` at ``spec.input_size``, its model files resolved, exported or quantized on first use."""
+                  precision: str = "fp32", threads: int = 0, cache_dir: str | Path | None = None) -> Backend:
+    """The backend ``backend`` (a name of ``inference.base.BACKENDS``) running the network of ``spec`` at
+    ``spec.input_size`` (TensorRT: one engine per input size), its model files resolved, exported or quantized on
+    first use; engines and converted models in ``cache_dir`` (empty: beside the ONNX file)."""
+    if backend == "tensorrt":  # before any export: one clear line where TensorRT cannot run
+        from ros_mmfusion.core.errors import ConfigError
+        from ros_mmfusion.core.inference.tensorrt_support import tensorrt_unavailable
+
+        reason = tensorrt_unavailable()
+        if reason:
+            raise ConfigError(f"backend tensorrt: {reason}")
+    cache = EngineCache(cache_dir) if cache_dir else None
     return create_backend(
         backend, input_names=INPUTS, output_names=OUTPUTS, module_factory=lambda: build_module(spec),
-        onnx_path=onnx_path_for(spec, backend, precision), device=device, precision=precision, threads=threads,
-        shapes={name: (1, 3, *spec.input_size) for name in INPUTS})
+        onnx_path=onnx_path_for(spec, backend, precision, cache), device=device, precision=precision,
+        threads=threads, shapes={name: (1, 3, *spec.input_size) for name in INPUTS}, cache_dir=cache_dir)
