@@ -144,8 +144,8 @@ class FusionSegmentationNode(MmfusionNode):
             if not any(self.wanted_outputs()):  # nobody listens: no inference, nothing waits
                 continue
             usable, extrinsic = self.x_extrinsic(synced.messages["x"], synced.messages["rgb"].header.frame_id)
-            if usable:
-                self.worker.submit((synced, extrinsic))
+            if usable:  # decoded here: a malformed pair is counted against its input, never replaced unseen
+                self.run_guarded("rgb", self.decode_and_submit, synced, extrinsic)
         for event in self.sync.pop_events():
             self.get_logger().warn(str(event))
         if self.sync.stalled():
@@ -178,19 +178,23 @@ class FusionSegmentationNode(MmfusionNode):
         return encode_x(self.encoder, self.spec.x_modality, raw, size, camera=camera, encoding=encoding,
                         camera_from_lidar=extrinsic)
 
-    def segment(self, frame: tuple[Any, Transform | None]) -> None:
-        """Segment one synchronised RGB + X pair and its camera <- LiDAR extrinsic (on the worker thread) and publish
-        the outputs that have a subscriber, stamped with the RGB image's header."""
-        synced, extrinsic = frame
+    def decode_and_submit(self, synced: Any, extrinsic: Transform | None) -> None:
+        """Decode the RGB image and encode X on the executor thread (cheap next to the network; a bad message
+        raises MessageFormatError here, counted as malformed), then hand the pair to the worker."""
         started = time.perf_counter()
-        labels_out, colour_out, overlay_out, confidence_out = self.wanted_outputs()
-        if not (labels_out or colour_out or overlay_out or confidence_out):
-            return
         rgb_msg = synced.messages["rgb"]
         rgb = rgb_from_msg(rgb_msg, limits=self.limits)
         x = self.encode_x(synced.messages["x"], rgb.shape[:2], extrinsic)
+        self.worker.submit((rgb_msg.header, rgb, x, started))
+
+    def segment(self, frame: tuple[Any, np.ndarray, np.ndarray, float]) -> None:
+        """Segment one decoded RGB + X pair (on the worker thread) and publish the outputs that have a subscriber,
+        stamped with the RGB image's header."""
+        header, rgb, x, started = frame
+        labels_out, colour_out, overlay_out, confidence_out = self.wanted_outputs()
+        if not (labels_out or colour_out or overlay_out or confidence_out):
+            return
         result = self.segmenter(rgb, x, confidence=confidence_out)
-        header = rgb_msg.header
         if labels_out:
             self.labels_pub.publish(numpy_to_image(result.labels, "mono8", header))
         if colour_out or overlay_out:
