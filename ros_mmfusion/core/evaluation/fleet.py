@@ -38,6 +38,8 @@ CACHE_VERSION = 1
 CACHE_DIR = "bags"
 """Sub-directory of the report directory holding one cache entry per bag."""
 CONDITION_KEYS = ("scenario", "weather", "time_of_day")
+SIM_GENERATOR = "ros_mmfusion sim"
+"""``generator`` of a ``scenario.yaml`` written by ``mmfusion sim`` (core/sim/recorder.py ``GENERATOR``)."""
 
 
 def is_bag(path: Path) -> bool:
@@ -116,7 +118,7 @@ def bag_conditions(bag: Path) -> dict[str, str | None]:
     if not isinstance(data, dict):
         return conditions
     given = {**(data.get("conditions") if isinstance(data.get("conditions"), dict) else {}), **data}
-    if isinstance(data.get("scenario"), str) and str(data.get("generator", "")).startswith("mmfusion sim"):
+    if isinstance(data.get("scenario"), str) and data.get("generator") == SIM_GENERATOR:
         conditions.update(_sim_conditions(data["scenario"]))
     for key in CONDITION_KEYS:
         if isinstance(given.get(key), str | int | float) and not isinstance(given.get(key), bool):
