@@ -119,6 +119,8 @@ def evaluate_bag(spec: dict[str, Any]) -> dict[str, Any]:
     except (ConfigError, MessageFormatError, OSError) as exc:
         outcome = BagResult(bag, "failed", spec["key"], one_line(exc), time.monotonic() - started,
                             socket.gethostname(), spec.get("conditions", {}))
+    domain = os.environ.get("ROS_DOMAIN_ID", "")
+    outcome.domain = int(domain) if domain.isdigit() else None
     return outcome.to_json()
 
 

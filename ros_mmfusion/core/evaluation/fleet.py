@@ -181,7 +181,8 @@ def entry_name(bag: Path) -> str:
 class BagResult:
     """One bag's outcome: ``status`` ``ok`` (with ``statistics`` and ``row``, its own headline metrics) or
     ``failed`` (with ``error``, one line). ``seconds``: wall time of its evaluation; ``host`` where it ran;
-    ``models``: the network each node reported (``metrics.json``'s ``models``); ``notes`` of the run."""
+    ``models``: the network each node reported (``metrics.json``'s ``models``); ``notes`` of the run; ``domain``
+    the ROS domain id its process used."""
 
     bag: str
     status: str
@@ -194,11 +195,12 @@ class BagResult:
     notes: list[str] = field(default_factory=list)
     statistics: EvaluationStatistics | None = None
     cached: bool = False
+    domain: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"bag": self.bag, "status": self.status, "key": self.key, "error": self.error,
                 "seconds": round(self.seconds, 2), "host": self.host, "conditions": self.conditions,
-                "models": self.models, "notes": self.notes,
+                "models": self.models, "notes": self.notes, "domain": self.domain,
                 "statistics": None if self.statistics is None else self.statistics.to_state()}
 
     @classmethod
@@ -207,7 +209,7 @@ class BagResult:
         return cls(str(data["bag"]), str(data["status"]), str(data.get("key", "")), data.get("error"),
                    float(data.get("seconds", 0.0)), str(data.get("host", "")), dict(data.get("conditions") or {}),
                    dict(data.get("models") or {}), list(data.get("notes") or []),
-                   None if stats is None else EvaluationStatistics.from_state(stats))
+                   None if stats is None else EvaluationStatistics.from_state(stats), False, data.get("domain"))
 
 
 class ResultCache:
@@ -318,7 +320,8 @@ def fleet_report(results: Sequence[BagResult], run: Mapping[str, Any], progress:
     rows, models = [], {}
     for r in results:
         row: dict[str, Any] = {"bag": r.bag, "status": r.status, **{k: r.conditions.get(k) for k in CONDITION_KEYS},
-                               "seconds": round(r.seconds, 2), "host": r.host, "cached": r.cached}
+                               "seconds": round(r.seconds, 2), "host": r.host, "domain": r.domain,
+                               "cached": r.cached}
         if r.statistics is not None:
             row.update(headline(r.statistics.metrics()))
         if r.error:
