@@ -434,8 +434,8 @@ def run_fleet(settings: Any, bags: list[Path], out: Path, options: FleetOptions,
     wall = time.monotonic() - started
     ordered = [results[str(bag)] for bag in bags if str(bag) in results]
     run = {"preset": settings.preset, "engine": options.engine, "engine_detail": engine_run.description,
-           "bags": [str(b) for b in bags], "settings": settings_json, "settings_hash": _settings_hash(settings_key), "ros_mmfusion": __version__,
-           "cpu": _cpu_model(), "date": time.strftime("%Y-%m-%d")}
+           "bags": [str(b) for b in bags], "settings": settings_json, "settings_hash": _settings_hash(settings_key),
+           "ros_mmfusion": __version__, "cpu": _cpu_model(), "date": time.strftime("%Y-%m-%d")}
     report = fleet_report(ordered, run, progress, wall, engine_run.cores)
     with output as stage:
         (stage / FLEET_FILES[0]).write_text(metrics_json(report))

@@ -366,7 +366,8 @@ def fleet_markdown(report: Mapping[str, Any]) -> str:
     """``fleet_report.md``: the summary, overall headline metrics, per-condition tables, the per-bag table, failures."""
     run, progress, tp = report["run"], report["progress"], report["throughput"]
     md = [f"# mmfusion eval --bags: preset {run.get('preset', '?')} on {progress['total']} bags", "",
-          f"- engine: {run.get('engine')} ({_fmt(tp['cores'])} cores), settings key {run.get('settings_hash', '')[:12]}",
+          f"- engine: {run.get('engine_detail') or run.get('engine')}; settings key "
+          f"{run.get('settings_hash', '')[:12]}; {run.get('cpu', '?')}, {run.get('date', '?')}",
           f"- bags: {progress['scored']} scored ({progress['cached']} from the cache), {progress['failed']} failed",
           f"- wall time {_fmt(tp['wall_s'])} s, {tp['bags_evaluated']} bags evaluated: "
           f"{_fmt(tp['bags_per_hour'])} bags/hour, {_fmt(tp['bags_per_hour_per_core'])} bags/hour/core", ""]
