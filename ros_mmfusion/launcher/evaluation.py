@@ -498,8 +498,8 @@ def _completion(plan: _Plan, facts: BagFacts, reported: set[str], lock: threadin
         if not done:
             since[0] = None
             return False
-        since[0] = now if since[0] is None else since[0]
-        return now - since[0] >= SETTLE_S
+        first = since[0] = now if since[0] is None else since[0]
+        return now - first >= SETTLE_S
 
     return complete
 

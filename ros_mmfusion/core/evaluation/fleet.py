@@ -117,7 +117,8 @@ def bag_conditions(bag: Path) -> dict[str, str | None]:
         return conditions
     if not isinstance(data, dict):
         return conditions
-    given = {**(data.get("conditions") if isinstance(data.get("conditions"), dict) else {}), **data}
+    nested = data.get("conditions")
+    given = {**(nested if isinstance(nested, dict) else {}), **data}
     if isinstance(data.get("scenario"), str) and data.get("generator") == SIM_GENERATOR:
         conditions.update(_sim_conditions(data["scenario"]))
     for key in CONDITION_KEYS:
@@ -316,8 +317,9 @@ def fleet_report(results: Sequence[BagResult], run: Mapping[str, Any], progress:
     bag: status, conditions, headline metrics, seconds, host, cached), ``failed`` (bag and one-line error), and
     ``models`` (every network record seen, with the bags that reported it)."""
     scored = [r for r in results if r.status == "ok" and r.statistics is not None]
-    merged = merge_all(r.statistics for r in scored)  # type: ignore[misc]
-    rows, models = [], {}
+    merged = merge_all(r.statistics for r in scored if r.statistics is not None)
+    rows: list[dict[str, Any]] = []
+    models: dict[str, dict[str, Any]] = {}
     for r in results:
         row: dict[str, Any] = {"bag": r.bag, "status": r.status, **{k: r.conditions.get(k) for k in CONDITION_KEYS},
                                "seconds": round(r.seconds, 2), "host": r.host, "domain": r.domain,
