@@ -41,6 +41,8 @@ setup(
         *share_files(),
     ],
     install_requires=["setuptools"],
+    # `mmfusion eval --bags --engine ray` (docs/evaluation.md); pinned as requirements/fleet.txt pins it
+    extras_require={"fleet": ["ray==2.60.0"]},
     zip_safe=False,
     maintainer="ros_mmfusion maintainers",
     maintainer_email="maintainers@ros-mmfusion.dev",

@@ -8,6 +8,12 @@ the report (``core/evaluation/report.py``) and prints its summary.
 which replaces only the report files (``REPORT_FILES``) an earlier mmfusion run wrote there; the report is assembled
 in a staging directory and moved into place when the run succeeded, and a bag under ``REPORT_DIR/outputs`` that
 mmfusion did not write (``ros2 bag record -o outputs``) is never replaced, let alone the bag being evaluated.
+
+Many bags (``--bags DIR_OR_GLOB``, repeatable): :mod:`ros_mmfusion.launcher.fleet` evaluates each bag in its own
+process and DDS domain on the ``local`` engine or on Ray (``--engine ray``, ``--address``), keeps one result per bag
+in ``REPORT_DIR/bags/`` (a rerun evaluates only the bags not yet scored with the same settings and models; ``--force``
+all), and writes the merged report (``fleet_metrics.json``, ``fleet_report.md``). The exit status is 1 when a bag
+failed (the report lists it and scores the others).
 """
 from __future__ import annotations
 
@@ -29,7 +35,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--closed-loop", action="store_true",
                         help="closed-loop navigation instead: `mmfusion eval --closed-loop ...` runs "
                              "`mmfusion closed-loop ...` with the other options (see its --help)")
-    parser.add_argument("--bag", required=True, help="rosbag2 directory to replay (e.g. from `mmfusion sim record`)")
+    parser.add_argument("--bag", help="rosbag2 directory to replay (e.g. from `mmfusion sim record`)")
+    fleet = parser.add_argument_group("many bags (fleet evaluation; docs/evaluation.md)")
+    fleet.add_argument("--bags", action="append", default=[], metavar="DIR_OR_GLOB",
+                       help="evaluate every rosbag2 directory in or under DIR (or matching the glob; repeatable), "
+                            "each in its own process and DDS domain, and write one merged report "
+                            "(fleet_metrics.json, fleet_report.md; bags already scored with the same settings and "
+                            "models are taken from OUT/bags/)")
+    fleet.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: processes on this machine; ray: one Ray task per bag (pip install "
+                            "'ros_mmfusion[fleet]')")
+    fleet.add_argument("--address", default=None, metavar="HOST:PORT",
+                       help="with --engine ray: the Ray cluster to use (`ray start --head` prints it; 'auto' finds a "
+                            "local one); without it a local Ray is started and stopped by the command")
+    fleet.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                       help="bags evaluated at a time: the local engine's processes, or the CPUs of the local Ray "
+                            "(default: this machine's CPU count)")
+    fleet.add_argument("--force", action="store_true", help="evaluate every bag again, cached results or not")
+    fleet.add_argument("--bag-timeout", type=float, default=None, metavar="S",
+                       help="stop a bag's evaluation after S seconds and report it failed (default: no limit)")
     parser.add_argument("--preset", default="segmentation", help="preset whose nodes are evaluated")
     parser.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
                         help="other preset arguments (e.g. topomap=DIR for the navigation preset)")
@@ -95,6 +119,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.01 <= args.rate <= 100:
         raise UserError(f"--rate must be in [0.01, 100], got {args.rate}")
+    if bool(args.bag) == bool(args.bags):
+        raise UserError("give one bag (--bag DIR) or many (--bags DIR_OR_GLOB, repeatable)")
+    if not args.bags:
+        given = [o for o, v in (("--engine", args.engine != "local"), ("--address", args.address),
+                                ("--num-cpus", args.num_cpus is not None), ("--force", args.force),
+                                ("--bag-timeout", args.bag_timeout is not None)) if v]
+        if given:
+            raise UserError(f"{', '.join(given)} only apply to many bags (--bags)")
     from ros_mmfusion.core.evaluation.report import write_report
     from ros_mmfusion.core.outputs import OutputDirectory
     from ros_mmfusion.launcher.evaluation import EvaluationSettings, evaluate, prepare
@@ -107,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         detection_min_points=args.detection_min_points, no_record=args.no_record,
         ground_truth_semantic=args.ground_truth_semantic, label_map=args.label_map,
         arguments=presets.parse_arguments(args.arg), overrides=presets.parse_set(args.set))
+    if args.bags:
+        return _run_fleet(args, settings)
     bag = Path(args.bag)
     writes = REPORT_FILES if args.no_record else (*REPORT_FILES, OUTPUTS_BAG)
     output = OutputDirectory(args.out, "eval", overwrite=args.overwrite, writes=writes, inputs=[bag],
@@ -118,6 +152,44 @@ def run(args: argparse.Namespace) -> int:
         _print_summary(result.metrics, settings.iou_thresholds)
     print(f"report: {output.path / paths['html'].name} ({paths['markdown'].name}, {paths['metrics'].name})")
     return 0
+
+
+def _run_fleet(args: argparse.Namespace, settings: Any) -> int:
+    """``--bags``: evaluate every bag on the chosen engine and write the merged report; exit 1 when a bag failed."""
+    import os
+
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.evaluation.fleet import find_bags, format_duration
+    from ros_mmfusion.launcher.fleet import RAY_INSTALL_HINT, FleetOptions, import_ray, run_fleet
+
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise UserError(f"--num-cpus must be at least 1, got {args.num_cpus}")
+    if args.bag_timeout is not None and args.bag_timeout <= 0:
+        raise UserError(f"--bag-timeout must be positive, got {args.bag_timeout}")
+    if args.address and args.engine != "ray":
+        raise UserError("--address names a Ray cluster: it needs --engine ray")
+    if args.engine == "ray":
+        try:
+            import_ray()
+        except Exception:  # noqa: BLE001 - ConfigError with the install line
+            raise UserError(RAY_INSTALL_HINT) from None
+    bags = find_bags(args.bags)
+    options = FleetOptions(engine=args.engine, address=args.address, num_cpus=args.num_cpus or os.cpu_count() or 1,
+                           force=args.force, timeout_s=args.bag_timeout, overwrite=args.overwrite)
+    report, out = run_fleet(settings, bags, Path(args.out), options)
+    progress, tp = report["progress"], report["throughput"]
+    print(f"fleet: {progress['scored']}/{progress['total']} bags scored ({progress['cached']} from the cache), "
+          f"{progress['failed']} failed; {tp['bags_evaluated']} evaluated in {format_duration(tp['wall_s'])} on "
+          f"{tp['cores']:g} cores: {tp['bags_per_hour'] or 0:.0f} bags/hour, "
+          f"{tp['bags_per_hour_per_core'] or 0:.1f} bags/hour/core")
+    overall = report["overall_headline"]
+    if overall:
+        print("overall (merged statistics): " + ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in overall.items() if v is not None))
+    for failure in report["failed"]:
+        print(f"failed: {failure['bag']}: {failure['error']}")
+    print(f"report: {out / 'fleet_report.md'} (fleet_metrics.json; per-bag results in {out / 'bags'})")
+    return 1 if report["failed"] else 0
 
 
 def kitti_threshold(class_name: str, section: dict) -> str | None:

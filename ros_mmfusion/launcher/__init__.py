@@ -306,11 +306,13 @@ def run_managed_in_process(preset: Preset, until: Callable[[list], bool] | None 
 def replay_in_process(preset: Preset, extra_nodes: list | None = None, grace: float = 2.0,
                       last_activity: Callable[[], float] | None = None,
                       progress: Callable[[dict[str, int], float], None] | None = None,
-                      progress_period: float = 5.0) -> tuple[list, float]:
+                      progress_period: float = 5.0, complete: Callable[[], bool] | None = None
+                      ) -> tuple[list, float]:
     """Run ``preset`` (which must contain a ``bag_player``) in this process until the bag is played out.
 
     Stops ``grace`` seconds after the player finished, or, with ``last_activity()`` (a ``time.monotonic()`` value, say
-    of the last output a tap received), once nothing happened for ``grace`` seconds after the player finished.
+    of the last output a tap received), once nothing happened for ``grace`` seconds after the player finished; or,
+    with ``complete()``, as soon as it is True after the player finished (everything awaited has arrived).
     ``progress(published counts, elapsed s)`` is called every ``progress_period`` seconds. Returns the nodes (see
     :func:`run_in_process`) and the elapsed seconds.
     """
@@ -331,6 +333,8 @@ def replay_in_process(preset: Preset, extra_nodes: list | None = None, grace: fl
             if not player.finished.is_set():
                 return False
             state["finished_at"] = now
+        if complete is not None and complete():
+            return True
         quiet_since = max(state["finished_at"], last_activity() if last_activity is not None else 0.0)
         return now - quiet_since > grace
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -438,6 +439,7 @@ def _replay(args: EvaluationSettings, bag: Path, facts: BagFacts, preset: Any, p
 
     last_output = [0.0]
     lock = threading.Lock()
+    reported: set[str] = set()  # nodes whose /diagnostics status arrived
 
     def on_message(topic: str, msg: Any, arrival_ns: int) -> None:
         with lock:
@@ -445,7 +447,12 @@ def _replay(args: EvaluationSettings, bag: Path, facts: BagFacts, preset: Any, p
                 last_output[0] = time.monotonic()
                 if recorder is not None:
                     recorder.write(topic, msg, arrival_ns)
+            if topic == DIAGNOSTICS:
+                reported.update(status.name for status in msg.status)
             plan.feed(topic, msg)
+
+    taps: list[Any] = []
+    complete = _completion(plan, facts, reported, lock, lambda: taps[0] if taps else None)
 
     total = sum(plan.main_counts.values())
 
@@ -460,17 +467,55 @@ def _replay(args: EvaluationSettings, bag: Path, facts: BagFacts, preset: Any, p
     started = time.monotonic()
     try:
         tap = TopicTap(plan.outputs, name="mmfusion_eval_tap", timing=True, on_message=on_message, keep=keep)
+        taps.append(tap)
         if args.processes:
             _replay_processes(preset, tap, facts.duration_s / args.rate + args.startup, last_output, progress,
-                              run_processes)
+                              run_processes, complete)
         else:
             replay_in_process(preset, extra_nodes=[tap], grace=3.0, last_activity=lambda: last_output[0],
-                              progress=progress)
+                              progress=progress, complete=complete)
     finally:
         if recorder is not None:
             recorder.close()
         rclpy.try_shutdown()
     return tap, time.monotonic() - started
+
+
+SETTLE_S = 0.3
+"""Seconds everything awaited must have been there before a replay stops early (a message published right after
+the last awaited one, such as navigation's closest node after its path, still arrives)."""
+
+
+def _completion(plan: _Plan, facts: BagFacts, reported: set[str], lock: threading.Lock,
+                get_tap: Callable[[], Any]) -> Callable[[], bool]:
+    """A predicate that is True once the replay has nothing left to wait for, held for :data:`SETTLE_S`: every
+    evaluated output came out for every input frame (distinct stamps), every other tapped topic the bag holds
+    (replayed ground truth and inputs) arrived as often as the bag has it, and every node of the preset reported on
+    ``/diagnostics`` (its network record). Until then the replay ends as before, after outputs went quiet."""
+    nodes = {f"/{name}" for name in plan.workers}
+    replayed = {t: facts.counts[t] for t in plan.outputs
+                if t in facts.counts and t not in plan.expected and t != DIAGNOSTICS}
+    since: list[float | None] = [None]
+
+    def arrived() -> bool:
+        tap = get_tap()
+        if tap is None or not nodes <= reported:
+            return False
+        if any(len(set(tap.records[t].stamps_ns)) < n for t, n in plan.expected.items()):
+            return False
+        return all(tap.records[t].count >= n for t, n in replayed.items())
+
+    def complete() -> bool:
+        with lock:
+            done = arrived()
+        now = time.monotonic()
+        if not done:
+            since[0] = None
+            return False
+        first = since[0] = now if since[0] is None else since[0]
+        return now - first >= SETTLE_S
+
+    return complete
 
 
 def _latency_metrics(plan: _Plan, tap: Any) -> tuple[dict[str, dict], dict[str, Any]]:
@@ -508,8 +553,10 @@ def _sample_frame(session: EvaluationSession) -> Any:
     return SampleFrame(rgb, gt, pred, label_set.palette())
 
 
-def _replay_processes(preset, tap, expected_s: float, last_output: list[float], progress, run_processes) -> None:
-    """Spin ``tap`` here while the preset runs one process per node; stop once outputs went quiet (or time ran out)."""
+def _replay_processes(preset, tap, expected_s: float, last_output: list[float], progress, run_processes,
+                      complete: Callable[[], bool] | None = None) -> None:
+    """Spin ``tap`` here while the preset runs one process per node; stop once everything awaited arrived
+    (``complete()``), or outputs went quiet, or time ran out."""
     from ros_mmfusion.ros.runtime import spinning_in_background
 
     started = time.monotonic()
@@ -522,7 +569,7 @@ def _replay_processes(preset, tap, expected_s: float, last_output: list[float], 
             state["next"] = now + 5.0
             print(f"  {now - started:5.0f} s: {sum(r.count for r in tap.records.values())} messages received",
                   flush=True)
-        if now > deadline:
+        if now > deadline or (complete is not None and complete()):
             return True
         return now - started > expected_s and last_output[0] > 0 and now - last_output[0] > 3.0
 

@@ -30,10 +30,12 @@ KEYS: dict[str, str] = {
     "onnx": PIP,
     "rosbags": PIP,
     "tensorrt": PIP,
+    "ray": PIP,
 }
 """Imported top-level module -> package.xml exec_depend key (PIP: documented pip-only dependency)."""
-OPTIONAL = {"tensorrt"}
-"""pip-only and optional (GPU machines): documented, not in requirements/python.txt."""
+OPTIONAL = {"tensorrt", "ray"}
+"""pip-only and optional (GPU machines; Ray for fleet evaluation, requirements/fleet.txt): documented, not in
+requirements/python.txt."""
 MESSAGE_TYPE = re.compile(r"^([a-z][a-z0-9_]*)/(msg|srv|action)/[A-Z]\w*$")
 
 
