@@ -10,19 +10,21 @@ overtake each other. Frames carry their own stamps: the job publishes with the f
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-_EMPTY = object()
 
 
 class LatestFrameWorker(Generic[T]):
     """Runs ``job(frame)`` on a daemon thread named ``name`` for the latest submitted frame.
 
-    :meth:`submit` never blocks on the job: it puts the frame in the single waiting slot, replacing (and counting in
-    :attr:`dropped`) a frame that waited there. ``on_error(frame, exc)`` handles an exception the job raises (the
+    :meth:`submit` never blocks on the job: it puts the frame in the waiting slot, replacing (and counting in
+    :attr:`dropped`) a frame that waited there (with ``max_waiting`` > 1, up to that many wait and the oldest is
+        dropped beyond: for offline replay that must see every frame of a burst, at a bounded memory cost).
+    ``on_error(frame, exc)`` handles an exception the job raises (the
     frame is then counted in :attr:`failed` and the worker goes on with the next frame); without it the exception is
     only counted. An exception of ``on_error`` itself is counted too: nothing stops the thread but :meth:`stop`.
     Counters (:attr:`submitted`, :attr:`processed`, :attr:`failed`, :attr:`dropped`) are read without a lock; each is
@@ -30,11 +32,15 @@ class LatestFrameWorker(Generic[T]):
     """
 
     def __init__(self, job: Callable[[T], object], *, name: str = "latest_frame_worker",
-                 on_error: Callable[[T, BaseException], object] | None = None) -> None:
+                 on_error: Callable[[T, BaseException], object] | None = None, max_waiting: int = 1) -> None:
+        if max_waiting < 1:
+            raise ValueError(f"max_waiting must be >= 1, got {max_waiting}")
         self._job = job
         self._on_error = on_error
         self._cond = threading.Condition()
-        self._pending: object = _EMPTY
+        self._pending: deque = deque()
+        self.max_waiting = max_waiting
+        """Frames that may wait: 1 is latest-frame; more queue a burst, the oldest dropped beyond (counted)."""
         self._busy = False
         self._stopping = False
         self.submitted = 0
@@ -58,10 +64,11 @@ class LatestFrameWorker(Generic[T]):
             if self._stopping:
                 self.dropped += 1
                 return False
-            replaced = self._pending is not _EMPTY
+            replaced = len(self._pending) >= self.max_waiting
             if replaced:
+                self._pending.popleft()
                 self.dropped += 1
-            self._pending = frame
+            self._pending.append(frame)
             self._cond.notify_all()
             return not replaced
 
@@ -71,29 +78,27 @@ class LatestFrameWorker(Generic[T]):
             self.dropped += count
 
     def discard(self) -> int:
-        """Drop the waiting frame, if any (counted in :attr:`dropped`); returns how many were dropped (0 or 1)."""
+        """Drop the waiting frames, if any (counted in :attr:`dropped`); returns how many were dropped."""
         with self._cond:
-            if self._pending is _EMPTY:
-                return 0
-            self._pending = _EMPTY
-            self.dropped += 1
+            count = len(self._pending)
+            self._pending.clear()
+            self.dropped += count
             self._cond.notify_all()
-            return 1
+            return count
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no frame waits and no job runs (or ``timeout`` seconds passed); True when idle. Must not be
         called from inside the job (it would wait for itself)."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._pending is _EMPTY and not self._busy, timeout)
+            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
 
     def stop(self, timeout: float | None = 10.0) -> bool:
         """Stop the thread: the waiting frame is dropped (counted), the running job finishes, the thread is joined.
         True when it ended within ``timeout`` seconds. Idempotent; a no-op join from the worker thread itself."""
         with self._cond:
             self._stopping = True
-            if self._pending is not _EMPTY:
-                self._pending = _EMPTY
-                self.dropped += 1
+            self.dropped += len(self._pending)
+            self._pending.clear()
             self._cond.notify_all()
         if threading.current_thread() is self._thread:
             return False
@@ -103,12 +108,12 @@ class LatestFrameWorker(Generic[T]):
     def _loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping or self._pending is not _EMPTY)
+                self._cond.wait_for(lambda: self._stopping or bool(self._pending))
                 if self._stopping:
                     self._busy = False
                     self._cond.notify_all()
                     return
-                frame, self._pending = self._pending, _EMPTY
+                frame = self._pending.popleft()
                 self._busy = True
             ok = True
             try:

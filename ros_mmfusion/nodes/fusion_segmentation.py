@@ -10,8 +10,9 @@ ids), ``segmentation/color`` (rgb8), ``segmentation/overlay`` (rgb8), ``segmenta
 only while something subscribes to it; with no subscriber at all a frame is not segmented.
 
 The network runs off the executor thread (``MmfusionNode.latest_frame_worker``): input callbacks only pair the
-messages and hand the latest pair over. A pair that arrives while another still waits for the network replaces it;
-the replaced one is counted in ``/diagnostics`` as ``frames_dropped_by_policy``.
+messages and hand the latest pair over. A pair that arrives while another still waits for the network replaces it
+(``max_waiting_frames`` 1, the default; more let a burst queue); the replaced one is counted in ``/diagnostics`` as
+``frames_dropped_by_policy``.
 
 Missing modality (``missing_x_policy``): ``neutral`` (default) keeps segmenting with the X encoder's neutral image
 once X has been silent for ``x_timeout`` seconds and reports WARN; ``skip`` publishes nothing without X and reports
@@ -64,6 +65,10 @@ class FusionSegmentationNode(MmfusionNode):
                   "reports WARN; 'skip' publishes nothing.", choices=("neutral", "skip"), read_only=True),
         ParamSpec("x_timeout", 0.5, "Seconds (of stamp time) without X before it counts as missing.", minimum=0.01,
                   read_only=True),
+        ParamSpec("max_waiting_frames", 1, "Frames that may wait for the network: 1 (live) keeps the latest, a new "
+                  "frame replacing the waiting one; more (offline replay that must score every frame of a burst) "
+                  "queue up to that many, the oldest dropped beyond; drops count as frames_dropped_by_policy.",
+                  minimum=1, maximum=100, read_only=True),
         ParamSpec("sync_queue_size", 10, "Approximate-time synchronizer queue size per input.", minimum=1,
                   maximum=100, read_only=True),
         ParamSpec("sync_max_interval", 0.05, "Largest stamp difference (s) between a paired RGB and X.",
@@ -107,7 +112,8 @@ class FusionSegmentationNode(MmfusionNode):
         # latched class map: published from configure on, not a lifecycle publisher
         self.label_info_pub = self.create_publisher(LabelInfo, "segmentation/label_info", LATCHED_QOS)
         self.label_info_pub.publish(label_info(dict(enumerate(self.spec.class_names)), 0.0))
-        self.worker = self.latest_frame_worker("rgb", self.segment)  # failures count against the RGB input
+        self.worker = self.latest_frame_worker("rgb", self.segment,  # failures count against the RGB input
+                                               max_waiting=self.params["max_waiting_frames"])
         self.image_subscription("rgb/image", self.params["rgb_transport"], lambda m: self.on_input("rgb", m),
                                 name="rgb")
         x_options = {"name": "x", "required": optional is None,

@@ -284,10 +284,10 @@ class MmfusionNode(LifecycleNode):
         """The lifecycle state's label: unconfigured, inactive, active, finalized (or a transition's)."""
         return self._state_machine.current_state[1]
 
-    def latest_frame_worker(self, name: str, job: Callable[[Any], None]) -> LatestFrameWorker:
+    def latest_frame_worker(self, name: str, job: Callable[[Any], None], max_waiting: int = 1) -> LatestFrameWorker:
         """A worker thread that runs ``job(frame)`` off the executor thread, for the latest frame only: hand it
         frames with ``.submit(frame)`` from an input callback, which never waits for the job. A frame submitted
-        while another waits replaces it; the replaced one is counted in ``/diagnostics`` as
+        while ``max_waiting`` others wait replaces the oldest; the replaced one is counted in ``/diagnostics`` as
         ``frames_dropped_by_policy`` (not as a fault). Jobs run one at a time in submission order, only while the
         node is active (a frame that reaches the thread while inactive is counted as dropped by policy), under the
         same guard as input callbacks (:meth:`run_guarded` with input ``name``: a failing frame is a throttled log
@@ -307,7 +307,7 @@ class MmfusionNode(LifecycleNode):
         def failed(frame: Any, exc: BaseException) -> None:  # run_guarded itself failed (e.g. logging): still counted
             self.frames_skipped += 1
 
-        worker = LatestFrameWorker(run, name=f"{self.get_name()}.{name}", on_error=failed)
+        worker = LatestFrameWorker(run, name=f"{self.get_name()}.{name}", on_error=failed, max_waiting=max_waiting)
         self._workers.append(worker)
         return worker
 

@@ -119,3 +119,29 @@ def test_discard_drops_only_the_waiting_frame(workers):
     job.release()
     assert worker.wait_idle(WAIT_S)
     assert job.done == [1]
+
+
+def test_max_waiting_queues_a_burst_and_drops_the_oldest_beyond():
+    """With ``max_waiting`` 3, a burst of 5 frames behind a held job keeps the newest 3 (in order); 1 frame is dropped
+    for each beyond the bound, so memory stays bounded."""
+    import threading
+
+    from ros_mmfusion.core.worker import LatestFrameWorker
+
+    gate, done = threading.Event(), []
+
+    def job(frame: int) -> None:
+        if frame == 0:
+            gate.wait(5.0)
+        done.append(frame)
+
+    worker = LatestFrameWorker(job, max_waiting=3)
+    worker.submit(0)
+    while not worker._busy:  # the held frame 0 is running, nothing waits
+        threading.Event().wait(0.01)
+    results = [worker.submit(k) for k in range(1, 6)]
+    gate.set()
+    assert worker.wait_idle(5.0)
+    worker.stop()
+    assert results == [True, True, True, False, False] and worker.dropped == 2
+    assert done == [0, 3, 4, 5]
