@@ -44,7 +44,9 @@ from ros_mmfusion.core.models.vint import VINT_VARIANTS
 from ros_mmfusion.core.navigation.artifacts import (
     DEFAULT_VARIANT,
     DEFAULT_WAYPOINT_SPACING,
+    SPLIT_BACKENDS,
     build_backend,
+    build_split_backend,
     navigation_model,
 )
 from ros_mmfusion.core.navigation.localization import (
@@ -143,7 +145,11 @@ class VintNavigationNode(MmfusionNode):
         if choice.plan is not None:  # INT8 asked for: say what this CPU runs
             self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
         model = self.model
-        backend = build_backend(choice.backend, model.variant, model.weights, p["onnx"], p["device"], p["threads"])
+        if choice.backend in SPLIT_BACKENDS and not p["onnx"]:  # each context frame encoded once, its token reused
+            backend = build_split_backend(choice.backend, model.variant, model.weights, p["device"], p["threads"])
+        else:
+            backend = build_backend(choice.backend, model.variant, model.weights, p["onnx"], p["device"],
+                                    p["threads"])
         self.policy = NavigationPolicy(
             topomap, backend, variant=model.variant, goal_node=p["goal_node"], radius=p["radius"],
             close_threshold=p["close_threshold"], waypoint_index=p["waypoint_index"],
