@@ -18,6 +18,12 @@ Pipeline, as in the paper's figure:
    predicts ``len_traj_pred`` waypoints ``(x, y, cos yaw, sin yaw)`` ([B, 5, 4]): the network's raw (x, y) are
    per-step displacements, summed cumulatively here, and (cos, sin) are normalised to unit length.
 
+For streaming (one new frame per step) the network splits exactly in two (:class:`ViNTFrameEncoder`,
+:class:`ViNTGoalDecoder`): step 1 sees one frame at a time, so a frame's token is computed once and reused while the
+frame stays in the context; steps 2-4 depend on the current frame and the goal together (the goal encoder fuses their
+channels in its first convolution) and run once per (step, goal). Only that first convolution is linear in the goal
+image, so the node's share of it could be cached too: about 3 % of the goal encoder's work, not worth a third graph.
+
 Waypoint units and frame: ``base_link`` of the robot at the current frame (x forward, y left). The released model was
 trained with normalised actions, so x, y are in units of the *waypoint spacing*: the deployment
 (``deployment/src/navigate.py``) multiplies them by ``MAX_V / RATE`` (robot top speed / control rate; 0.2 m/s / 4 Hz

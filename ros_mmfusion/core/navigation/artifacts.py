@@ -61,6 +61,7 @@ from ros_mmfusion.core.navigation.quantize import (
     NavigationInt8Report,
     compare_vint_int8,
     describe,
+    split_feeds,
     vint_samples,
 )
 
@@ -242,11 +243,36 @@ def build_backend(backend: str = "onnxruntime", variant: str | ViNTVariant = "vi
                           threads=threads)
 
 
+def vint_split_int8_onnx(variant: str | ViNTVariant = "vint_default", weights: str = "", count: int = 16,
+                        settings: Int8Settings | None = None, cache: EngineCache | None = None,
+                        force: bool = False) -> tuple[Path, Path]:
+    """The INT8 (QDQ) models of the split network's two graphs (:func:`vint_split_onnx`), cached beside them: the
+    frame encoder calibrated on the frames of ``count`` ``indoor_corridor`` contexts, the goal decoder on the same
+    contexts' goals with the fp32 encoder's tokens (``quantize.split_feeds``)."""
+    from ros_mmfusion.core.onnx_export import ort_session
+
+    paths = vint_split_onnx(variant, weights)
+    samples: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+
+    def prepared() -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+        if not samples:  # rendered and encoded once, for both graphs, only when one needs quantizing
+            encoder = ort_session(paths[0])
+            samples.extend(split_feeds(feed, lambda frames: encoder.run(None, {"frame_img": frames})[0])
+                           for feed in vint_samples(variant, count))
+        return samples
+
+    return tuple(quantized_model(path, lambda part=part: (s[part] for s in prepared()), settings,
+                                 cache or EngineCache(), force=force,
+                                 notes_of=lambda: {"calibration": describe(count)}).artifact
+                 for part, path in enumerate(paths))
+
+
 def build_split_backend(backend: str = "onnxruntime", variant: str | ViNTVariant = "vint_default", weights: str = "",
                         device: str = "cpu", threads: int = 0) -> SplitViNTBackend:
     """The split ViNT (frame encoder + goal decoder, :class:`SplitViNTBackend`) on ``backend``: ``onnxruntime``
-    runs :func:`vint_split_onnx`'s fp32 files, ``torch`` the two halves of one network (shared weights).
-    ConfigError for another backend, an unknown variant or an unusable weights file."""
+    runs :func:`vint_split_onnx`'s fp32 files, ``onnxruntime-int8`` their INT8 models (:func:`vint_split_int8_onnx`,
+    calibrated on first use), ``torch`` the two halves of one network (shared weights). ConfigError for another
+    backend, an unknown variant or an unusable weights file."""
     from ros_mmfusion.core.models.vint import ViNTFrameEncoder, ViNTGoalDecoder
 
     if backend not in SPLIT_BACKENDS:
@@ -262,6 +288,8 @@ def build_split_backend(backend: str = "onnxruntime", variant: str | ViNTVariant
 
     if backend == "onnxruntime":
         paths = vint_split_onnx(variant, weights)
+    elif backend == "onnxruntime-int8":
+        paths = vint_split_int8_onnx(variant, weights)
     encoder = create_backend(backend, input_names=FRAME_ENCODER_INPUT_NAMES, output_names=FRAME_ENCODER_OUTPUT_NAMES,
                              module_factory=lambda: ViNTFrameEncoder(network()), onnx_path=paths[0], device=device,
                              threads=threads)
@@ -271,8 +299,8 @@ def build_split_backend(backend: str = "onnxruntime", variant: str | ViNTVariant
     return SplitViNTBackend(encoder, decoder)
 
 
-SPLIT_BACKENDS = ("onnxruntime", "torch")
-"""The backends :func:`build_split_backend` builds; the node runs the whole network on the others (INT8)."""
+SPLIT_BACKENDS = ("onnxruntime", "onnxruntime-int8", "torch")
+"""The backends :func:`build_split_backend` builds; the node runs the whole network on the others."""
 
 
 def measure_int8(variant: str | ViNTVariant = "vint_default", weights: str = "", count: int = 16, threads: int = 0,
