@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "detection pipelines with --weights)")
     parser.add_argument("--package", help="--int8-format with cmx_*: segmentation model package (default: the "
                         "shipped models/cmx_b0_rgbt_synthetic_320)")
+    parser.add_argument("--window", type=int, help="vint*: time a navigation step (camera frame in, localisation "
+                        "and waypoints out) with a WINDOW-node localisation window, the whole network against the "
+                        "split one that encodes each context frame once, interleaved (--backend onnxruntime "
+                        "(default) and/or torch)")
     parser.add_argument("--frames", type=int, default=8, help="--int8-format: inputs to calibrate on, and as many "
                         "others to evaluate on")
 
@@ -60,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         family = "detection3d" if args.model in detectors() else (
             "navigation" if args.model.startswith("vint") else "segmentation")
         print(f"{int8_plan(family).message()}; timing INT8 as asked")
+    if args.window is not None:
+        return run_navigation_tick(args)
     if args.model in detectors():
         return run_detection(args)
     if args.weights:
@@ -95,6 +101,42 @@ def run(args: argparse.Namespace) -> int:
         if {"onnxruntime", "onnxruntime-int8"} <= set(by):
             print(f"batch {batch}: ONNX Runtime INT8 is "
                   f"{by['onnxruntime'].median_ms / by['onnxruntime-int8'].median_ms:.2f}x ONNX Runtime fp32")
+    return 0
+
+
+def run_navigation_tick(args: argparse.Namespace) -> int:
+    """A ViNT navigation step with a ``--window``-node window: whole network against the split one, per backend."""
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.bench import bench_navigation_tick
+    from ros_mmfusion.core.models.registry import network
+    from ros_mmfusion.core.navigation.artifacts import SPLIT_BACKENDS
+
+    if not args.model.startswith("vint"):
+        raise UserError(f"--window applies to the vint models only, not {args.model}")
+    if args.batch or args.size or args.weights:
+        raise UserError("--window times a navigation step: no --batch, --size or --weights")
+    if set(args.backend or []) - set(SPLIT_BACKENDS):
+        raise UserError(f"--window runs on {' and '.join(SPLIT_BACKENDS)} only")
+    if args.window <= 0 or args.runs <= 0 or args.warmup < 0 or args.threads < 0:
+        raise UserError("--window and --runs must be positive, --warmup and --threads non-negative")
+    variant = network(args.model).name
+    results = [bench_navigation_tick(variant, backend, args.window, args.threads, args.warmup, args.runs)
+               for backend in args.backend or ["onnxruntime"]]
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+        return 0
+    r0 = results[0]
+    print(f"{variant} navigation step, {r0.window}-node window, on {r0.cpu}, {r0.machine}, {r0.threads} threads, "
+          f"{r0.date}; {r0.runs} steps, whole and split interleaved")
+    print(f"{'backend':12s} {'whole ms':>9s} {'p95':>7s} {'split ms':>9s} {'p95':>7s} {'speed-up':>8s} "
+          f"{'frame enc':>9s} {'goal dec':>9s}  agreement")
+    for r in results:
+        print(f"{r.backend:12s} {r.whole_ms:9.1f} {r.whole_p95_ms:7.1f} {r.split_ms:9.1f} {r.split_p95_ms:7.1f} "
+              f"{r.speedup:7.2f}x {r.frame_encoder_ms:9.1f} {r.goal_decoder_ms:9.1f}  "
+              f"{'same' if r.same_closest_nodes else 'DIFFERENT'} closest/subgoal nodes, max |diff| "
+              f"{r.max_abs_diff:.1e}")
+    print("whole: the network on the context repeated per node; split: only the newest frame encoded, the other "
+          "frames' tokens reused (frame enc: batch 1; goal dec: goal encoder + transformer, batch = window)")
     return 0
 
 

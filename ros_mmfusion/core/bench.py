@@ -89,6 +89,98 @@ def bench_network(spec: NetworkSpec, backend: str, batch: int = 1, size: tuple[i
                        date.today().isoformat(), "deployed" if onnx_path is not None and spec.deploy else "reference")
 
 
+# --------------------------------------------------------------------------------------------- ViNT navigation tick
+
+@dataclass
+class NavigationTickResult:
+    """Milliseconds of one navigation step (a camera frame in: preprocessing, network, localisation, metric
+    waypoints out) with a ``window``-node localisation window, medians and p95 over ``runs`` steps timed
+    interleaved: the whole network on the context repeated per node (``whole``) and the split network that encodes
+    only the newest frame and reuses the other frames' tokens (``split``); ``frame_encoder_ms`` and
+    ``goal_decoder_ms`` are the split's two graphs timed alone (batch 1 and ``window``)."""
+
+    model: str
+    backend: str
+    window: int
+    threads: int
+    runs: int
+    whole_ms: float
+    whole_p95_ms: float
+    split_ms: float
+    split_p95_ms: float
+    frame_encoder_ms: float
+    goal_decoder_ms: float
+    max_abs_diff: float  # largest |distance or waypoint difference| between the two over the timed steps (metres)
+    same_closest_nodes: bool
+    machine: str
+    cpu: str
+    date: str
+
+    @property
+    def speedup(self) -> float:
+        return self.whole_ms / self.split_ms
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "speedup": self.speedup}
+
+
+def bench_navigation_tick(variant: str = "vint_default", backend: str = "onnxruntime", window: int = 10,
+                          threads: int = 0, warmup: int = 2, runs: int = 10,
+                          camera_size: tuple[int, int] = (160, 120)) -> NavigationTickResult:
+    """Time :meth:`NavigationPolicy.step` of ViNT ``variant`` (untrained seeded weights) on ``backend``
+    ("onnxruntime" or "torch") with a ``window``-node window, the whole network against the split one, interleaved
+    on the same camera frames (random ``camera_size`` (w, h) images, a new one per step at the model's frame rate);
+    the topomap has ``window`` random nodes and the injected distances keep the robot at node 0 so that every step
+    scores the whole window (the network still runs in full). ONNX files come from the usual cache."""
+    import torch
+
+    from ros_mmfusion.core.inference.cpu_features import cpu_isa
+    from ros_mmfusion.core.navigation.artifacts import build_backend, build_split_backend
+    from ros_mmfusion.core.navigation.pipeline import NavigationPolicy
+    from ros_mmfusion.core.navigation.topomap import topomap_from_images
+
+    rng = np.random.default_rng(0)
+    width, height = camera_size
+    images = {i: rng.integers(0, 255, (height, width, 3), dtype=np.uint8) for i in range(window)}
+    topomap = topomap_from_images(images, window, "bench")
+    whole = build_backend(backend, variant, threads=threads)
+    split = build_split_backend(backend, variant, threads=threads)
+    policies = [NavigationPolicy(topomap, b, variant=variant, radius=window) for b in (whole, split)]
+    period = policies[0].sampler.period_ns
+    distances = 10.0 + np.arange(window, dtype=np.float64)  # node 0 closest, beyond the close threshold
+
+    def keep_at_start(start: int, end: int) -> np.ndarray:
+        return distances[start:end + 1]
+
+    frames = [rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+              for _ in range(policies[0].context_size + max(warmup, 1) + runs)]  # the first step fills the cache
+    times, outputs = np.zeros((runs, 2)), []
+    for k, frame in enumerate(frames):
+        step = []
+        for j, policy in enumerate(policies):
+            started = time.perf_counter()
+            if policy.add_frame(k * period, frame) and policy.ready:
+                step.append(policy.step(keep_at_start))
+            elapsed = (time.perf_counter() - started) * 1e3
+            if k >= len(frames) - runs:
+                times[k - len(frames) + runs, j] = elapsed
+        if k >= len(frames) - runs:
+            outputs.append(step)
+    diff = max(max(np.abs(a.model_distances - b.model_distances).max(), np.abs(a.waypoints - b.waypoints).max())
+               for a, b in outputs)
+    same = all(a.closest_node == b.closest_node and a.subgoal_node == b.subgoal_node for a, b in outputs)
+    feeds = policies[1].split_inputs(0, window - 1)
+    frame = {"frame_img": policies[1].context[-1][None]}
+    encoder_ms = time_runs(lambda: split.frame_encoder.run(frame), 1, runs)
+    decoder_ms = time_runs(lambda: split.goal_decoder.run(feeds), 1, runs)
+    isa = cpu_isa()
+    return NavigationTickResult(
+        variant, backend, window, threads or torch.get_num_threads(), runs, float(np.median(times[:, 0])),
+        float(np.percentile(times[:, 0], 95)), float(np.median(times[:, 1])), float(np.percentile(times[:, 1], 95)),
+        float(np.median(encoder_ms)), float(np.median(decoder_ms)), float(diff), same, machine(),
+        f"{isa.model} ({isa.name})", date.today().isoformat())
+
+
 # ------------------------------------------------------------------------------------------ 3D detection pipelines
 
 @dataclass

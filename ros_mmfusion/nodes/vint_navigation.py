@@ -45,7 +45,9 @@ from ros_mmfusion.core.models.vint import VINT_VARIANTS
 from ros_mmfusion.core.navigation.artifacts import (
     DEFAULT_VARIANT,
     DEFAULT_WAYPOINT_SPACING,
+    SPLIT_BACKENDS,
     build_backend,
+    build_split_backend,
     navigation_model,
 )
 from ros_mmfusion.core.navigation.localization import (
@@ -142,9 +144,12 @@ class VintNavigationNode(MmfusionNode):
         if choice.plan is not None:  # INT8 asked for: say what this CPU runs
             self.log_throttled("int8_choice", "warn" if choice.declined else "info", choice.log_line())
         model = self.model
-        backend = build_backend(choice.backend, model.variant, model.weights, p["onnx"], p["device"], p["threads"],
-                                precision=choice.precision, cache_dir=p["engine_cache_dir"] or None,
-                                window=2 * p["radius"] + 1)
+        if choice.backend in SPLIT_BACKENDS and not p["onnx"]:  # each context frame encoded once, its token reused
+            backend = build_split_backend(choice.backend, model.variant, model.weights, p["device"], p["threads"])
+        else:
+            backend = build_backend(choice.backend, model.variant, model.weights, p["onnx"], p["device"],
+                                    p["threads"], precision=choice.precision,
+                                    cache_dir=p["engine_cache_dir"] or None, window=2 * p["radius"] + 1)
         if p["build_only"]:
             raise EnginesBuilt(build_only_line("navigation", backend.info.detail))
         self.policy = NavigationPolicy(

@@ -159,6 +159,7 @@ def test_bench_reports_both_backends_and_their_ratio(ros_child_env):
     (["bench-network", "--model", "vint", "--size", "100x100"], "takes 64x85 inputs only"),
     (["bench-network", "--model", "cmx_mit_b0", "--size", "big"], "--size expects HxW"),
     (["bench-network", "--model", "pointpillars", "--batch", "2"], "no --batch or --size"),
+    (["bench-network", "--model", "cmx_mit_b0", "--window", "10"], "--window applies to the vint models only"),
 ])
 def test_bench_rejects_bad_arguments(ros_child_env, args, message):
     proc = run(args, ros_child_env())

@@ -18,6 +18,12 @@ Pipeline, as in the paper's figure:
    predicts ``len_traj_pred`` waypoints ``(x, y, cos yaw, sin yaw)`` ([B, 5, 4]): the network's raw (x, y) are
    per-step displacements, summed cumulatively here, and (cos, sin) are normalised to unit length.
 
+For streaming (one new frame per step) the network splits exactly in two (:class:`ViNTFrameEncoder`,
+:class:`ViNTGoalDecoder`): step 1 sees one frame at a time, so a frame's token is computed once and reused while the
+frame stays in the context; steps 2-4 depend on the current frame and the goal together (the goal encoder fuses their
+channels in its first convolution) and run once per (step, goal). Only that first convolution is linear in the goal
+image, so the node's share of it could be cached too: about 3 % of the goal encoder's work, not worth a third graph.
+
 Waypoint units and frame: ``base_link`` of the robot at the current frame (x forward, y left). The released model was
 trained with normalised actions, so x, y are in units of the *waypoint spacing*: the deployment
 (``deployment/src/navigate.py``) multiplies them by ``MAX_V / RATE`` (robot top speed / control rate; 0.2 m/s / 4 Hz
@@ -205,9 +211,16 @@ class ViNT(nn.Module):
         return self._pooled(self.obs_encoder, frames)
 
     def goal_features(self, obs_img: torch.Tensor, goal_img: torch.Tensor) -> torch.Tensor:
-        """Pooled goal-encoder features [B, 1280] of the current frame stacked with the goal (or the goal alone)."""
-        x = goal_img if self.config.late_fusion else torch.cat([obs_img[:, 3 * self.context_size:], goal_img], dim=1)
+        """Pooled goal-encoder features [B, 1280] of the current frame stacked with the goal (or the goal alone).
+        ``obs_img`` is the whole context [B, 3(C+1), H, W] or the current frame alone [B, 3, H, W] (its last three
+        channels are the current frame either way)."""
+        x = goal_img if self.config.late_fusion else torch.cat([obs_img[:, -3:], goal_img], dim=1)
         return self._pooled(self.goal_encoder, x)
+
+    def frame_tokens(self, frames: torch.Tensor) -> torch.Tensor:
+        """Observation tokens [B, E] of single frames [B, 3, H, W]: the obs encoder and its compression, which see one
+        frame at a time, so a frame's token is the same at every step it stays in the context."""
+        return self.compress_obs_enc(self._pooled(self.obs_encoder, frames))
 
     def tokens(self, obs_features: torch.Tensor, goal_features: torch.Tensor) -> torch.Tensor:
         """Transformer input [B, C+2, E] (before positional encoding): frame tokens oldest first, then the goal."""
@@ -232,7 +245,12 @@ class ViNT(nn.Module):
             obs_features = obs_features.reshape(self.context_size + 1, -1, width)[:, context_index].reshape(-1, width)
         out["goal_features"] = self.goal_features(obs_img, goal_img)
         out["tokens"] = self.tokens(obs_features, out["goal_features"])
-        out["final_repr"] = self.decoder(out["tokens"])
+        out.update(self.decode(out["tokens"]))
+        return out
+
+    def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Transformer and heads over tokens [B, C+2, E]: final_repr [B, 32], dist [B, 1], action_raw, action."""
+        out = {"final_repr": self.decoder(tokens)}
         out["dist"] = self.dist_predictor(out["final_repr"])
         out["action_raw"] = self.action_predictor(out["final_repr"])
         out["action"] = waypoints_from_raw(out["action_raw"], self.len_traj_pred, self.config.learn_angle)
@@ -246,6 +264,39 @@ class ViNT(nn.Module):
         """state_dict keys that ``forward`` never reads (ImageNet classifiers, the decoder's template layer)."""
         return [k for k in self.state_dict()
                 if k.startswith(("obs_encoder._fc.", "goal_encoder._fc.", "decoder.sa_layer."))]
+
+
+class ViNTFrameEncoder(nn.Module):
+    """The first half of ViNT split for streaming: ``forward(frame_img [B, 3, H, W]) -> frame_token [B, E]``, one
+    observation token per camera frame (:meth:`ViNT.frame_tokens`). ViNT encodes every context frame on its own, so a
+    navigation pipeline encodes each frame once, when it enters the context, and reuses its token at the following
+    ``context_size`` steps. Shares ``vint``'s weights (its state_dict is unchanged)."""
+
+    def __init__(self, vint: ViNT) -> None:
+        super().__init__()
+        self.vint = vint
+
+    def forward(self, frame_img: torch.Tensor) -> torch.Tensor:
+        return self.vint.frame_tokens(frame_img)
+
+
+class ViNTGoalDecoder(nn.Module):
+    """The second half: ``forward(context_tokens [B, C+1, E], current_img [B, 3, H, W], goal_img [B, 3, H, W]) ->
+    (dist [B, 1], action [B, T, 4])``: the goal encoder over the current frame stacked with the goal (early fusion,
+    so it runs for every (step, goal) pair; ``current_img`` is unused with ``late_fusion``), then the transformer and
+    heads over the context's cached tokens (oldest first) and the goal token. With :class:`ViNTFrameEncoder` it
+    computes exactly what ``ViNT.forward`` does (up to float rounding)."""
+
+    def __init__(self, vint: ViNT) -> None:
+        super().__init__()
+        self.vint = vint
+
+    def forward(self, context_tokens: torch.Tensor, current_img: torch.Tensor,
+                goal_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        vint = self.vint
+        goal_token = vint.compress_goal_enc(vint.goal_features(current_img, goal_img)).unsqueeze(1)
+        out = vint.decode(torch.cat([context_tokens, goal_token], dim=1))
+        return out["dist"], out["action"]
 
 
 def create_vint(name: str = "vint_default") -> ViNT:
@@ -282,6 +333,30 @@ def vint_onnx_spec(model: ViNT, batch: int = 1, image_size: tuple[int, int] = VI
     names = (*ONNX_INPUT_NAMES, *ONNX_OUTPUT_NAMES)
     return {"example_inputs": (obs, goal), "input_names": ONNX_INPUT_NAMES, "output_names": ONNX_OUTPUT_NAMES,
             "dynamic_axes": {name: {0: "batch"} for name in names}}
+
+
+FRAME_ENCODER_INPUT_NAMES = ("frame_img",)
+FRAME_ENCODER_OUTPUT_NAMES = ("frame_token",)
+GOAL_DECODER_INPUT_NAMES = ("context_tokens", "current_img", "goal_img")
+GOAL_DECODER_OUTPUT_NAMES = ONNX_OUTPUT_NAMES
+
+
+def vint_split_onnx_specs(model: ViNT, image_size: tuple[int, int] = VINT_IMAGE_SIZE
+                          ) -> tuple[tuple[nn.Module, dict[str, Any]], tuple[nn.Module, dict[str, Any]]]:
+    """``(module, export_onnx keyword arguments)`` of the two graphs of the split ViNT (:class:`ViNTFrameEncoder`,
+    :class:`ViNTGoalDecoder`), each with a dynamic batch: the frames entering the context at one step, and the goals
+    of the localisation window."""
+    width, height = image_size
+    frames = torch.zeros(1, 3, height, width)
+    tokens = torch.zeros(1, model.context_size + 1, model.obs_encoding_size)
+    encoder_names = (*FRAME_ENCODER_INPUT_NAMES, *FRAME_ENCODER_OUTPUT_NAMES)
+    decoder_names = (*GOAL_DECODER_INPUT_NAMES, *GOAL_DECODER_OUTPUT_NAMES)
+    return ((ViNTFrameEncoder(model).eval(),
+             {"example_inputs": (frames,), "input_names": FRAME_ENCODER_INPUT_NAMES,
+              "output_names": FRAME_ENCODER_OUTPUT_NAMES, "dynamic_axes": {n: {0: "batch"} for n in encoder_names}}),
+            (ViNTGoalDecoder(model).eval(),
+             {"example_inputs": (tokens, frames, frames), "input_names": GOAL_DECODER_INPUT_NAMES,
+              "output_names": GOAL_DECODER_OUTPUT_NAMES, "dynamic_axes": {n: {0: "batch"} for n in decoder_names}}))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -447,6 +522,8 @@ def load_checkpoint(model: nn.Module, obj: Any, strict: bool = True, allow_missi
     return load_state(model, convert_upstream_checkpoint(obj), strict, allow_missing)
 
 
-__all__ = ["LoadReport", "MultiLayerDecoder", "ONNX_INPUT_NAMES", "ONNX_OUTPUT_NAMES", "PositionalEncoding",
-           "VINT_VARIANTS", "ViNT", "ViNTConfig", "ViNTVariant", "convert_upstream_checkpoint", "create_vint",
-           "load_checkpoint", "load_released_checkpoint", "vint_onnx_spec", "waypoints_from_raw", "waypoints_to_metric"]
+__all__ = ["FRAME_ENCODER_INPUT_NAMES", "FRAME_ENCODER_OUTPUT_NAMES", "GOAL_DECODER_INPUT_NAMES",
+           "GOAL_DECODER_OUTPUT_NAMES", "LoadReport", "MultiLayerDecoder", "ONNX_INPUT_NAMES", "ONNX_OUTPUT_NAMES",
+           "PositionalEncoding", "VINT_VARIANTS", "ViNT", "ViNTConfig", "ViNTFrameEncoder", "ViNTGoalDecoder",
+           "ViNTVariant", "convert_upstream_checkpoint", "create_vint", "load_checkpoint", "load_released_checkpoint",
+           "vint_onnx_spec", "vint_split_onnx_specs", "waypoints_from_raw", "waypoints_to_metric"]

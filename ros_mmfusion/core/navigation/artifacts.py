@@ -11,6 +11,8 @@
 * :func:`build_backend`: the Backend a :class:`~ros_mmfusion.core.navigation.pipeline.NavigationPolicy` receives,
   on any backend of :data:`BACKENDS` (``tensorrt``: an engine with a batch profile over the localisation window,
   :func:`engine_profile`).
+* :func:`vint_split_onnx` / :func:`build_split_backend`: the network split in two graphs (frame encoder, goal
+  encoder + transformer) so the pipeline encodes each context frame once (what the node runs).
 
 Usage (nodes, CLI, tests)::
 
@@ -43,6 +45,10 @@ from ros_mmfusion.core.model_package import (
     weights_origin,
 )
 from ros_mmfusion.core.models.vint import (
+    FRAME_ENCODER_INPUT_NAMES,
+    FRAME_ENCODER_OUTPUT_NAMES,
+    GOAL_DECODER_INPUT_NAMES,
+    GOAL_DECODER_OUTPUT_NAMES,
     ONNX_INPUT_NAMES,
     ONNX_OUTPUT_NAMES,
     ViNT,
@@ -50,13 +56,15 @@ from ros_mmfusion.core.models.vint import (
     load_checkpoint,
     load_released_checkpoint,
     vint_onnx_spec,
+    vint_split_onnx_specs,
 )
-from ros_mmfusion.core.navigation.pipeline import vint_variant
+from ros_mmfusion.core.navigation.pipeline import SplitViNTBackend, vint_variant
 from ros_mmfusion.core.navigation.quantize import (
     EVALUATION_START,
     NavigationInt8Report,
     compare_vint_int8,
     describe,
+    split_feeds,
     vint_samples,
 )
 
@@ -157,30 +165,58 @@ def build_vint(variant: str | ViNTVariant = "vint_default", weights: str = "") -
     return model.eval()
 
 
+def _cache_name(variant: str | ViNTVariant, weights: str, graph: str) -> Path:
+    """Cache path of one exported graph of ``variant`` + ``weights``: named after the variant (a
+    :class:`ViNTVariant`, a package's, by its configuration and input size) and a hash of the weights file (or of
+    the untrained seed); ``graph`` "" is the whole network, else a part's suffix."""
+    from ros_mmfusion.core.onnx_export import cache_dir
+
+    resolved = vint_variant(variant)
+    key = variant if isinstance(variant, str) else f"custom/{resolved.config!r}/{resolved.image_size}"
+    name = variant if isinstance(variant, str) else "vint_package"
+    digest = hashlib.sha256(f"{key}/dynamic-batch/untrained-seed{UNTRAINED_SEED}".encode())
+    if weights:
+        if not Path(weights).is_file():
+            raise ConfigError(f"ViNT weights file not found: {weights}")
+        digest.update(Path(weights).read_bytes())
+    return cache_dir() / "onnx" / f"{name}-{digest.hexdigest()[:16]}{graph}.onnx"
+
+
 def vint_onnx(variant: str | ViNTVariant = "vint_default", weights: str = "", onnx: str = "") -> Path:
     """The ONNX file of ``variant`` + ``weights``: ``onnx`` when given (exported there when missing), else one in the
     cache directory named after the variant and a hash of the weights file (or of the untrained seed); a
     :class:`ViNTVariant` (a package's) is named by its configuration and input size."""
-    from ros_mmfusion.core.onnx_export import cache_dir, export_once, export_onnx
+    from ros_mmfusion.core.onnx_export import export_once, export_onnx
 
     resolved = vint_variant(variant)
-    if onnx:
-        path = Path(onnx)
-    else:
-        key = variant if isinstance(variant, str) else f"custom/{resolved.config!r}/{resolved.image_size}"
-        name = variant if isinstance(variant, str) else "vint_package"
-        digest = hashlib.sha256(f"{key}/dynamic-batch/untrained-seed{UNTRAINED_SEED}".encode())
-        if weights:
-            if not Path(weights).is_file():
-                raise ConfigError(f"ViNT weights file not found: {weights}")
-            digest.update(Path(weights).read_bytes())
-        path = cache_dir() / "onnx" / f"{name}-{digest.hexdigest()[:16]}.onnx"
+    path = Path(onnx) if onnx else _cache_name(variant, weights, "")
 
     def export(tmp: Path) -> None:
         model = build_vint(resolved, weights)
         export_onnx(model, path=tmp, **vint_onnx_spec(model, image_size=resolved.image_size))
 
     return export_once(path, export)
+
+
+SPLIT_GRAPHS = ("-frame-encoder", "-goal-decoder")
+"""Name suffixes of the split network's two ONNX files (``models.vint.ViNTFrameEncoder``, ``ViNTGoalDecoder``)."""
+
+
+def vint_split_onnx(variant: str | ViNTVariant = "vint_default", weights: str = "") -> tuple[Path, Path]:
+    """The split network's ONNX files ``(frame encoder, goal decoder)`` of ``variant`` + ``weights`` in the cache
+    (exported on first use, beside the whole network's file, same naming)."""
+    from ros_mmfusion.core.onnx_export import export_once, export_onnx
+
+    resolved = vint_variant(variant)
+    paths = tuple(_cache_name(variant, weights, graph) for graph in SPLIT_GRAPHS)
+
+    def exporter(part: int):
+        def export(tmp: Path) -> None:
+            module, spec = vint_split_onnx_specs(build_vint(resolved, weights), resolved.image_size)[part]
+            export_onnx(module, path=tmp, **spec)
+        return export
+
+    return export_once(paths[0], exporter(0)), export_once(paths[1], exporter(1))
 
 
 def vint_int8_onnx(variant: str | ViNTVariant = "vint_default", weights: str = "", onnx: str = "", count: int = 16,
@@ -243,6 +279,66 @@ def build_backend(backend: str = "onnxruntime", variant: str | ViNTVariant = "vi
                           module_factory=lambda: build_vint(variant, weights), onnx_path=onnx_path, device=device,
                           threads=threads, precision=precision, shapes=shapes, cache_dir=cache_dir,
                           split_batch=True)
+
+
+def vint_split_int8_onnx(variant: str | ViNTVariant = "vint_default", weights: str = "", count: int = 16,
+                        settings: Int8Settings | None = None, cache: EngineCache | None = None,
+                        force: bool = False) -> tuple[Path, Path]:
+    """The INT8 (QDQ) models of the split network's two graphs (:func:`vint_split_onnx`), cached beside them: the
+    frame encoder calibrated on the frames of ``count`` ``indoor_corridor`` contexts, the goal decoder on the same
+    contexts' goals with the fp32 encoder's tokens (``quantize.split_feeds``)."""
+    from ros_mmfusion.core.onnx_export import ort_session
+
+    paths = vint_split_onnx(variant, weights)
+    samples: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+
+    def prepared() -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+        if not samples:  # rendered and encoded once, for both graphs, only when one needs quantizing
+            encoder = ort_session(paths[0])
+            samples.extend(split_feeds(feed, lambda frames: encoder.run(None, {"frame_img": frames})[0])
+                           for feed in vint_samples(variant, count))
+        return samples
+
+    return tuple(quantized_model(path, lambda part=part: (s[part] for s in prepared()), settings,
+                                 cache or EngineCache(), force=force,
+                                 notes_of=lambda: {"calibration": describe(count)}).artifact
+                 for part, path in enumerate(paths))
+
+
+def build_split_backend(backend: str = "onnxruntime", variant: str | ViNTVariant = "vint_default", weights: str = "",
+                        device: str = "cpu", threads: int = 0) -> SplitViNTBackend:
+    """The split ViNT (frame encoder + goal decoder, :class:`SplitViNTBackend`) on ``backend``: ``onnxruntime``
+    runs :func:`vint_split_onnx`'s fp32 files, ``onnxruntime-int8`` their INT8 models (:func:`vint_split_int8_onnx`,
+    calibrated on first use), ``torch`` the two halves of one network (shared weights). ConfigError for another
+    backend, an unknown variant or an unusable weights file."""
+    from ros_mmfusion.core.models.vint import ViNTFrameEncoder, ViNTGoalDecoder
+
+    if backend not in SPLIT_BACKENDS:
+        raise ConfigError(f"the split ViNT runs on {' or '.join(SPLIT_BACKENDS)}, not {backend!r}")
+    vint_variant(variant)
+    paths: tuple[Path | None, Path | None] = (None, None)
+    model: list[ViNT] = []  # the torch halves share one network, built once
+
+    def network() -> ViNT:
+        if not model:
+            model.append(build_vint(variant, weights))
+        return model[0]
+
+    if backend == "onnxruntime":
+        paths = vint_split_onnx(variant, weights)
+    elif backend == "onnxruntime-int8":
+        paths = vint_split_int8_onnx(variant, weights)
+    encoder = create_backend(backend, input_names=FRAME_ENCODER_INPUT_NAMES, output_names=FRAME_ENCODER_OUTPUT_NAMES,
+                             module_factory=lambda: ViNTFrameEncoder(network()), onnx_path=paths[0], device=device,
+                             threads=threads)
+    decoder = create_backend(backend, input_names=GOAL_DECODER_INPUT_NAMES, output_names=GOAL_DECODER_OUTPUT_NAMES,
+                             module_factory=lambda: ViNTGoalDecoder(network()), onnx_path=paths[1], device=device,
+                             threads=threads)
+    return SplitViNTBackend(encoder, decoder)
+
+
+SPLIT_BACKENDS = ("onnxruntime", "onnxruntime-int8", "torch")
+"""The backends :func:`build_split_backend` builds; the node runs the whole network on the others."""
 
 
 def measure_int8(variant: str | ViNTVariant = "vint_default", weights: str = "", count: int = 16, threads: int = 0,

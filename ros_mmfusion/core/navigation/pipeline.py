@@ -10,7 +10,11 @@ of the ViNT deployment (``deployment/src/navigate.py``):
 2. **observation and goal images** (:meth:`~NavigationPolicy.network_inputs`): the context repeated once per
    candidate goal image of the localisation window, in one batch (which is why the ONNX export has a dynamic
    batch); the method INT8 quantization feeds through (:mod:`ros_mmfusion.core.navigation.quantize`);
-3. **temporal distances and waypoints** (:meth:`~NavigationPolicy.predict`): the network's ``dist`` and ``action``;
+3. **temporal distances and waypoints** (:meth:`~NavigationPolicy.predict`): the network's ``dist`` and ``action``.
+   With a :class:`SplitViNTBackend` (what the node runs) each context frame is encoded once, when it enters the
+   context, and its observation token is reused at the following steps; every step then runs the frame encoder on
+   the newest frame only and the goal encoder + transformer once over the window's goals (one batch), the same
+   outputs as the whole network on the repeated context (:meth:`~NavigationPolicy.split_inputs`);
 4. **localisation and subgoal** (:class:`~ros_mmfusion.core.navigation.localization.TopomapLocalizer`): the closest
    node and the subgoal whose waypoints are followed;
 5. **metric waypoints** (:meth:`~NavigationPolicy.to_metric`): scaled to metres, with the one to follow.
@@ -22,12 +26,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
-from ros_mmfusion.core.inference.base import Backend
+from ros_mmfusion.core.inference.base import Backend, BackendInfo
 from ros_mmfusion.core.models.vint import VINT_VARIANTS, ViNTVariant, waypoints_to_metric
 from ros_mmfusion.core.navigation.localization import LocalizationStep, TopomapLocalizer
 from ros_mmfusion.core.navigation.preprocess import preprocess_frame
@@ -49,6 +53,22 @@ def vint_variant(name: str | ViNTVariant) -> ViNTVariant:
     if name not in VINT_VARIANTS:
         raise ConfigError(f"unknown ViNT variant {name!r}; known: {sorted(VINT_VARIANTS)}")
     return VINT_VARIANTS[name]
+
+
+@dataclass(frozen=True)
+class SplitViNTBackend:
+    """ViNT as its two streaming graphs (``models.vint.ViNTFrameEncoder`` / ``ViNTGoalDecoder``, built by
+    ``artifacts.build_split_backend``): ``frame_encoder`` (``frame_img`` [B, 3, H, W] -> ``frame_token`` [B, E]) and
+    ``goal_decoder`` (``context_tokens`` [B, C+1, E], ``current_img``, ``goal_img`` -> ``dist``, ``action``)."""
+
+    frame_encoder: Backend
+    goal_decoder: Backend
+
+    @property
+    def info(self) -> BackendInfo:
+        """The goal decoder's description (kind, device, precision), marked as the split network."""
+        info = self.goal_decoder.info
+        return replace(info, detail=f"{info.detail}, split (context frames encoded once)")
 
 
 @dataclass(frozen=True)
@@ -80,16 +100,18 @@ class NavigationResult:
 
 
 class NavigationPolicy:
-    """ViNT over a topomap (or one goal image) with the network ``backend`` (inputs ``obs_img``, ``goal_img``;
-    outputs ``dist``, ``action``), built for the same ``variant`` by ``artifacts.build_backend``; None only for
-    a pipeline that produces network inputs and never predicts (INT8 calibration).
+    """ViNT over a topomap (or one goal image) with the network ``backend``, built for the same ``variant``: the whole
+    network (inputs ``obs_img``, ``goal_img``; outputs ``dist``, ``action``; ``artifacts.build_backend``), or a
+    :class:`SplitViNTBackend` (``artifacts.build_split_backend``) that encodes each context frame once; None only
+    for a pipeline that produces network inputs and never predicts (INT8 calibration).
 
     ``goal_node`` (-1 = last), ``radius`` and ``close_threshold`` are the deployment's localisation settings (defaults
     -1, 4, 3 as there); ``waypoint_index`` selects the waypoint to follow (default 2, the third of five);
     ``waypoint_spacing`` (metres) scales the normalised waypoints; ``frame_rate_hz`` 0 takes the variant's (4 Hz).
     """
 
-    def __init__(self, topomap: Topomap, backend: Backend | None, *, variant: str | ViNTVariant = "vint_default",
+    def __init__(self, topomap: Topomap, backend: Backend | SplitViNTBackend | None, *,
+                 variant: str | ViNTVariant = "vint_default",
                  goal_node: int = -1, radius: int = 4, close_threshold: float = 3.0, waypoint_index: int = 2,
                  waypoint_spacing: float = 0.05, frame_rate_hz: float = 0.0, center_crop: bool = False,
                  start_node: int = 0) -> None:
@@ -107,6 +129,7 @@ class NavigationPolicy:
         self.center_crop = center_crop
         self.sampler = PeriodicSampler(1.0 / self.frame_rate_hz)
         self.context: deque[np.ndarray] = deque(maxlen=self.context_size + 1)
+        self._frame_tokens: deque[np.ndarray | None] = deque(maxlen=self.context_size + 1)  # aligned with context
         self.context_stamp_ns: int | None = None
         self._goals: dict[int, np.ndarray] = {}
         self.backend = backend
@@ -121,11 +144,12 @@ class NavigationPolicy:
         last = self.sampler.last_ns
         if last is not None and (stamp_ns < last or
                                  stamp_ns - last > MAX_CONTEXT_GAP_PERIODS * self.sampler.period_ns):
-            self.context.clear()
+            self._clear_context()
             self.sampler.reset()
         if not self.sampler.offer(stamp_ns):
             return False
         self.context.append(self._preprocess(rgb))
+        self._frame_tokens.append(None)  # encoded when first needed (a split backend), then reused
         self.context_stamp_ns = stamp_ns
         return True
 
@@ -157,14 +181,36 @@ class NavigationPolicy:
         goals = np.stack([self.goal_tensor(i) for i in range(start, end + 1)])
         return {"obs_img": np.repeat(obs, n, axis=0), "goal_img": goals}
 
+    def split_inputs(self, start: int, end: int) -> dict[str, np.ndarray]:
+        """The split network's feeds (:class:`SplitViNTBackend`) for the context towards nodes ``start..end``:
+        ``context_tokens`` ``(n, C+1, E)`` (the context frames' tokens, oldest first, repeated once per node),
+        ``current_img`` ``(n, 3, H, W)`` (the newest frame, repeated) and ``goal_img`` ``(n, 3, H, W)``. Frames whose
+        token is not known yet (the newest, or all after a reset) go through the frame encoder, in one batch."""
+        if not self.ready:
+            raise RuntimeError(f"the context holds {len(self.context)} of {self.context.maxlen} frames")
+        if not isinstance(self.backend, SplitViNTBackend):
+            raise RuntimeError("split_inputs needs a SplitViNTBackend (artifacts.build_split_backend)")
+        missing = [i for i, token in enumerate(self._frame_tokens) if token is None]
+        if missing:
+            frames = np.stack([self.context[i] for i in missing])
+            tokens = self.backend.frame_encoder.run({"frame_img": frames})["frame_token"]
+            for i, token in zip(missing, tokens, strict=True):
+                self._frame_tokens[i] = token
+        n = end - start + 1
+        goals = np.stack([self.goal_tensor(i) for i in range(start, end + 1)])
+        return {"context_tokens": np.repeat(np.stack(list(self._frame_tokens))[None], n, axis=0),
+                "current_img": np.repeat(self.context[-1][None], n, axis=0), "goal_img": goals}
+
     def predict(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """Temporal distances ``(n,)`` and normalised waypoints ``(n, T, 4)`` of the context towards nodes
         ``start..end``, in one batch."""
-        feeds = self.network_inputs(start, end)
         if self.backend is None:
             raise RuntimeError("this navigation pipeline has no backend: it only produces network inputs")
         n = end - start + 1
-        out = self.backend.run(feeds)
+        if isinstance(self.backend, SplitViNTBackend):
+            out = self.backend.goal_decoder.run(self.split_inputs(start, end))
+        else:
+            out = self.backend.run(self.network_inputs(start, end))
         return out["dist"].reshape(n), out["action"].reshape(n, -1, out["action"].shape[-1])
 
     def step(self, distance_fn: DistanceFunction | None = None,
@@ -191,7 +237,11 @@ class NavigationPolicy:
 
     def reset(self) -> None:
         """Forget the context and start localising at the start node again (a time jump, a new run)."""
-        self.context.clear()
+        self._clear_context()
         self.context_stamp_ns = None
         self.sampler.reset()
         self.localizer.reset()
+
+    def _clear_context(self) -> None:
+        self.context.clear()
+        self._frame_tokens.clear()

@@ -156,3 +156,56 @@ def vint_samples_from_bag(variant: str | object, bag: str | Path, count: int = 1
         raise ConfigError(f"bag {bag}: {len(images)} images on {topic}; {count} ViNT contexts need {needed}")
     route = topomap_from_images(images, len(images), f"bag {Path(bag).name}")
     return list(context_feeds(NavigationPolicy(route, None, variant=variant), [i * stride for i in range(count)]))
+
+
+# ------------------------------------------------------------------------------------------------- the split network
+
+def split_feeds(feed: Mapping[str, np.ndarray], frame_tokens) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A whole-network sample (``vint_samples``, batch 1) as the split network's two feeds: ``{"frame_img"}`` (the
+    context's frames, oldest first) and ``{"context_tokens", "current_img", "goal_img"}``, the tokens from
+    ``frame_tokens(frames) -> (C+1, E)`` (the fp32 frame encoder, so the decoder is calibrated on what it sees)."""
+    obs = np.asarray(feed["obs_img"], np.float32)
+    frames = obs.reshape(-1, 3, *obs.shape[-2:])
+    return ({"frame_img": frames},
+            {"context_tokens": np.asarray(frame_tokens(frames))[None], "current_img": obs[:, -3:],
+             "goal_img": np.asarray(feed["goal_img"], np.float32)})
+
+
+@dataclass
+class PipelineAgreement:
+    """Two navigation pipelines driven over the same camera frames (held-out synthetic route): how often they
+    localise at the same node and choose the same subgoal, and how far apart their temporal distances (model units,
+    frames) and published waypoints (metres, ``base_link``) are."""
+
+    steps: int
+    closest_node_agreement: float
+    subgoal_agreement: float
+    distance_abs_error_max: float
+    waypoint_error_mean_m: float
+    waypoint_error_max_m: float
+
+    def summary(self) -> str:
+        return (f"{self.steps} steps: closest node agreement {100 * self.closest_node_agreement:.1f} %, subgoal "
+                f"{100 * self.subgoal_agreement:.1f} %, distance |error| max {self.distance_abs_error_max:.4f}, "
+                f"waypoint error mean {1e3 * self.waypoint_error_mean_m:.2f} / max "
+                f"{1e3 * self.waypoint_error_max_m:.2f} mm")
+
+
+def route_agreement(reference: NavigationPolicy, candidate: NavigationPolicy, frames: Sequence[np.ndarray]
+                    ) -> PipelineAgreement:
+    """Drive both pipelines (same topomap and settings) over ``frames``, one per context period, and compare every
+    step; each keeps its own localisation state, so a divergence shows in the following steps too."""
+    period = reference.sampler.period_ns
+    pairs = []
+    for k, frame in enumerate(frames):
+        taken = [p.add_frame(k * period, frame) for p in (reference, candidate)]
+        if all(taken) and reference.ready and candidate.ready:
+            pairs.append((reference.step(), candidate.step()))
+    if not pairs:
+        raise ValueError(f"{len(frames)} frames never fill a context of {reference.context.maxlen}")
+    same_window = [(a, b) for a, b in pairs if a.localization.window == b.localization.window]
+    derr = max((np.abs(a.model_distances - b.model_distances).max() for a, b in same_window), default=0.0)
+    werr = np.concatenate([np.linalg.norm(a.waypoints[:, :2] - b.waypoints[:, :2], axis=-1) for a, b in pairs])
+    return PipelineAgreement(len(pairs), float(np.mean([a.closest_node == b.closest_node for a, b in pairs])),
+                             float(np.mean([a.subgoal_node == b.subgoal_node for a, b in pairs])), float(derr),
+                             float(werr.mean()), float(werr.max()))
