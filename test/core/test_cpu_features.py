@@ -94,19 +94,21 @@ def test_each_class_gets_the_format_that_is_exact_on_it(name, fmt):
     assert cpu_int8_settings(CpuIsa(name), "").label == fmt
 
 
-def test_vnni_runs_int8_everywhere_and_avx2_declines_it_for_segmentation_only():
+def test_vnni_runs_int8_for_the_cnns_avx2_declines_segmentation_and_navigation_is_declined_everywhere():
     vnni, avx2 = CpuIsa(isa.X86_AVX512_VNNI, "Intel Xeon"), CpuIsa(isa.X86_AVX2, "AMD EPYC")
-    for model in MODEL_FAMILIES:
+    for model in ("segmentation", "detection3d"):
         plan = int8_plan(model, vnni, "")
         assert plan.use_int8 and not plan.forced and plan.message().startswith(f"INT8 u8s8 for {model}")
     seg = int8_plan("segmentation", avx2, "")
     assert not seg.use_int8
     assert seg.message().startswith("INT8 declined for segmentation on this CPU (x86 AVX2 without VNNI")
     assert "using fp32 ONNX Runtime" in seg.message() and f"{OVERRIDE_ENV}=u8s8-rr forces INT8" in seg.message()
-    for model in ("navigation", "detection3d"):  # measured faster than fp32 and accurate in u8s8-rr
-        plan = int8_plan(model, avx2, "")
-        assert plan.use_int8 and plan.settings.reduce_range and "saturate" in plan.message()
-    assert not int8_plan("navigation", CpuIsa(isa.UNKNOWN), "").use_int8
+    det = int8_plan("detection3d", avx2, "")  # measured faster than fp32 and accurate in u8s8-rr
+    assert det.use_int8 and det.settings.reduce_range and "saturate" in det.message()
+    for cpu in (vnni, avx2, CpuIsa(isa.UNKNOWN)):  # trained ViNT does not localise in INT8 (docs/benchmarks.md)
+        nav = int8_plan("navigation", cpu, "")
+        assert not nav.use_int8 and "14.5 %" in nav.message()
+    assert int8_plan("navigation", avx2, "u8s8-rr").use_int8  # the expert override still forces it
     with pytest.raises(ValueError, match="model family"):
         int8_plan("classification", avx2, "")
 
