@@ -60,6 +60,30 @@ def read_header_stamp(data: bytes | memoryview) -> int:
     return sec * NS_PER_S + nanosec
 
 
+BAG_FILE_SUFFIXES = (".mcap", ".db3", ".db3-shm", ".db3-wal", ".db3-journal")
+"""What rosbag2's storage plugins write into a bag directory besides ``metadata.yaml``."""
+
+
+def is_bag_written_by(path: str | Path, marker: str, generator: str | None, own_files: Sequence[str] = ()) -> bool:
+    """Whether the directory ``path`` is a bag one of our commands wrote, so that ``--overwrite`` may replace it: it
+    holds ``metadata.yaml``, the command's ``marker`` file (whose ``generator`` key is ``generator``; None: the
+    marker's presence is enough) and nothing but bag files (:data:`BAG_FILE_SUFFIXES`) and ``own_files``."""
+    import yaml
+
+    path = Path(path)
+    marker_path = path / marker
+    if not marker_path.is_file() or not (path / "metadata.yaml").is_file():
+        return False
+    if generator is not None:
+        try:
+            if (yaml.safe_load(marker_path.read_text()) or {}).get("generator") != generator:
+                return False
+        except Exception:  # noqa: BLE001 - unreadable marker: not ours
+            return False
+    ours = {"metadata.yaml", marker, *own_files}
+    return all(p.is_file() and (p.name in ours or p.name.endswith(BAG_FILE_SUFFIXES)) for p in path.iterdir())
+
+
 def restamp(data: bytes, stamp_ns: int) -> bytes:
     """A copy of serialized ``data`` (first field a Header) with the header stamp set to ``stamp_ns``."""
     out = bytearray(data)

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ros_mmfusion import __version__
+from ros_mmfusion.core.bagio import is_bag_written_by
 from ros_mmfusion.core.calibration import FORMAT, CameraCalibration, LidarCalibration
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.geometry import PinholeCamera, Transform
@@ -524,18 +525,7 @@ class _Rig:
 def is_imported_bag(path: Path) -> bool:
     """True when ``path`` is a bag directory this importer wrote (its ``dataset.yaml`` says so and it holds nothing
     but the bag's files); what ``--overwrite`` may replace."""
-    marker = path / DATASET_FILE
-    if not marker.is_file() or not (path / "metadata.yaml").is_file():
-        return False
-    try:
-        import yaml
-
-        if (yaml.safe_load(marker.read_text()) or {}).get("generator") != GENERATOR:
-            return False
-    except Exception:  # noqa: BLE001 - unreadable marker: not ours
-        return False
-    ours = {"metadata.yaml", "calibration.yaml", DATASET_FILE}
-    return all(p.is_file() and (p.name in ours or p.name.endswith(".mcap")) for p in path.iterdir())
+    return is_bag_written_by(path, DATASET_FILE, GENERATOR, ("calibration.yaml",))
 
 
 @dataclass

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ros_mmfusion import __version__
+from ros_mmfusion.core.bagio import is_bag_written_by
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.geometry import PinholeCamera, Transform, yaw_to_quaternion
 
@@ -321,16 +322,7 @@ class ImportSummary:
 def is_imported_bag(path: Path) -> bool:
     """Whether ``path`` is a bag directory :func:`write_bag` wrote (its marker file names this generator and it holds
     nothing but the bag)."""
-    import yaml
-
-    marker = path / MARKER_FILE
-    try:
-        if (yaml.safe_load(marker.read_text()) or {}).get("generator") != GENERATOR:
-            return False
-    except Exception:  # noqa: BLE001 - absent or unreadable marker: not ours
-        return False
-    return all(p.is_file() and (p.name in (MARKER_FILE, "metadata.yaml") or p.suffix in (".mcap", ".db3"))
-               for p in path.iterdir())
+    return is_bag_written_by(path, MARKER_FILE, GENERATOR)
 
 
 def _marker_text(samples: Sequence[NuScenesSample], source: Path, storage: str) -> str:

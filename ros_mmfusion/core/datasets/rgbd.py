@@ -29,6 +29,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 
+from ros_mmfusion.core.bagio import is_bag_written_by
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.geometry import PinholeCamera
 from ros_mmfusion.core.modalities.depth_encodings import DEPTH_ENCODINGS, default_camera, read_depth_file
@@ -171,10 +172,7 @@ def camera_from_intrinsics(values: Sequence[float], width: int, height: int) -> 
 
 def is_rgbd_bag(path: Path) -> bool:
     """Whether ``path`` is a bag this importer wrote (its marker, and nothing but bag files)."""
-    if not (path / MARKER).is_file():
-        return False
-    return all(p.is_file() and (p.name in (MARKER, "metadata.yaml") or p.suffix in (".mcap", ".db3"))
-               for p in path.iterdir())
+    return is_bag_written_by(path, MARKER, None)
 
 
 def write_bag(out: Path, frames: Sequence[Frame], *, depth_encoding: str = "tum", layout: str = "rgbd",

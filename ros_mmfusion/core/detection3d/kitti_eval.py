@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ros_mmfusion.core.detection3d.metrics import _boxes, bev_iou_matrix, iou3d_matrix
+from ros_mmfusion.core.detection3d.box_iou import _boxes, bev_iou_matrix, iou3d_matrix
 
 KITTI_CLASSES = ("car", "pedestrian", "cyclist")
 MIN_OVERLAP = {"car": 0.7, "van": 0.7, "truck": 0.7}

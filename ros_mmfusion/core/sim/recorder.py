@@ -96,8 +96,6 @@ def topic_table(compressed: str | None = None) -> dict[str, tuple[str, str]]:
             for topic, entry in TOPICS.items()}
 
 _CAMERA_TOPICS = {"color": "/camera/color", "depth": "/camera/depth", "thermal": "/thermal"}
-_OUR_FILES = {"metadata.yaml", "calibration.yaml", "scenario.yaml"}
-_OUR_SUFFIXES = (".mcap", ".db3", ".db3-shm", ".db3-wal", ".db3-journal")
 GT_POINT_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("label", "<u2"), ("instance", "<u2")])
 
 
@@ -175,17 +173,10 @@ def convention_messages(convention: Convention | None, topic: str, message: Any,
 
 
 def is_simulated_bag(path: Path) -> bool:
-    marker = path / "scenario.yaml"
-    if not marker.is_file() or not (path / "metadata.yaml").is_file():
-        return False
-    try:
-        import yaml
+    """Whether ``path`` is a bag :func:`record` wrote (what ``mmfusion sim --overwrite`` may replace)."""
+    from ros_mmfusion.core.bagio import is_bag_written_by
 
-        if (yaml.safe_load(marker.read_text()) or {}).get("generator") != GENERATOR:
-            return False
-    except Exception:  # noqa: BLE001 - unreadable marker: not ours
-        return False
-    return all(p.is_file() and (p.name in _OUR_FILES or p.name.endswith(_OUR_SUFFIXES)) for p in path.iterdir())
+    return is_bag_written_by(path, "scenario.yaml", GENERATOR, ("calibration.yaml",))
 
 
 def prepare_output(out: Path, overwrite: bool) -> None:
