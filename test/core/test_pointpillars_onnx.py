@@ -63,7 +63,7 @@ def test_graphs_hold_no_scatter_loop_condition_or_nonzero(kitti):
     _, encoder_path, head_path = kitti
     encoder_ops, head_ops = op_types(encoder_path), op_types(head_path)
     assert not encoder_ops & FORBIDDEN and not head_ops & FORBIDDEN
-    assert {"MatMul", "ReduceMax"} <= encoder_ops and {"Conv", "DepthToSpace"} <= head_ops
+    assert {"MatMul", "ReduceMax"} <= encoder_ops and {"Conv", "ConvTranspose"} <= head_ops
 
 
 @needs_fixture

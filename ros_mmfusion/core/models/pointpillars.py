@@ -420,57 +420,6 @@ class BaseBEVBackbone(nn.Module):
         return x
 
 
-class DeconvAsConv(nn.Module):
-    """A non-overlapping transposed convolution block (``ConvTranspose2d`` with kernel = stride ``s``, no bias) + BN
-    + ReLU as a 1x1 ``Conv2d`` to ``C_out * s * s`` channels + BN + ReLU + ``PixelShuffle(s)`` (ONNX
-    ``DepthToSpace``).
-
-    The same function: output ``(o, s*i + a, s*j + b)`` is ``sum_c x[c, i, j] W[c, o, a, b]`` either way, channel
-    ``o * s * s + a * s + b`` of the 1x1 convolution; BN and ReLU act per output channel, so they go before the
-    shuffle with their parameters repeated ``s * s`` times. Values differ from the transposed convolution only by
-    float32 summation order (~1e-7 relative). ONNX Runtime runs the convolution, BN and ReLU as one fused
-    blocked-layout kernel, where it runs ``ConvTranspose`` as a GEMM plus ``col2im`` with a separate ReLU.
-    """
-
-    def __init__(self, deconv: nn.ConvTranspose2d, norm: nn.BatchNorm2d) -> None:
-        super().__init__()
-        s = deconv.stride[0]
-        c_in, c_out, repeat = deconv.in_channels, deconv.out_channels, deconv.stride[0] ** 2
-        self.conv = nn.Conv2d(c_in, c_out * repeat, 1, bias=False)
-        self.conv.weight = nn.Parameter(deconv.weight.detach().permute(1, 2, 3, 0).reshape(c_out * repeat, c_in, 1, 1)
-                                        .clone(), requires_grad=False)
-        self.norm = nn.BatchNorm2d(c_out * repeat, eps=norm.eps)
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(self.norm, name).data = getattr(norm, name).detach().repeat_interleave(repeat).clone()
-        self.shuffle = nn.PixelShuffle(s) if s > 1 else nn.Identity()
-
-    @staticmethod
-    def applies(block: nn.Module) -> bool:
-        """Whether ``block`` is a ``Sequential(ConvTranspose2d, BatchNorm2d, ReLU)`` this rewrite covers."""
-        if not (isinstance(block, nn.Sequential) and len(block) == 3 and isinstance(block[1], nn.BatchNorm2d)
-                and isinstance(block[2], nn.ReLU)):
-            return False
-        d = block[0]
-        return (isinstance(d, nn.ConvTranspose2d) and d.bias is None and d.groups == 1
-                and d.kernel_size == d.stride and d.stride[0] == d.stride[1] and d.padding == (0, 0)
-                and d.output_padding == (0, 0) and d.dilation == (1, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.shuffle(torch.relu(self.norm(self.conv(x))))
-
-
-def deployed_backbone(backbone: BaseBEVBackbone) -> BaseBEVBackbone:
-    """``backbone`` (eval mode) with every non-overlapping transposed-convolution block as ``DeconvAsConv``, the
-    other modules shared. Used for export; the module itself keeps the reference structure and checkpoint keys."""
-    import copy
-
-    out = copy.copy(backbone)
-    out._modules = dict(backbone._modules)  # noqa: SLF001 - a shallow copy must not share the module table
-    out.deblocks = nn.ModuleList(DeconvAsConv(block[0], block[1]) if DeconvAsConv.applies(block) else block
-                                 for block in backbone.deblocks)
-    return out.eval()
-
-
 class AnchorHeadSingle(nn.Module):
     """1x1 convolutions: ``conv_cls`` ``(A*classes)``, ``conv_box`` ``(A*code_size)``, ``conv_dir_cls``
     ``(A*bins)``; outputs stay NCHW (channel ``a*K + k``)."""
@@ -698,16 +647,12 @@ def export_split(model: PointPillars, directory: str | Path, num_pillars: int = 
                  bev_shape: tuple[int, int] | None = None, opset: int | None = None) -> tuple[Path, Path]:
     """Export ``pillar_encoder.onnx`` (dynamic pillar count) and ``backbone_head.onnx`` into ``directory``.
 
-    The backbone is exported in its deployment form (``deployed_backbone``: transposed convolutions as 1x1
-    convolutions + depth-to-space).
-
     ``bev_shape`` defaults to the configured grid's ``(ny, nx)``; a smaller one gives a graph for a cropped canvas.
     """
     from ros_mmfusion.core.onnx_export import OPSET, export_onnx
 
     directory = Path(directory)
     encoder, backbone_head = model.split()
-    backbone_head = BackboneHead(deployed_backbone(backbone_head.backbone_2d.eval()), backbone_head.dense_head)
     cfg = model.config
     points = torch.zeros(num_pillars, cfg.max_points_per_pillar, cfg.num_input_features)
     enc_path = export_onnx(encoder, (points,), directory / "pillar_encoder.onnx", encoder.input_names,
