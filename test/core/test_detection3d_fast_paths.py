@@ -1,8 +1,8 @@
 """The fast forms of the PointPillars pipeline against the straightforward implementations they replaced, kept here as
 references: greedy rotated NMS box by box, the top-k by a full sort, decoding every anchor, pillarization through
-``np.unique`` plus a second sort, the decorated features by masking, the PFN's norm before its max and the BEV
-backbone's transposed convolutions. Each fast form must give the same results (bit for bit where the arithmetic is
-the same, to float32 rounding where only the summation order changes)."""
+``np.unique`` plus a second sort, the decorated features by masking and the PFN's norm before its max. Each fast
+form must give the same results (bit for bit where the arithmetic is the same, to float32 rounding where only the
+order of operations changes)."""
 from __future__ import annotations
 
 import dataclasses
@@ -32,12 +32,8 @@ from ros_mmfusion.core.detection3d.pillarize import (
 from ros_mmfusion.core.detection3d.postprocess import AnchorHeadDecoder, NmsConfig, PostProcessConfig
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.models.pointpillars import (
-    BaseBEVBackbone,
-    BEVBackboneConfig,
-    DeconvAsConv,
     PillarEncoder,
     PillarVFE,
-    deployed_backbone,
 )
 
 # --------------------------------------------------------------------------------------------- references (the old)
@@ -228,25 +224,3 @@ def test_pfn_pooling_before_its_norm_gives_the_same_embeddings():
     with torch.no_grad():
         np.testing.assert_allclose(encoder(points).numpy(), vfe(points).numpy(), rtol=1e-6, atol=1e-5)
     assert (norm.weight < 0).any()
-
-
-def test_transposed_convolutions_as_conv_and_depth_to_space_give_the_same_maps():
-    torch.manual_seed(1)
-    config = BEVBackboneConfig(layer_nums=(1, 1, 1), layer_strides=(2, 2, 2), num_filters=(8, 16, 16),
-                               upsample_strides=(1, 2, 4), num_upsample_filters=(8, 8, 8))
-    backbone = BaseBEVBackbone(8, config)
-    with torch.no_grad():
-        for module in backbone.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.copy_(torch.randn_like(module.weight))
-                module.running_mean.copy_(torch.randn_like(module.running_mean))
-                module.running_var.copy_(torch.rand_like(module.running_var) + 0.5)
-    backbone.eval()
-    deployed = deployed_backbone(backbone)
-    assert all(isinstance(block, DeconvAsConv) for block in deployed.deblocks)
-    assert not any(isinstance(m, DeconvAsConv) for m in backbone.modules())  # the reference is left as it was
-    canvas = torch.randn(1, 8, 32, 24)
-    with torch.no_grad():
-        expected, got = backbone(canvas), deployed(canvas)
-    assert got.shape == expected.shape == (1, 24, 16, 12)
-    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
