@@ -203,6 +203,5 @@ def decorate_pillars(pillars: Pillars, grid: PillarGrid, use_absolute_xyz: bool 
     np.subtract(xyz, pillar_centres(pillars.coords, grid)[:, None, :], out=features[:, :, first + 3:first + 6])
     if with_distance:
         features[:, :, -1] = np.linalg.norm(xyz, axis=2)
-    padded = np.arange(m)[None, :] >= num[:, None]
-    features[:, :, first:][padded] = 0
+    features[:, :, first:] *= (np.arange(m)[None, :] < num[:, None]).astype(np.float32)[:, :, None]
     return features
