@@ -56,7 +56,7 @@ clouds on first use, see ``quantize.py``; ``tensorrt``, ``onnxruntime-cuda``, ``
 ``core/inference``)."""
 ENCODER_ONNX = "pillar_encoder.onnx"
 BACKBONE_HEAD_ONNX = "backbone_head.onnx"
-_ONNX_CACHE_VERSION = "pillars-v1"
+_ONNX_CACHE_VERSION = "pillars-v2"
 DEFAULT_DETECTOR = "pointpillars_synthetic"
 """The detector a node runs when neither ``model_package`` nor ``model`` names one."""
 PACKAGE_REPLACES = ("weights", "model")

@@ -9,7 +9,8 @@
 
 z is the box centre (OpenPCDet's convention, no bottom-centre shift). The residual yaw cannot tell a box from the
 same box turned by pi; anchor heads add a direction classifier whose bins fix the heading
-(``DirectionClassifier.apply``). ``decode_anchor_head`` turns an anchor head's NCHW maps into per-anchor boxes.
+(``DirectionClassifier.apply``). ``decode_anchor_head`` turns an anchor head's NCHW maps into per-anchor boxes;
+``anchor_head_rows`` + ``decode_anchor_rows`` decode only chosen anchors (the same values).
 """
 from __future__ import annotations
 
@@ -122,8 +123,32 @@ def decode_anchor_head(cls_preds: np.ndarray, box_preds: np.ndarray, dir_cls_pre
     deltas = nchw_to_anchor_rows(box_preds, box_preds.shape[1] // per_location)
     if logits.shape[0] != num or deltas.shape[0] != num:
         raise ValueError(f"{num} anchors do not match head maps {cls_preds.shape} / {box_preds.shape}")
-    boxes = coder.decode(deltas.astype(np.float32), flat_anchors.astype(np.float32))
-    if direction is not None and dir_cls_preds is not None:
-        dir_logits = nchw_to_anchor_rows(dir_cls_preds, direction.num_bins)
+    dir_logits = (nchw_to_anchor_rows(dir_cls_preds, direction.num_bins)
+                  if direction is not None and dir_cls_preds is not None else None)
+    return decode_anchor_rows(deltas, flat_anchors, dir_logits, coder, direction), logits
+
+
+def decode_anchor_rows(deltas: np.ndarray, anchors: np.ndarray, dir_logits: np.ndarray | None,
+                       coder: ResidualCoder = ResidualCoder(),
+                       direction: DirectionClassifier | None = DirectionClassifier()) -> np.ndarray:
+    """float32 boxes ``(K, 7+E)`` of ``K`` anchors: residual rows ``deltas`` ``(K, code_size)``, the anchors
+    ``(K, 7)`` and their direction logits ``(K, bins)`` (None: no direction fix). Row by row, so decoding a subset of
+    the anchors gives the same values as decoding all of them."""
+    boxes = coder.decode(np.asarray(deltas).astype(np.float32, copy=False), np.asarray(anchors).astype(np.float32,
+                                                                                                     copy=False))
+    if direction is not None and dir_logits is not None:
         boxes[:, 6] = direction.apply(boxes[:, 6], dir_logits)
-    return boxes, logits
+    return boxes
+
+
+def anchor_head_rows(head_map: np.ndarray, channels_per_anchor: int, anchor_index: np.ndarray) -> np.ndarray:
+    """``(K, channels_per_anchor)`` rows of a ``(1, A*K', ny, nx)`` head map for the flat anchor indices
+    ``anchor_index`` (``n = (y * nx + x) * A + a``): ``nchw_to_anchor_rows(head_map, ...)[anchor_index]`` without
+    transposing the whole map."""
+    head_map = np.asarray(head_map)
+    if head_map.ndim != 4 or head_map.shape[0] != 1:
+        raise ValueError(f"a head map must be (1, C, H, W), got {head_map.shape}")
+    per_location = head_map.shape[1] // channels_per_anchor
+    cells = head_map.shape[2] * head_map.shape[3]
+    grouped = head_map[0].reshape(per_location, channels_per_anchor, cells)
+    return grouped[anchor_index % per_location, :, anchor_index // per_location]

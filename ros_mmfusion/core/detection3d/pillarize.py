@@ -104,6 +104,16 @@ def pillarize(points: np.ndarray, grid: PillarGrid) -> Pillars:
 
     Points outside the grid (including non-finite ones) are dropped; see the module docstring for the rest.
     """
+    return pillarize_and_count(points, grid)[0]
+
+
+def pillarize_and_count(points: np.ndarray, grid: PillarGrid) -> tuple[Pillars, int]:
+    """``pillarize``'s pillars and the number of cells the points occupy (more than the pillars when
+    ``grid.max_pillars`` truncated them).
+
+    One stable sort of the points by cell gives everything: each cell's points in input order (their slots), its
+    first point (the order pillars are numbered in) and its point count.
+    """
     pts = np.ascontiguousarray(points, dtype=np.float32)
     if pts.ndim != 2 or pts.shape[1] < 3:
         raise ValueError(f"points must be (N, C>=3), got {pts.shape}")
@@ -118,30 +128,28 @@ def pillarize(points: np.ndarray, grid: PillarGrid) -> Pillars:
     linear = (cell[:, 2] * ny + cell[:, 1]) * nx + cell[:, 0]
     if linear.size == 0:
         return Pillars(np.zeros((0, max_points, channels), np.float32), np.zeros((0, 3), np.int32),
-                       np.zeros((0,), np.int32))
+                       np.zeros((0,), np.int32)), 0
 
-    cells, first_index, inverse = np.unique(linear, return_index=True, return_inverse=True)
-    by_appearance = np.argsort(first_index, kind="stable")
+    by_cell = np.argsort(linear, kind="stable")  # points grouped by cell, input order within a cell
+    sorted_cells = linear[by_cell]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_cells[1:] != sorted_cells[:-1])))
+    counts = np.diff(np.append(starts, linear.size))  # per cell, in cell order
+    by_appearance = np.argsort(by_cell[starts], kind="stable")  # cells by their first point
     rank = np.empty_like(by_appearance)
     rank[by_appearance] = np.arange(by_appearance.size)
-    pillar = rank[inverse.reshape(-1)]
+    occupied = int(starts.size)
+    num_pillars = min(occupied, max_pillars)
 
-    # Slot of each point within its pillar: its position among the pillar's points in input order.
-    order = np.argsort(pillar, kind="stable")
-    counts = np.bincount(pillar, minlength=cells.size)  # indexed by pillar number
-    starts = np.cumsum(counts) - counts
-    slot = np.empty_like(pillar)
-    slot[order] = np.arange(pillar.size) - starts[pillar[order]]
-
-    num_pillars = min(cells.size, max_pillars)
+    pillar = np.repeat(rank, counts)  # pillar number of each point, in by_cell order
+    slot = np.arange(linear.size) - np.repeat(starts, counts)  # its position among its pillar's points
     keep = (pillar < num_pillars) & (slot < max_points)
     voxels = np.zeros((num_pillars, max_points, channels), dtype=np.float32)
-    voxels[pillar[keep], slot[keep]] = pts[keep]
+    voxels[pillar[keep], slot[keep]] = pts[by_cell[keep]]
 
-    kept_cells = cells[by_appearance[:num_pillars]]
+    kept_cells = sorted_cells[starts[by_appearance[:num_pillars]]]
     coords = np.stack([kept_cells // (nx * ny), (kept_cells // nx) % ny, kept_cells % nx], axis=1).astype(np.int32)
-    num_points = np.minimum(counts[:num_pillars], max_points).astype(np.int32)
-    return Pillars(voxels=voxels, coords=coords, num_points=num_points)
+    num_points = np.minimum(counts[by_appearance[:num_pillars]], max_points).astype(np.int32)
+    return Pillars(voxels=voxels, coords=coords, num_points=num_points), occupied
 
 
 def pillar_centres(coords: np.ndarray, grid: PillarGrid) -> np.ndarray:
@@ -162,9 +170,11 @@ def _sum_over_slots(values: np.ndarray) -> np.ndarray:
     to the reference's; a different order changes them by about one float32 ulp (~8e-6 at 60 m).
     """
     p, m, k = values.shape
-    padded = np.zeros((p, -(-m // 4) * 4, k), dtype=values.dtype)
-    padded[:, :m] = values
-    lanes = padded.reshape(p, -1, 4, k).sum(axis=1)  # sequential within each lane
+    if m % 4:
+        padded = np.zeros((p, -(-m // 4) * 4, k), dtype=values.dtype)
+        padded[:, :m] = values
+        values = padded
+    lanes = values.reshape(p, -1, 4, k).sum(axis=1)  # sequential within each lane
     return ((lanes[:, 0] + lanes[:, 1]) + lanes[:, 2]) + lanes[:, 3]
 
 
@@ -183,12 +193,15 @@ def decorate_pillars(pillars: Pillars, grid: PillarGrid, use_absolute_xyz: bool 
     cell centre, then ``|xyz|`` when ``with_distance``.
     """
     voxels, num = pillars.voxels, pillars.num_points
+    p, m, c = voxels.shape
     xyz = voxels[:, :, :3]
     mean = _sum_over_slots(xyz)[:, None, :] / num.astype(np.float32).reshape(-1, 1, 1)
-    parts = [voxels if use_absolute_xyz else voxels[:, :, 3:], xyz - mean,
-             xyz - pillar_centres(pillars.coords, grid)[:, None, :]]
+    first = c if use_absolute_xyz else c - 3
+    features = np.empty((p, m, first + 6 + int(with_distance)), dtype=np.float32)
+    features[:, :, :first] = voxels if use_absolute_xyz else voxels[:, :, 3:]  # padded slots are zero already
+    np.subtract(xyz, mean, out=features[:, :, first:first + 3])
+    np.subtract(xyz, pillar_centres(pillars.coords, grid)[:, None, :], out=features[:, :, first + 3:first + 6])
     if with_distance:
-        parts.append(np.linalg.norm(xyz, axis=2, keepdims=True))
-    features = np.concatenate(parts, axis=2)
-    valid = np.arange(voxels.shape[1])[None, :] < num[:, None]
-    return features * valid[:, :, None].astype(np.float32)
+        features[:, :, -1] = np.linalg.norm(xyz, axis=2)
+    features[:, :, first:] *= (np.arange(m)[None, :] < num[:, None]).astype(np.float32)[:, :, None]
+    return features

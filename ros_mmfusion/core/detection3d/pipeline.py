@@ -11,7 +11,8 @@ Stages, in order (``STAGES``), in the vocabulary of PointPillars (Lang et al., 2
       -> encoder     graph 1, the pillar feature net (PFN): (P, M, C) -> (P, 64) pillar embeddings   [backend]
       -> scatter     embeddings onto the (1, 64, ny, nx) BEV canvas (``scatter_to_bev``, numpy)
       -> backbone_head  graph 2, BEV backbone and detection head: canvas -> head maps             [backend]
-      -> decode      anchor residuals + direction bins, or centre-head peaks -> candidate boxes
+      -> decode      anchor residuals + direction bins of the anchors whose score passes, or centre-head peaks
+                     -> candidate boxes
       -> nms         per-class score thresholds, top-k, rotated BEV or circle NMS -> ``Detections``
 
 ``PillarDetector`` receives its two graphs as ``PillarBackends`` and owns no I/O: ``artifacts.py`` resolves the model
@@ -272,7 +273,8 @@ class PillarDetector:
     def _postprocess(self, maps: Mapping[str, np.ndarray], laps: _Laps) -> Detections:
         decoder = self._decoder
         if isinstance(decoder, AnchorHeadDecoder):
-            candidates = decoder.candidates(maps["cls_preds"], maps["box_preds"], maps.get("dir_cls_preds"))
+            candidates = decoder.passing_candidates(maps["cls_preds"], maps["box_preds"], maps.get("dir_cls_preds"),
+                                                    self._post.score_thresh)
             laps.lap("decode")
             detections = select_detections(*candidates, self._post)
             laps.lap("nms")

@@ -10,13 +10,20 @@ Output boxes are ``(x, y, z, dx, dy, dz, yaw)`` in the LiDAR frame, metres and r
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ros_mmfusion.core.detection3d.anchors import AnchorClassConfig, generate_anchors
-from ros_mmfusion.core.detection3d.box_coder import DirectionClassifier, ResidualCoder, decode_anchor_head
+from ros_mmfusion.core.detection3d.box_coder import (
+    DirectionClassifier,
+    ResidualCoder,
+    anchor_head_rows,
+    decode_anchor_head,
+    decode_anchor_rows,
+)
 from ros_mmfusion.core.detection3d.nms import circle_nms, rotated_nms, score_order
 from ros_mmfusion.core.errors import ConfigError
 
@@ -42,6 +49,8 @@ class NmsConfig:
         object.__setattr__(self, "nms_type", NMS_TYPES[self.nms_type])  # OpenPCDet's names -> rotated / circle
         if not np.isscalar(self.nms_thresh) and not self.multi_classes_nms:
             raise ConfigError("per-class nms_thresh values need multi_classes_nms")
+        if self.nms_type == "rotated" and np.min(self.nms_thresh) < 0:
+            raise ConfigError(f"rotated NMS takes IoU thresholds >= 0, got {self.nms_thresh!r}")
 
     @classmethod
     def from_openpcdet(cls, cfg: Mapping) -> NmsConfig:
@@ -170,6 +179,37 @@ class AnchorHeadDecoder:
         scores, labels = class_scores(logits)
         return boxes, scores, labels
 
+    def passing_candidates(self, cls_preds: np.ndarray, box_preds: np.ndarray, dir_cls_preds: np.ndarray | None,
+                           score_thresh: float | Sequence[float] | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows of ``candidates`` whose score reaches its label's threshold (``score_thresh``, default the
+        post-processing's), in anchor order, with the same values: only those anchors are scored in full and decoded.
+
+        Anchors whose best logit lies clearly below the lowest threshold's logit are skipped first (the sigmoid is
+        monotonic, and a margin of 1e-3 in logit covers its float32 rounding); the rest get the exact test.
+        """
+        thresh = self.post.score_thresh if score_thresh is None else score_thresh
+        lowest = float(np.min(thresh))
+        cells = cls_preds.shape[2] * cls_preds.shape[3]
+        anchors = self.anchors().reshape(-1, self.anchors().shape[-1])
+        per_location = anchors.shape[0] // cells
+        num_classes = cls_preds.shape[1] // per_location
+        if lowest <= 0:
+            index = np.arange(anchors.shape[0])
+        else:
+            floor = math.log(lowest / (1 - lowest)) - 1e-3 if lowest < 1 else 15.0  # sigmoid(15) < 1 in float32
+            best = np.asarray(cls_preds)[0].reshape(per_location, num_classes, cells).max(axis=1)  # (A, cells)
+            index = np.flatnonzero((best >= floor).T)  # n = cell * A + a, ascending
+        scores, labels = class_scores(anchor_head_rows(cls_preds, num_classes, index))
+        passing = scores >= per_class_values(thresh, labels)
+        index, scores, labels = index[passing], scores[passing], labels[passing]
+        code_size = box_preds.shape[1] // per_location
+        dir_logits = (anchor_head_rows(dir_cls_preds, self.direction.num_bins, index)
+                      if self.direction is not None and dir_cls_preds is not None else None)
+        boxes = decode_anchor_rows(anchor_head_rows(box_preds, code_size, index), anchors[index], dir_logits,
+                                   self.coder, self.direction)
+        return boxes, scores, labels
+
     def __call__(self, cls_preds: np.ndarray, box_preds: np.ndarray,
                  dir_cls_preds: np.ndarray | None = None) -> Detections:
-        return select_detections(*self.candidates(cls_preds, box_preds, dir_cls_preds), self.post)
+        return select_detections(*self.passing_candidates(cls_preds, box_preds, dir_cls_preds), self.post)

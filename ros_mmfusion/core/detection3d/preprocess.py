@@ -8,12 +8,10 @@ directly: ``pillarize.py`` (range crop, the reference voxelizer, the decorated p
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from ros_mmfusion.core.codec.pointcloud import field_values, xyz_array
-from ros_mmfusion.core.detection3d.pillarize import PillarGrid, Pillars, pillarize
+from ros_mmfusion.core.detection3d.pillarize import PillarGrid, Pillars, pillarize_and_count
 from ros_mmfusion.core.errors import MessageFormatError
 
 
@@ -46,10 +44,5 @@ def point_features(points: np.ndarray, intensity_scale: float = 1.0) -> np.ndarr
 
 def pillarize_counted(points: np.ndarray, grid: PillarGrid) -> tuple[Pillars, int]:
     """The cropped (painted) ``(N, C)`` points as pillars of ``grid``, and how many cells they occupy before
-    truncation to ``grid.max_pillars`` (counted again, cheaply, only when the limit was reached)."""
-    pillars = pillarize(points, grid)
-    occupied = len(pillars)
-    if occupied == grid.max_pillars:  # maybe truncated: count the cells (cheap: one slot per pillar)
-        everything = dataclasses.replace(grid, max_points_per_pillar=1, max_pillars=np.iinfo(np.int32).max)
-        occupied = len(pillarize(points[:, :3], everything))
-    return pillars, occupied
+    truncation to ``grid.max_pillars``."""
+    return pillarize_and_count(points, grid)
