@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
+from ros_mmfusion.core.detection3d.box_iou import greedy_match
 from ros_mmfusion.core.detection3d.metrics import (
     DetectionEvaluator,
     average_precision,
     bev_iou_matrix,
-    greedy_match,
     iou3d_matrix,
     nuscenes_ap,
     pr_curve,

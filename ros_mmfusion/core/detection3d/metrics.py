@@ -38,13 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from ros_mmfusion.core.detection3d.box_iou import (  # noqa: F401 - re-exported: the metrics' geometry
+from ros_mmfusion.core.detection3d.box_iou import (
     _boxes,
-    _pairwise_bev_intersection,
     bev_iou_matrix,
     center_distance_matrix,
     greedy_assign,
-    greedy_match,
     iou3d_matrix,
     points_in_boxes,
 )
