@@ -94,6 +94,7 @@ def test_eval_across_processes_matches_the_in_process_accuracy(tiny_bag, tmp_pat
     for mode, extra in (("one", []), ("many", ["--processes"])):
         out = tmp_path / mode
         proc = run(["eval", "--bag", str(tiny_bag), "--preset", "segmentation", "--out", str(out), "--no-record",
+                    "--set", "fusion_segmentation.max_waiting_frames=10",
                     *extra], ros_child_env())
         assert proc.returncode == 0, proc.stderr[-3000:]
         results[mode] = json.loads((out / "metrics.json").read_text())
