@@ -313,8 +313,8 @@ def replay_in_process(preset: Preset, extra_nodes: list | None = None, grace: fl
     Stops ``grace`` seconds after the player finished, or, with ``last_activity()`` (a ``time.monotonic()`` value, say
     of the last output a tap received), once nothing happened for ``grace`` seconds after the player finished; or,
     with ``complete()``, as soon as it is True after the player finished (everything awaited has arrived).
-    ``progress(published counts, elapsed s)`` is called every ``progress_period`` seconds. Returns the nodes (see
-    :func:`run_in_process`) and the elapsed seconds.
+    ``progress(published counts, elapsed s)`` is called every ``progress_period`` seconds and once at the end. Returns
+    the nodes (see :func:`run_in_process`) and the elapsed seconds.
     """
     keys = [launch.key for launch in preset.nodes]
     if PLAYER_KEY not in keys:
@@ -339,7 +339,10 @@ def replay_in_process(preset: Preset, extra_nodes: list | None = None, grace: fl
         return now - quiet_since > grace
 
     nodes = run_in_process(preset, until=done, extra_nodes=extra_nodes)
-    return nodes, time.monotonic() - started
+    elapsed = time.monotonic() - started
+    if progress is not None:  # the final count, however short the replay
+        progress(dict(nodes[player_index].published), elapsed)
+    return nodes, elapsed
 
 
 # -- one process per node -----------------------------------------------------------------------------------------

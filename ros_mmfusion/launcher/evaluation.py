@@ -162,11 +162,31 @@ def _load_preset(args: EvaluationSettings, bag: Path) -> Any:
     if args.processes:
         overrides["bag_player"]["start_delay"] = float(args.startup)
     # on the wall clock even where the preset replays on sim time (carla, gazebo): latency is arrival minus stamp
-    presets.add_sim_time(presets.load(args.preset, preset_args, overrides).nodes, overrides, False)
+    loaded = presets.load(args.preset, preset_args, overrides)
+    presets.add_sim_time(loaded.nodes, overrides, False)
+    _queue_every_frame(loaded, args.overrides, overrides)
     preset = presets.load(args.preset, preset_args, overrides)
     if "bag_player" not in [n.key for n in preset.nodes]:
         raise ConfigError(f"preset {args.preset!r} has no bag_player node; eval needs one to replay the bag")
     return preset
+
+
+# Offline scoring scores every frame: a node with a latest-frame worker (``max_waiting_frames`` 1 live) lets this many
+# frames of a replayed burst wait for its network instead (bounded memory; a user's --set wins).
+OFFLINE_WAITING_FRAMES = 64
+
+
+def _queue_every_frame(preset: Any, user: dict[str, dict[str, Any]], overrides: dict[str, dict[str, Any]]) -> None:
+    """Set ``max_waiting_frames`` to :data:`OFFLINE_WAITING_FRAMES` on every node of ``preset`` that declares it and
+    whose value the user did not ``--set``: a loaded machine then delays frames rather than dropping them, so the
+    accuracy covers the whole bag (the latency includes the queueing; ``--set NODE.max_waiting_frames=1`` measures
+    the live latest-frame behaviour)."""
+    from ros_mmfusion.launcher import node_class
+
+    for launch in preset.nodes:
+        declared = {spec.name for spec in node_class(launch).PARAMS}
+        if "max_waiting_frames" in declared and "max_waiting_frames" not in user.get(launch.name, {}):
+            overrides.setdefault(launch.name, {})["max_waiting_frames"] = OFFLINE_WAITING_FRAMES
 
 
 def input_topic(name: str, remappings: dict[str, str], topics: Any) -> str:

@@ -88,13 +88,27 @@ def test_eval_reports_segmentation_metrics_latency_and_recorded_outputs(tiny_bag
             assert 0 < message.log_time_ns - read_header_stamp(message.data) < 10**10
 
 
+def test_eval_queues_every_frame_for_scoring_unless_the_user_sets_it(tiny_bag):
+    """Offline scoring scores every frame: the latest-frame worker may let a replayed burst wait (bounded), so a loaded
+    machine delays frames instead of dropping them; a user's --set (e.g. 1, the live behaviour) wins."""
+    from ros_mmfusion.launcher import typed_parameters
+    from ros_mmfusion.launcher.evaluation import OFFLINE_WAITING_FRAMES, EvaluationSettings, prepare
+
+    def waiting(overrides):
+        preset = prepare(EvaluationSettings(overrides=overrides), tiny_bag).preset
+        return {n.name: typed_parameters(n).get("max_waiting_frames") for n in preset.nodes}
+
+    assert waiting({})["fusion_segmentation"] == OFFLINE_WAITING_FRAMES > 1
+    assert waiting({"fusion_segmentation": {"max_waiting_frames": 1}})["fusion_segmentation"] == 1
+    assert waiting({})["bag_player"] is None  # only nodes that declare it
+
+
 def test_eval_across_processes_matches_the_in_process_accuracy(tiny_bag, tmp_path, ros_child_env):
     """--processes: every node in its own OS process, DDS between them; the same frames give the same masks."""
     results = {}
     for mode, extra in (("one", []), ("many", ["--processes"])):
         out = tmp_path / mode
         proc = run(["eval", "--bag", str(tiny_bag), "--preset", "segmentation", "--out", str(out), "--no-record",
-                    "--set", "fusion_segmentation.max_waiting_frames=10",
                     *extra], ros_child_env())
         assert proc.returncode == 0, proc.stderr[-3000:]
         results[mode] = json.loads((out / "metrics.json").read_text())

@@ -34,10 +34,10 @@ def fleet(tmp_path_factory):
 
 
 def _eval(fleet, out, env, *extra: str) -> subprocess.Popen:
-    # half speed, and every frame of a burst queued for the network (max_waiting_frames): a loaded machine must not
-    # drop one of the 3 frames in one engine's run and not the other's
+    # half speed; eval queues every frame of a burst for the network (OFFLINE_WAITING_FRAMES), so a loaded machine
+    # does not drop one of the 3 frames in one engine's run and not the other's
     return subprocess.Popen([*MMFUSION, "eval", "--bags", str(fleet), "--out", str(out), "--num-cpus", "2",
-                             "--rate", "0.5", "--set", "fusion_segmentation.max_waiting_frames=10", *extra],
+                             "--rate", "0.5", *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
