@@ -16,8 +16,11 @@ The one place that resolves a pillar detector's files and builds its backends:
   loads from the engine cache) an engine per graph, the pillar encoder's with an optimization profile over the
   number of pillars (``engine_profiles``), the backbone+head's at its fixed canvas; ``build_detector``: those
   backends in a ``PillarDetector``.
+* Dynamic-pillar detectors (``centerpoint_pillar_nuscenes``, ``core/models/centerpoint.py``): the same path with
+  ``pillar_vfe.npz`` (the numpy encoder's folded weights, ``dynamic.py``) in place of ``pillar_encoder.onnx``, and a
+  ``DynamicPillarDetector``; backends ``DYNAMIC_BACKENDS`` (no INT8 yet).
 
-Import order (no cycles): ``preprocess`` <- ``pipeline`` <- ``quantize`` <- ``artifacts``.
+Import order (no cycles): ``preprocess`` <- ``pipeline`` <- ``quantize``, ``dynamic`` <- ``artifacts``.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ros_mmfusion.core.detection3d.dynamic import VFE_WEIGHTS, DynamicPillarDetector, DynamicPillarEncoder, vfe_arrays
 from ros_mmfusion.core.detection3d.painting import paint_class_ids, painted_config, painted_state_dict
 from ros_mmfusion.core.detection3d.pipeline import PillarBackends, PillarDetector, with_range
 from ros_mmfusion.core.detection3d.quantize import quantize_graphs
@@ -46,6 +50,7 @@ from ros_mmfusion.core.model_package import (
     resolve_package_dir,
     weights_origin,
 )
+from ros_mmfusion.core.models.centerpoint import DynamicPillarsConfig
 from ros_mmfusion.core.models.pointpillars import BackboneHead, PillarEncoder, PointPillarsConfig
 from ros_mmfusion.core.models.registry import detector
 from ros_mmfusion.core.onnx_export import cache_dir, export_once
@@ -54,6 +59,12 @@ PIPELINE_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "tensorrt", "on
 """Backends both graphs run on (``onnxruntime-int8``: both graphs quantized, calibrated on synthetic ``urban_day``
 clouds on first use, see ``quantize.py``; ``tensorrt``, ``onnxruntime-cuda``, ``torch-cuda``: on a CUDA device,
 ``core/inference``)."""
+DYNAMIC_BACKENDS = ("torch", "onnxruntime", "tensorrt", "onnxruntime-cuda", "torch-cuda")
+"""Backends of the dense graph of a dynamic-pillar detector (its encoder is numpy on all of them); TensorRT fp32/fp16
+only (written, not run here)."""
+DYNAMIC_INTENSITY_SCALE = 1.0
+"""The intensity factor of the dynamic-pillar (nuScenes) detectors while neither a parameter nor a package sets one:
+nuScenes models take the raw 0..255 intensity."""
 ENCODER_ONNX = "pillar_encoder.onnx"
 BACKBONE_HEAD_ONNX = "backbone_head.onnx"
 _ONNX_CACHE_VERSION = "pillars-v2"
@@ -76,7 +87,7 @@ class DetectorSpec:
     ``package``: the model package the spec was read from (None: named in code or by node parameters).
     """
 
-    config: PointPillarsConfig
+    config: PointPillarsConfig | DynamicPillarsConfig
     weights: str = ""
     seed: int = 0
     paint_channels: int = 0
@@ -97,6 +108,8 @@ class DetectorSpec:
             raise ConfigError(f"{where}: class_names {names} differ from variant {package.variant}'s "
                               f"{list(config.class_names)}")
         paint = tuple(str(n) for n in package.value("paint_classes", list, []))
+        if paint and is_dynamic(config):
+            raise ConfigError(f"{where}: paint_classes: {package.variant} (dynamic pillars) is not painted")
         try:
             paint_class_ids(paint)
         except ConfigError as exc:
@@ -110,9 +123,21 @@ class DetectorSpec:
         return cls(detector(name), **kwargs)
 
     @property
-    def model_config(self) -> PointPillarsConfig:
+    def dynamic(self) -> bool:
+        """A dynamic-pillar detector (``DynamicPillarsConfig``: numpy encoder, ``DynamicPillarDetector``)."""
+        return is_dynamic(self.config)
+
+    @property
+    def intensity_scale(self) -> float | None:
+        """The intensity factor the spec carries: its package's ``intensity_scale``, else for a dynamic-pillar
+        (nuScenes) detector ``DYNAMIC_INTENSITY_SCALE``; None: none (the caller's own default applies)."""
+        value = self.package_value("intensity_scale", float)
+        return DYNAMIC_INTENSITY_SCALE if value is None and self.dynamic else value
+
+    @property
+    def model_config(self) -> PointPillarsConfig | DynamicPillarsConfig:
         """The configuration of the network that runs (painted when ``paint_channels`` > 0)."""
-        return painted_config(self.config, self.paint_channels)
+        return self.config if self.dynamic else painted_config(self.config, self.paint_channels)
 
     @property
     def origin(self) -> WeightsOrigin:
@@ -124,6 +149,11 @@ class DetectorSpec:
         return None if self.package is None else self.package.value(name, kind)
 
 
+def is_dynamic(config: object) -> bool:
+    """Whether ``config`` is a dynamic-pillar detector's (``DynamicPillarsConfig``)."""
+    return isinstance(config, DynamicPillarsConfig)
+
+
 def detector_spec(params: Mapping[str, Any], owner: str = "") -> DetectorSpec:
     """The detector a ``detection3d`` node's parameters name; the node and ``mmfusion eval`` both read it here.
 
@@ -132,6 +162,8 @@ def detector_spec(params: Mapping[str, Any], owner: str = "") -> DetectorSpec:
     no-score value; ``painting`` on with an unpainted package is a ConfigError. Otherwise ``model`` (empty:
     ``DEFAULT_DETECTOR``), ``weights`` (empty: random from ``seed``) and, with ``painting``, ``paint_classes``.
     Then ``point_cloud_range`` (all 0: the model's) and ``max_pillars`` (0: the model's). ``owner`` prefixes errors.
+    A dynamic-pillar detector has no pillar limit and is not painted: ``max_pillars`` or ``painting`` set with it is a
+    ConfigError.
     """
     check_package_params(params, PACKAGE_REPLACES, owner)
     prefix = f"{owner}: " if owner else ""
@@ -147,8 +179,14 @@ def detector_spec(params: Mapping[str, Any], owner: str = "") -> DetectorSpec:
         spec = DetectorSpec(detector(str(params.get("model") or DEFAULT_DETECTOR)), weights=str(params.get("weights",
                             "")), paint_channels=len(paint), paint_classes=paint, **common)
     config = spec.config
+    if spec.dynamic and painting:
+        raise ConfigError(f"{prefix}parameter 'painting' is true but {config.name} (dynamic pillars) is not painted: "
+                          "set painting false")
+    if spec.dynamic and params.get("max_pillars"):
+        raise ConfigError(f"{prefix}parameter 'max_pillars' ({params['max_pillars']}) does not apply to "
+                          f"{config.name}: dynamic pillars have no pillar limit; leave it 0")
     if any(params.get("point_cloud_range") or ()):
-        config = with_range(config, params["point_cloud_range"])
+        config = with_range(config, params["point_cloud_range"])  # type: ignore[arg-type] - shared fields only
     if params.get("max_pillars"):
         config = dataclasses.replace(config, max_pillars=int(params["max_pillars"]))
     return dataclasses.replace(spec, config=config)
@@ -172,11 +210,21 @@ def read_checkpoint(path: str | Path) -> Mapping:
 
 
 def build_module(spec: DetectorSpec):
-    """The eval-mode ``PointPillars`` of ``spec`` with its weights loaded (strict)."""
+    """The eval-mode ``PointPillars`` (``CenterPointPillar`` for a dynamic-pillar spec) of ``spec`` with its weights
+    loaded (strict)."""
     import torch
 
     from ros_mmfusion.core.models.pointpillars import build_model, convert_upstream_checkpoint, load_checkpoint
 
+    if spec.dynamic:
+        from ros_mmfusion.core.models import centerpoint
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(spec.seed)
+            module = centerpoint.build_model(spec.config)
+        if spec.weights:
+            centerpoint.load_checkpoint(module, read_checkpoint(spec.weights), strict=True)
+        return module.eval()
     state: Mapping[str, torch.Tensor]
     if spec.weights:
         state = convert_upstream_checkpoint(read_checkpoint(spec.weights))
@@ -191,8 +239,21 @@ def build_module(spec: DetectorSpec):
     return model.eval()
 
 
+def export_dynamic(module, directory: str | Path) -> tuple[Path, Path]:
+    """A ``CenterPointPillar``'s deployment files in ``directory``: ``pillar_vfe.npz`` (``dynamic.vfe_arrays``) and
+    ``backbone_head.onnx`` (``export_dense``, the configured canvas)."""
+    from ros_mmfusion.core.models.centerpoint import export_dense
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vfe = module.config.vfe
+    np.savez(directory / VFE_WEIGHTS, **vfe_arrays(module.state_dict(), len(vfe.num_filters), vfe.use_norm))
+    return directory / VFE_WEIGHTS, export_dense(module, directory / BACKBONE_HEAD_ONNX)
+
+
 def onnx_files(spec: DetectorSpec) -> tuple[Path, Path]:
-    """``(pillar_encoder.onnx, backbone_head.onnx)`` of ``spec``, exported on first use.
+    """``(pillar_encoder.onnx, backbone_head.onnx)`` of ``spec``, exported on first use (a dynamic-pillar spec:
+    ``(pillar_vfe.npz, backbone_head.onnx)``).
 
     Without ``onnx_dir`` they live in ``<cache>/onnx/<name>-<hash>/``, the hash covering the configuration and the
     weights' content (or the seed of random weights).
@@ -205,10 +266,12 @@ def onnx_files(spec: DetectorSpec) -> tuple[Path, Path]:
         digest = hashlib.sha256(f"{_ONNX_CACHE_VERSION}/{spec.model_config!r}".encode())
         digest.update(Path(spec.weights).read_bytes() if spec.weights else f"seed={spec.seed}".encode())
         directory = cache_dir() / "onnx" / f"{spec.model_config.name}-{digest.hexdigest()[:16]}"
-    files = (directory / ENCODER_ONNX, directory / BACKBONE_HEAD_ONNX)
+    encoder = VFE_WEIGHTS if spec.dynamic else ENCODER_ONNX
+    files = (directory / encoder, directory / BACKBONE_HEAD_ONNX)
     if directory.exists() and not all(f.is_file() for f in files):
-        raise ConfigError(f"ONNX directory {directory} lacks {ENCODER_ONNX} or {BACKBONE_HEAD_ONNX}")
-    export_once(directory, lambda tmp: export_split(build_module(spec), tmp))
+        raise ConfigError(f"ONNX directory {directory} lacks {encoder} or {BACKBONE_HEAD_ONNX}")
+    export = export_dynamic if spec.dynamic else export_split
+    export_once(directory, lambda tmp: export(build_module(spec), tmp))
     return files
 
 
@@ -256,6 +319,8 @@ def build_backends(spec: DetectorSpec, backend: str = "onnxruntime", device: str
     converted models go to ``cache_dir`` (empty: beside the ONNX files)."""
     if backend not in PIPELINE_BACKENDS:
         raise ConfigError(f"the detection pipeline runs on {' or '.join(PIPELINE_BACKENDS)}, not {backend!r}")
+    if spec.dynamic:
+        return _dynamic_backends(spec, backend, device, precision, threads, cache_dir)
     if backend == "tensorrt":  # before any export: one clear line where TensorRT cannot run
         from ros_mmfusion.core.inference.tensorrt_support import tensorrt_unavailable
 
@@ -288,6 +353,38 @@ def build_backends(spec: DetectorSpec, backend: str = "onnxruntime", device: str
             module_factory=lambda: backbone_head, onnx_path=head_path, shapes=profiles[1], **common))
 
 
+def _dynamic_backends(spec: DetectorSpec, backend: str, device: str, precision: str, threads: int,
+                      cache_dir: str | Path | None) -> PillarBackends:
+    """``build_backends`` of a dynamic-pillar spec: the numpy encoder (weights from ``pillar_vfe.npz``, or the torch
+    module's for ``torch``/``torch-cuda``) and the dense graph on ``backend`` (one of ``DYNAMIC_BACKENDS``)."""
+    if backend not in DYNAMIC_BACKENDS or precision == "int8":
+        raise ConfigError(f"{spec.config.name} (dynamic pillars) runs on {' or '.join(DYNAMIC_BACKENDS)} (not INT8), "
+                          f"not {backend!r} {precision}")
+    if backend == "tensorrt":
+        from ros_mmfusion.core.inference.tensorrt_support import tensorrt_unavailable
+
+        reason = tensorrt_unavailable()
+        if reason:
+            raise ConfigError(f"backend tensorrt: {reason}")
+    common = {"device": device, "precision": precision, "threads": threads, "cache_dir": cache_dir}
+    if backend in ("torch", "torch-cuda"):
+        module = build_module(spec)
+        vfe = spec.config.vfe
+        encoder = DynamicPillarEncoder(vfe_arrays(module.state_dict(), len(vfe.num_filters), vfe.use_norm))
+        dense = module.dense()
+        head = create_backend(backend, input_names=BackboneHead.input_names, output_names=dense.output_names,
+                              module_factory=lambda: dense, **common)
+        return PillarBackends(encoder=encoder, backbone_head=head)
+    vfe_path, head_path = onnx_files(spec)
+    ny, nx = spec.config.grid.bev_shape
+    canvas = (1, spec.config.num_bev_features, ny, nx)
+    shapes = {"spatial_features": (canvas, canvas, canvas)} if backend == "tensorrt" else None
+    return PillarBackends(
+        encoder=DynamicPillarEncoder.from_file(vfe_path),
+        backbone_head=create_backend(backend, input_names=BackboneHead.input_names, output_names=(),
+                                     onnx_path=head_path, shapes=shapes, **common))
+
+
 def build_detector(spec: DetectorSpec, backend: str = "onnxruntime", device: str = "cpu", precision: str = "fp32",
                    threads: int = 0, intensity_scale: float = 1.0,
                    score_thresholds: float | Sequence[float] | None = None,
@@ -295,5 +392,8 @@ def build_detector(spec: DetectorSpec, backend: str = "onnxruntime", device: str
     """``PillarDetector`` of ``spec`` on ``build_backends(spec, backend, ...)``; arguments as there and in
     ``PillarDetector``."""
     backends = build_backends(spec, backend, device, precision, threads, intensity_scale, cache_dir)
+    if spec.dynamic:
+        return DynamicPillarDetector(spec.config, backends, intensity_scale=intensity_scale,
+                                     score_thresholds=score_thresholds)
     return PillarDetector(spec.config, backends, paint_channels=spec.paint_channels, intensity_scale=intensity_scale,
                           score_thresholds=score_thresholds)

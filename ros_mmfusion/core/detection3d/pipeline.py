@@ -193,8 +193,7 @@ class PillarDetector:
         """ConfigError when exported graphs do not fit this configuration (an ``onnx_dir`` of another range, or of
         the unpainted detector), instead of a runtime error on every frame."""
         c = self.config
-        expected = {"input_features": (None, c.max_points_per_pillar, c.num_input_features),
-                    "spatial_features": (1, c.num_bev_features, *self.grid.bev_shape)}
+        expected = self._expected_inputs()
         for backend in (self.encoder, self.backbone_head):
             session = getattr(backend, "session", None)  # ONNX Runtime
             for given in session.get_inputs() if session is not None else ():
@@ -204,6 +203,12 @@ class PillarDetector:
                     raise ConfigError(f"the ONNX graph's {given.name} is {given.shape} but {c.name} over "
                                       f"{list(c.point_cloud_range)} needs {list(want)}: exported for another "
                                       "configuration?")
+
+    def _expected_inputs(self) -> dict[str, tuple]:
+        """The ONNX input shapes this configuration needs (None: any size)."""
+        c = self.config
+        return {"input_features": (None, c.max_points_per_pillar, c.num_input_features),
+                "spatial_features": (1, c.num_bev_features, *self.grid.bev_shape)}
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ros_mmfusion.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from ros_mmfusion.core.models.centerpoint import DynamicPillarsConfig
     from ros_mmfusion.core.models.pointpillars import PointPillarsConfig
 
 
@@ -90,15 +91,17 @@ DETECTOR_ALIASES = {"pointpillars": "pointpillars_kitti"}
 """Command-line names of detectors that are not variant names (``mmfusion bench --model pointpillars``)."""
 
 
-def detectors(aliases: bool = True) -> dict[str, PointPillarsConfig]:
-    """Every named 3D detector configuration: the variants of ``core/models/pointpillars.py`` (the one list),
-    followed by ``DETECTOR_ALIASES`` unless ``aliases`` is false."""
+def detectors(aliases: bool = True) -> dict[str, PointPillarsConfig | DynamicPillarsConfig]:
+    """Every named 3D detector configuration: the variants of ``core/models/pointpillars.py`` (static pillars), then
+    those of ``core/models/centerpoint.py`` (dynamic pillars: ``centerpoint_pillar_nuscenes``), followed by
+    ``DETECTOR_ALIASES`` unless ``aliases`` is false."""
+    from ros_mmfusion.core.models.centerpoint import VARIANTS as DYNAMIC
     from ros_mmfusion.core.models.pointpillars import VARIANTS
 
-    return {**VARIANTS, **({a: VARIANTS[n] for a, n in DETECTOR_ALIASES.items()} if aliases else {})}
+    return {**VARIANTS, **DYNAMIC, **({a: VARIANTS[n] for a, n in DETECTOR_ALIASES.items()} if aliases else {})}
 
 
-def detector(name: str) -> PointPillarsConfig:
+def detector(name: str) -> PointPillarsConfig | DynamicPillarsConfig:
     """The detector configuration named ``name`` (a variant or an alias); ConfigError naming the known ones."""
     known = detectors()
     if name not in known:
