@@ -28,6 +28,12 @@ With ``sweeps`` > 1 each detection sees the newest cloud plus earlier ones (with
 the newest cloud's frame through each cloud's pose in ``sweeps_frame`` (TF at each cloud's stamp), as nuScenes
 models are fed (core/detection3d/sweeps.py; a cloud whose pose TF cannot give is skipped with a WARN). The merged
 points carry a time-lag channel; the 4-feature pillar detectors read x, y, z, intensity of every point.
+
+``model: centerpoint_pillar_nuscenes`` (or a package of that variant) runs OpenPCDet's nuScenes CenterPoint-PointPillar
+(core/detection3d/dynamic.py): dynamic pillars (no ``max_pillars``), 5 features per point (x, y, z, intensity, the
+time lag of the sweep: 0 with ``sweeps`` 1), intensity taken raw (0..255: ``intensity_scale`` 1 while the parameter
+keeps its default), 10 nuScenes classes, not painted. Its boxes carry a velocity (vx, vy, m/s) that
+vision_msgs/Detection3D has no field for: it is not published (``core`` results hold it).
 """
 from __future__ import annotations
 
@@ -262,9 +268,9 @@ class Detection3DNode(MmfusionNode):
         cameras = (f" from {len(self.paint_cameras)} cameras ({', '.join(c.namespace for c in self.paint_cameras)})"
                    if len(self.paint_cameras) > 1 else "")
         painted = f", painted with {list(spec.paint_classes)}{cameras}" if p["painting"] else ""
-        self.get_logger().info(f"{config.name}{painted} over {list(config.point_cloud_range)} on "
-                               f"{self.detector.encoder.info.detail}")
-        self.report_model("3D detection", spec.origin, self.detector.encoder.info.detail, p["device"])
+        runtime = self.detector.backbone_head.info.detail  # the encoder's too, except a dynamic one's (numpy)
+        self.get_logger().info(f"{config.name}{painted} over {list(config.point_cloud_range)} on {runtime}")
+        self.report_model("3D detection", spec.origin, runtime, p["device"])
 
     def parameter_extrinsic(self, cam: PaintCamera) -> Transform | None:
         """camera optical <- LiDAR of ``cam`` from the parameters, or None where TF gives it. With several cameras
@@ -280,8 +286,9 @@ class Detection3DNode(MmfusionNode):
         return camera_from_lidar({**p, "camera": cam.namespace})
 
     def intensity_scale(self) -> float:
-        """The parameter's value, or the model package's while the parameter keeps its default."""
-        return self.param_or_package("intensity_scale", self.spec.package_value("intensity_scale", float))
+        """The parameter's value, or the model package's (a nuScenes detector's: 1, raw intensities) while the
+        parameter keeps its default."""
+        return self.param_or_package("intensity_scale", self.spec.intensity_scale)
 
     def score_thresholds(self) -> list[float]:
         """The parameter's values, or the model package's while the parameter keeps its default."""

@@ -224,12 +224,14 @@ def test_bench_reports_pre_and_post_processing_both_graphs_and_the_total(synthet
 
 
 def test_named_detectors_are_the_architecture_files_variants_plus_the_command_line_alias():
+    from ros_mmfusion.core.models.centerpoint import VARIANTS as DYNAMIC
     from ros_mmfusion.core.models.registry import DETECTOR_ALIASES, detector, detectors
 
-    assert detectors(aliases=False) == VARIANTS
+    assert detectors(aliases=False) == {**VARIANTS, **DYNAMIC}
     assert set(VARIANTS) == {"pointpillars_kitti", "centerpoint_pillar", "pointpillars_synthetic",
                              "pointpillars_synthetic_lite"}
-    assert list(detectors()) == [*VARIANTS, *DETECTOR_ALIASES]
+    assert set(DYNAMIC) == {"centerpoint_pillar_nuscenes"}
+    assert list(detectors()) == [*VARIANTS, *DYNAMIC, *DETECTOR_ALIASES]
     assert detector("pointpillars") is VARIANTS["pointpillars_kitti"]
     assert DetectorSpec.named("pointpillars_synthetic").config is VARIANTS["pointpillars_synthetic"]
     with pytest.raises(ConfigError, match="unknown detector 'pointpilars'; known: pointpillars_kitti"):
