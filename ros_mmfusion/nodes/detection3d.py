@@ -156,11 +156,13 @@ class Detection3DNode(MmfusionNode):
         ParamSpec("point_cloud_range", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
                   "Detection range x_min y_min z_min x_max y_max z_max (m, cloud frame); all 0: the model's own. "
                   "Extents must hold multiples of 8 pillars.", check=_check_range, read_only=True),
-        ParamSpec("max_pillars", 0, "Most pillars encoded per frame; more are dropped and reported (0: the model's).",
+        ParamSpec("max_pillars", 0, "Most pillars encoded per frame; more are dropped and reported (0: the model's; "
+                  "must be 0 with the dynamic-pillar centerpoint_pillar_nuscenes).",
                   minimum=0, maximum=1_000_000, read_only=True),
         ParamSpec("intensity_scale", 1.0 / 255.0, "Factor from the cloud's intensity to the model's (KITTI-trained "
                   "models expect 0..1; the synthetic world and many drivers publish 0..255). While it keeps this "
-                  "default, a model package's intensity_scale applies.", minimum=0.0),
+                  "default, a model package's intensity_scale applies (centerpoint_pillar_nuscenes: 1, raw 0..255).",
+                  minimum=0.0),
         ParamSpec("score_thresholds", [0.1], "Minimum score: one value, or one per model class in its order "
                   "(car, pedestrian, cyclist). While it keeps this default, a model package's score_thresholds "
                   "apply.", check=_check_thresholds),
