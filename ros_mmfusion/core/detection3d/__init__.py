@@ -6,7 +6,8 @@ Data flow::
       --encoder (graph 1)--> embeddings --scatter--> BEV canvas --backbone_head (graph 2)--> head maps
       --decode/nms--> Detections                                          (pipeline.PillarDetector, every stage timed)
 
-Rooms: ``pipeline`` (the stages; receives its backends), ``preprocess`` (sensor arrays -> the encoder's input),
+Rooms: ``pipeline`` (the stages; receives its backends), ``dynamic`` (the same stages with dynamic pillars in
+numpy: ``centerpoint_pillar_nuscenes``), ``preprocess`` (sensor arrays -> the encoder's input),
 ``artifacts`` (weights -> the two ONNX graphs -> INT8 -> backends: ``build_backends``, ``build_detector``),
 ``quantize`` (INT8 calibration through the pipeline's own ``network_inputs``), ``metrics`` (AP accumulators that
 merge). Stage modules, named as in Autoware's CenterPoint and OpenPCDet: ``pillarize`` (range crop, pillar grouping,
