@@ -12,6 +12,7 @@ inputs and outputs, see :func:`ros_mmfusion.ros.runtime.node_io`), ``{"error": "
 when it stops. No node outlives its launcher, even one killed by SIGKILL (:func:`die_with_parent`): Linux sends the
 node SIGTERM when the launcher dies, and a watchdog thread that sees the launcher gone sends it too and, should the
 stop hang, ends the process :data:`ORPHAN_STOP_GRACE_S` later (exit code :data:`EXIT_ORPHANED`, one line on stderr).
+A stop begun under the launcher is bounded by the kernel at :data:`STOP_TIMEOUT_S` + 1 s, even if the launcher dies.
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ EXIT_CONFIG = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 EXIT_ORPHANED = 3
+STOP_TIMEOUT_S = 10.0
+"""Seconds a node started by the launcher gets to stop once told to (SIGTERM): the launcher kills it then, and the
+node ends itself a second later should the launcher be gone by then (:meth:`LauncherWatch.stopping`)."""
 ORPHAN_CHECK_PERIOD_S = 0.5
 """How often (s) a node started by the launcher checks that its parent is still the launcher."""
 ORPHAN_STOP_GRACE_S = 5.0
@@ -103,14 +107,21 @@ def check_path_parameters(node: Any, files: Iterable[str] = (), directories: Ite
                 raise ConfigError(f"{node.get_name()}: parameter {name!r}: {what}: {path}")
 
 
+def _end_process_in(seconds: float) -> None:
+    """Have the kernel end this process by SIGALRM (its default action) in ``seconds``, unless a sooner such deadline
+    is set: it holds whatever the interpreter does meanwhile, even a call that never returns holding the GIL."""
+    remaining = signal.getitimer(signal.ITIMER_REAL)[0]
+    if remaining == 0.0 or seconds < remaining:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
 class LauncherWatch:
-    """Makes sure a node started by the launcher (parent pid ``launcher``) stops once the launcher is gone: see
-    :func:`die_with_parent`, which starts it."""
+    """Makes sure a node started by the launcher (parent pid ``launcher``) does not outlive it; started by
+    :func:`die_with_parent`, see there."""
 
     def __init__(self, launcher: int, grace: float = ORPHAN_STOP_GRACE_S) -> None:
         self.launcher = launcher
         self.grace = grace
-        self._bounded = False
         self._thread = threading.Thread(target=self._watch, name="mmfusion_launcher_watch", daemon=True)
         self._thread.start()
 
@@ -119,18 +130,18 @@ class LauncherWatch:
         """True once the launcher is gone (this process was handed to another parent)."""
         return os.getppid() != self.launcher
 
-    def bound_stop(self) -> None:
-        """When the launcher is gone: have the kernel end this process (SIGALRM) ``grace`` + 1 s from now, whatever
-        the interpreter does meanwhile (a call that never returns while holding the GIL stops every thread). Call it
-        where the stop begins, before anything that could hang."""
-        if self.orphaned and not self._bounded:
-            self._bounded = True
-            signal.setitimer(signal.ITIMER_REAL, self.grace + 1.0)
+    def stopping(self) -> None:
+        """The node's stop begins: it must end within :data:`STOP_TIMEOUT_S` (+ 1 s), as the launcher demands, also
+        if the launcher dies meanwhile. Call it before anything that could hang.
+
+        Not only when :attr:`orphaned`: a launcher killed with several threads alive sends the parent-death signal
+        once per dying thread, the first while this process still has the launcher as parent."""
+        _end_process_in(STOP_TIMEOUT_S + 1.0)
 
     def _watch(self) -> None:
         while not self.orphaned:
             time.sleep(ORPHAN_CHECK_PERIOD_S)
-        self.bound_stop()
+        _end_process_in(self.grace + 1.0)  # in case this thread cannot run again (the GIL held for good)
         os.kill(os.getpid(), signal.SIGTERM)  # the ordinary stop, in case the parent-death signal was lost
         time.sleep(self.grace)
         line = (f"{_program_name()}: its launcher (pid {self.launcher}) is gone and the node did not stop within "
@@ -154,9 +165,10 @@ def die_with_parent(grace: float = ORPHAN_STOP_GRACE_S) -> LauncherWatch | None:
       stop can hang (a driver or middleware call that never returns). So a watchdog thread checks every
       :data:`ORPHAN_CHECK_PERIOD_S` that the parent is still the launcher; once it is not (also when the launcher
       died during our start-up) it sends SIGTERM itself, and if the process is still there ``grace`` seconds later
-      it writes one line on stderr and exits at once (:data:`EXIT_ORPHANED`). A kernel timer armed when the stop
-      begins (:meth:`LauncherWatch.bound_stop`) ends the process by SIGALRM a second after that, should the
-      interpreter itself be stuck so that the watchdog cannot run.
+      it writes one line on stderr and exits at once (:data:`EXIT_ORPHANED`).
+    * A kernel timer (SIGALRM) ends the process should the interpreter itself be stuck so that the watchdog cannot
+      run (a call that never returns holding the GIL): a second after that exit, or :data:`STOP_TIMEOUT_S` + 1 s
+      after the stop began (:meth:`LauncherWatch.stopping`), whichever comes first.
     """
     expected = os.environ.get(PARENT_PID_ENV, "")
     if not expected.isdigit():
@@ -249,8 +261,8 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
     channel.send(ready=node_io(node))
 
     def report_final(nodes: list) -> None:
-        if watch is not None:  # the stop begins: bounded in time when the launcher is gone
-            watch.bound_stop()
+        if watch is not None:  # the stop begins: bounded in time, even if the launcher is gone
+            watch.stopping()
         try:
             channel.send(final=health_snapshot(nodes[0]))
         except Exception:  # noqa: BLE001 - best effort: a failed report must not stop the node's shutdown
