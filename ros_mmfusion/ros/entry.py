@@ -161,8 +161,10 @@ def die_with_parent(grace: float = ORPHAN_STOP_GRACE_S) -> LauncherWatch | None:
     * Linux sends SIGTERM, the ordinary stop, the moment the launcher exits (``prctl(PR_SET_PDEATHSIG)``). SIGINT,
       SIGTERM and SIGALRM are unblocked first: a signal mask inherited from whatever started the launcher would hold
       them back for good.
-    * That signal alone is not enough: it comes once, it is tied to the launcher's thread that started us, and a
-      stop can hang (a driver or middleware call that never returns). So a watchdog thread checks every
+    * That signal alone is not relied on: it is tied to the launcher's thread that started us (a launcher killed
+      with several threads sends it once per dying thread, the first while it is still our parent), it is lost
+      where a signal is blocked or ignored, and a stop can hang (a driver or middleware call that never returns).
+      So a watchdog thread checks every
       :data:`ORPHAN_CHECK_PERIOD_S` that the parent is still the launcher; once it is not (also when the launcher
       died during our start-up) it sends SIGTERM itself, and if the process is still there ``grace`` seconds later
       it writes one line on stderr and exits at once (:data:`EXIT_ORPHANED`).
