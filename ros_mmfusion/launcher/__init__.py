@@ -34,10 +34,9 @@ from ros_mmfusion.core.errors import ConfigError, one_line
 from ros_mmfusion.core.evaluation.topics import EvaluationTopics
 from ros_mmfusion.core.params import validate
 from ros_mmfusion.presets import NodeLaunch, Preset
+from ros_mmfusion.ros.entry import STOP_TIMEOUT_S  # seconds a node process gets to stop after SIGTERM
 
 PLAYER_KEY = "bag_player"
-STOP_TIMEOUT_S = 10.0
-"""Seconds the node processes get to stop after SIGTERM before they are killed."""
 EXIT_INTERRUPTED = 130
 
 

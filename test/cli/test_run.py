@@ -97,6 +97,14 @@ def node_processes(parent: psutil.Process) -> list[psutil.Process]:
     return found
 
 
+def running(process: psutil.Process) -> bool:
+    """True while ``process`` runs: neither gone nor exited (a zombie waiting for its parent to collect it)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 class Running:
     """``mmfusion run --processes`` of the test preset looping its bag, started and watched: returns once the bag
     player (which the launcher starts only after the other nodes reported ready) replays."""
@@ -118,8 +126,14 @@ class Running:
         assert sorted(c.cmdline()[2] for c in self.children) == [PLAYER_MODULE, "ros_mmfusion.nodes.lidar_depth"]
 
     def stragglers(self, timeout: float) -> list[int]:
-        """Pids of node processes still running after ``timeout`` s (killed now, so no test leaves any behind)."""
-        _, alive = psutil.wait_procs(self.children, timeout=timeout)
+        """Pids of node processes still running after ``timeout`` s (killed now, so no test leaves any behind).
+
+        A node that exited but was not reaped yet (a zombie: after the launcher died, init collects it, here every 2 s
+        or so, elsewhere maybe never) has stopped: it is not counted."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(running(p) for p in self.children):
+            time.sleep(0.1)
+        alive = [p for p in self.children if running(p)]
         for process in alive:
             process.kill()
         return [p.pid for p in alive]
