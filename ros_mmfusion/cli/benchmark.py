@@ -6,9 +6,11 @@ from a thread at fixed rates, each frame restamped with the wall clock at public
 (one executor), with a tap recording each output's stamp and arrival. Per rate: latency (p50/p95/p99/max), output
 rate, dropped frames, CPU (percent of one core, this process) and resident memory, over ``--repeats`` runs with the
 best and worst (by output rate) dropped when there are at least three. Then a peak-throughput search: the highest
-input rate whose output rate is within ``--tolerance`` of it with under 5% of frames lost (bisection). The result names
-the network each node ran (weights, package, sha256, backend, hardware), read from the nodes' ``/diagnostics`` as
-``mmfusion eval`` reads it.
+input rate whose output rate is within ``--tolerance`` of it with under 5% of frames lost (bisection). Then, the graph
+idle, each node's network alone on the last frame it ran (``MmfusionNode.network_probe``), and the graph's p50 and
+peak relative to the main node's network: the overhead of the node and the graph, measured in the same run.
+The result names the network each node ran (weights, package, sha256, backend, hardware), read from the nodes'
+``/diagnostics`` as ``mmfusion eval`` reads it.
 """
 from __future__ import annotations
 
@@ -248,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
                       f"p95 {s['p95_ms'] or 0:7.1f} ms, CPU {s['cpu_percent']:.0f}%,"
                       f" RSS {s['rss_mb_max']:.0f} MB", flush=True)
             peak = _peak_search(harness, fixed, args)
+            network = _network_alone(harness, under_test)  # the nodes idle now: each network by itself
+            _relate_to_network(fixed, peak, network.get(f"/{launch.name}"))
             notes: list[str] = []
             models = harness.session.model_section([f"/{n.name}" for n in under_test], notes)
         finally:
@@ -257,13 +261,41 @@ def run(args: argparse.Namespace) -> int:
     result = {"preset": args.preset, "bag": str(bag), "frames_preloaded": len(frames), "main_output": main_output,
               "duration_s": args.duration, "repeats": args.repeats, "tolerance": args.tolerance,
               "max_loss": MAX_LOSS, "cpu_count": os.cpu_count(), "models": models, "fixed_rate": fixed, "peak": peak,
-              "notes": notes}
+              "network_alone": network, "notes": notes}
     with output as stage:
         (stage / "benchmark.json").write_text(json.dumps(result, indent=2) + "\n")
         (stage / "benchmark.md").write_text(_markdown(result))
     print(f"peak throughput: {peak['rate_hz']} Hz" if peak["rate_hz"] else "peak throughput: none kept up")
     print(f"wrote {output.path / 'benchmark.json'} and {output.path / 'benchmark.md'}")
     return 0
+
+
+NETWORK_RUNS = 15
+
+
+def _network_alone(harness: _Harness, under_test: list) -> dict[str, dict[str, float]]:
+    """Node name (``/name``) -> the network's own latency (p50/p95 ms over :data:`NETWORK_RUNS` calls after 2 warm-up
+    calls) on the last frame it ran, timed here with the graph idle (``MmfusionNode.network_probe``)."""
+    from ros_mmfusion.core.bench import time_runs
+
+    out = {}
+    for launch, node in zip(under_test, harness.nodes, strict=True):
+        probe = getattr(node, "network_probe", lambda: None)()
+        if probe is not None:
+            ms = time_runs(probe, warmup=2, runs=NETWORK_RUNS)
+            out[f"/{launch.name}"] = {"p50_ms": round(float(np.median(ms)), 3),
+                                      "p95_ms": round(float(np.percentile(ms, 95)), 3), "runs": NETWORK_RUNS}
+    return out
+
+
+def _relate_to_network(fixed: list[dict], peak: dict, network: dict[str, float] | None) -> None:
+    """Add the graph's figures relative to the main node's network alone: ``p50_over_network`` per fixed rate
+    (graph p50 latency / network p50) and the peak's ``fraction_of_network_rate`` (peak Hz x network p50 s)."""
+    if not network:
+        return
+    for s in fixed:
+        s["p50_over_network"] = round(s["p50_ms"] / network["p50_ms"], 3) if s.get("p50_ms") else None
+    peak["fraction_of_network_rate"] = round(peak["rate_hz"] * network["p50_ms"] / 1e3, 3) if peak["rate_hz"] else None
 
 
 def _peak_search(harness: _Harness, fixed: list[dict], args: argparse.Namespace) -> dict:
@@ -295,20 +327,26 @@ def _markdown(result: dict) -> str:
     if len(models) > 1:
         lines += ["| " + " | ".join(row) + " |" for row in models[:1]] + ["|" + "---|" * len(models[0])]
         lines += ["| " + " | ".join(row) + " |" for row in models[1:]] + [""]
-    lines += ["| input Hz | output Hz | loss % | p50 ms | p95 ms | p99 ms | max ms | CPU % | RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| input Hz | output Hz | loss % | p50 ms | p50 / network | p95 ms | p99 ms | max ms | CPU % | RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
 
     def f(v, scale=1.0):
         return "-" if v is None else f"{v * scale:.1f}"
 
     for s in result["fixed_rate"]:
+        ratio = s.get("p50_over_network")
         lines.append(f"| {f(s['target_rate_hz'])} | {f(s['rate_hz'])} | {f(s['drop_ratio'], 100)} | {f(s['p50_ms'])} "
-                     f"| {f(s['p95_ms'])} | {f(s['p99_ms'])} | {f(s['max_ms'])} | {f(s['cpu_percent'])} "
-                     f"| {f(s['rss_mb_max'])} |")
+                     f"| {'-' if ratio is None else f'{ratio:.2f}x'} | {f(s['p95_ms'])} | {f(s['p99_ms'])} "
+                     f"| {f(s['max_ms'])} | {f(s['cpu_percent'])} | {f(s['rss_mb_max'])} |")
     peak = result["peak"]
     lines += ["", f"Peak throughput (output within {100 * result['tolerance']:.0f}% of input, under "
                   f"{100 * result['max_loss']:.0f}% lost): "
                   + (f"**{peak['rate_hz']} Hz** (falls behind at {peak['upper_bound_hz']} Hz)" if peak["rate_hz"]
                      else "no probed rate kept up"), ""]
-    lines += [f"Note: {n}" for n in result.get("notes", [])]
+    for node, net in (result.get("network_alone") or {}).items():
+        lines.append(f"Network alone ({node}, same run, graph idle, last frame): p50 {net['p50_ms']:.1f} ms, p95 "
+                     f"{net['p95_ms']:.1f} ms over {net['runs']} calls (1 / p50 = {1e3 / net['p50_ms']:.1f} Hz)")
+    if peak.get("fraction_of_network_rate") is not None:
+        lines.append(f"Peak throughput = {100 * peak['fraction_of_network_rate']:.0f}% of the network's own rate")
+    lines += ["", *[f"Note: {n}" for n in result.get("notes", [])]]
     return "\n".join(lines)

@@ -112,6 +112,7 @@ class FusionSegmentationNode(MmfusionNode):
         # latched class map: published from configure on, not a lifecycle publisher
         self.label_info_pub = self.create_publisher(LabelInfo, "segmentation/label_info", LATCHED_QOS)
         self.label_info_pub.publish(label_info(dict(enumerate(self.spec.class_names)), 0.0))
+        self._last_pair: tuple[np.ndarray, np.ndarray] | None = None  # the network's last input (network_probe)
         self.worker = self.latest_frame_worker("rgb", self.segment,  # failures count against the RGB input
                                                max_waiting=self.params["max_waiting_frames"])
         self.image_subscription("rgb/image", self.params["rgb_transport"], lambda m: self.on_input("rgb", m),
@@ -144,6 +145,14 @@ class FusionSegmentationNode(MmfusionNode):
         return (self.labels_pub.get_subscription_count() > 0, self.color_pub.get_subscription_count() > 0,
                 self.overlay_pub.get_subscription_count() > 0,
                 self.params["publish_confidence"] and self.confidence_pub.get_subscription_count() > 0)
+
+    def network_probe(self):
+        """The backend's run alone on the last RGB + X pair's network inputs (pre-processed once, here)."""
+        pair = self._last_pair
+        if pair is None:
+            return None
+        inputs = self.segmenter.preprocess(*pair)
+        return lambda: self.segmenter.backend.run(inputs)
 
     def on_input(self, name: str, msg) -> None:
         for synced in self.sync.add(name, stamp_to_ns(msg.header.stamp), msg):
@@ -201,6 +210,7 @@ class FusionSegmentationNode(MmfusionNode):
         if not (labels_out or colour_out or overlay_out or confidence_out):
             return
         result = self.segmenter(rgb, x, confidence=confidence_out)
+        self._last_pair = (rgb, x)
         if labels_out:
             self.labels_pub.publish(numpy_to_image(result.labels, "mono8", header))
         if colour_out or overlay_out:

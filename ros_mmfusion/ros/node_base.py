@@ -284,6 +284,12 @@ class MmfusionNode(LifecycleNode):
         """The lifecycle state's label: unconfigured, inactive, active, finalized (or a transition's)."""
         return self._state_machine.current_state[1]
 
+    def network_probe(self) -> Callable[[], object] | None:
+        """One call of this node's network alone on the last input it ran, for ``mmfusion bench-graph`` to time the
+        network by itself in the same run as the graph (issue 17's "p50 <= 1.25x the network's own latency"). None:
+        the node has no network probe, or has run no frame yet. Call it only while the node is idle."""
+        return None
+
     def latest_frame_worker(self, name: str, job: Callable[[Any], None], max_waiting: int = 1) -> LatestFrameWorker:
         """A worker thread that runs ``job(frame)`` off the executor thread, for the latest frame only: hand it
         frames with ``.submit(frame)`` from an input callback, which never waits for the job. A frame submitted

@@ -160,6 +160,10 @@ def test_benchmark_writes_fixed_rate_and_peak_figures(tiny_bag, tmp_path, ros_ch
     assert fixed["all_runs"][0]["published"] >= 5
     assert len(result["peak"]["probes"]) == 1
     assert "| input Hz |" in (out / "benchmark.md").read_text()
+    network = result["network_alone"]["/fusion_segmentation"]  # the network by itself in the same run
+    assert 0 < network["p50_ms"] <= network["p95_ms"] and network["runs"] > 0
+    assert fixed["p50_over_network"] == pytest.approx(fixed["p50_ms"] / network["p50_ms"], rel=1e-2)
+    assert "Network alone (/fusion_segmentation" in (out / "benchmark.md").read_text()
     record = result["models"]["/fusion_segmentation"]
     assert record["weights"] == "trained" and len(record["sha256"]) == 64
     assert f"| {record['sha256'][:12]} |" in (out / "benchmark.md").read_text()
