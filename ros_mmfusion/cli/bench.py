@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--weights", default="", help="detection pipelines: a checkpoint (OpenPCDet .pth, state_dict "
                         "or .npz; default: random weights, so post-processing sees almost no candidates)")
+    parser.add_argument("--point-cloud-range", type=float, nargs=6, metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
+                        help="detection pipelines: run the detector over this range (m; the same weights, grid of "
+                        "the same pillar size, as the node's point_cloud_range), e.g. the KITTI range "
+                        "0 -39.68 -3 69.12 39.68 1 for the synthetic lite package (default: the model's own)")
     parser.add_argument("--int8-format", action="append", choices=["auto", "u8s8", "u8s8-rr", "u8u8", "s8s8"],
                         help="compare ONNX Runtime INT8 in this format (repeatable; auto: this CPU's) with fp32 on "
                         "synthetic inputs: accuracy and interleaved latency (cmx_*: a trained --package; vint; "
@@ -68,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return run_navigation_tick(args)
     if args.model in detectors():
         return run_detection(args)
-    if args.weights:
-        raise UserError("--weights applies to the detection pipelines only")
+    if args.weights or args.point_cloud_range:
+        raise UserError("--weights and --point-cloud-range apply to the detection pipelines only")
     spec = network(args.model)
     size = _size(args.size)
     if size is not None and spec.fixed_size and size != spec.default_size:
@@ -113,8 +117,8 @@ def run_navigation_tick(args: argparse.Namespace) -> int:
 
     if not args.model.startswith("vint"):
         raise UserError(f"--window applies to the vint models only, not {args.model}")
-    if args.batch or args.size or args.weights:
-        raise UserError("--window times a navigation step: no --batch, --size or --weights")
+    if args.batch or args.size or args.weights or args.point_cloud_range:
+        raise UserError("--window times a navigation step: no --batch, --size, --weights or --point-cloud-range")
     if set(args.backend or []) - set(SPLIT_BACKENDS):
         raise UserError(f"--window runs on {' and '.join(SPLIT_BACKENDS)} only")
     if args.window <= 0 or args.runs <= 0 or args.warmup < 0 or args.threads < 0:
@@ -153,14 +157,15 @@ def run_detection(args: argparse.Namespace) -> int:
     if args.runs <= 0 or args.warmup < 0 or args.threads < 0:
         raise UserError("--runs must be positive, --warmup and --threads non-negative")
     cloud = bench_cloud()
-    results = [bench_detection(args.model, backend, cloud, args.threads, args.warmup, args.runs, args.weights)
+    results = [bench_detection(args.model, backend, cloud, args.threads, args.warmup, args.runs, args.weights,
+                               point_cloud_range=_range(args))
                for backend in args.backend or ["torch", "onnxruntime"]]
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
         return 0
     r0 = results[0]
-    print(f"{args.model} on {r0.machine}, {r0.threads} threads, {r0.date}; {r0.cloud}: {r0.points_in_range} points "
-          f"in range, {r0.pillars} pillars; weights: {r0.weights}")
+    print(f"{args.model} over {r0.point_cloud_range} ({r0.grid}) on {r0.machine}, {r0.threads} threads, {r0.date}; "
+          f"{r0.cloud}: {r0.points_in_range} points in range, {r0.pillars} pillars; weights: {r0.weights}")
     print(f"{'backend':12s} {'pre ms':>8s} {'encoder':>8s} {'bb+head':>8s} {'post ms':>8s} {'total ms':>9s} "
           f"{'p95':>7s} {'boxes':>6s}  (medians per frame)")
     for r in results:
@@ -169,7 +174,25 @@ def run_detection(args: argparse.Namespace) -> int:
     by = {r.backend: r for r in results}
     if {"torch", "onnxruntime"} <= set(by):
         print(f"ONNX Runtime pipeline is {by['torch'].total_ms / by['onnxruntime'].total_ms:.2f}x PyTorch eager")
+    if {"onnxruntime", "onnxruntime-int8"} <= set(by):
+        print(f"ONNX Runtime INT8 pipeline is {by['onnxruntime'].total_ms / by['onnxruntime-int8'].total_ms:.2f}x "
+              "ONNX Runtime fp32")
     return 0
+
+
+def _range(args: argparse.Namespace) -> tuple[float, ...] | None:
+    """``--point-cloud-range`` checked (``with_range``'s rules: extents in multiples of 8 pillars), or None."""
+    from ros_mmfusion.cli.main import UserError
+    from ros_mmfusion.core.detection3d.pipeline import with_range
+    from ros_mmfusion.core.errors import ConfigError
+    from ros_mmfusion.core.models.registry import detector
+
+    if not args.point_cloud_range:
+        return None
+    try:
+        return with_range(detector(args.model), args.point_cloud_range).point_cloud_range
+    except ConfigError as exc:
+        raise UserError(f"--point-cloud-range: {exc}") from None
 
 
 def run_int8(args: argparse.Namespace) -> int:
@@ -190,9 +213,11 @@ def run_int8(args: argparse.Namespace) -> int:
     size = _size(args.size)
     if size is not None and not args.model.startswith("cmx"):
         raise UserError("--size applies to the cmx_* models only")
+    if args.point_cloud_range and args.model not in detectors():
+        raise UserError("--point-cloud-range applies to the detection pipelines only")
     formats = list(dict.fromkeys(cpu_int8_settings().label if f == "auto" else f for f in args.int8_format))
     results = bench_int8_formats(args.model, formats, size, args.threads, args.runs, args.frames,
-                                 args.package, args.weights)
+                                 args.package, args.weights, point_cloud_range=_range(args))
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
         return 0

@@ -170,8 +170,11 @@ def _task(args: argparse.Namespace) -> dict:
         spec = detector_spec(params, "--task detection3d")
         graphs = list(onnx_files(spec))
         if args.target == "onnxruntime":
-            return _int8_only(args, list(int8_onnx_files(spec, count=args.frames, force=args.force,
-                                                         source=calibration)))
+            from ros_mmfusion.core.inference.int8 import is_quantized
+
+            # the pillar encoder stays fp32 on the CPU (core/detection3d/quantize.py): only INT8 models are listed
+            return _int8_only(args, [f for f in int8_onnx_files(spec, count=args.frames, force=args.force,
+                                                                source=calibration) if is_quantized(f)])
         _check_graphs(args, graphs)
         backends = build_backends(spec, "tensorrt", precision=args.precision, cache_dir=cache_dir,
                                   calibration=calibration)

@@ -4,11 +4,12 @@ Timings on shared machines are noisy: compare backends as ratios measured in one
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -194,6 +195,8 @@ class DetectionBenchResult:
     runs: int
     cloud: str
     weights: str
+    point_cloud_range: tuple[float, ...]
+    grid: str
     points: int
     points_in_range: int
     pillars: int
@@ -223,19 +226,21 @@ def bench_cloud(beams: int = 64) -> tuple[np.ndarray, str]:
 
 def bench_detection(model: str, backend: str, cloud: tuple[np.ndarray, str] | None = None, threads: int = 0,
                     warmup: int = 1, runs: int = 5, weights: str = "", workdir: Path | None = None,
-                    intensity_scale: float = 1 / 255) -> DetectionBenchResult:
+                    intensity_scale: float = 1 / 255,
+                    point_cloud_range: Sequence[float] | None = None) -> DetectionBenchResult:
     """Time the whole detection pipeline ``model`` (a name of ``core/models/registry.detectors()``) on ``backend``
     over ``cloud`` (default ``bench_cloud()``). ``weights``: a checkpoint; empty means random weights, whose scores
-    hardly pass the thresholds, so post-processing sees almost no candidates (a lower bound of its cost). ONNX files
-    are exported into ``workdir`` (a temporary directory by default), not into the user's cache."""
+    hardly pass the thresholds, so post-processing sees almost no candidates (a lower bound of its cost).
+    ``point_cloud_range``: the detector moved to this range (m, ``pipeline.with_range``: same weights; default its
+    own). ONNX files are exported into ``workdir`` (a temporary directory by default), not into the user's cache."""
     import torch
 
-    from ros_mmfusion.core.detection3d.artifacts import DetectorSpec, build_detector
+    from ros_mmfusion.core.detection3d.artifacts import build_detector
     from ros_mmfusion.core.detection3d.pipeline import STAGES
 
     points, description = cloud if cloud is not None else bench_cloud()
     with tempfile.TemporaryDirectory(prefix="mmfusion_bench_") as tmp:
-        spec = DetectorSpec.named(model, weights=weights, onnx_dir=str(Path(workdir or tmp) / f"{model}_onnx"))
+        spec = _detector_spec(model, weights, point_cloud_range, onnx_dir=str(Path(workdir or tmp) / f"{model}_onnx"))
         detector = build_detector(spec, backend=backend, threads=threads, intensity_scale=intensity_scale)
         results = []
 
@@ -247,11 +252,22 @@ def bench_detection(model: str, backend: str, cloud: tuple[np.ndarray, str] | No
     groups = {k: float(np.median([r.stage_groups_ms()[k] for r in timed]))
               for k in ("preprocess", "encoder", "backbone_head", "postprocess")}
     last = timed[-1]
+    nx, ny, _ = spec.config.grid.grid_size
     return DetectionBenchResult(
-        model, backend, threads or torch.get_num_threads(), runs, description, weights or "random", last.num_points,
+        model, backend, threads or torch.get_num_threads(), runs, description, weights or "random",
+        spec.config.point_cloud_range, f"{nx}x{ny} pillars", last.num_points,
         last.num_points_in_range, last.num_pillars, len(last.detections), groups["preprocess"], groups["encoder"],
         groups["backbone_head"], groups["postprocess"], float(np.median(totals)), float(np.percentile(totals, 95)),
         {s: float(np.median([r.timings_ms[s] for r in timed])) for s in STAGES}, machine(), date.today().isoformat())
+
+
+def _detector_spec(model: str, weights: str, point_cloud_range: Sequence[float] | None, **kwargs):
+    """The ``DetectorSpec`` of the named detector ``model`` with ``weights``, moved to ``point_cloud_range``."""
+    from ros_mmfusion.core.detection3d.artifacts import DetectorSpec
+    from ros_mmfusion.core.detection3d.pipeline import with_range
+
+    spec = DetectorSpec.named(model, weights=weights, **kwargs)
+    return dataclasses.replace(spec, config=with_range(spec.config, point_cloud_range)) if point_cloud_range else spec
 
 
 # ------------------------------------------------------------------------------ INT8 formats against fp32, real inputs
@@ -284,13 +300,14 @@ class Int8FormatResult:
 
 def bench_int8_formats(model: str, formats: list[str], size: tuple[int, int] | None = None, threads: int = 0,
                        runs: int = 10, frames: int = 8, package: str | Path | None = None, weights: str = "",
-                       workdir: Path | None = None) -> list[Int8FormatResult]:
+                       workdir: Path | None = None,
+                       point_cloud_range: Sequence[float] | None = None) -> list[Int8FormatResult]:
     """Quantize ``model`` in each of ``formats`` (names of ``int8.CPU_FORMATS``) on ``frames`` synthetic inputs,
     compare with fp32 on ``frames`` others and time both interleaved (``runs`` each, ``threads``): a CMX network
     (``cmx_*``: the trained segmentation ``package``, default the shipped RGB-thermal model, at ``size``, default
     its own), ``vint`` (vint_default, untrained seeded weights) or a detection pipeline (``pointpillars``...:
-    ``weights``, both graphs). INT8 models go to ``workdir`` (default: a temporary directory), fp32 exports to the
-    usual cache."""
+    ``weights``, both graphs, over ``point_cloud_range`` or its own). INT8 models go to ``workdir`` (default: a
+    temporary directory), fp32 exports to the usual cache."""
     from ros_mmfusion.core.inference.cpu_features import cpu_isa
     from ros_mmfusion.core.inference.engine_cache import EngineCache
     from ros_mmfusion.core.inference.int8 import CPU_FORMATS, int8_plan
@@ -304,7 +321,8 @@ def bench_int8_formats(model: str, formats: list[str], size: tuple[int, int] | N
         elif model.startswith("vint"):
             family, rows = "navigation", _navigation_int8(settings, threads, runs, frames, cache)
         else:
-            family, rows = "detection3d", _detection_int8(model, settings, threads, runs, frames, weights, cache)
+            family, rows = "detection3d", _detection_int8(model, settings, threads, runs, frames, weights, cache,
+                                                                point_cloud_range)
         isa = cpu_isa()
         for s, (inputs, report) in zip(settings, rows, strict=True):
             out.append(Int8FormatResult(model, s.label, inputs, threads, runs, report.latency_fp32_ms,
@@ -350,8 +368,8 @@ def _navigation_int8(settings, threads, runs, frames, cache):
                                        threads=threads, timing_runs=runs)) for s in settings]
 
 
-def _detection_int8(model, settings, threads, runs, frames, weights, cache):
-    from ros_mmfusion.core.detection3d.artifacts import DetectorSpec, build_detector, int8_onnx_files
+def _detection_int8(model, settings, threads, runs, frames, weights, cache, point_cloud_range=None):
+    from ros_mmfusion.core.detection3d.artifacts import build_detector, int8_onnx_files
     from ros_mmfusion.core.detection3d.pipeline import PillarBackends, PillarDetector
     from ros_mmfusion.core.detection3d.quantize import (
         EVALUATION_START,
@@ -361,7 +379,7 @@ def _detection_int8(model, settings, threads, runs, frames, weights, cache):
     )
     from ros_mmfusion.core.inference.onnxruntime_backend import OnnxRuntimeBackend
 
-    spec = DetectorSpec.named(model, weights=weights)
+    spec = _detector_spec(model, weights, point_cloud_range)
     fp32 = build_detector(spec, "onnxruntime", threads=threads, intensity_scale=1 / 255)
     clouds = clouds_from_simulation(frames, EVALUATION_START)
     inputs = (f"{spec.config.name} ({weights or 'random weights'}): calibrated on {describe(frames)}, "

@@ -160,6 +160,8 @@ def test_bench_reports_both_backends_and_their_ratio(ros_child_env):
     (["bench-network", "--model", "cmx_mit_b0", "--size", "big"], "--size expects HxW"),
     (["bench-network", "--model", "pointpillars", "--batch", "2"], "no --batch or --size"),
     (["bench-network", "--model", "cmx_mit_b0", "--window", "10"], "--window applies to the vint models only"),
+    (["bench-network", "--model", "pointpillars_synthetic_lite", "--point-cloud-range", "0", "-10", "-3", "20", "10",
+      "1"], "--point-cloud-range: point_cloud_range [0.0, -10.0, -3.0, 20.0, 10.0, 1.0] gives 125 x 125 pillars"),
 ])
 def test_bench_rejects_bad_arguments(ros_child_env, args, message):
     proc = run(args, ros_child_env())

@@ -94,7 +94,7 @@ def test_vint_int8_accuracy_delta_is_within_the_stated_bounds(vint_policy, cache
 
 
 @pytest.mark.skipif(not PILLARS_WEIGHTS.is_file(), reason="pointpillars fixture not available")
-def test_pointpillars_int8_runs_both_graphs_quantized_within_the_stated_bounds(cache):
+def test_pointpillars_int8_runs_the_backbone_quantized_and_the_encoder_fp32_within_the_stated_bounds(cache):
     from ros_mmfusion.core.detection3d.artifacts import DetectorSpec, build_detector
     from ros_mmfusion.core.detection3d.pipeline import with_range
     from ros_mmfusion.core.detection3d.quantize import (
@@ -110,11 +110,13 @@ def test_pointpillars_int8_runs_both_graphs_quantized_within_the_stated_bounds(c
     spec = DetectorSpec(with_range(VARIANTS["pointpillars_kitti"], NEAR), weights=str(PILLARS_WEIGHTS))
     fp32 = build_detector(spec, "onnxruntime", threads=1, intensity_scale=1 / 255)
     int8 = build_detector(spec, "onnxruntime-int8", threads=1, intensity_scale=1 / 255)
-    for backend in (int8.encoder, int8.backbone_head):
-        assert (backend.info.kind, backend.info.precision) == ("onnxruntime-int8", "int8")
-    sidecars = list(cache.rglob(f"pillar_encoder.onnxruntime-qdq-int8-{FORMAT}.*.onnx.json")) + list(
-        cache.rglob(f"backbone_head.onnxruntime-qdq-int8-{FORMAT}.*.onnx.json"))
-    assert len(sidecars) == 2 and all("urban_day" in s.read_text() for s in sidecars)
+    assert (int8.backbone_head.info.kind, int8.backbone_head.info.precision) == ("onnxruntime-int8", "int8")
+    # the encoder's input mixes absolute coordinates and centimetre offsets: one 8-bit scale erases the offsets, so it
+    # stays fp32 on the CPU (quantize.py)
+    assert (int8.encoder.info.kind, int8.encoder.info.precision) == ("onnxruntime", "fp32")
+    assert not list(cache.rglob("pillar_encoder.onnxruntime-qdq-*"))
+    sidecars = list(cache.rglob(f"backbone_head.onnxruntime-qdq-int8-{FORMAT}.*.onnx.json"))
+    assert len(sidecars) == 1 and all("urban_day" in s.read_text() for s in sidecars)
     assert all(is_quantized(s.with_suffix("")) for s in sidecars)
 
     clouds = clouds_from_simulation(2, CLOUDS_START)

@@ -7,6 +7,11 @@ stride). An anchor's z is its class's bottom height plus half its height. Per lo
 then rotation; the flat anchor index is ``n = (y * nx + x) * A + a``, which is how a ``(1, A*K, ny, nx)`` head map
 flattens once permuted to NHWC.
 
+A detector moved to another range (``pipeline.with_range``) keeps the anchors it was trained with: its
+``lattice_range`` is the range the layout was made for, and the new range's anchors continue that lattice (same
+stride, the same centre for the same cell), rather than a layout of the new extent, whose stride
+``range / (cells - 1)`` would move every anchor by up to half a cell relative to the trained one.
+
 Centres are evaluated in float64 and rounded to float32; PyTorch's float32 ``arange`` (the reference) can land one
 float32 ulp away (a few micrometres).
 """
@@ -89,20 +94,36 @@ def _centres(lo: float, hi: float, cells: int, align_center: bool) -> np.ndarray
     return (start + np.arange(count) * stride).astype(np.float32)
 
 
-def anchor_centres(config: AnchorClassConfig, point_cloud_range: Sequence[float],
-                   grid_size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """float32 ``(x_centres (nx,), y_centres (ny,))`` of one class's anchors."""
+def _lattice_centres(lo: float, hi: float, cells: int, lattice_lo: float, lattice_hi: float,
+                     align_center: bool) -> np.ndarray:
+    """``cells`` centres over ``lo..hi`` continuing the layout of ``lattice_lo..lattice_hi`` (same cell size)."""
+    cell = (hi - lo) / cells
+    lattice_cells = max(2, round((lattice_hi - lattice_lo) / cell))
+    start = _centres(lattice_lo, lattice_hi, lattice_cells, align_center)[0]
+    stride = (lattice_hi - lattice_lo) / (lattice_cells if align_center else lattice_cells - 1)
+    return (start + ((lo - lattice_lo) / cell + np.arange(cells)) * stride).astype(np.float32)
+
+
+def anchor_centres(config: AnchorClassConfig, point_cloud_range: Sequence[float], grid_size: Sequence[int],
+                   lattice_range: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``(x_centres (nx,), y_centres (ny,))`` of one class's anchors; with ``lattice_range`` (another
+    range, same cell size) the centres continue that range's layout."""
     rng = np.asarray(point_cloud_range, dtype=np.float32).astype(np.float64)  # the reference keeps it as float32
     nx, ny = feature_map_size(config, grid_size)
-    return (_centres(rng[0], rng[3], nx, config.align_center), _centres(rng[1], rng[4], ny, config.align_center))
+    if lattice_range is None or tuple(lattice_range) == tuple(point_cloud_range):
+        return (_centres(rng[0], rng[3], nx, config.align_center), _centres(rng[1], rng[4], ny, config.align_center))
+    lat = np.asarray(lattice_range, dtype=np.float32).astype(np.float64)
+    return (_lattice_centres(rng[0], rng[3], nx, lat[0], lat[3], config.align_center),
+            _lattice_centres(rng[1], rng[4], ny, lat[1], lat[4], config.align_center))
 
 
 def generate_anchors(configs: Sequence[AnchorClassConfig], point_cloud_range: Sequence[float],
-                     grid_size: Sequence[int]) -> np.ndarray:
+                     grid_size: Sequence[int], lattice_range: Sequence[float] | None = None) -> np.ndarray:
     """float32 ``(ny, nx, A, 7)`` anchors ``(x, y, z, dx, dy, dz, yaw)``, classes in ``configs`` order.
 
     ``grid_size`` is the voxel grid ``(nx, ny, nz)``; all classes must share one feature-map size (a single head).
-    ``anchors.reshape(-1, 7)[n]`` is anchor ``n = (y * nx + x) * A + a``.
+    ``anchors.reshape(-1, 7)[n]`` is anchor ``n = (y * nx + x) * A + a``. ``lattice_range``: the range the anchor
+    layout was made for (None: ``point_cloud_range``; see the module docstring).
     """
     if not configs:
         raise ConfigError("no anchor classes configured")
@@ -111,7 +132,7 @@ def generate_anchors(configs: Sequence[AnchorClassConfig], point_cloud_range: Se
         raise ConfigError(f"anchor classes use different feature map sizes {sorted(sizes)}; a single head needs one")
     per_class = []
     for config in configs:
-        xs, ys = anchor_centres(config, point_cloud_range, grid_size)
+        xs, ys = anchor_centres(config, point_cloud_range, grid_size, lattice_range)
         size = np.asarray(config.anchor_sizes, dtype=np.float32)  # (S, 3)
         rot = np.asarray(config.anchor_rotations, dtype=np.float32)  # (R,)
         ny, nx, s, r = ys.size, xs.size, size.shape[0], rot.size

@@ -40,7 +40,7 @@ from ros_mmfusion.core.detection3d.quantize import quantize_graphs
 from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.inference import create_backend
 from ros_mmfusion.core.inference.engine_cache import EngineCache
-from ros_mmfusion.core.inference.int8 import TENSORRT_INT8, Int8Settings
+from ros_mmfusion.core.inference.int8 import TENSORRT_INT8, Int8Settings, is_quantized
 from ros_mmfusion.core.inference.tensorrt_support import Profile, leading_axis_profile
 from ros_mmfusion.core.model_package import (
     ModelPackage,
@@ -56,9 +56,9 @@ from ros_mmfusion.core.models.registry import detector
 from ros_mmfusion.core.onnx_export import cache_dir, export_once
 
 PIPELINE_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "tensorrt", "onnxruntime-cuda", "torch-cuda")
-"""Backends both graphs run on (``onnxruntime-int8``: both graphs quantized, calibrated on synthetic ``urban_day``
-clouds on first use, see ``quantize.py``; ``tensorrt``, ``onnxruntime-cuda``, ``torch-cuda``: on a CUDA device,
-``core/inference``)."""
+"""Backends both graphs run on (``onnxruntime-int8``: the backbone+head quantized, calibrated on synthetic
+``urban_day`` clouds on first use, the pillar encoder fp32 ONNX Runtime, see ``quantize.py``; ``tensorrt``,
+``onnxruntime-cuda``, ``torch-cuda``: on a CUDA device, ``core/inference``)."""
 DYNAMIC_BACKENDS = ("torch", "onnxruntime", "tensorrt", "onnxruntime-cuda", "torch-cuda")
 """Backends of the dense graph of a dynamic-pillar detector (its encoder is numpy on all of them); TensorRT fp32/fp16
 only (written, not run here)."""
@@ -278,10 +278,11 @@ def onnx_files(spec: DetectorSpec) -> tuple[Path, Path]:
 def int8_onnx_files(spec: DetectorSpec, intensity_scale: float = 1.0, count: int = 16,
                     settings: Int8Settings | None = None, cache: EngineCache | None = None,
                     force: bool = False, source: str | Path | None = None) -> tuple[Path, Path]:
-    """``(encoder, backbone_head)`` INT8 (QDQ) files of ``spec``: the cached ones beside the fp32 exports, else
-    quantized now (``quantize.quantize_graphs``) on ``count`` clouds of ``source`` (None: ``urban_day``; or a bag)
-    through the fp32 ONNX Runtime detector, intensity times ``intensity_scale`` (as the detector sees them), in
-    ``settings`` (default: this CPU's format; ``int8.TENSORRT_INT8`` for TensorRT)."""
+    """``(encoder, backbone_head)`` INT8 (QDQ) files of ``spec`` (on the CPU the encoder is the fp32 export:
+    ``quantize.py``): the cached ones beside the fp32 exports, else quantized now (``quantize.quantize_graphs``) on
+    ``count`` clouds of ``source`` (None: ``urban_day``; or a bag) through the fp32 ONNX Runtime detector, intensity
+    times ``intensity_scale`` (as the detector sees them), in ``settings`` (default: this CPU's format;
+    ``int8.TENSORRT_INT8`` for TensorRT)."""
     encoder, head = onnx_files(spec)
     return quantize_graphs(encoder, head, lambda: build_detector(spec, "onnxruntime", intensity_scale=intensity_scale),
                            count, settings, cache, force, source)
@@ -343,10 +344,14 @@ def build_backends(spec: DetectorSpec, backend: str = "onnxruntime", device: str
     if backend == "tensorrt":
         profiles = engine_profiles(spec)
     common = {"device": device, "precision": precision, "threads": threads, "cache_dir": cache_dir}
+    # INT8 on the CPU keeps the pillar encoder in float (quantize.py): that graph runs on fp32 ONNX Runtime
+    float_encoder = backend == "onnxruntime-int8" and encoder_path is not None and not is_quantized(encoder_path)
     return PillarBackends(
         encoder=create_backend(
-            backend, input_names=PillarEncoder.input_names, output_names=PillarEncoder.output_names,
-            module_factory=lambda: encoder, onnx_path=encoder_path, shapes=profiles[0], split_batch=True, **common),
+            "onnxruntime" if float_encoder else backend, input_names=PillarEncoder.input_names,
+            output_names=PillarEncoder.output_names,
+            module_factory=lambda: encoder, onnx_path=encoder_path, shapes=profiles[0], split_batch=True,
+            **{**common, "precision": "fp32" if float_encoder else precision}),
         backbone_head=create_backend(
             backend, input_names=BackboneHead.input_names,
             output_names=backbone_head.output_names if backbone_head is not None else (),

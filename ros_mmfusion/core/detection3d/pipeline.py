@@ -65,12 +65,18 @@ PREPROCESS = ("crop", "paint", "pillarize", "decorate", "scatter")
 POSTPROCESS = ("decode", "nms")
 
 
-def with_range(config: PointPillarsConfig, point_cloud_range: Sequence[float]) -> PointPillarsConfig:
+def with_range(config: PointPillarsConfig, point_cloud_range: Sequence[float],
+               keep_anchors: bool = True) -> PointPillarsConfig:
     """``config`` over another ``(x_min, y_min, z_min, x_max, y_max, z_max)`` range (metres, LiDAR frame).
 
-    The grid follows (same pillar size); anchors and head cells are laid out over the new range, so the same weights
-    apply. Each horizontal extent must hold a multiple of 8 pillars (the backbone's strides 2 x 2 x 2), e.g. multiples
-    of 1.28 m with 0.16 m pillars. Every value must lie within +-500 m (:data:`~ros_mmfusion.core.limits.MAX_RANGE_M`).
+    The grid follows (same pillar size) and the head cells cover the new range, so the same weights apply. With
+    ``keep_anchors`` an anchor head keeps the anchor layout of the range it came from (``anchor_range``: the
+    same anchor centre for the same cell, the lattice extended over the new range), so that the moved detector
+    decodes the boxes it was trained to; without it the anchors are laid out over the new extent as OpenPCDet does
+    (stride ``extent / (cells - 1)``: anchors shift by up to half a cell against the trained ones; training windows
+    use this). Each horizontal extent must hold a multiple of 8 pillars (the backbone's strides 2 x 2 x 2), e.g.
+    multiples of 1.28 m with 0.16 m pillars. Every value must lie within +-500 m
+    (:data:`~ros_mmfusion.core.limits.MAX_RANGE_M`).
     """
     if len(point_cloud_range) != 6:
         raise ConfigError(f"point_cloud_range needs 6 values, got {list(point_cloud_range)}")
@@ -82,7 +88,8 @@ def with_range(config: PointPillarsConfig, point_cloud_range: Sequence[float]) -
         raise ConfigError(f"point_cloud_range {list(values)} gives {nx} x {ny} pillars; both must be multiples of "
                           f"{stride} (the backbone's total stride): extents in steps of "
                           f"{stride * config.voxel_size[0]:g} x {stride * config.voxel_size[1]:g} m")
-    return dataclasses.replace(config, point_cloud_range=values)
+    anchor_range = (config.anchor_range or config.point_cloud_range) if keep_anchors else None
+    return dataclasses.replace(config, point_cloud_range=values, anchor_range=anchor_range)
 
 
 @dataclass(frozen=True)

@@ -162,12 +162,14 @@ class AnchorHeadDecoder:
     coder: ResidualCoder = ResidualCoder()
     direction: DirectionClassifier | None = DirectionClassifier()
     post: PostProcessConfig = field(default_factory=PostProcessConfig)
+    anchor_range: tuple[float, ...] | None = None
+    """The range whose anchor layout the head keeps (None: ``point_cloud_range``; ``anchors.generate_anchors``)."""
 
     def anchors(self) -> np.ndarray:
         """``(ny, nx, A, 7)`` anchors (cached)."""
         cached = self.__dict__.get("_anchors")
         if cached is None:
-            cached = generate_anchors(self.anchor_configs, self.point_cloud_range, self.grid_size)
+            cached = generate_anchors(self.anchor_configs, self.point_cloud_range, self.grid_size, self.anchor_range)
             object.__setattr__(self, "_anchors", cached)
         return cached
 

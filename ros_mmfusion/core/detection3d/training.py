@@ -527,7 +527,7 @@ class AnchorTargets:
         from ros_mmfusion.core.detection3d.anchors import generate_anchors
 
         gens = config.head.anchor_generator
-        anchors = generate_anchors(gens, config.point_cloud_range, config.grid.grid_size)
+        anchors = generate_anchors(gens, config.point_cloud_range, config.grid.grid_size, config.anchor_range)
         per_class = np.concatenate([np.full(g.num_anchors_per_location, i) for i, g in enumerate(gens)])
         anchor_class = np.broadcast_to(per_class, anchors.shape[:3]).reshape(-1)
         flat = anchors.reshape(-1, 7)
@@ -649,7 +649,7 @@ class Windows:
             else:
                 x, y = origin
                 config = self._with_range(self.config, (round(x, 4), round(y, 4), self._z[0], round(x + self.side, 4),
-                                                        round(y + self.side, 4), self._z[1]))
+                                                        round(y + self.side, 4), self._z[1]), keep_anchors=False)
             self.cache[origin] = (config, AnchorTargets.of(config))
         return self.cache[origin]
 

@@ -162,6 +162,9 @@ class PointPillarsConfig:
     num_bev_features: int = 64
     backbone: BEVBackboneConfig = field(default_factory=BEVBackboneConfig)
     post_processing: PostProcessConfig = field(default_factory=PostProcessConfig)
+    anchor_range: tuple[float, float, float, float, float, float] | None = None
+    """Anchor heads: the range whose anchor layout the weights were trained with, kept when ``pipeline.with_range``
+    moves the detector (None: ``point_cloud_range``'s own layout)."""
 
     @property
     def grid(self) -> PillarGrid:
@@ -598,7 +601,7 @@ def decoder_for(config: PointPillarsConfig) -> AnchorHeadDecoder | CenterHeadDec
         direction = (DirectionClassifier(head.dir_offset, head.dir_limit_offset, head.num_dir_bins)
                      if head.use_direction_classifier else None)
         return AnchorHeadDecoder(head.anchor_generator, config.point_cloud_range, config.grid.grid_size,
-                                 head.coder, direction, post)
+                                 head.coder, direction, post, config.anchor_range)
     return CenterHeadDecoder(
         class_names=config.class_names, class_names_each_head=head.class_names_each_head,
         point_cloud_range=config.point_cloud_range, voxel_size=config.voxel_size,
