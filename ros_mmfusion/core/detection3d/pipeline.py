@@ -88,6 +88,8 @@ def with_range(config: PointPillarsConfig, point_cloud_range: Sequence[float],
         raise ConfigError(f"point_cloud_range {list(values)} gives {nx} x {ny} pillars; both must be multiples of "
                           f"{stride} (the backbone's total stride): extents in steps of "
                           f"{stride * config.voxel_size[0]:g} x {stride * config.voxel_size[1]:g} m")
+    if not any(f.name == "anchor_range" for f in dataclasses.fields(config)):  # a centre head (dynamic pillars)
+        return dataclasses.replace(config, point_cloud_range=values)
     anchor_range = (config.anchor_range or config.point_cloud_range) if keep_anchors else None
     return dataclasses.replace(config, point_cloud_range=values, anchor_range=anchor_range)
 
