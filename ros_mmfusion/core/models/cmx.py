@@ -275,6 +275,22 @@ class MLPDecoder(nn.Module):
         return self.linear_pred(self.linear_fuse(torch.cat((*up, self.linear_c1(c1)), dim=1)))
 
 
+class SumOf(torch.autograd.Function):
+    """The elementwise sum of same-shaped tensors, exported as one ONNX ``Sum`` (one pass over memory, where a chain
+    of ``Add`` writes and re-reads every partial sum)."""
+
+    @staticmethod
+    def forward(ctx, *tensors: Tensor) -> Tensor:
+        total = tensors[0]
+        for t in tensors[1:]:
+            total = total + t
+        return total
+
+    @staticmethod
+    def symbolic(g, *tensors):
+        return g.op("Sum", *tensors)
+
+
 class ResizeChannelsLast(torch.autograd.Function):
     """Bilinear resize (``align_corners=False``) of a channels-last ``(B, h, w, C)`` map to the height and width of
     ``like`` (a ``(B, C', H, W)`` map); returns ``(B, H, W, C)``.
@@ -352,10 +368,11 @@ class FoldedMLPDecoder(nn.Module):
         def project(conv: nn.Conv2d, fmap: Tensor) -> Tensor:  # (B, C, h, w) -> (B, h, w, E)
             return fmap.permute(0, 2, 3, 1) @ conv.weight[:, :, 0, 0].t()
 
-        fused = project(self.stages[3], c1) + self.bias
-        for conv, c in ((self.stages[0], c4), (self.stages[1], c3), (self.stages[2], c2)):
-            fused = fused + ResizeChannelsLast.apply(project(conv, c), c1)
-        logits = F.relu(fused) @ self.linear_pred.weight[:, :, 0, 0].t() + self.linear_pred.bias
+        # the bias joins the smallest map (resizing keeps constants: its weights sum to one); one Sum, not three Adds
+        terms = [project(self.stages[3], c1), ResizeChannelsLast.apply(project(self.stages[0], c4) + self.bias, c1)]
+        terms += [ResizeChannelsLast.apply(project(conv, c), c1) for conv, c in ((self.stages[1], c3),
+                                                                                  (self.stages[2], c2))]
+        logits = F.relu(SumOf.apply(*terms)) @ self.linear_pred.weight[:, :, 0, 0].t() + self.linear_pred.bias
         return logits.permute(0, 3, 1, 2)
 
 
