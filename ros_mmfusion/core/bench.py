@@ -76,7 +76,8 @@ def bench_network(spec: NetworkSpec, backend: str, batch: int = 1, size: tuple[i
         onnx_path = None
         if backend != "torch":
             onnx_path = Path(workdir or tmp) / f"{spec.name}.onnx"
-            exported = spec.deploy(module) if spec.deploy else module
+            deploy = (spec.deploy_onnxruntime if backend == "onnxruntime" else None) or spec.deploy
+            exported = deploy(module) if deploy else module
             export_onnx(exported, inputs, onnx_path, spec.input_names, spec.output_names, spec.dynamic_axes)
         runner = create_backend(backend, input_names=spec.input_names, output_names=spec.output_names,
                                 module_factory=lambda: module, onnx_path=onnx_path, threads=threads,

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 STAGE_NORM_EPS = 1e-6
@@ -88,6 +90,32 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).flatten(2)
 
 
+ORT_DOMAIN = "com.microsoft"
+"""ONNX Runtime's operator domain (its contrib operators: not standard ONNX, TensorRT's parser rejects them)."""
+
+
+class OrtMultiHeadAttention(torch.autograd.Function):
+    """``softmax(q k^T * scale) v`` per head on ``(B, N, heads * d)`` queries and ``(B, M, heads * d)`` keys/values.
+
+    Runs the standard operations in PyTorch; exports as ONNX Runtime's ``com.microsoft.MultiHeadAttention``, which
+    its CPU provider runs as a fused flash attention (tiles of queries and keys in cache, no N x M score matrix in
+    memory) instead of MatMul, Softmax and MatMul with the head transposes around them: the same values up to float
+    rounding (online softmax), measured in docs/benchmarks.md.
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, num_heads: int, scale: float) -> Tensor:
+        head_dim = q.shape[-1] // num_heads
+        q, k, v = (split_heads(t, num_heads, head_dim) for t in (q, k, v))
+        return merge_heads(((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1) @ v)
+
+    @staticmethod
+    def symbolic(g, q, k, v, num_heads: int, scale: float):
+        out = g.op(f"{ORT_DOMAIN}::MultiHeadAttention", q, k, v, num_heads_i=num_heads, scale_f=scale)
+        out.setType(q.type())
+        return out
+
+
 class OverlapPatchEmbed(nn.Module):
     """Strided convolution with overlapping windows (kernel > stride), then LayerNorm over channels.
 
@@ -110,7 +138,13 @@ class EfficientSelfAttention(nn.Module):
 
     The reduction is a ``sr_ratio`` x ``sr_ratio`` convolution with the same stride, then LayerNorm; with
     ``sr_ratio == 1`` it is plain multi-head attention (and has no ``sr``/``norm`` parameters).
+
+    ``ort_fused`` (a deployment switch, not a weight): export the attention core as ONNX Runtime's fused
+    ``MultiHeadAttention`` (:class:`OrtMultiHeadAttention`) instead of standard ONNX operators; eager results are
+    the same either way.
     """
+
+    ort_fused: bool = False
 
     def __init__(self, dim: int, num_heads: int, sr_ratio: int, qkv_bias: bool = True) -> None:
         super().__init__()
@@ -125,12 +159,16 @@ class EfficientSelfAttention(nn.Module):
             self.norm = nn.LayerNorm(dim, eps=EMBED_NORM_EPS)
 
     def forward(self, x: Tensor, height: int, width: int) -> Tensor:
-        q = split_heads(self.q(x), self.num_heads, self.head_dim)
+        q = self.q(x)
         source = x
         if self.sr_ratio > 1:  # a constructor choice, not data-dependent
             source = self.norm(map_to_tokens(self.sr(tokens_to_map(x, height, width))))
-        k, v = split_kv(self.kv(source), self.num_heads, self.head_dim)
-        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        kv = self.kv(source)
+        if self.ort_fused:
+            dim = self.num_heads * self.head_dim
+            return self.proj(OrtMultiHeadAttention.apply(q, kv[..., :dim], kv[..., dim:], self.num_heads, self.scale))
+        k, v = split_kv(kv, self.num_heads, self.head_dim)
+        attn = ((split_heads(q, self.num_heads, self.head_dim) @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
         return self.proj(merge_heads(attn @ v))
 
 
@@ -146,7 +184,13 @@ class DWConv(nn.Module):
 
 
 class MixFFN(nn.Module):
-    """Linear -> depthwise 3x3 conv -> GELU (exact, erf) -> Linear."""
+    """Linear -> depthwise 3x3 conv -> GELU (exact, erf) -> Linear.
+
+    Computed on the feature map: the tokens are laid onto their grid once, before ``fc1``, and the two linear layers
+    run as 1x1 convolutions with the same weights (``fc1``/``fc2`` stay ``nn.Linear``, so checkpoints load as they
+    are). The same values up to float rounding as the token form, with two layout changes of ``dim`` channels per
+    block instead of two of ``hidden`` (4x wider) around the depthwise convolution.
+    """
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
@@ -156,7 +200,9 @@ class MixFFN(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor, height: int, width: int) -> Tensor:
-        return self.fc2(self.act(self.dwconv(self.fc1(x), height, width)))
+        fmap = F.conv2d(tokens_to_map(x, height, width), self.fc1.weight[:, :, None, None], self.fc1.bias)
+        fmap = self.act(self.dwconv.dwconv(fmap))
+        return map_to_tokens(F.conv2d(fmap, self.fc2.weight[:, :, None, None], self.fc2.bias))
 
 
 class MiTBlock(nn.Module):
@@ -226,5 +272,5 @@ class MixTransformer(nn.Module):
 
 
 __all__ = ["MIT_VARIANTS", "MiTVariant", "MixTransformer", "MiTBlock", "EfficientSelfAttention", "MixFFN",
-           "OverlapPatchEmbed", "build_stage", "run_stage", "tokens_to_map", "map_to_tokens", "head_dim_and_scale",
-           "split_heads", "split_kv", "merge_heads"]
+           "OverlapPatchEmbed", "OrtMultiHeadAttention", "ORT_DOMAIN", "build_stage", "run_stage", "tokens_to_map",
+           "map_to_tokens", "head_dim_and_scale", "split_heads", "split_kv", "merge_heads"]

@@ -28,6 +28,9 @@ class NetworkSpec:
     fixed_size: bool = False
     deploy: Callable[[object], object] | None = None
     """Exact rewrite of the reference module for deployment (exported graphs use it), e.g. CMX's folded decoder."""
+    deploy_onnxruntime: Callable[[object], object] | None = None
+    """The deployment rewrite for graphs that only ONNX Runtime runs (may use its ``com.microsoft`` operators);
+    None: ``deploy``."""
 
 
 def _cmx(variant: str) -> NetworkSpec:
@@ -46,9 +49,14 @@ def _cmx(variant: str) -> NetworkSpec:
 
         return fold_for_inference(module)
 
+    def deploy_onnxruntime(module):
+        from ros_mmfusion.core.models.cmx import fold_for_inference
+
+        return fold_for_inference(module, onnxruntime=True)
+
     axes = {0: "batch", 2: "height", 3: "width"}
     return NetworkSpec(variant, build, example, ("rgb", "x"), ("logits",), (480, 640),
-                       {"rgb": axes, "x": axes, "logits": axes}, deploy=deploy)
+                       {"rgb": axes, "x": axes, "logits": axes}, deploy=deploy, deploy_onnxruntime=deploy_onnxruntime)
 
 
 def _vint(variant: str) -> NetworkSpec:

@@ -38,41 +38,54 @@ def load_package(package: str | Path = DEFAULT_PACKAGE) -> SegmentationModelSpec
     return SegmentationModelSpec.from_package(resolve_package_dir(package))
 
 
-def build_module(spec: SegmentationModelSpec, deploy: bool = True):
+def build_module(spec: SegmentationModelSpec, deploy: bool = True, onnxruntime: bool = False):
     """The PyTorch CMX model of ``spec`` with its weights loaded (strict); with ``deploy`` its decoder is folded
-    for inference (:func:`~ros_mmfusion.core.models.cmx.fold_for_inference`: same logits, far less compute)."""
+    for inference (:func:`~ros_mmfusion.core.models.cmx.fold_for_inference`: same logits, far less compute), and
+    with ``onnxruntime`` too its attention exports as ONNX Runtime's fused operator (for ONNX Runtime only)."""
     from ros_mmfusion.core.models import cmx
     from ros_mmfusion.core.models.checkpoints import load_weights_file
 
     model = cmx.build_cmx(spec.variant, num_classes=spec.num_classes, decoder_embed_dim=spec.decoder_embed_dim)
     if spec.weights:
         cmx.load_checkpoint(model, load_weights_file(spec.weights), strict=True)
-    return cmx.fold_for_inference(model) if deploy else model.eval()
+    return cmx.fold_for_inference(model, onnxruntime=onnxruntime) if deploy else model.eval()
 
 
-def export_model(spec: SegmentationModelSpec, out: str | Path) -> None:
+def export_model(spec: SegmentationModelSpec, out: str | Path, onnxruntime: bool = False) -> None:
     """Write the deployed network of ``spec`` to the ONNX file ``out`` (inputs ``rgb``, ``x``, output ``logits``;
-    batch, height and width dynamic; traced at ``spec.input_size``)."""
+    batch, height and width dynamic; traced at ``spec.input_size``); ``onnxruntime``: the graph for ONNX Runtime
+    alone (fused attention, see :func:`build_module`), else standard opset-17 operators only."""
     import torch
 
     h, w = spec.input_size
     axes = {0: "batch", 2: "height", 3: "width"}
-    export_onnx(build_module(spec), (torch.zeros(1, 3, h, w), torch.zeros(1, 3, h, w)), Path(out), INPUTS, OUTPUTS,
+    example = (torch.zeros(1, 3, h, w), torch.zeros(1, 3, h, w))
+    export_onnx(build_module(spec, onnxruntime=onnxruntime), example, Path(out), INPUTS, OUTPUTS,
                 {name: axes for name in (*INPUTS, *OUTPUTS)})
 
 
-def onnx_for(spec: SegmentationModelSpec) -> Path:
+DEPLOY_GRAPH = "deploy-v2"
+"""Version of the exported graph's structure, part of the cache key: bumped when the export changes (v2: Mix-FFN on
+the feature map, ONNX Runtime's fused attention in the ``onnxruntime`` graph)."""
+
+
+def onnx_for(spec: SegmentationModelSpec, onnxruntime: bool = False) -> Path:
     """The ONNX file of ``spec``: the configured one (exported there on first use when missing), or one exported
-    into the cache directory, named from the variant, classes, input size and the weights' content hash."""
+    into the cache directory, named from the variant, classes, input size, the weights' content hash and the target:
+    ``onnxruntime`` the graph for ONNX Runtime alone (fused attention), else the portable one (TensorRT, INT8). A
+    configured file may serve any backend: it is always the portable graph."""
     if spec.onnx:
         path = Path(spec.onnx)
+        onnxruntime = False
     else:
-        key = f"deploy-v1/{spec.variant}/{spec.num_classes}/{spec.decoder_embed_dim}/{spec.input_size}"
+        target = "-ort" if onnxruntime else ""
+        key = f"{DEPLOY_GRAPH}{target}/{spec.variant}/{spec.num_classes}/{spec.decoder_embed_dim}/{spec.input_size}"
         digest = hashlib.sha256(key.encode())
         if spec.weights:
             digest.update(Path(spec.weights).read_bytes())
-        path = cache_dir() / "onnx" / f"{spec.variant}-{digest.hexdigest()[:16]}.onnx"
-    return export_once(path, lambda tmp: export_model(spec, tmp))  # atomic: concurrent nodes never read half a file
+        path = cache_dir() / "onnx" / f"{spec.variant}{target}-{digest.hexdigest()[:16]}.onnx"
+    # atomic: concurrent nodes never read half a file
+    return export_once(path, lambda tmp: export_model(spec, tmp, onnxruntime))
 
 
 def int8_onnx_for(spec: SegmentationModelSpec, source: str | Path | None = None, count: int = 24, stride: int = 1,
@@ -98,10 +111,13 @@ def int8_onnx_for(spec: SegmentationModelSpec, source: str | Path | None = None,
 def onnx_path_for(spec: SegmentationModelSpec, backend: str, precision: str = "fp32",
                   cache: EngineCache | None = None) -> Path | None:
     """The ONNX file ``backend`` runs: the INT8 (QDQ) model for onnxruntime-int8 and TensorRT int8
-    (:func:`int8_onnx_for`), the fp32 export for onnxruntime, onnxruntime-cuda and tensorrt, none for torch."""
+    (:func:`int8_onnx_for`), the fp32 export for onnxruntime (its own graph, fused attention), onnxruntime-cuda and
+    tensorrt (the portable graph), none for torch."""
     if backend == "onnxruntime-int8" or (backend == "tensorrt" and precision == "int8"):
         return int8_onnx_for(spec, tensorrt=backend == "tensorrt", cache=cache)
-    return onnx_for(spec) if backend in ("onnxruntime", "onnxruntime-cuda", "tensorrt") else None
+    if backend == "onnxruntime":
+        return onnx_for(spec, onnxruntime=True)
+    return onnx_for(spec) if backend in ("onnxruntime-cuda", "tensorrt") else None
 
 
 def build_backend(spec: SegmentationModelSpec, backend: str = "onnxruntime", device: str = "cpu",
