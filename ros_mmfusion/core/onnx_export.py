@@ -18,6 +18,13 @@ import numpy as np
 OPSET = 17
 
 
+def _custom_opsets(model) -> dict[str, int]:
+    """``{"com.microsoft": 1}`` when a module of ``model`` exports ONNX Runtime's fused operators (``ort_fused``), else
+    nothing (declaring an unused domain makes torch warn on every export)."""
+    modules = model.modules() if hasattr(model, "modules") else ()
+    return {"com.microsoft": 1} if any(getattr(m, "ort_fused", False) for m in modules) else {}
+
+
 def export_onnx(model, example_inputs: tuple, path: str | Path, input_names: Sequence[str],
                 output_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
                 opset: int = OPSET) -> Path:
@@ -36,7 +43,7 @@ def export_onnx(model, example_inputs: tuple, path: str | Path, input_names: Seq
         torch.onnx.export(model, example_inputs, str(path), opset_version=opset, dynamo=False,
                           input_names=list(input_names), output_names=list(output_names),
                           dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()},
-                          do_constant_folding=True, custom_opsets={"com.microsoft": 1})
+                          do_constant_folding=True, custom_opsets=_custom_opsets(model))
     onnx.checker.check_model(str(path))
     return path
 
