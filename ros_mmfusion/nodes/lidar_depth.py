@@ -49,7 +49,9 @@ class LidarDepthNode(MmfusionNode):
             self.enable_tf()
         self.depth_pub = self.output_publisher(Image, "lidar/depth_image")
         self.sensor_subscription(PointCloud2, "lidar/points", self.on_cloud, name="points")
-        self.camera_info_subscription("camera/camera_info", stall_timeout=self.params["max_camera_info_age"])
+        self._awaiting_info: PointCloud2 | None = None  # the latest cloud that came before any CameraInfo
+        self.camera_info_subscription("camera/camera_info", stall_timeout=self.params["max_camera_info_age"],
+                                      then=self._first_info_arrived)
 
     def on_parameters_changed(self, names: frozenset[str]) -> None:
         if changed_camera_from_lidar(self.params, names):
@@ -59,10 +61,13 @@ class LidarDepthNode(MmfusionNode):
 
     def on_cloud(self, msg: PointCloud2) -> None:
         started = time.perf_counter()
-        if self.camera is None:
+        if self.camera is None:  # the latest cloud waits for the first CameraInfo (a bag may list it after the
+            # cloud of the same frame); an older one it replaces is skipped
             self.set_finding("calibration", Level.WARN, "no CameraInfo received yet; clouds skipped")
-            self.log_throttled("no_info", "warn", "no CameraInfo received yet; skipping clouds")
-            self.frames_skipped += 1
+            if self._awaiting_info is not None:
+                self.log_throttled("no_info", "warn", "no CameraInfo received yet; skipping clouds")
+                self.frames_skipped += 1
+            self._awaiting_info = msg
             return
         self.clear_finding("calibration")
         if not self.has_subscribers([self.depth_pub]):
@@ -80,6 +85,14 @@ class LidarDepthNode(MmfusionNode):
         out = numpy_to_image(depth, "32FC1", Header(stamp=msg.header.stamp, frame_id=frame_id))
         self.depth_pub.publish(out)
         self.report_timing(stamp_to_ns(msg.header.stamp), started)
+
+
+    def _first_info_arrived(self) -> None:
+        """Project the cloud that waited for the first CameraInfo (typically the same frame's cloud, from a bag or
+        driver that sends CameraInfo after it; the output keeps the cloud's stamp, calibration being static)."""
+        waiting, self._awaiting_info = self._awaiting_info, None
+        if waiting is not None:
+            self.run_guarded("points", self.on_cloud, waiting)
 
 
 def main(args: list[str] | None = None) -> int:

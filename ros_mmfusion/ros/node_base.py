@@ -538,9 +538,11 @@ class MmfusionNode(LifecycleNode):
                                f"{type(exc).__name__}: {exc}")
         return False
 
-    def camera_info_subscription(self, topic: str, *, required: bool = True, stall_timeout: float = 5.0):
+    def camera_info_subscription(self, topic: str, *, required: bool = True, stall_timeout: float = 5.0,
+                                 then: Callable[[], None] | None = None):
         """Keep the latest CameraInfo of ``topic`` as ``self.camera`` (a PinholeCamera; None until one arrived) and
-        its frame as ``self.camera_frame_id``: calibration is static per camera, so nodes use the latest one."""
+        its frame as ``self.camera_frame_id``: calibration is static per camera, so nodes use the latest one.
+        ``then()`` runs after each one is taken (e.g. a frame that waited for the first calibration)."""
         from sensor_msgs.msg import CameraInfo
 
         from ros_mmfusion.ros.camera_info import camera_info_to_intrinsics
@@ -551,6 +553,8 @@ class MmfusionNode(LifecycleNode):
         def on_camera_info(msg: CameraInfo) -> None:
             self.camera = camera_info_to_intrinsics(msg, limits=self.limits).pinhole()
             self.camera_frame_id = msg.header.frame_id
+            if then is not None:
+                then()
 
         return self.sensor_subscription(CameraInfo, topic, on_camera_info, name="camera_info", required=required,
                                         stall_timeout=stall_timeout)

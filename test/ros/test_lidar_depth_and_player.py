@@ -69,18 +69,23 @@ def test_lidar_points_land_at_their_pixels_with_the_clouds_stamp(graph):
 
 
 def test_empty_cloud_is_skipped_and_counted_not_fatal(graph):
+    """Before any CameraInfo the latest cloud waits for it (a bag may list the frame's CameraInfo after its cloud) and
+    an older waiting one is skipped and counted; an empty cloud is counted malformed, not fatal."""
     node, depth_out, info_pub, cloud_pub = lidar_depth_graph(graph)
     stamp = time.time_ns()
-    cloud_pub.publish(array_to_pointcloud2(structured_cloud(np.ones((3, 3), np.float32)), header(stamp, "lidar")))
-    assert graph.spin_until(lambda: node.frames_skipped == 1), "a cloud before any CameraInfo must be skipped"
+    ahead = np.array([[5.0, 0, 0]], np.float32)
+    cloud_pub.publish(array_to_pointcloud2(structured_cloud(ahead), header(stamp - 2, "lidar")))
+    assert graph.spin_until(lambda: node.inputs["points"].received == 1)
+    cloud_pub.publish(array_to_pointcloud2(structured_cloud(ahead), header(stamp - 1, "lidar")))
+    assert graph.spin_until(lambda: node.frames_skipped == 1), "the older cloud waiting for CameraInfo is skipped"
     info_pub.publish(camera_info(stamp))
-    assert graph.spin_until(lambda: node.camera is not None)
+    assert graph.spin_until(lambda: len(depth_out) == 1), "the cloud that waited for CameraInfo is projected"
+    assert stamp_to_ns(depth_out[0].header.stamp) == stamp - 1 and node.frames_skipped == 1
     empty = structured_cloud(np.full((2, 3), np.nan, np.float32))
     cloud_pub.publish(array_to_pointcloud2(empty, header(stamp + 1, "lidar")))
     assert graph.spin_until(lambda: node.inputs["points"].malformed == 1)
-    cloud_pub.publish(array_to_pointcloud2(structured_cloud(np.array([[5.0, 0, 0]], np.float32)),
-                                           header(stamp + 2, "lidar")))
-    assert graph.spin_until(lambda: len(depth_out) == 1), "the node must keep working after a bad cloud"
+    cloud_pub.publish(array_to_pointcloud2(structured_cloud(ahead), header(stamp + 2, "lidar")))
+    assert graph.spin_until(lambda: len(depth_out) == 2), "the node must keep working after a bad cloud"
 
 
 def write_bag(path: Path, frames: int = 5, period_ns: int = 100_000_000) -> list[int]:
