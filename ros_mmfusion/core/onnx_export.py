@@ -82,14 +82,22 @@ def export_once(path: str | Path, export: Callable[[Path], object]) -> Path:
     return path
 
 
-def ort_session(path: str | Path, threads: int = 0, providers: Sequence[str] = ("CPUExecutionProvider",)):
-    """An ONNX Runtime session; ``threads`` 0 lets ONNX Runtime choose."""
+def ort_session(path: str | Path, threads: int = 0, providers: Sequence[str] = ("CPUExecutionProvider",),
+                spinning: bool = False):
+    """An ONNX Runtime session; ``threads`` 0 lets ONNX Runtime choose.
+
+    ``spinning`` False (the default) turns off the intra-op threads' busy-wait after a run
+    (``session.intra_op.allow_spinning`` 0): every session has its own pool, and a pool spinning after its run took the
+    cores from the next session's run (ViNT's frame encoder then goal decoder: a 10-node step 69-80 ms with spinning,
+    39-53 ms without, the decoder alone unchanged; AMD EPYC 2 vCPUs, docs/benchmarks.md) and from the node's own
+    threads (decoding, publishing)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return ort.InferenceSession(str(path), options, providers=list(providers))
 
 

@@ -212,3 +212,18 @@ def test_two_processes_starting_together_build_once(tiny, tmp_path):
     assert builds.read_text().count("build") == 1, outputs
     statuses = sorted(out.strip().splitlines()[-1] for out in outputs)
     assert statuses == ["built", "hit"], outputs
+
+
+def test_cpu_sessions_do_not_spin_after_a_run(tiny, tmp_path):
+    """Both session factories turn off the intra-op threads' busy-wait (a pool spinning after its run took the cores
+    from the next session's run: ViNT's two graphs, the node's own threads); asking for it turns it back on."""
+    from ros_mmfusion.core.onnx_export import ort_session
+
+    build_optimized(tiny, tmp_path / "tiny.ort.onnx")
+    sessions = {"ort_session": ort_session(tiny, threads=2),
+                "load_optimized": load_optimized(tmp_path / "tiny.ort.onnx"),
+                "spinning": ort_session(tiny, threads=2, spinning=True)}
+    spin = {name: s.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+            for name, s in sessions.items()}
+    assert spin == {"ort_session": "0", "load_optimized": "0", "spinning": "1"}
+    assert np.array_equal(_run(sessions["ort_session"]), _run(sessions["spinning"]))

@@ -52,6 +52,7 @@ def load_optimized(path: Path, threads: int = 0):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as onnx_export.ort_session
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
