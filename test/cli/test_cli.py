@@ -101,7 +101,7 @@ def test_demo_shows_every_task_with_its_metrics_weights_and_pictures(ros_child_e
     import cv2
 
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--frames", "6", "--size", "160x120", "--nav-frames", "12"]
+    args = ["demo", "--out", str(out), "--frames", "6", "--size", "160x120", "--nav-frames", "12", "--rate", "0.5"]
     proc = run(args, ros_child_env(), timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for bag in ("urban_night_bag", "indoor_corridor_bag", "indoor_corridor_pass2_bag"):

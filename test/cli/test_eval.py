@@ -59,9 +59,17 @@ def _copy_without(bag, out, drop: set[str]):
     return out
 
 
-def test_eval_reports_segmentation_metrics_latency_and_recorded_outputs(tiny_bag, tmp_path, ros_child_env):
-    out = tmp_path / "report"
-    proc = run(["eval", "--bag", str(tiny_bag), "--preset", "segmentation", "--out", str(out)], ros_child_env())
+@pytest.fixture(scope="module")
+def in_process_eval(tiny_bag, tmp_path_factory):
+    """One in-process ``mmfusion eval`` of the tiny bag (recording outputs): its report directory and process."""
+    from test.conftest import child_env
+
+    out = tmp_path_factory.mktemp("in_process") / "report"
+    return out, run(["eval", "--bag", str(tiny_bag), "--preset", "segmentation", "--out", str(out)], child_env())
+
+
+def test_eval_reports_segmentation_metrics_latency_and_recorded_outputs(in_process_eval):
+    out, proc = in_process_eval
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "replayed" in proc.stdout and "mIoU" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -103,15 +111,16 @@ def test_eval_queues_every_frame_for_scoring_unless_the_user_sets_it(tiny_bag):
     assert waiting({})["bag_player"] is None  # only nodes that declare it
 
 
-def test_eval_across_processes_matches_the_in_process_accuracy(tiny_bag, tmp_path, ros_child_env):
-    """--processes: every node in its own OS process, DDS between them; the same frames give the same masks."""
-    results = {}
-    for mode, extra in (("one", []), ("many", ["--processes"])):
-        out = tmp_path / mode
-        proc = run(["eval", "--bag", str(tiny_bag), "--preset", "segmentation", "--out", str(out), "--no-record",
-                    *extra], ros_child_env())
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        results[mode] = json.loads((out / "metrics.json").read_text())
+def test_eval_across_processes_matches_the_in_process_accuracy(tiny_bag, in_process_eval, tmp_path, ros_child_env):
+    """--processes: every node in its own OS process, DDS between them; the same frames give the same masks as the
+    in-process run (recording outputs or not changes no mask)."""
+    out = tmp_path / "many"
+    proc = run(["eval", "--bag", str(tiny_bag), "--preset", "segmentation", "--out", str(out), "--no-record",
+                "--processes"], ros_child_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert in_process_eval[1].returncode == 0, in_process_eval[1].stderr[-3000:]
+    results = {"one": json.loads((in_process_eval[0] / "metrics.json").read_text()),
+               "many": json.loads((out / "metrics.json").read_text())}
     one, many = results["one"]["segmentation"], results["many"]["segmentation"]
     assert many["frames"] >= 4 and results["many"]["latency"]["/segmentation/labels"]["count"] >= 4
     if many["frames"] == one["frames"]:
