@@ -166,30 +166,14 @@ def test_cpu_and_tensorrt_variants_are_separate_cache_entries(fp32):
     assert int8_spec(fp32).precision == f"int8-{cpu_int8_settings().label}"  # default: this CPU's format
 
 
-def _tiny_matmul_onnx(path: Path) -> Path:
-    """y = relu(x @ W + b), x (batch, 16): a quantizable graph small enough that quantizing it costs nothing."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    rng = np.random.default_rng(0)
-    w = helper.make_tensor("W", TensorProto.FLOAT, [16, 8], rng.standard_normal((16, 8)).astype(np.float32).ravel())
-    b = helper.make_tensor("b", TensorProto.FLOAT, [8], np.arange(8, dtype=np.float32))
-    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Add", ["m", "b"], ["a"]),
-             helper.make_node("Relu", ["a"], ["y"])]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])], [w, b])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
-
-
 def test_cpu_class_is_in_the_identity_and_sidecar_and_an_entry_of_another_class_is_rebuilt(tmp_path):
     """The cache identity of an INT8 model names the CPU class (a tiny graph: the cache logic, not CMX's accuracy,
     is under test here; the CMX INT8 model itself is the next test's)."""
-    fp32 = _tiny_matmul_onnx(tmp_path / "tiny.onnx")
+    from test.core.test_engine_cache import _tiny_onnx  # the cache tests' quantizable MatMul graph, x (batch, 8)
+
+    fp32 = _tiny_onnx(tmp_path / "tiny.onnx")
     rng = np.random.default_rng(1)
-    samples = [{"x": rng.standard_normal((2, 16)).astype(np.float32)} for _ in range(2)]
+    samples = [{"x": rng.standard_normal((2, 8)).astype(np.float32)} for _ in range(2)]
     vnni, avx2 = CpuIsa(X86_AVX512_VNNI, "Intel Xeon"), CpuIsa(X86_AVX2, "AMD EPYC")
     a, b = int8_spec(fp32, CPU_INT8, vnni), int8_spec(fp32, CPU_INT8, avx2)
     assert (a.device, b.device) == ("cpu:x86-avx512-vnni", "cpu:x86-avx2")
