@@ -4,7 +4,6 @@ Timings on shared machines are noisy: compare backends as ratios measured in one
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 import tempfile
@@ -262,13 +261,13 @@ def bench_detection(model: str, backend: str, cloud: tuple[np.ndarray, str] | No
         {s: float(np.median([r.timings_ms[s] for r in timed])) for s in STAGES}, machine(), date.today().isoformat())
 
 
-def _detector_spec(model: str, weights: str, point_cloud_range: Sequence[float] | None, **kwargs):
-    """The ``DetectorSpec`` of the named detector ``model`` with ``weights``, moved to ``point_cloud_range``."""
-    from ros_mmfusion.core.detection3d.artifacts import DetectorSpec
-    from ros_mmfusion.core.detection3d.pipeline import with_range
+def _detector_spec(model: str, weights: str, point_cloud_range: Sequence[float] | None, onnx_dir: str = ""):
+    """The ``DetectorSpec`` of the named detector ``model`` with ``weights``, moved to ``point_cloud_range``, read as
+    the detection3d node reads its parameters (``artifacts.detector_spec``)."""
+    from ros_mmfusion.core.detection3d.artifacts import detector_spec
 
-    spec = DetectorSpec.named(model, weights=weights, **kwargs)
-    return dataclasses.replace(spec, config=with_range(spec.config, point_cloud_range)) if point_cloud_range else spec
+    return detector_spec({"model": model, "weights": weights, "point_cloud_range": list(point_cloud_range or ()),
+                          "onnx_dir": onnx_dir})
 
 
 # ------------------------------------------------------------------------------ INT8 formats against fp32, real inputs
