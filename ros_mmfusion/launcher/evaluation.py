@@ -253,6 +253,10 @@ def _plan(args: EvaluationSettings, facts: BagFacts, preset: Any, evaluated: lis
             topic = resolve_topic(name, launch.remappings)
             outputs[topic] = Detection3DArray if name == ev.detections else PathMsg if name == ev.path else Image
             expected[topic] = facts.counts.get(main, 0)
+        if ev.path:
+            notes.append(f"{resolve_topic(ev.path, launch.remappings)}: {launch.name} publishes one path per frame "
+                         "its 4 Hz sampler keeps, from the frame that fills its context (ViNT: 5 frames before it) "
+                         "on: those frames count as 'dropped' against every input frame of the bag")
         if ev.detections:
             feed.detection_topics.add(resolve_topic(ev.detections, launch.remappings))
         if ev.labels:
