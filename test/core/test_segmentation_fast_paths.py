@@ -74,8 +74,26 @@ def test_upsampled_labels_looks_at_the_resized_logits_only_near_class_boundaries
     poisoned = resized.copy()
     poisoned[:, :4, 0] = 100.0  # far from the boundary: the low-resolution argmax decides, these are not read
     poisoned[:, 7:9, 0] = 100.0  # at the boundary: read
-    labels = upsampled_labels(logits, poisoned)
+    labels = upsampled_labels(logits, (16, 16), poisoned)
     assert (labels[:, :4] == 1).all() and (labels[:, 7:9] == 0).all() and (labels[:, 12:] == 2).all()
+    assert np.array_equal(upsampled_labels(logits, (16, 16)), np.argmax(resized, axis=2))  # interpolated itself
+
+
+@pytest.mark.parametrize("size", [(480, 640), (97, 131), (49, 64), (48, 200)])
+def test_labels_interpolated_at_class_boundaries_equal_the_argmax_of_cv2_resize(size):
+    """Without the resized logits, the boundary pixels are interpolated from their 2x2 sources with cv2's weights
+    (half-pixel centres, clamped borders): the same labels as the argmax of cv2.resize, here on regions and on noise
+    (boundaries everywhere), for 2x, odd and one-axis upsampling."""
+    for seed, classes in ((0, 15), (1, 2), (2, 40)):
+        for logits in (smooth_logits(classes, (48, 64), seed),
+                       np.random.default_rng(seed).standard_normal((classes, 48, 64)).astype(np.float32)):
+            labels, expected = upsampled_labels(logits, size), reference_postprocess(logits, size)[0]
+            resized = cv2.resize(np.ascontiguousarray(logits.transpose(1, 2, 0)), (size[1], size[0]),
+                                 interpolation=cv2.INTER_LINEAR).reshape(size[0], size[1], classes)
+            rows, cols = np.nonzero(labels != expected)
+            picked, best = resized[rows, cols, labels[rows, cols]], resized[rows, cols, expected[rows, cols]]
+            assert rows.size <= 2 and np.all(best - picked <= 1e-6 * np.maximum(1.0, np.abs(best))), \
+                (rows.size, best - picked)  # only exact ties within float rounding may go the other way
 
 
 def test_class_colours_are_the_palette_rows():

@@ -6,6 +6,7 @@ image's size. It receives its backend, built by :func:`ros_mmfusion.core.segment
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,42 +164,83 @@ def _argmax_planes(logits: np.ndarray) -> np.ndarray:
 _NEIGHBOURS = np.ones((3, 3), np.uint8)
 
 
-def upsampled_labels(logits: np.ndarray, resized: np.ndarray) -> np.ndarray:
-    """``argmax`` over classes of ``resized`` (``(H, W, C)``: ``logits`` ``(C, h, w)`` resized bilinearly by
-    ``cv2.resize``, H >= h, W >= w), computed where it can differ from the low-resolution argmax only.
+def upsampled_labels(logits: np.ndarray, size: tuple[int, int], resized: np.ndarray | None = None) -> np.ndarray:
+    """``argmax`` over classes of ``logits`` (``(C, h, w)``) resized bilinearly to ``size`` (H, W; H >= h, W >= w)
+    as ``cv2.resize(..., INTER_LINEAR)`` resizes them, computed where it can differ from the low-resolution argmax
+    only.
 
     A bilinear output pixel is a convex combination of at most 2x2 source pixels, all within one pixel of its
     nearest source pixel. Where that source pixel and its 8 neighbours all have the same argmax ``k``, the combination's
     logit ``k`` is at least every other class's (each source pixel's is; rounded sums and products with non-negative
-    weights keep the order), so the label is ``k`` without looking at the resized logits. Only the other pixels (class
-    boundaries: a few percent of them) take the argmax of their resized logits. Identical to
-    ``np.argmax(resized, axis=2)`` except where two classes' resized logits are exactly equal after rounding.
+    weights keep the order), so the label is ``k`` without interpolating anything. Only the other pixels (class
+    boundaries: a few percent of them) are interpolated, from their 2x2 source pixels with cv2's weights (half-pixel
+    centres, clamped at the borders), or read from ``resized`` (``(H, W, C)``, the whole resized logits) when the
+    caller has it. No full-resolution ``(H, W, C)`` array is made otherwise: at 640x480 and 15 classes it is 18 MB,
+    freshly allocated and page-faulted every frame. Identical to ``np.argmax`` of the resized logits except where
+    two classes' interpolated logits are equal within rounding.
     """
-    h, w, c = resized.shape
+    c, h, w = logits.shape
+    big_h, big_w = size
     low = _argmax_planes(logits)
     uniform = (cv2.erode(low, _NEIGHBOURS) == cv2.dilate(low, _NEIGHBOURS)).view(np.uint8)
-    labels = cv2.resize(low, (w, h), interpolation=cv2.INTER_NEAREST)
-    unsure = np.flatnonzero(cv2.resize(uniform, (w, h), interpolation=cv2.INTER_NEAREST) == 0)
-    if unsure.size:  # (C, N): one pass per class again, not a reduction per pixel
+    labels = cv2.resize(low, (big_w, big_h), interpolation=cv2.INTER_NEAREST)
+    unsure = np.flatnonzero(cv2.resize(uniform, (big_w, big_h), interpolation=cv2.INTER_NEAREST) == 0)
+    if not unsure.size:
+        return labels
+    if resized is not None:  # (C, N): one pass per class again, not a reduction per pixel
         labels.reshape(-1)[unsure] = _argmax_planes(np.ascontiguousarray(resized.reshape(-1, c)[unsure].T))
+        return labels
+    rows, cols = np.divmod(unsure, big_w)
+    y0, y1, wy = (a[rows] for a in _bilinear_taps(big_h, h))
+    x0, x1, wx = (a[cols] for a in _bilinear_taps(big_w, w))
+    y0, y1 = y0 * w, y1 * w  # source rows as offsets into a flattened plane
+    corners, wx0, wy0 = (y0 + x0, y0 + x1, y1 + x0, y1 + x1), 1 - wx, 1 - wy
+    best, found = None, np.zeros(unsure.size, np.uint8)
+    for k, plane in enumerate(logits.reshape(c, -1)):  # along x in rows y0 and y1, then along y; first max wins
+        a, b, d, e = (plane[i] for i in corners)
+        value = (a * wx0 + b * wx) * wy0 + (d * wx0 + e * wx) * wy
+        if best is None:
+            best = value
+        else:
+            found[value > best] = k
+            np.maximum(best, value, out=best)
+    labels.reshape(-1)[unsure] = found
     return labels
+
+
+@functools.lru_cache(maxsize=16)
+def _bilinear_taps(out: int, src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """cv2's INTER_LINEAR taps along one axis from ``src`` to ``out`` samples: first and second source index and
+    the float32 weight of the second, with half-pixel centres and the borders clamped (weight 0); read-only."""
+    f = (np.arange(out, dtype=np.float64) + 0.5) * (src / out) - 0.5
+    i0 = np.floor(f).astype(np.int64)
+    weight = (f - i0).astype(np.float32)
+    before, after = i0 < 0, i0 >= src - 1
+    i0[before], weight[before] = 0, 0.0
+    i0[after], weight[after] = src - 1, 0.0
+    i1 = np.minimum(i0 + 1, src - 1)
+    for a in (i0, i1, weight):
+        a.flags.writeable = False
+    return i0, i1, weight
 
 
 def postprocess(logits: np.ndarray, size: tuple[int, int], *, confidence: bool = True) -> SegmentationResult:
     """Class ids and (with ``confidence``) softmax confidence of ``(C, h, w)`` logits, resized (bilinear on logits)
     to ``size`` (H, W). The labels are the argmax of the resized logits (see :func:`upsampled_labels` for how an
-    upsampling finds it); the confidence, only when asked for (it costs an exponential per class and pixel), is
-    ``1 / sum(exp(logits - max))``."""
+    upsampling finds it without resizing every class); the confidence, only when asked for (it costs the whole
+    resize and an exponential per class and pixel), is ``1 / sum(exp(logits - max))``."""
     h, w = size
     c = logits.shape[0]
+    upsampling = h >= logits.shape[1] and w >= logits.shape[2]
     if logits.shape[1:] == (h, w):
         labels = _argmax_planes(logits)
         chw = logits
+    elif upsampling and not confidence:
+        return SegmentationResult(upsampled_labels(logits, size), None)
     else:
         hwc = cv2.resize(np.ascontiguousarray(logits.transpose(1, 2, 0)), (w, h), interpolation=cv2.INTER_LINEAR)
         hwc = hwc.reshape(h, w, c)  # cv2 drops the channel axis when c == 1
-        upsampling = h >= logits.shape[1] and w >= logits.shape[2]
-        labels = upsampled_labels(logits, hwc) if upsampling else np.argmax(hwc, axis=2).astype(np.uint8)
+        labels = upsampled_labels(logits, size, hwc) if upsampling else np.argmax(hwc, axis=2).astype(np.uint8)
         chw = hwc.transpose(2, 0, 1)
     if not confidence:
         return SegmentationResult(labels, None)
