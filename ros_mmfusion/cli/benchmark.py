@@ -8,7 +8,8 @@ rate, dropped frames, CPU (percent of one core, this process) and resident memor
 best and worst (by output rate) dropped when there are at least three. Then a peak-throughput search: the highest
 input rate whose output rate is within ``--tolerance`` of it with under 5% of frames lost (bisection). Then, the graph
 idle, each node's network alone on the last frame it ran (``MmfusionNode.network_probe``), and the graph's p50 and
-peak relative to the main node's network: the overhead of the node and the graph, measured in the same run.
+peak relative to the main node's network timed right after each run (a few calls with the graph idle, since this
+VM's speed drifts between minutes): the overhead of the node and the graph, measured in the same run.
 The result names the network each node ran (weights, package, sha256, backend, hardware), read from the nodes'
 ``/diagnostics`` as ``mmfusion eval`` reads it.
 """
@@ -240,16 +241,17 @@ def run(args: argparse.Namespace) -> int:
         harness = _Harness(preset_under_test, frames, classes, {main_output: output_type}, main_output)
         try:
             harness.run(min(rates), min(2.0, args.duration))  # warm-up (model load, first inferences, discovery)
+            main_node = harness.nodes[under_test.index(launch)]
             fixed = []
             for rate in rates:
-                runs = [harness.run(rate, args.duration) for _ in range(args.repeats)]
+                runs = [_probed(harness.run(rate, args.duration), main_node) for _ in range(args.repeats)]
                 fixed.append({**_summarise(runs), "all_runs": runs})
                 s = fixed[-1]
                 print(f"  {rate:6.1f} Hz in: {s['rate_hz'] or 0:6.1f} Hz out, "
                       f"loss {100 * (s['drop_ratio'] or 0):5.1f}%, p50 {s['p50_ms'] or 0:7.1f} ms, "
                       f"p95 {s['p95_ms'] or 0:7.1f} ms, CPU {s['cpu_percent']:.0f}%,"
                       f" RSS {s['rss_mb_max']:.0f} MB", flush=True)
-            peak = _peak_search(harness, fixed, args)
+            peak = _peak_search(harness, fixed, args, main_node)
             network = _network_alone(harness, under_test)  # the nodes idle now: each network by itself
             _relate_to_network(fixed, peak, network.get(f"/{launch.name}"))
             notes: list[str] = []
@@ -271,6 +273,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 NETWORK_RUNS = 15
+PROBE_RUNS = 5  # network-alone calls after each graph run (the VM's speed drifts between minutes)
+
+
+def _probed(run: dict, node: Any) -> dict:
+    """``run`` with ``network_p50_ms``: the main node's network alone (``MmfusionNode.network_probe``, median of
+    :data:`PROBE_RUNS` calls after one warm-up) timed right after the run, the graph idle; absent without a probe."""
+    from ros_mmfusion.core.bench import time_runs
+
+    probe = getattr(node, "network_probe", lambda: None)()
+    if probe is not None:
+        run["network_p50_ms"] = round(float(np.median(time_runs(probe, warmup=1, runs=PROBE_RUNS))), 3)
+    return run
 
 
 def _network_alone(harness: _Harness, under_test: list) -> dict[str, dict[str, float]]:
@@ -290,16 +304,31 @@ def _network_alone(harness: _Harness, under_test: list) -> dict[str, dict[str, f
 
 def _relate_to_network(fixed: list[dict], peak: dict, network: dict[str, float] | None) -> None:
     """Add the graph's figures relative to the main node's network alone: ``p50_over_network`` per fixed rate
-    (graph p50 latency / network p50) and the peak's ``fraction_of_network_rate`` (peak Hz x network p50 s)."""
-    if not network:
-        return
+    (graph p50 latency / network p50) and the peak's ``fraction_of_network_rate`` (peak Hz x network p50 s). The
+    network's p50 is the median of the probes timed right after that rate's runs (``network_p50_ms``, see
+    :func:`_probed`: the VM's speed drifts by up to 1.5x between minutes, so a network timed minutes later would
+    skew the ratio either way), else the final ``network`` figure."""
+    def adjacent(summary: dict, runs: list[dict]) -> float | None:
+        probes = [r["network_p50_ms"] for r in runs if r.get("network_p50_ms")]
+        value = float(np.median(probes)) if probes else (network or {}).get("p50_ms")
+        summary["network_p50_ms"] = round(value, 3) if value else None
+        return value
+
     for s in fixed:
-        s["p50_over_network"] = round(s["p50_ms"] / network["p50_ms"], 3) if s.get("p50_ms") else None
-    peak["fraction_of_network_rate"] = round(peak["rate_hz"] * network["p50_ms"] / 1e3, 3) if peak["rate_hz"] else None
+        net = adjacent(s, s.get("all_runs", []))
+        s["p50_over_network"] = round(s["p50_ms"] / net, 3) if s.get("p50_ms") and net else None
+    def at(rate: float) -> bool:
+        return peak["rate_hz"] is not None and abs(rate - peak["rate_hz"]) < 0.01
+
+    kept = [p for p in peak["probes"] if p["kept_up"] and at(p["target_rate_hz"])]
+    at_peak = kept[-1] if kept else next((s for s in fixed if at(s["target_rate_hz"])), None)
+    net = adjacent(peak, at_peak.get("all_runs", []) if at_peak else [])
+    peak["fraction_of_network_rate"] = round(peak["rate_hz"] * net / 1e3, 3) if peak["rate_hz"] and net else None
 
 
-def _peak_search(harness: _Harness, fixed: list[dict], args: argparse.Namespace) -> dict:
-    """Bisection between the highest fixed rate that kept up and the lowest that did not (or 2x the highest)."""
+def _peak_search(harness: _Harness, fixed: list[dict], args: argparse.Namespace, main_node: Any = None) -> dict:
+    """Bisection between the highest fixed rate that kept up and the lowest that did not (or 2x the highest); each
+    run followed by a network probe of ``main_node`` (:func:`_probed`)."""
     ok = [s["target_rate_hz"] for s in fixed if _keeps_up(s, args.tolerance)]
     bad = [s["target_rate_hz"] for s in fixed if not _keeps_up(s, args.tolerance)]
     lo = max(ok) if ok else 0.0
@@ -307,9 +336,10 @@ def _peak_search(harness: _Harness, fixed: list[dict], args: argparse.Namespace)
     probes = []
     for _ in range(args.peak_steps):
         mid = (lo + hi) / 2 if lo > 0 else hi / 2
-        s = _summarise([harness.run(mid, args.duration) for _ in range(args.repeats)])
+        runs = [_probed(harness.run(mid, args.duration), main_node) for _ in range(args.repeats)]
+        s = _summarise(runs)
         kept = _keeps_up(s, args.tolerance)
-        probes.append({**s, "kept_up": kept})
+        probes.append({**s, "kept_up": kept, "all_runs": runs})
         print(f"  peak search {mid:6.1f} Hz: {'keeps up' if kept else 'falls behind'} "
               f"({s['rate_hz'] or 0:.1f} Hz out, loss {100 * (s['drop_ratio'] or 0):.1f}%)", flush=True)
         lo, hi = (mid, hi) if kept else (lo, mid)
@@ -345,8 +375,13 @@ def _markdown(result: dict) -> str:
                      else "no probed rate kept up"), ""]
     for node, net in (result.get("network_alone") or {}).items():
         lines.append(f"Network alone ({node}, same run, graph idle, last frame): p50 {net['p50_ms']:.1f} ms, p95 "
-                     f"{net['p95_ms']:.1f} ms over {net['runs']} calls (1 / p50 = {1e3 / net['p50_ms']:.1f} Hz)")
+                     f"{net['p95_ms']:.1f} ms over {net['runs']} calls (1 / p50 = {1e3 / net['p50_ms']:.1f} Hz) at "
+                     f"the end; \"p50 / network\" divides by the network timed right after each rate's runs "
+                     f"({PROBE_RUNS} calls per run: " + ", ".join(f"{f(s.get('network_p50_ms'))} ms at "
+                                                              f"{f(s['target_rate_hz'])} Hz"
+                                                              for s in result["fixed_rate"]) + ")")
     if peak.get("fraction_of_network_rate") is not None:
-        lines.append(f"Peak throughput = {100 * peak['fraction_of_network_rate']:.0f}% of the network's own rate")
+        lines.append(f"Peak throughput = {100 * peak['fraction_of_network_rate']:.0f}% of the network's own rate "
+                     f"(its p50 timed after the peak's runs: {f(peak.get('network_p50_ms'))} ms)")
     lines += ["", *[f"Note: {n}" for n in result.get("notes", [])]]
     return "\n".join(lines)
