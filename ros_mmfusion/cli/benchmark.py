@@ -8,8 +8,9 @@ rate, dropped frames, CPU (percent of one core, this process) and resident memor
 best and worst (by output rate) dropped when there are at least three. Then a peak-throughput search: the highest
 input rate whose output rate is within ``--tolerance`` of it with under 5% of frames lost (bisection). Then, the graph
 idle, each node's network alone on the last frame it ran (``MmfusionNode.network_probe``), and the graph's p50 and
-peak relative to the main node's network timed right after each run (a few calls with the graph idle, since this
-VM's speed drifts between minutes): the overhead of the node and the graph, measured in the same run.
+peak relative to the main node's network timed right after each run (a few calls with the graph idle, as far apart
+as the run's frames, since this VM's speed drifts between minutes and a call after an idle pause is slower): the
+overhead of the node and the graph, measured in the same run.
 The result names the network each node ran (weights, package, sha256, backend, hardware), read from the nodes'
 ``/diagnostics`` as ``mmfusion eval`` reads it.
 """
@@ -278,12 +279,16 @@ PROBE_RUNS = 5  # network-alone calls after each graph run (the VM's speed drift
 
 def _probed(run: dict, node: Any) -> dict:
     """``run`` with ``network_p50_ms``: the main node's network alone (``MmfusionNode.network_probe``, median of
-    :data:`PROBE_RUNS` calls after one warm-up) timed right after the run, the graph idle; absent without a probe."""
+    :data:`PROBE_RUNS` calls after one warm-up) timed right after the run, the graph idle, the calls as far apart as
+    the run's input frames (an idle VM wakes slowly: back-to-back calls would flatter the network at low rates);
+    absent without a probe."""
     from ros_mmfusion.core.bench import time_runs
 
     probe = getattr(node, "network_probe", lambda: None)()
     if probe is not None:
-        run["network_p50_ms"] = round(float(np.median(time_runs(probe, warmup=1, runs=PROBE_RUNS))), 3)
+        period = min(1.0, 1.0 / run["target_rate_hz"])
+        ms = time_runs(probe, warmup=1, runs=PROBE_RUNS, period_s=period)
+        run["network_p50_ms"] = round(float(np.median(ms)), 3)
     return run
 
 
@@ -373,13 +378,12 @@ def _markdown(result: dict) -> str:
                   f"{100 * result['max_loss']:.0f}% lost): "
                   + (f"**{peak['rate_hz']} Hz** (falls behind at {peak['upper_bound_hz']} Hz)" if peak["rate_hz"]
                      else "no probed rate kept up"), ""]
+    probes = ", ".join(f"{f(s.get('network_p50_ms'))} ms at {f(s['target_rate_hz'])} Hz" for s in result["fixed_rate"])
     for node, net in (result.get("network_alone") or {}).items():
         lines.append(f"Network alone ({node}, same run, graph idle, last frame): p50 {net['p50_ms']:.1f} ms, p95 "
                      f"{net['p95_ms']:.1f} ms over {net['runs']} calls (1 / p50 = {1e3 / net['p50_ms']:.1f} Hz) at "
-                     f"the end; \"p50 / network\" divides by the network timed right after each rate's runs "
-                     f"({PROBE_RUNS} calls per run: " + ", ".join(f"{f(s.get('network_p50_ms'))} ms at "
-                                                              f"{f(s['target_rate_hz'])} Hz"
-                                                              for s in result["fixed_rate"]) + ")")
+                     f"the end; \"p50 / network\" divides by the network timed right after each rate's runs, its "
+                     f"calls as far apart as the frames ({PROBE_RUNS} calls per run: {probes})")
     if peak.get("fraction_of_network_rate") is not None:
         lines.append(f"Peak throughput = {100 * peak['fraction_of_network_rate']:.0f}% of the network's own rate "
                      f"(its p50 timed after the peak's runs: {f(peak.get('network_p50_ms'))} ms)")

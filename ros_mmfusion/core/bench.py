@@ -42,8 +42,10 @@ class BenchResult:
         return asdict(self)
 
 
-def time_runs(fn: Callable[[], object], warmup: int, runs: int) -> np.ndarray:
-    """Milliseconds of ``runs`` calls of ``fn`` after ``warmup`` untimed calls."""
+def time_runs(fn: Callable[[], object], warmup: int, runs: int, period_s: float = 0.0) -> np.ndarray:
+    """Milliseconds of ``runs`` calls of ``fn`` after ``warmup`` untimed calls; with ``period_s`` the calls start
+    that far apart (idle in between, as frames arriving at ``1 / period_s`` Hz leave a node: on a VM a call after
+    0.5 s idle can take 1.3x one made back to back)."""
     for _ in range(warmup):
         fn()
     out = np.empty(runs)
@@ -51,6 +53,8 @@ def time_runs(fn: Callable[[], object], warmup: int, runs: int) -> np.ndarray:
         t = time.perf_counter()
         fn()
         out[i] = (time.perf_counter() - t) * 1e3
+        if period_s > 0 and i + 1 < runs:
+            time.sleep(max(0.0, period_s - (time.perf_counter() - t)))
     return out
 
 
