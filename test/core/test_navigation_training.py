@@ -392,3 +392,20 @@ def test_validate_recovery_goals_are_route_views():
 
     result = validate_recovery(GoalCheck(), [drifted, route], cfg, 0.25, frames)
     assert result["recovery_contexts"] == len(checked) >= 3 and all(checked)
+
+
+def test_augmentation_crops_keep_the_heading_and_a_context_shares_its_crop_with_its_goals():
+    """A sideways crop would turn the view like a heading change no label follows, and crops drawn apart for a
+    context and its goal would teach the network to ignore their sideways shift (the cue that steers back onto the
+    route): crops are centred horizontally and a goal gets its context's crop with its own colours."""
+    from ros_mmfusion.core.navigation.training import Jitter
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        jitter = Jitter.draw(rng, 120, 160)
+        top, left, h, w = jitter.crop
+        assert left == (160 - w) // 2 and 0 <= top <= 120 - h and w <= 160 and h <= 120
+        goal = jitter.recoloured(rng)
+        assert goal.crop == jitter.crop and (goal.gain, goal.tint) != (jitter.gain, jitter.tint)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    assert jitter.apply(image).shape == goal.apply(image).shape == (h, w, 3)

@@ -461,7 +461,12 @@ class GoalSampler:
 @dataclass(frozen=True)
 class Jitter:
     """One draw of the light augmentation: crop box (top, left, height, width) in pixels, brightness gain,
-    per-channel tint and contrast."""
+    per-channel tint and contrast.
+
+    The crop is centred horizontally, and a context and its goals share one crop (:meth:`recoloured`): a crop
+    shifted sideways turns the view as a heading change of up to ~0.15 rad would, with no label following it. Drawn
+    independently (before 2026-12-07) it told the network that the sideways shift between its context and the goal
+    means nothing - the very cue that steers a robot back onto its route (``recovery_correlation`` stayed at 0)."""
 
     crop: tuple[int, int, int, int]
     gain: float
@@ -474,9 +479,16 @@ class Jitter:
         ratio = math.exp(rng.uniform(math.log(0.95), math.log(1.05)))
         h = min(height, max(8, round(height * math.sqrt(scale / ratio))))
         w = min(width, max(8, round(width * math.sqrt(scale * ratio))))
-        top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-        return cls((top, left, h, w), float(rng.uniform(0.6, 1.4)), tuple(rng.uniform(0.9, 1.1, 3).tolist()),
-                   float(rng.uniform(0.75, 1.25)))
+        top, left = int(rng.integers(0, height - h + 1)), (width - w) // 2
+        return cls((top, left, h, w), *cls._photometric(rng))
+
+    def recoloured(self, rng: np.random.Generator) -> Jitter:
+        """The same crop with a new brightness, tint and contrast (a goal of this jitter's context)."""
+        return Jitter(self.crop, *self._photometric(rng))
+
+    @staticmethod
+    def _photometric(rng: np.random.Generator) -> tuple[float, tuple[float, float, float], float]:
+        return float(rng.uniform(0.6, 1.4)), tuple(rng.uniform(0.9, 1.1, 3).tolist()), float(rng.uniform(0.75, 1.25))
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         top, left, h, w = self.crop
@@ -516,8 +528,8 @@ def draw_batch(sampler: GoalSampler, rng: np.random.Generator, cfg: NavTrainConf
         frames = [recording.images[k] for k in range(cur - cfg.context_size, cur + 1)]
         if cfg.static_contexts and rng.random() < cfg.static_contexts:
             frames = [frames[-1]] * len(frames)  # at rest: every context frame is the current one
-        if cfg.augment:
-            jitter = Jitter.draw(rng, *frames[0].shape[:2])
+        jitter = Jitter.draw(rng, *frames[0].shape[:2]) if cfg.augment else None
+        if jitter is not None:
             frames = [jitter.apply(f) for f in frames]
         obs.append(np.concatenate([preprocess_frame(f, image_size) for f in frames], axis=0))
         action = waypoint_labels(recording.times, recording.xy, recording.yaw, cur, cfg.len_traj_pred, spacing,
@@ -526,8 +538,9 @@ def draw_batch(sampler: GoalSampler, rng: np.random.Generator, cfg: NavTrainConf
         for _ in range(g):
             goal = sampler.goal(rng, rec, cur)
             image = sampler.recordings[goal.recording].images[goal.frame]
-            if cfg.augment:
-                image = Jitter.draw(rng, *image.shape[:2]).apply(image)
+            if jitter is not None:  # the context's crop (see Jitter), its own colours
+                same_size = image.shape[:2] == frames[0].shape[:2]
+                image = (jitter.recoloured(rng) if same_size else Jitter.draw(rng, *image.shape[:2])).apply(image)
             goals.append(preprocess_frame(image, image_size))
             index.append(ci)
             dist.append(goal.distance)
