@@ -111,6 +111,25 @@ def test_eval_queues_every_frame_for_scoring_unless_the_user_sets_it(tiny_bag):
     assert waiting({})["bag_player"] is None  # only nodes that declare it
 
 
+def test_eval_scales_stamp_time_timeouts_by_the_replay_rate_unless_the_user_sets_them(tiny_bag):
+    """The player restamps with the wall clock, so at x0.1 a 10 Hz X camera's stamps are 1 s apart: a 0.5 s X
+    timeout would call X stopped before every frame and segment it without X. Timeouts in stamp time scale by
+    1 / rate (within their maximum); a user's --set wins; at x1 nothing changes."""
+    from ros_mmfusion.launcher import typed_parameters
+    from ros_mmfusion.launcher.evaluation import EvaluationSettings, prepare
+
+    def params(rate, overrides=None, preset="segmentation"):
+        loaded = prepare(EvaluationSettings(preset=preset, rate=rate, overrides=overrides or {}), tiny_bag).preset
+        return {n.name: typed_parameters(n) for n in loaded.nodes}
+
+    assert params(1.0)["fusion_segmentation"]["x_timeout"] == 0.5
+    assert params(0.1)["fusion_segmentation"]["x_timeout"] == pytest.approx(5.0)
+    assert params(2.0)["fusion_segmentation"]["x_timeout"] == pytest.approx(0.25)
+    assert params(0.1, {"fusion_segmentation": {"x_timeout": 0.3}})["fusion_segmentation"]["x_timeout"] == 0.3
+    demo = params(0.05, preset="demo")["detection3d"]
+    assert demo["painting_timeout"] == pytest.approx(10.0) and demo["sweeps_max_age"] == 5.0  # its maximum
+
+
 def test_eval_across_processes_matches_the_in_process_accuracy(tiny_bag, in_process_eval, tmp_path, ros_child_env):
     """--processes: every node in its own OS process, DDS between them; the same frames give the same masks as the
     in-process run (recording outputs or not changes no mask)."""
