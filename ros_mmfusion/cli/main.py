@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Offline commands that start their own ROS graph: without ROS_DOMAIN_ID each takes a free domain, so that two of them
+# at once on one machine do not hear each other (launcher/fleet.own_domain_unless_set). `run` (a robot's graph) never.
+OWN_DOMAIN_COMMANDS = frozenset({"eval", "closed-loop", "bench-graph", "demo"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(resolve_aliases(sys.argv[1:] if argv is None else argv))
@@ -112,6 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mmfusion {args.command}: note: renamed to `mmfusion {renamed_to}`; the old name still works",
               file=sys.stderr)
     try:
+        if (renamed_to or args.command) in OWN_DOMAIN_COMMANDS:
+            from ros_mmfusion.launcher.fleet import own_domain_unless_set
+
+            domain = own_domain_unless_set()
+            if domain is not None:
+                print(f"ROS domain {domain}: a free one on this machine, as ROS_DOMAIN_ID is unset (export "
+                      f"ROS_DOMAIN_ID={domain} to watch this run in RViz or Foxglove)", flush=True)
         return int(args._module.run(args) or 0)
     except UserError as exc:
         print(f"mmfusion {args.command}: error: {one_line(exc)}", file=sys.stderr)

@@ -73,6 +73,22 @@ def acquire_domain(lock_dir: Path = DOMAIN_LOCK_DIR, avoid: int | None = None) -
                       "run here")
 
 
+_HELD_LOCKS: list[int] = []  # descriptors whose locks hold this process's domain until it exits
+
+
+def own_domain_unless_set() -> int | None:
+    """For offline commands (eval, closed-loop, bench-graph, demo): when ``ROS_DOMAIN_ID`` is unset, claim a free
+    domain id on this machine (:func:`acquire_domain`, held until the process exits) and set it for this process and
+    its children, so that two runs at once do not hear each other's topics (a replayed camera topic in one run fed
+    the other's nodes). Returns that domain; None when the user set ``ROS_DOMAIN_ID`` (theirs is used)."""
+    if os.environ.get("ROS_DOMAIN_ID", "").strip():
+        return None
+    domain, fd = acquire_domain()
+    _HELD_LOCKS.append(fd)
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    return domain
+
+
 def _die_with_parent(parent: int) -> None:
     """Ask the kernel to kill this process when its parent dies (Linux); exit now if it already has."""
     try:

@@ -212,3 +212,27 @@ def test_concurrent_bag_processes_get_distinct_domains_released_when_they_end(tm
     assert again == first
     for fd in (fd2, fd3):
         os.close(fd)
+
+
+def test_offline_commands_take_a_free_domain_unless_the_user_set_one(tmp_path):
+    """`mmfusion eval`, `closed-loop`, `bench-graph` and `demo` without ROS_DOMAIN_ID: each process claims a free
+    domain (two runs at once hear nothing of each other) and says which; a user's ROS_DOMAIN_ID is kept; `run` never
+    changes it."""
+    import os
+    import subprocess
+    import sys
+
+    from ros_mmfusion.cli.main import OWN_DOMAIN_COMMANDS
+
+    assert {"eval", "closed-loop", "bench-graph", "demo"} == OWN_DOMAIN_COMMANDS and "run" not in OWN_DOMAIN_COMMANDS
+    code = ("import os, sys, time; from ros_mmfusion.launcher.fleet import own_domain_unless_set; "
+            "d = own_domain_unless_set(); print(d, os.environ.get('ROS_DOMAIN_ID'), flush=True); time.sleep(1.5)")
+    env = {k: v for k, v in os.environ.items() if k != "ROS_DOMAIN_ID"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=60)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0][0] == outs[0][1] and outs[1][0] == outs[1][1] and outs[0][0] != outs[1][0]  # held at once
+    kept = subprocess.run([sys.executable, "-c", code], env={**env, "ROS_DOMAIN_ID": "42"}, capture_output=True,
+                          text=True, timeout=60)
+    assert kept.stdout.split() == ["None", "42"]
