@@ -278,6 +278,10 @@ def _plan(args: EvaluationSettings, facts: BagFacts, preset: Any, evaluated: lis
             topic = resolve_topic(name, launch.remappings)
             outputs[topic] = Detection3DArray if name == ev.detections else PathMsg if name == ev.path else Image
             expected[topic] = facts.counts.get(main, 0)
+        if ev.path and args.rate != 1.0:
+            notes.append(f"{launch.name} at --rate {args.rate:g}: its 4 Hz context sampling and the waypoints' 0.25 s "
+                         "steps run on the restamped (wall-clock) stamps, so localisation and waypoint errors are "
+                         "not those of a live robot; evaluate navigation at --rate 1")
         if ev.path:
             notes.append(f"{resolve_topic(ev.path, launch.remappings)}: {launch.name} publishes one path per frame "
                          "its 4 Hz sampler keeps, from the frame that fills its context (ViNT: 5 frames before it) "

@@ -277,6 +277,7 @@ def test_eval_navigation_reports_localisation_accuracy_and_waypoint_errors(tmp_p
     assert "## Navigation" in (out / "report.md").read_text()
     metrics = json.loads((out / "metrics.json").read_text())  # the context's frames are named, not left as losses
     assert any(n.startswith("/navigation/path: vint_navigation publishes one path per frame") for n in metrics["notes"])
+    assert not any("evaluate navigation at --rate 1" in n for n in metrics["notes"])  # it ran at x1
     assert (out / "trajectory.png").stat().st_size > 1000 and nav["trajectory"]["nodes_xy"]
 
 
