@@ -225,14 +225,16 @@ def test_offline_commands_take_a_free_domain_unless_the_user_set_one(tmp_path):
     from ros_mmfusion.cli.main import OWN_DOMAIN_COMMANDS
 
     assert {"eval", "closed-loop", "bench-graph", "demo"} == OWN_DOMAIN_COMMANDS and "run" not in OWN_DOMAIN_COMMANDS
-    code = ("import os, sys, time; from ros_mmfusion.launcher.fleet import own_domain_unless_set; "
-            "d = own_domain_unless_set(); print(d, os.environ.get('ROS_DOMAIN_ID'), flush=True); time.sleep(1.5)")
+    code = ("import os, sys; from ros_mmfusion.launcher.fleet import own_domain_unless_set; "
+            "d = own_domain_unless_set(); print(d, os.environ.get('ROS_DOMAIN_ID'), flush=True); sys.stdin.read()")
     env = {k: v for k, v in os.environ.items() if k != "ROS_DOMAIN_ID"}
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    outs = [p.communicate(timeout=60)[0].split() for p in procs]
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.stdout.readline().split() for p in procs]  # both hold their domain now (each waits on its stdin)
+    for p in procs:
+        p.communicate(timeout=60)
     assert all(p.returncode == 0 for p in procs)
     assert outs[0][0] == outs[0][1] and outs[1][0] == outs[1][1] and outs[0][0] != outs[1][0]  # held at once
     kept = subprocess.run([sys.executable, "-c", code], env={**env, "ROS_DOMAIN_ID": "42"}, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, input="")
     assert kept.stdout.split() == ["None", "42"]

@@ -538,9 +538,8 @@ def draw_batch(sampler: GoalSampler, rng: np.random.Generator, cfg: NavTrainConf
         for _ in range(g):
             goal = sampler.goal(rng, rec, cur)
             image = sampler.recordings[goal.recording].images[goal.frame]
-            if jitter is not None:  # the context's crop (see Jitter), its own colours
-                same_size = image.shape[:2] == frames[0].shape[:2]
-                image = (jitter.recoloured(rng) if same_size else Jitter.draw(rng, *image.shape[:2])).apply(image)
+            if jitter is not None:  # the context's crop (see Jitter; every recording has cfg's size), own colours
+                image = jitter.recoloured(rng).apply(image)
             goals.append(preprocess_frame(image, image_size))
             index.append(ci)
             dist.append(goal.distance)
