@@ -22,7 +22,8 @@ class ParamSpec:
 
     ``minimum``/``maximum`` bound numbers (inclusive); ``choices`` restricts values; ``read_only`` parameters can
     only be set at start-up (for example a model file); ``check`` is an extra predicate returning an error text or
-    None.
+    None. ``stamp_time``: a duration in seconds of header-stamp time (not of the clock): a replay at x``rate``, whose
+    player restamps with the wall clock, scales it by ``1 / rate`` (``mmfusion eval``).
     """
 
     name: str
@@ -33,6 +34,7 @@ class ParamSpec:
     choices: Sequence[Any] | None = None
     read_only: bool = False
     check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+    stamp_time: bool = False
 
     @property
     def kind(self) -> type:

@@ -190,28 +190,23 @@ def _queue_every_frame(preset: Any, user: dict[str, dict[str, Any]], overrides: 
             overrides.setdefault(launch.name, {})["max_waiting_frames"] = OFFLINE_WAITING_FRAMES
 
 
-# Parameters in seconds of stamp time. The player restamps each message with the wall clock at its publication, so
-# a replay at x``rate`` spaces the stamps 1 / rate times as far apart as the bag's: these scale by 1 / rate, or at
-# x0.1 a 10 Hz thermal camera (1 s apart) would count as stopped after 0.5 s and every frame be segmented without X.
-STAMP_TIME_SECONDS = ("x_timeout", "painting_timeout", "sweeps_max_age")
-
-
 def _scale_stamp_time(preset: Any, user: dict[str, dict[str, Any]], overrides: dict[str, dict[str, Any]],
                       rate: float) -> None:
-    """Scale the :data:`STAMP_TIME_SECONDS` parameters of every node of ``preset`` that declares them by ``1 / rate``
-    (their value in the preset, else the declared default; within the declared maximum), except those the user
-    ``--set``."""
+    """Scale the parameters in seconds of stamp time (``ParamSpec.stamp_time``) of every node of ``preset`` by
+    ``1 / rate`` (their value in the preset, else the declared default; within the declared maximum), except those
+    the user ``--set``. The player restamps each message with the wall clock at its publication, so a replay at
+    x``rate`` spaces the stamps 1 / rate times as far apart as the bag's: at x0.1 a 10 Hz thermal camera (1 s apart)
+    would otherwise count as stopped after 0.5 s and every frame be segmented without X."""
     from ros_mmfusion.launcher import node_class
 
     if rate == 1.0:
         return
     for launch in preset.nodes:
-        specs = {spec.name: spec for spec in node_class(launch).PARAMS}
-        for name in STAMP_TIME_SECONDS:
-            if name in specs and name not in user.get(launch.name, {}):
-                value = float(launch.parameters.get(name, specs[name].default)) / rate
-                bound = specs[name].maximum
-                overrides.setdefault(launch.name, {})[name] = min(value, bound) if bound is not None else value
+        for spec in node_class(launch).PARAMS:
+            if spec.stamp_time and spec.name not in user.get(launch.name, {}):
+                value = float(launch.parameters.get(spec.name, spec.default)) / rate
+                scaled = min(value, spec.maximum) if spec.maximum is not None else value
+                overrides.setdefault(launch.name, {})[spec.name] = scaled
 
 
 def input_topic(name: str, remappings: dict[str, str], topics: Any) -> str:

@@ -180,11 +180,12 @@ class Detection3DNode(MmfusionNode):
                   "camera at the labels' stamp <- LiDAR at the cloud's stamp is chained, following the ego motion "
                   "between the two stamps; empty: camera <- LiDAR at the cloud's stamp.", read_only=True),
         ParamSpec("painting_timeout", 0.5, "Seconds (of stamp time) without segmentation labels before detecting "
-                  "without them (unpainted-equivalent) and reporting WARN.", minimum=0.01, read_only=True),
+                  "without them (unpainted-equivalent) and reporting WARN.", minimum=0.01, read_only=True,
+                  stamp_time=True),
         ParamSpec("sync_queue_size", 10, "Approximate-time synchronizer queue size per input.", minimum=1,
                   maximum=100, read_only=True),
         ParamSpec("sync_max_interval", 0.05, "Largest stamp difference (s) between a paired cloud and labels.",
-                  minimum=0.0, maximum=1.0, read_only=True),
+                  minimum=0.0, maximum=1.0, read_only=True, stamp_time=True),
         *EXTRINSIC_PARAMS,
         *TF_PARAMS,
         ParamSpec("output_frame", "", "Frame of the published boxes and markers (e.g. base_link, map): moved there "
@@ -197,7 +198,7 @@ class Detection3DNode(MmfusionNode):
         ParamSpec("sweeps_frame", "odom", "Frame fixed in the world in which each sweep's pose is looked up (TF at "
                   "its stamp) when sweeps > 1.", read_only=True),
         ParamSpec("sweeps_max_age", 0.5, "Oldest earlier sweep merged (s of stamp time) when sweeps > 1.",
-                  minimum=0.0, maximum=5.0, read_only=True),
+                  minimum=0.0, maximum=5.0, read_only=True, stamp_time=True),
     )
 
     def __init__(self, **kwargs) -> None:

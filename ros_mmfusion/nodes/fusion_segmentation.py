@@ -64,7 +64,7 @@ class FusionSegmentationNode(MmfusionNode):
         ParamSpec("missing_x_policy", "neutral", "When X stops arriving: 'neutral' segments with a neutral X and "
                   "reports WARN; 'skip' publishes nothing.", choices=("neutral", "skip"), read_only=True),
         ParamSpec("x_timeout", 0.5, "Seconds (of stamp time) without X before it counts as missing.", minimum=0.01,
-                  read_only=True),
+                  read_only=True, stamp_time=True),
         ParamSpec("max_waiting_frames", 1, "Frames that may wait for the network: 1 (live) keeps the latest, a new "
                   "frame replacing the waiting one; more (offline replay that must score every frame of a burst) "
                   "queue up to that many, the oldest dropped beyond; drops count as frames_dropped_by_policy.",
@@ -72,7 +72,7 @@ class FusionSegmentationNode(MmfusionNode):
         ParamSpec("sync_queue_size", 10, "Approximate-time synchronizer queue size per input.", minimum=1,
                   maximum=100, read_only=True),
         ParamSpec("sync_max_interval", 0.05, "Largest stamp difference (s) between a paired RGB and X.",
-                  minimum=0.0, maximum=1.0, read_only=True),
+                  minimum=0.0, maximum=1.0, read_only=True, stamp_time=True),
         ParamSpec("publish_confidence", False, "Publish segmentation/confidence (32FC1 softmax probability)."),
         ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in segmentation/overlay.", minimum=0.0,
                   maximum=1.0),

@@ -128,6 +128,9 @@ def test_eval_scales_stamp_time_timeouts_by_the_replay_rate_unless_the_user_sets
     assert params(0.1, {"fusion_segmentation": {"x_timeout": 0.3}})["fusion_segmentation"]["x_timeout"] == 0.3
     demo = params(0.05, preset="demo")["detection3d"]
     assert demo["painting_timeout"] == pytest.approx(10.0) and demo["sweeps_max_age"] == 5.0  # its maximum
+    # pairing tolerances too: restamped at x0.1, an RGB and X 0.02 s apart in the bag are 0.2 s apart
+    assert params(0.1)["fusion_segmentation"]["sync_max_interval"] == pytest.approx(0.5)
+    assert demo["sync_max_interval"] == 1.0  # 0.05 / 0.05, within its maximum
 
 
 def test_eval_across_processes_matches_the_in_process_accuracy(tiny_bag, in_process_eval, tmp_path, ros_child_env):

@@ -76,3 +76,22 @@ def test_a_misspelt_mistyped_or_out_of_range_entry_is_found(tmp_path, edit, expe
     path.write_text(yaml.safe_dump(data))
     problems = param_file_problems(path, "lidar_depth")
     assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_every_duration_of_stamp_time_is_marked_so_a_replay_scales_it():
+    """``mmfusion eval`` scales the parameters marked ``stamp_time`` by 1 / rate (the player restamps with the wall
+    clock). A duration whose description says it is measured in stamp time but is not marked would keep its bag-time
+    value at x0.1 and, like the demo's x_timeout before 2026-12-07, quietly drop the input it guards."""
+    marked, said = set(), set()
+    for key, (module, class_name) in NODES.items():
+        for spec in (*COMMON_PARAMS, *getattr(importlib.import_module(module), class_name).PARAMS):
+            text = spec.description.lower()
+            # a rate "per second of stamp time" (vint_navigation.frame_rate) is not a duration: eval notes it
+            if ("stamp time" in text and "per second" not in text) or "stamp difference" in text:
+                said.add(f"{key}.{spec.name}")
+            if spec.stamp_time:
+                assert spec.kind is float, f"{key}.{spec.name}: stamp time is in seconds (a double)"
+                marked.add(f"{key}.{spec.name}")
+    assert said == marked, f"described as stamp time but unmarked: {sorted(said - marked)}; marked but not " \
+                           f"described: {sorted(marked - said)}"
+    assert {"fusion_segmentation.x_timeout", "detection3d.painting_timeout"} <= marked
