@@ -277,31 +277,33 @@ NETWORK_RUNS = 15
 PROBE_RUNS = 5  # network-alone calls after each graph run (the VM's speed drifts between minutes)
 
 
-def _probed(run: dict, node: Any) -> dict:
-    """``run`` with ``network_p50_ms``: the main node's network alone (``MmfusionNode.network_probe``, median of
-    :data:`PROBE_RUNS` calls after one warm-up) timed right after the run, the graph idle, the calls as far apart as
-    the run's input frames (an idle VM wakes slowly: back-to-back calls would flatter the network at low rates);
-    absent without a probe."""
+def _time_network(node: Any, warmup: int, runs: int, period_s: float = 0.0) -> np.ndarray | None:
+    """Milliseconds of ``runs`` calls of ``node``'s network alone on the last frame it ran
+    (``MmfusionNode.network_probe``; call only while the graph is idle) after ``warmup`` calls, ``period_s`` apart;
+    None for a node without a probe or before its first frame."""
     from ros_mmfusion.core.bench import time_runs
 
     probe = getattr(node, "network_probe", lambda: None)()
-    if probe is not None:
-        period = min(1.0, 1.0 / run["target_rate_hz"])
-        ms = time_runs(probe, warmup=1, runs=PROBE_RUNS, period_s=period)
+    return None if probe is None else time_runs(probe, warmup=warmup, runs=runs, period_s=period_s)
+
+
+def _probed(run: dict, node: Any) -> dict:
+    """``run`` with ``network_p50_ms``: the main node's network alone (median of :data:`PROBE_RUNS` calls after one
+    warm-up) timed right after the run, the graph idle, the calls as far apart as the run's input frames (an idle VM
+    wakes slowly: back-to-back calls would flatter the network at low rates); absent without a probe."""
+    ms = _time_network(node, warmup=1, runs=PROBE_RUNS, period_s=min(1.0, 1.0 / run["target_rate_hz"]))
+    if ms is not None:
         run["network_p50_ms"] = round(float(np.median(ms)), 3)
     return run
 
 
 def _network_alone(harness: _Harness, under_test: list) -> dict[str, dict[str, float]]:
     """Node name (``/name``) -> the network's own latency (p50/p95 ms over :data:`NETWORK_RUNS` calls after 2 warm-up
-    calls) on the last frame it ran, timed here with the graph idle (``MmfusionNode.network_probe``)."""
-    from ros_mmfusion.core.bench import time_runs
-
+    calls) on the last frame it ran, timed here with the graph idle."""
     out = {}
     for launch, node in zip(under_test, harness.nodes, strict=True):
-        probe = getattr(node, "network_probe", lambda: None)()
-        if probe is not None:
-            ms = time_runs(probe, warmup=2, runs=NETWORK_RUNS)
+        ms = _time_network(node, warmup=2, runs=NETWORK_RUNS)
+        if ms is not None:
             out[f"/{launch.name}"] = {"p50_ms": round(float(np.median(ms)), 3),
                                       "p95_ms": round(float(np.percentile(ms, 95)), 3), "runs": NETWORK_RUNS}
     return out
