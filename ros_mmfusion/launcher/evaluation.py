@@ -126,10 +126,19 @@ class NavigationOutputs:
     record: Any  # core.navigation.metrics.NavigationRecord
 
 
+def _navigation_timing(launch: Any) -> tuple[float, int]:
+    """The ViNT node's context sampling rate (Hz of stamp time: ``frame_rate``, else its model's) and the frames
+    before the current one its context holds (its model's ``context_size``); ConfigError for an unusable model."""
+    from ros_mmfusion.core.navigation.artifacts import navigation_model
+
+    params = _node_params(launch)
+    model = navigation_model(params, launch.name)
+    return float(params.get("frame_rate") or 0.0) or model.variant.frame_rate_hz, model.variant.config.context_size
+
+
 def _navigation_setup(evaluated: list[Evaluated], facts: BagFacts, notes: list[str]) -> NavigationOutputs | None:
     """The navigation outputs of the preset's ViNT node, or None (with a note) when it cannot be evaluated."""
     from ros_mmfusion.core.errors import ConfigError
-    from ros_mmfusion.core.navigation.artifacts import navigation_model
     from ros_mmfusion.core.navigation.metrics import NavigationRecord
 
     for launch, ev in evaluated:
@@ -140,9 +149,8 @@ def _navigation_setup(evaluated: list[Evaluated], facts: BagFacts, notes: list[s
             notes.append(f"navigation metrics skipped: the bag has no {odom_topic}")
             return None
         try:
-            params = _node_params(launch)
-            rate = float(params.get("frame_rate") or 0.0) or navigation_model(params, launch.name).variant.frame_rate_hz
-            record = NavigationRecord.for_node(str(params.get("topomap_dir", "")), rate)
+            rate, _ = _navigation_timing(launch)
+            record = NavigationRecord.for_node(str(_node_params(launch).get("topomap_dir", "")), rate)
         except ConfigError as exc:
             notes.append(f"navigation metrics skipped: {exc}")
             return None
@@ -273,14 +281,20 @@ def _plan(args: EvaluationSettings, facts: BagFacts, preset: Any, evaluated: lis
             topic = resolve_topic(name, launch.remappings)
             outputs[topic] = Detection3DArray if name == ev.detections else PathMsg if name == ev.path else Image
             expected[topic] = facts.counts.get(main, 0)
-        if ev.path and args.rate != 1.0:
-            notes.append(f"{launch.name} at --rate {args.rate:g}: its 4 Hz context sampling and the waypoints' 0.25 s "
-                         "steps run on the restamped (wall-clock) stamps, so localisation and waypoint errors are "
-                         "not those of a live robot; evaluate navigation at --rate 1")
         if ev.path:
+            try:
+                hz, context = _navigation_timing(launch)
+                sampler, steps = f"{hz:g} Hz", f"{1.0 / hz:g} s"
+                before = f"{context} frame{'s' if context != 1 else ''} before it"
+            except ConfigError:  # the run itself reports the unusable model
+                sampler, steps, before = "context", "one-frame", "the first frames"
+            if args.rate != 1.0:
+                notes.append(f"{launch.name} at --rate {args.rate:g}: its {sampler} context sampling and the "
+                             f"waypoints' {steps} steps run on the restamped (wall-clock) stamps, so localisation "
+                             "and waypoint errors are not those of a live robot; evaluate navigation at --rate 1")
             notes.append(f"{resolve_topic(ev.path, launch.remappings)}: {launch.name} publishes one path per frame "
-                         "its 4 Hz sampler keeps, from the frame that fills its context (ViNT: 5 frames before it) "
-                         "on: those frames count as 'dropped' against every input frame of the bag")
+                         f"its {sampler} sampler keeps, from the frame that fills its context ({before}) on: those "
+                         "frames count as 'dropped' against every input frame of the bag")
         if ev.detections:
             feed.detection_topics.add(resolve_topic(ev.detections, launch.remappings))
         if ev.labels:

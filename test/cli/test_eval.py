@@ -279,7 +279,8 @@ def test_eval_navigation_reports_localisation_accuracy_and_waypoint_errors(tmp_p
         assert math.isfinite(value) and value >= 0.0
     assert "## Navigation" in (out / "report.md").read_text()
     metrics = json.loads((out / "metrics.json").read_text())  # the context's frames are named, not left as losses
-    assert any(n.startswith("/navigation/path: vint_navigation publishes one path per frame") for n in metrics["notes"])
+    (note,) = [n for n in metrics["notes"] if n.startswith("/navigation/path: vint_navigation publishes one path")]
+    assert "its 4 Hz sampler" in note and "(5 frames before it)" in note  # the default model's, read from it
     assert not any("evaluate navigation at --rate 1" in n for n in metrics["notes"])  # it ran at x1
     assert (out / "trajectory.png").stat().st_size > 1000 and nav["trajectory"]["nodes_xy"]
 
@@ -318,3 +319,21 @@ def test_a_bag_of_compressed_camera_topics_runs_through_the_demo_preset(tmp_path
                 "32FC1", "--out", str(tmp_path / "refused")], ros_child_env(), timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--depth-encoding must be 16UC1" in proc.stderr and not (tmp_path / "refused").exists()
+
+
+def test_the_navigation_notes_name_the_nodes_own_sampling_rate_and_context():
+    """The eval's notes on ViNT's sampler read the rate and context from the node's parameters and model (a robot's
+    ``frame_rate``, a package's context), not a hard-coded 4 Hz / 5 frames."""
+    from ros_mmfusion import presets
+    from ros_mmfusion.core.errors import ConfigError
+    from ros_mmfusion.launcher.evaluation import _navigation_timing
+
+    def timing(overrides):
+        loaded = presets.load("navigation", {"bag": "b", "topomap": "m"}, {"vint_navigation": overrides})
+        (launch,) = [n for n in loaded.nodes if n.name == "vint_navigation"]
+        return _navigation_timing(launch)
+
+    assert timing({}) == (4.0, 5)
+    assert timing({"frame_rate": 2.0}) == (2.0, 5)
+    with pytest.raises(ConfigError, match="model_package"):
+        timing({"weights": "x.pt"})  # a package and weights both set: the note falls back, the run reports it
