@@ -247,6 +247,8 @@ def add_navigation(parser: argparse.ArgumentParser) -> None:
                              "waypoints lead back onto it (0: none)")
     parser.add_argument("--recovery-yaw", type=float, default=d.recovery_yaw, metavar="RAD",
                         help="largest heading error of the recovery passes")
+    parser.add_argument("--recovery-fraction", type=float, default=d.recovery_fraction,
+                        help="fraction of contexts drawn from the recovery passes (0: in proportion to frames)")
 
 
 def run_navigation(args: argparse.Namespace) -> int:
@@ -270,7 +272,7 @@ def run_navigation(args: argparse.Namespace) -> int:
         goals_per_context=args.goals_per_context, alpha=args.alpha, cross_pass=args.cross_pass,
         behind_negatives=args.behind_negatives, augment=not args.no_augment,
         waypoint_spacing=args.waypoint_spacing, recovery=args.recovery, recovery_yaw=args.recovery_yaw,
-        static_contexts=args.static_contexts,
+        static_contexts=args.static_contexts, recovery_fraction=args.recovery_fraction,
         init=args.init, loop=loop)
     return write_package(args, PACKAGE_FILES, cfg.check,
                          lambda stage: train(cfg, stage, log=log, resume=args.resume))

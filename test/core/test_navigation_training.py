@@ -372,6 +372,31 @@ def test_recovery_passes_take_their_goals_from_the_route():
     assert targets[2] >= {0, 1, 3}, "a recovery context still gets positives on both passes and negatives"
 
 
+def test_recovery_fraction_draws_that_share_of_contexts_from_the_recovery_passes():
+    """Diluted in proportion to frames (one recovery pass per route pass: half the contexts, with the route passes'
+    distance targets) the sideways labels were not learned; ``recovery_fraction`` sets the share. 0 keeps the
+    uniform draw over every frame, and with no recovery pass every context comes from the route passes."""
+    import dataclasses
+
+    route = dataclasses.replace(straight_recording(40, group="a"), name="corridor/seed1", aligned=True)
+    other = dataclasses.replace(straight_recording(40, group="a"), name="corridor_pass2/seed1", aligned=True)
+    drifted = dataclasses.replace(straight_recording(40, group="a"), name="corridor/seed1/recovery", aligned=True,
+                                  route_xy=route.xy.copy(), route_yaw=route.yaw.copy())
+
+    def share(recs, **kw):
+        sampler = GoalSampler(recs, tiny_config(**kw))
+        rng = np.random.default_rng(5)
+        draws = [sampler.context(rng) for _ in range(4000)]
+        assert {k for _, k in draws} == {k for _, k in sampler.index}, "every frame still gets drawn"
+        return np.mean([recs[r].route_xy is not None for r, _ in draws])
+
+    assert share([route, other, drifted]) == pytest.approx(1 / 3, abs=0.03)  # uniform: one recording in three
+    assert share([route, other, drifted], recovery_fraction=0.75) == pytest.approx(0.75, abs=0.03)
+    assert share([route, other], recovery_fraction=0.75) == 0.0
+    with pytest.raises(ConfigError, match="recovery_fraction"):
+        tiny_config(recovery_fraction=1.5).check()
+
+
 def test_validate_recovery_goals_are_route_views():
     import torch
 
