@@ -276,6 +276,35 @@ def test_recovery_labels_lead_back_onto_the_route():
     assert np.allclose(back[:, 1] * 0.25, -0.3) and np.allclose(back[:, 0] * 0.25, 0.25 * np.arange(1, 6))
 
 
+def test_a_goal_from_a_twin_pass_gets_labels_onto_that_pass_line():
+    """The passes of one route weave apart (up to 0.12 m): a context paired with a goal from the other pass learns
+    waypoints onto the line that goal was taken on, a goal from its own pass its own future, and a recovery
+    context with a goal from its route pass the way back onto that route (the batch's labels, per goal)."""
+    import dataclasses
+
+    from ros_mmfusion.core.navigation.training import draw_batch
+
+    first = dataclasses.replace(straight_recording(40, heading=0.0), name="corridor/seed1", aligned=True)
+    second = dataclasses.replace(first, name="corridor_pass2/seed1", xy=first.xy + [0.0, 0.1])  # 0.1 m left
+    drifted = dataclasses.replace(first, name="corridor/seed1/recovery", xy=first.xy + [0.0, -0.2],
+                                  route_xy=first.xy.copy(), route_yaw=first.yaw.copy())
+    recs = [first, second, drifted]
+    cfg = tiny_config(cross_pass=0.5, behind_negatives=0.0, augment=False)
+    sampler = GoalSampler(recs, cfg)
+    sideways = {(c, r): sampler.action_labels(c, 10, r, 0.25)[:, 1] * 0.25 for c, r in
+                ((0, 0), (0, 1), (1, 0), (1, 1), (2, 2), (2, 1))}
+    assert np.allclose(sideways[0, 0], 0.0) and np.allclose(sideways[1, 1], 0.0)
+    assert np.allclose(sideways[0, 1], 0.1) and np.allclose(sideways[1, 0], -0.1)
+    assert np.allclose(sideways[2, 2], 0.2) and np.allclose(sideways[2, 1], 0.3)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(30):
+        batch = draw_batch(sampler, rng, cfg, 0.25, (16, 12))
+        seen |= {round(float(v), 3) for v, m in zip(batch["action"][:, 2, 1] * 0.25, batch["action_mask"],
+                                                    strict=True) if m}
+    assert {0.0, 0.1, -0.1, 0.2, 0.3} <= seen, seen
+
+
 def test_recovery_passes_drift_beside_the_route_within_bounds():
     from ros_mmfusion.core.navigation.training import render_recording
 

@@ -370,23 +370,25 @@ def measured_waypoint_spacing(recordings: Sequence[Recording], dt: float) -> flo
 
 def waypoint_labels(times: np.ndarray, xy: np.ndarray, yaw: np.ndarray, current: int, count: int, spacing: float,
                     dt: float, learn_angle: bool = True, target_xy: np.ndarray | None = None,
-                    target_yaw: np.ndarray | None = None) -> np.ndarray:
+                    target_yaw: np.ndarray | None = None, target_times: np.ndarray | None = None) -> np.ndarray:
     """The ``count`` waypoints after frame ``current`` as ViNT learns them: the pose ``dt``, ``2 dt``, ... seconds
     later (interpolated in the recording's odometry, as ``mmfusion eval`` does; the last pose past the end), as
     ``(x, y)`` in ``base_link`` at ``current`` (x forward, y left) in units of ``spacing`` metres, then ``cos``,
     ``sin`` of the yaw change: ``(count, 4)`` (``(count, 2)`` without angles). ``yaw`` must be unwrapped.
     ``target_xy`` / ``target_yaw`` (a recovery pass's route poses): the future poses come from them, the current
-    one from ``xy`` / ``yaw``, so the waypoints lead from where the robot drifted back onto the route."""
+    one from ``xy`` / ``yaw``, so the waypoints lead from where the robot drifted back onto the route;
+    ``target_times`` (default ``times``): their stamps, for a target of another aligned pass."""
     from ros_mmfusion.core.navigation.metrics import to_body_frame
 
     future = times[current] + dt * np.arange(1, count + 1)
     goal_xy = xy if target_xy is None else target_xy
     goal_yaw = yaw if target_yaw is None else target_yaw
-    fx, fy = np.interp(future, times, goal_xy[:, 0]), np.interp(future, times, goal_xy[:, 1])
+    goal_times = times if target_times is None else target_times
+    fx, fy = np.interp(future, goal_times, goal_xy[:, 0]), np.interp(future, goal_times, goal_xy[:, 1])
     local = to_body_frame(np.stack([fx, fy], axis=1), xy[current], float(yaw[current])) / spacing
     if not learn_angle:
         return local.astype(np.float32)
-    dyaw = np.interp(future, times, goal_yaw) - yaw[current]
+    dyaw = np.interp(future, goal_times, goal_yaw) - yaw[current]
     return np.concatenate([local, np.cos(dyaw)[:, None], np.sin(dyaw)[:, None]], axis=1).astype(np.float32)
 
 
@@ -424,6 +426,22 @@ class GoalSampler:
                       for r, rec in enumerate(self.recordings)}
         self.strangers = {r: [o for o in on_route if self.recordings[o].group != rec.group]
                           for r, rec in enumerate(self.recordings)}
+
+    def action_labels(self, rec: int, current: int, route: int, spacing: float) -> np.ndarray:
+        """The waypoint labels of the context ending at frame ``current`` of recording ``rec``, leading onto the
+        route driven in recording ``route``: ``rec`` itself (its own future, or its route pass's for a recovery
+        pass) or one of its aligned twin passes, whose goal image was taken on that pass's line. The passes of
+        one route weave apart (``route_sway``, up to 0.12 m): labels of the context's own line paired with a goal
+        from a twin told the network that a sideways offset between the view and the goal means nothing - the
+        cue that brings a robot back onto its route."""
+        recording, cfg = self.recordings[rec], self.cfg
+        if route == rec:
+            target = (recording.route_xy, recording.route_yaw, None)
+        else:
+            twin = self.recordings[route]
+            target = (twin.xy, twin.yaw, twin.times)
+        return waypoint_labels(recording.times, recording.xy, recording.yaw, current, cfg.len_traj_pred, spacing,
+                               1.0 / cfg.frame_rate_hz, cfg.vint_config.learn_angle, *target)
 
     def context(self, rng: np.random.Generator) -> tuple[int, int]:
         """A context (recording, current frame): from the recovery passes with probability
@@ -543,11 +561,13 @@ def draw_batch(sampler: GoalSampler, rng: np.random.Generator, cfg: NavTrainConf
         if jitter is not None:
             frames = [jitter.apply(f) for f in frames]
         obs.append(np.concatenate([preprocess_frame(f, image_size) for f in frames], axis=0))
-        action = waypoint_labels(recording.times, recording.xy, recording.yaw, cur, cfg.len_traj_pred, spacing,
-                                 1.0 / cfg.frame_rate_hz, cfg.vint_config.learn_angle, recording.route_xy,
-                                 recording.route_yaw)
+        labels: dict[int, np.ndarray] = {}
         for _ in range(g):
             goal = sampler.goal(rng, rec, cur)
+            route = goal.recording if goal.action and goal.recording in sampler.twins[rec] else rec
+            if route not in labels:
+                labels[route] = sampler.action_labels(rec, cur, route, spacing)
+            action = labels[route]
             image = sampler.recordings[goal.recording].images[goal.frame]
             if jitter is not None:  # the context's crop (see Jitter; every recording has cfg's size), own colours
                 image = jitter.recoloured(rng).apply(image)
