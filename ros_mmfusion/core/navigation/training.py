@@ -99,7 +99,8 @@ class NavTrainConfig:
     recovery_fraction: float = 0.0
     """Fraction of contexts drawn from the recovery passes (0: in proportion to their frames, about half). Diluted
     among the route passes' contexts and their distance targets the sideways labels were not learned
-    (2026-12-07: held-out recovery slope 0.07 after 750 iterations at one half, 0.54 after 400 at three quarters)."""
+    (2026-12-07, held-out recovery slope: 0.07 after 750 iterations at one half, both routes; 0.54 after 400 at
+    three quarters, the corridor alone; docs/navigation.md)."""
     init: str = ""
     loop: LoopConfig = field(default_factory=default_loop)
 
