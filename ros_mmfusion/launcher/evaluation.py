@@ -285,17 +285,18 @@ def _plan(args: EvaluationSettings, facts: BagFacts, preset: Any, evaluated: lis
         if ev.path:
             try:
                 hz, context = _navigation_timing(launch)
-                sampler, steps = f"{hz:g} Hz", f"{1.0 / hz:g} s"
-                before = f"{context} frame{'s' if context != 1 else ''} before it"
-            except ConfigError:  # the run itself reports the unusable model
-                sampler, steps, before = "context", "one-frame", "the first frames"
-            if args.rate != 1.0:
-                notes.append(f"{launch.name} at --rate {args.rate:g}: its {sampler} context sampling and the "
-                             f"waypoints' {steps} steps run on the restamped (wall-clock) stamps, so localisation "
-                             "and waypoint errors are not those of a live robot; evaluate navigation at --rate 1")
-            notes.append(f"{resolve_topic(ev.path, launch.remappings)}: {launch.name} publishes one path per frame "
-                         f"its {sampler} sampler keeps, from the frame that fills its context ({before}) on: those "
-                         "frames count as 'dropped' against every input frame of the bag")
+            except ConfigError:  # an unusable model: _navigation_setup notes it and skips the navigation metrics
+                hz, context = 0.0, 0
+            if hz and args.rate != 1.0:
+                notes.append(f"{launch.name} at --rate {args.rate:g}: its {hz:g} Hz context sampling and the "
+                             f"waypoints' {1.0 / hz:g} s steps run on the restamped (wall-clock) stamps, so "
+                             "localisation and waypoint errors are not those of a live robot; evaluate navigation "
+                             "at --rate 1")
+            if hz:
+                notes.append(f"{resolve_topic(ev.path, launch.remappings)}: {launch.name} publishes one path per "
+                             f"frame its {hz:g} Hz sampler keeps, from the frame that fills its context ({context} "
+                             f"frame{'s' if context != 1 else ''} before it) on: those frames count as 'dropped' "
+                             "against every input frame of the bag")
         if ev.detections:
             feed.detection_topics.add(resolve_topic(ev.detections, launch.remappings))
         if ev.labels:

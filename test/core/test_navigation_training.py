@@ -276,6 +276,13 @@ def test_recovery_labels_lead_back_onto_the_route():
     assert np.allclose(back[:, 1] * 0.25, -0.3) and np.allclose(back[:, 0] * 0.25, 0.25 * np.arange(1, 6))
 
 
+def batch_mean(rec) -> float:
+    """The mean of a preprocessed frame of ``rec`` (one colour per recording), to tell batch images apart."""
+    from ros_mmfusion.core.navigation.preprocess import preprocess_frame
+
+    return float(preprocess_frame(rec.images[0], (16, 12))[-1].mean())
+
+
 def test_a_goal_from_a_twin_pass_gets_labels_onto_that_pass_line():
     """The passes of one route weave apart (up to 0.12 m): a context paired with a goal from the other pass learns
     waypoints onto the line that goal was taken on, a goal from its own pass its own future, and a recovery
@@ -288,7 +295,8 @@ def test_a_goal_from_a_twin_pass_gets_labels_onto_that_pass_line():
     second = dataclasses.replace(first, name="corridor_pass2/seed1", xy=first.xy + [0.0, 0.1])  # 0.1 m left
     drifted = dataclasses.replace(first, name="corridor/seed1/recovery", xy=first.xy + [0.0, -0.2],
                                   route_xy=first.xy.copy(), route_yaw=first.yaw.copy())
-    recs = [first, second, drifted]
+    recs = [dataclasses.replace(r, images=np.full_like(r.images, 60 * (k + 1))) for k, r in  # told apart by colour
+            enumerate((first, second, drifted))]
     cfg = tiny_config(cross_pass=0.5, behind_negatives=0.0, augment=False)
     sampler = GoalSampler(recs, cfg)
     sideways = {(c, r): sampler.action_labels(c, 10, r, 0.25)[:, 1] * 0.25 for c, r in
@@ -296,13 +304,18 @@ def test_a_goal_from_a_twin_pass_gets_labels_onto_that_pass_line():
     assert np.allclose(sideways[0, 0], 0.0) and np.allclose(sideways[1, 1], 0.0)
     assert np.allclose(sideways[0, 1], 0.1) and np.allclose(sideways[1, 0], -0.1)
     assert np.allclose(sideways[2, 2], 0.2) and np.allclose(sideways[2, 1], 0.3)
+    expected = {(0, 0): 0.0, (0, 1): 0.1, (1, 1): 0.0, (1, 0): -0.1, (2, 0): 0.2, (2, 1): 0.3}  # (context, goal)
     rng = np.random.default_rng(0)
     seen = set()
     for _ in range(30):
         batch = draw_batch(sampler, rng, cfg, 0.25, (16, 12))
-        seen |= {round(float(v), 3) for v, m in zip(batch["action"][:, 2, 1] * 0.25, batch["action_mask"],
-                                                    strict=True) if m}
-    assert {0.0, 0.1, -0.1, 0.2, 0.3} <= seen, seen
+        for i in np.flatnonzero(batch["action_mask"]):  # each supervised goal: its context's and its own recording
+            context = int(np.argmin([abs(batch["obs_img"][batch["context_index"][i], -1].mean() - v) for v in
+                                     (batch_mean(r) for r in recs)]))
+            goal = int(np.argmin([abs(batch["goal_img"][i].mean() - batch_mean(r)) for r in recs]))
+            assert batch["action"][i, 2, 1] * 0.25 == pytest.approx(expected[context, goal], abs=1e-6)
+            seen.add((context, goal))
+    assert seen == set(expected), seen
 
 
 def test_recovery_passes_drift_beside_the_route_within_bounds():
