@@ -2,10 +2,14 @@
 
 Input (relative names, remap them): ``image`` (sensor_msgs/Image rgb8/bgr8/rgba8/bgra8; with ``image_transport``
 ``compressed`` a JPEG/PNG sensor_msgs/CompressedImage on ``image/compressed``), sampled into a context of
-past frames at the model's frame rate (4 Hz for the released ViNT); ``odom`` (nav_msgs/Odometry) only with
-``distance_source: odometry``. Every frame the context takes (once the context is full) is scored against the nodes
+past frames at the model's frame rate (4 Hz for the released ViNT); ``odom`` (nav_msgs/Odometry): the distance
+driven for ``localization: odometry_filter`` (the default), the robot pose for a path in the odometry frame and the
+oracle hooks. Every frame the context takes (once the context is full) is scored against the nodes
 of the localisation window of the topomap (``topomap_dir``, built with ``mmfusion topomap build``) or against one
-goal image (``goal_image``). Outputs, stamped with that camera frame's stamp:
+goal image (``goal_image``). ``localization``: ``window`` localises as the ViNT deployment does (the argmin of the
+window's temporal distances), ``odometry_filter`` keeps a belief along the route that the odometry moves and the
+network's distances weigh (``localization.OdometryFilterLocalizer``; a topomap without poses falls back to the
+window with a WARN finding). Outputs, stamped with that camera frame's stamp:
 
 * ``navigation/path`` (nav_msgs/Path): the predicted waypoints towards the current subgoal, metres, in ``path_frame``
   (default ``odom``, the odometry frame); ``""`` or ``base_frame`` keeps the robot body frame they are predicted in;
@@ -58,7 +62,8 @@ from ros_mmfusion.core.navigation.localization import (
     planar_pose_transform,
     transform_waypoints,
 )
-from ros_mmfusion.core.navigation.pipeline import NavigationPolicy, NavigationResult
+from ros_mmfusion.core.navigation.localization import OdometryFilterLocalizer
+from ros_mmfusion.core.navigation.pipeline import LOCALIZATIONS, NavigationPolicy, NavigationResult
 from ros_mmfusion.core.navigation.topomap import load_topomap, topomap_from_goal_image
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.tf_buffer import TF_PARAMS
@@ -85,6 +90,12 @@ class VintNavigationNode(MmfusionNode):
         ParamSpec("close_threshold", 3.0, "Temporal distance (frames) within which the closest node counts as "
                   "reached, so the robot heads for the next node (single goal image: the goal is reached).",
                   minimum=0.0),
+        ParamSpec("localization", "odometry_filter", "'window': the ViNT deployment's (the closest node is the "
+                  "argmin of the window's temporal distances each step); 'odometry_filter': a belief along the route "
+                  "moved by the odom input's driven distance and weighed by the temporal distances (needs a topomap "
+                  "with poses; docs/navigation.md).", choices=LOCALIZATIONS, read_only=True),
+        ParamSpec("odometry_motion_noise", 0.2, "odometry_filter: the belief's blur per step as a fraction of the "
+                  "distance driven (wheel slip, odometry error).", minimum=0.0, maximum=5.0, read_only=True),
         ParamSpec("waypoint_index", 2, "Which predicted waypoint (0-based, of 5) is published to follow.",
                   minimum=0, maximum=4),
         ParamSpec("waypoint_spacing", DEFAULT_WAYPOINT_SPACING, "Metres per unit of the model's normalised waypoints "
@@ -155,13 +166,18 @@ class VintNavigationNode(MmfusionNode):
         self.policy = NavigationPolicy(
             topomap, backend, variant=model.variant, goal_node=p["goal_node"], radius=p["radius"],
             close_threshold=p["close_threshold"], waypoint_index=p["waypoint_index"],
-            waypoint_spacing=self.waypoint_spacing(), frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"])
+            waypoint_spacing=self.waypoint_spacing(), frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"],
+            localization=self.localization(topomap), motion_noise=p["odometry_motion_noise"])
+        self.filtering = isinstance(self.policy.localizer, OdometryFilterLocalizer)
+        self.last_pose: np.ndarray | None = None  # odometry pose (x, y, yaw) of the filter's last step
         self.node_poses = None
         self.odometry: deque[OdometrySample] = deque(maxlen=200)
         self.odometry_frame = ""  # frame_id of the odometry messages
         oracles = [name for name in ("distance_source", "waypoint_source") if p[name] == "odometry"]
-        if oracles or self.path_frame:  # the oracles need odometry; a path in the odometry frame uses it if it comes
-            self.sensor_subscription(Odometry, "odom", self.on_odometry, name="odom", required=bool(oracles))
+        if oracles or self.path_frame or self.filtering:  # the oracles and the filter need odometry; a path in the
+            # odometry frame uses it if it comes
+            self.sensor_subscription(Odometry, "odom", self.on_odometry, name="odom",
+                                     required=bool(oracles) or self.filtering)
         if self.path_frame:
             self.enable_tf()  # the pose where no odometry in path_frame comes
         if oracles:
@@ -182,6 +198,18 @@ class VintNavigationNode(MmfusionNode):
                                f"{self.policy.waypoint_spacing:g} m")
         self.report_model("navigation", model.origin, self.policy.backend.info.detail, p["device"])
 
+    def localization(self, topomap) -> str:
+        """The ``localization`` parameter, or ``window`` where the filter cannot run: a single goal image, or a
+        topomap without poses (an upstream ViNT topomap; a WARN finding says so, the node still navigates)."""
+        wanted = self.params["localization"]
+        if wanted == "odometry_filter" and len(topomap) > 1 and not topomap.has_poses:
+            text = (f"topomap {topomap.directory} has no poses (built without an odometry topic): the odometry "
+                    "filter cannot run, localising with the deployment's window instead")
+            self.get_logger().warn(text)
+            self.set_finding("localization", Level.WARN, text)
+            return "window"
+        return wanted if len(topomap) > 1 else "window"
+
     @property
     def path_frame(self) -> str:
         """The frame of the published path, or "" for the body frame (``base_frame``) the waypoints are in."""
@@ -196,6 +224,7 @@ class VintNavigationNode(MmfusionNode):
     def on_time_jump(self) -> None:
         self.policy.reset()
         self.odometry.clear()
+        self.last_pose = None
 
     def on_odometry(self, msg: Odometry) -> None:
         self.odometry_frame = msg.header.frame_id
@@ -228,9 +257,27 @@ class VintNavigationNode(MmfusionNode):
 
             def waypoint_fn(subgoal: int) -> np.ndarray:
                 return odometry_waypoints(robot, nodes[subgoal], count, spacing)
+        if self.filtering:
+            self.move_filter(stamp)
         result = self.policy.step(distance_fn, waypoint_fn)
         if self.publish(result, msg.header.stamp):
             self.report_timing(stamp, started)
+
+    def move_filter(self, stamp_ns: int) -> None:
+        """The odometry filter's motion update: the distance driven since its last step (signed along the heading).
+        Without odometry near the frame the belief stays where it is (a throttled WARN): the model alone moves it."""
+        try:
+            pose = odometry_robot_pose(self.odometry, stamp_ns)
+        except MessageFormatError as exc:
+            self.log_throttled("filter_odometry", "warn", f"odometry filter: {exc}; the belief does not move")
+            self.set_finding("odometry_filter", Level.WARN, f"no odometry for the filter's motion update: {exc}")
+            return
+        self.clear_finding("odometry_filter")
+        if self.last_pose is not None:
+            dx, dy = pose[0] - self.last_pose[0], pose[1] - self.last_pose[1]
+            forward = dx * math.cos(self.last_pose[2]) + dy * math.sin(self.last_pose[2])
+            self.policy.moved(math.copysign(math.hypot(dx, dy), forward))
+        self.last_pose = pose
 
     def body_to_path_frame(self, stamp_ns: int) -> Transform | None:
         """``T_path_base`` at ``stamp_ns``: the odometry pose there when the odometry is in ``path_frame``, else TF;

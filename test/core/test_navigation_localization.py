@@ -9,6 +9,7 @@ import pytest
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.navigation import (
     PeriodicSampler,
+    OdometryFilterLocalizer,
     TopomapLocalizer,
     candidate_window,
     choose_subgoal,
@@ -166,3 +167,76 @@ def test_odometry_waypoints_head_straight_for_the_node_and_stop_there():
     assert np.allclose(wp[:, 2], np.sqrt(0.5)) and np.allclose(wp[:, 3], -np.sqrt(0.5))
     at_node = odometry_waypoints(np.array([2.0, 3.0, 0.0]), np.array([2.0, 3.0, 1.0]), 5, 0.25)
     assert np.allclose(at_node[:, :2], 0.0) and np.allclose(at_node[:, 2:], [1.0, 0.0])
+
+
+def drive_filter(loc, positions, distances=fake_route_distances, spacing: float = 1.0):
+    """Drive an OdometryFilterLocalizer along ``positions`` (metres), odometry exact; the steps it returns."""
+    steps, previous = [], positions[0]
+    for position in positions:
+        loc.move(position - previous)
+        previous = position
+        start, end = loc.window()
+        steps.append(loc.update(distances(position, start, end, spacing)))
+    return steps
+
+
+def test_filter_follows_the_route_reaches_the_goal_and_keeps_the_subgoal_rule():
+    loc = OdometryFilterLocalizer(num_nodes=8, radius=2, close_threshold=3.0, edge_lengths=np.full(7, 1.0))
+    positions = np.arange(0.0, 7.01, 0.25)
+    steps = drive_filter(loc, positions)
+    closest = [s.closest_node for s in steps]
+    assert closest == sorted(closest) and closest[0] == 0 and closest[-1] == 7
+    agree = 0
+    for position, step in zip(positions, steps, strict=True):
+        assert abs(step.closest_node - position) <= 0.5 + 1e-9, (position, step.closest_node)
+        _, window_subgoal = choose_subgoal(step.distances, step.window[0], 3.0)  # the deployment's rule, same input
+        assert abs(step.subgoal_node - window_subgoal) <= 1 and step.subgoal_node >= position - 1e-9
+        agree += step.subgoal_node == window_subgoal
+    assert agree >= 0.9 * len(steps)
+    reached = [s.goal_reached for s in steps]
+    assert reached.index(True) >= len(positions) - 3 and all(reached[reached.index(True):])
+
+
+def test_filter_ignores_a_frame_that_claims_a_far_node_where_the_window_argmin_jumps():
+    def liar(position, start, end, spacing):
+        d = fake_route_distances(position, start, end, spacing)
+        if abs(position - 2.75) < 1e-9:  # one frame: the window's last node looks right in front of the robot
+            d[-1] = 0.0
+        return d
+
+    positions = np.arange(0.0, 5.01, 0.25)
+    filtered = drive_filter(OdometryFilterLocalizer(num_nodes=20, radius=4, edge_lengths=np.full(19, 1.0)),
+                            positions, liar)
+    argmin = TopomapLocalizer(num_nodes=20, radius=4)
+    jumped = [argmin.update(liar(p, *argmin.window(), 1.0)).closest_node for p in positions]
+    at = int(np.flatnonzero(np.isclose(positions, 2.75))[0])
+    assert jumped[at] == 8, "the deployment's rule jumps to the window's end"
+    assert max(s.closest_node for s in filtered) <= 5 and filtered[at].closest_node == 3
+
+
+def test_filter_moves_with_odometry_over_uneven_edges_and_without_the_network():
+    loc = OdometryFilterLocalizer(num_nodes=4, radius=1, edge_lengths=[2.0, 0.5, 1.0], motion_noise=0.0)
+    loc.move(1.0)
+    assert loc.position == pytest.approx(0.5)   # half of the 2 m edge
+    loc.move(1.0)
+    assert loc.position == pytest.approx(1.0)
+    loc.move(0.25)
+    assert loc.position == pytest.approx(1.5)   # half of the 0.5 m edge
+    loc.move(100.0)
+    assert loc.position == pytest.approx(3.0) and loc.belief.sum() == pytest.approx(1.0)  # piles up at the goal
+    loc.reset()
+    assert loc.position == 0.0 and loc.closest_node == 0 and not loc.goal_reached
+
+
+def test_filter_refuses_bad_settings_and_input():
+    with pytest.raises(ConfigError, match="edge_lengths"):
+        OdometryFilterLocalizer(num_nodes=4, edge_lengths=[1.0, 1.0])
+    with pytest.raises(ConfigError, match="edge_lengths"):
+        OdometryFilterLocalizer(num_nodes=3, edge_lengths=[1.0, 0.0])
+    with pytest.raises(ConfigError, match="filter settings"):
+        OdometryFilterLocalizer(num_nodes=3, temperature=0.0)
+    loc = OdometryFilterLocalizer(num_nodes=3)
+    with pytest.raises(ValueError, match="finite"):
+        loc.move(float("nan"))
+    with pytest.raises(ValueError, match="distances for the"):
+        loc.update([1.0])

@@ -160,3 +160,33 @@ def test_calibration_samples_are_route_contexts_prepared_as_the_deployment_does(
         np.testing.assert_array_equal(feed["obs_img"], np.concatenate(frames)[None])
         goal = preprocess_frame(sim.frame(first + n - 1 + GOAL_AHEAD).camera.rgb, v.image_size)
         np.testing.assert_array_equal(feed["goal_img"], goal[None])
+
+
+def test_odometry_filter_needs_poses_and_moves_with_the_distance_driven(topomap):
+    from dataclasses import replace
+
+    from ros_mmfusion.core.navigation.localization import OdometryFilterLocalizer
+
+    with pytest.raises(ConfigError, match="no odometry poses.*localization window"):
+        policy(topomap, localization="odometry_filter")
+    with pytest.raises(ConfigError, match="localization must be one of"):
+        policy(topomap, localization="gps")
+    # nodes 2 m apart on a line (a mapping pass driven at 2 m per node)
+    posed = replace(topomap, nodes=[replace(n, position=(2.0 * i, 0.0, 0.0), orientation_xyzw=(0.0, 0.0, 0.0, 1.0))
+                                    for i, n in enumerate(topomap.nodes)])
+    p = policy(posed, localization="odometry_filter", radius=1)
+    assert isinstance(p.localizer, OdometryFilterLocalizer)
+    np.testing.assert_allclose(p.localizer.edge_lengths, 2.0)
+    fill(p)
+    flat = lambda start, end: np.full(end - start + 1, 10.0)  # noqa: E731 - equal distances say nothing
+    p.moved(2.0)  # one node
+    assert p.step(flat).closest_node == 1
+    p.moved(2.0)
+    result = p.step(flat)
+    assert result.closest_node == 2 and result.localization.window == (0, 3)
+    window = policy(topomap)
+    window.moved(3.0)  # the deployment's localisation has no motion update
+    assert window.localizer.closest_node == 0
+    stacked = replace(posed, nodes=[replace(n, position=(0.0, 0.0, 0.0)) for n in posed.nodes])
+    with pytest.raises(ConfigError, match="at one place"):
+        policy(stacked, localization="odometry_filter")

@@ -37,6 +37,7 @@ from ros_mmfusion.core.navigation.control import (
 )
 from ros_mmfusion.core.navigation.localization import (
     LocalizationStep,
+    OdometryFilterLocalizer,
     TopomapLocalizer,
     candidate_window,
     choose_subgoal,
@@ -60,6 +61,7 @@ __all__ = [
     "LocalizationStep",
     "PeriodicSampler",
     "Topomap",
+    "OdometryFilterLocalizer",
     "TopomapLocalizer",
     "TopomapNode",
     "VelocityCommand",

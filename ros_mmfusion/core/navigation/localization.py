@@ -27,6 +27,9 @@ from ros_mmfusion.core.geometry import Transform, yaw_to_quaternion
 BEHIND_PENALTY_FRAMES = 100.0
 """Added to the odometry oracle's distance of a node behind the robot: it cannot be reached by driving forward."""
 MAX_ODOM_EXTRAPOLATION_S = 0.5
+MOTION_NOISE_FLOOR_NODES = 0.05
+"""Blur (nodes, one standard deviation) of every motion step of :class:`OdometryFilterLocalizer`, on top of its
+``motion_noise`` fraction of the distance."""
 """The odometry oracle refuses a camera frame further than this from the nearest odometry message (seconds)."""
 
 OdometrySample = tuple[int, np.ndarray, tuple[float, float], float]
@@ -116,6 +119,110 @@ class TopomapLocalizer:
     def reset(self) -> None:
         self.closest_node = self.start_node
         self.goal_reached = False
+
+
+class OdometryFilterLocalizer(TopomapLocalizer):
+    """Markov localisation along the route: a belief over the robot's position between the map's nodes (cells of
+    ``1 / cells_per_node`` node), moved by the distance the wheel odometry says the robot drove and weighed by the
+    network's temporal distances. Beyond the ViNT deployment (whose closest node is the window's argmin each step,
+    free to jump ``radius`` + 1 nodes in one frame period): the robot cannot skip five metres in a quarter second,
+    and a repetitive corridor or a passer-by in view no longer throws it ahead or back.
+
+    * **motion** (:meth:`move`): the belief shifts by the driven distance over the map's edge lengths (metres
+      between consecutive nodes, from the topomap's poses: relative distances only, so the robot's odometry need not
+      share the map's frame), blurred by ``motion_noise`` (a fraction of the distance: wheel slip and odometry
+      error) plus ``MOTION_NOISE_FLOOR_NODES``;
+    * **measurement** (:meth:`update`): which node looks nearest, not how near: the likelihood of a position is a
+      mixture of Gaussians (``measurement_sigma`` nodes) half a node behind each scored node ``j`` (the node the
+      deployment's argmin picks is the next one ahead), weighted by ``exp(-(d_j - min d) / temperature)`` with
+      ``d_j`` the predicted temporal distance (frames), so a node behind (predicted far) hardly counts and a window
+      of equal distances says nothing; a floor of ``floor`` times the peak keeps one bad frame from wiping out the
+      belief. The distances' absolute values are not used: a network unsure of a view regresses them towards the
+      mean of its training labels (the nearest node predicted 6-10 frames away when it is 1-3), which placed the
+      robot nodes behind the truth step after step (2026-12-07, docs/navigation.md);
+    * the closest node is the node nearest the belief's mode, the goal is reached when it is the goal node; the
+      subgoal is the first node at or ahead of the mode, or the one after it when that node's temporal distance is
+      within ``close_threshold`` (the deployment's rule, whose argmin node is the one ahead: nodes behind are
+      predicted far).
+    """
+
+    def __init__(self, num_nodes: int, goal_node: int = -1, radius: int = 4, close_threshold: float = 3.0,
+                 start_node: int = 0, *, edge_lengths: Sequence[float] | None = None, motion_noise: float = 0.2,
+                 measurement_sigma: float = 0.75, temperature: float = 3.0, floor: float = 0.05,
+                 cells_per_node: int = 10) -> None:
+        super().__init__(num_nodes, goal_node, radius, close_threshold, start_node)
+        if not (motion_noise >= 0 and measurement_sigma > 0 and temperature > 0 and 0 <= floor < 1
+                and cells_per_node >= 1):
+            raise ConfigError("filter settings: measurement_sigma, temperature > 0, motion_noise >= 0, floor in "
+                              "[0, 1), cells_per_node >= 1")
+        edges = np.ones(max(num_nodes - 1, 0)) if edge_lengths is None else \
+            np.asarray(edge_lengths, np.float64).reshape(-1)
+        if edges.size != max(num_nodes - 1, 0) or not np.all(np.isfinite(edges)) or np.any(edges <= 0):
+            raise ConfigError(f"edge_lengths: {max(num_nodes - 1, 0)} positive distances between consecutive nodes "
+                              f"expected, got {edges.size}")
+        self.edge_lengths = edges
+        self.motion_noise = float(motion_noise)
+        self.measurement_sigma, self.temperature, self.floor = float(measurement_sigma), float(temperature), floor
+        self.cells_per_node = int(cells_per_node)
+        self.positions = np.arange(self.goal_node * self.cells_per_node + 1) / self.cells_per_node
+        """Node coordinate of every cell (0 = node 0, 1 = node 1, ...) up to the goal node."""
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self.belief = np.zeros_like(self.positions)
+        self.belief[self.start_node * self.cells_per_node] = 1.0
+
+    @property
+    def position(self) -> float:
+        """The belief's mode in node coordinates."""
+        return float(self.positions[int(np.argmax(self.belief))])
+
+    def move(self, metres: float) -> None:
+        """Shift the belief by ``metres`` driven (odometry; negative = backwards)."""
+        if not np.isfinite(metres):
+            raise ValueError(f"driven distance must be finite, got {metres}")
+        pos = self.position
+        k = min(int(pos), max(self.edge_lengths.size - 1, 0))
+        length = float(self.edge_lengths[k]) if self.edge_lengths.size else 1.0
+        shift = metres / length
+        sigma = MOTION_NOISE_FLOOR_NODES + self.motion_noise * abs(shift)
+        cells = self.cells_per_node
+        offsets = np.arange(-int(np.ceil((abs(shift) + 4 * sigma) * cells)),
+                            int(np.ceil((abs(shift) + 4 * sigma) * cells)) + 1)
+        kernel = np.exp(-0.5 * ((offsets / cells - shift) / sigma) ** 2)
+        moved = np.convolve(self.belief, kernel / kernel.sum(), mode="full")
+        lo = -offsets[0]
+        core = moved[lo:lo + self.belief.size].copy()
+        core[0] += moved[:lo].sum()  # mass pushed past the ends stays at them
+        core[-1] += moved[lo + self.belief.size:].sum()
+        self.belief = core / max(core.sum(), 1e-300)
+
+    def update(self, distances: np.ndarray) -> LocalizationStep:
+        start, end = self.window()
+        distances = np.asarray(distances, dtype=np.float64).reshape(-1)
+        if distances.size != end - start + 1:
+            raise ValueError(f"{distances.size} distances for the {end - start + 1} nodes {start}..{end}")
+        if self.num_nodes > 1:
+            nodes = np.arange(start, end + 1)
+            where = nodes - 0.5
+            weight = np.exp(-(distances - distances.min()) / self.temperature)
+            z = (self.positions[:, None] - where[None, :]) / self.measurement_sigma
+            likelihood = (np.exp(-0.5 * z ** 2) * weight[None, :]).sum(axis=1)
+            likelihood += self.floor * likelihood.max()
+            posterior = self.belief * likelihood
+            total = posterior.sum()
+            self.belief = posterior / total if total > 0 else np.full_like(self.belief, 1.0 / self.belief.size)
+            position = self.position
+            closest = min(max(int(round(position)), start), end)
+            ahead = min(max(int(np.ceil(position - 1e-9)), start), end)
+        else:
+            closest = ahead = 0
+        subgoal = ahead if distances[ahead - start] > self.close_threshold else min(ahead + 1, end)
+        self.closest_node = closest
+        reached = bool(distances[0] <= self.close_threshold) if self.num_nodes == 1 else closest == self.goal_node
+        self.goal_reached = self.goal_reached or reached
+        return LocalizationStep((start, end), distances, closest, subgoal, self.goal_reached)
 
 
 def odometry_temporal_distances(robot_xy_yaw: np.ndarray, nodes_xy_yaw: np.ndarray, metres_per_frame: float,

@@ -33,7 +33,7 @@ import numpy as np
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.inference.base import Backend, BackendInfo
 from ros_mmfusion.core.models.vint import VINT_VARIANTS, ViNTVariant, waypoints_to_metric
-from ros_mmfusion.core.navigation.localization import LocalizationStep, TopomapLocalizer
+from ros_mmfusion.core.navigation.localization import LocalizationStep, OdometryFilterLocalizer, TopomapLocalizer
 from ros_mmfusion.core.navigation.preprocess import preprocess_frame
 from ros_mmfusion.core.navigation.sampling import PeriodicSampler
 from ros_mmfusion.core.navigation.topomap import Topomap
@@ -99,6 +99,34 @@ class NavigationResult:
         return self.localization.distances
 
 
+LOCALIZATIONS = ("window", "odometry_filter")
+"""``window``: the ViNT deployment's (argmin of the window each step); ``odometry_filter``:
+:class:`~ros_mmfusion.core.navigation.localization.OdometryFilterLocalizer` (needs a topomap with poses and the
+robot's odometry)."""
+
+
+def make_localizer(topomap: Topomap, localization: str, goal_node: int, radius: int, close_threshold: float,
+                   start_node: int, motion_noise: float) -> TopomapLocalizer:
+    """The localiser ``localization`` names over ``topomap``. The filter's edge lengths are the metres between
+    consecutive nodes' poses; ConfigError for a topomap without poses, or nodes recorded at one place."""
+    if localization not in LOCALIZATIONS:
+        raise ConfigError(f"localization must be one of {', '.join(LOCALIZATIONS)}, got {localization!r}")
+    if localization == "window" or len(topomap) == 1:
+        return TopomapLocalizer(len(topomap), goal_node, radius, close_threshold, start_node)
+    try:
+        poses = topomap.poses_xy_yaw()
+    except ConfigError as exc:
+        raise ConfigError(f"localization odometry_filter: {exc}; rebuild it with an odometry topic or use "
+                          "localization window") from None
+    edges = np.hypot(*np.diff(poses[:, :2], axis=0).T)
+    if not np.all(edges > 1e-3):
+        raise ConfigError(f"localization odometry_filter: topomap {topomap.directory} has consecutive nodes "
+                          f"{int(np.argmin(edges))} and {int(np.argmin(edges)) + 1} at one place (the robot stood "
+                          "still while mapping); rebuild it from a moving pass or use localization window")
+    return OdometryFilterLocalizer(len(topomap), goal_node, radius, close_threshold, start_node, edge_lengths=edges,
+                                   motion_noise=motion_noise)
+
+
 class NavigationPolicy:
     """ViNT over a topomap (or one goal image) with the network ``backend``, built for the same ``variant``: the whole
     network (inputs ``obs_img``, ``goal_img``; outputs ``dist``, ``action``; ``artifacts.build_backend``), or a
@@ -114,7 +142,7 @@ class NavigationPolicy:
                  variant: str | ViNTVariant = "vint_default",
                  goal_node: int = -1, radius: int = 4, close_threshold: float = 3.0, waypoint_index: int = 2,
                  waypoint_spacing: float = 0.05, frame_rate_hz: float = 0.0, center_crop: bool = False,
-                 start_node: int = 0) -> None:
+                 start_node: int = 0, localization: str = "window", motion_noise: float = 0.2) -> None:
         self.variant = vint_variant(variant)
         config = self.variant.config
         if not 0 <= waypoint_index < config.len_traj_pred:
@@ -122,7 +150,8 @@ class NavigationPolicy:
         if not waypoint_spacing > 0:
             raise ConfigError(f"waypoint_spacing must be positive metres, got {waypoint_spacing}")
         self.topomap = topomap
-        self.localizer = TopomapLocalizer(len(topomap), goal_node, radius, close_threshold, start_node)
+        self.localizer = make_localizer(topomap, localization, goal_node, radius, close_threshold, start_node,
+                                        motion_noise)
         self.waypoint_index, self.waypoint_spacing = waypoint_index, float(waypoint_spacing)
         self.context_size = config.context_size
         self.frame_rate_hz = float(frame_rate_hz) or self.variant.frame_rate_hz
@@ -230,6 +259,12 @@ class NavigationPolicy:
             metric = np.asarray(waypoint_fn(step.subgoal_node), np.float64).reshape(waypoints.shape[1], 4)
         return NavigationResult(int(self.context_stamp_ns), step, model_distances, metric,
                                 metric[self.waypoint_index].copy())
+
+    def moved(self, metres: float) -> None:
+        """The robot drove ``metres`` (odometry; negative backwards) since the last step: the odometry filter's
+        motion update (nothing for the deployment's window localisation)."""
+        if isinstance(self.localizer, OdometryFilterLocalizer):
+            self.localizer.move(metres)
 
     def to_metric(self, waypoints: np.ndarray) -> np.ndarray:
         """Normalised waypoints ``(..., 4)`` -> x, y in metres (``waypoint_spacing`` per unit); cos, sin as they are."""
