@@ -55,6 +55,7 @@ from ros_mmfusion.core.navigation.artifacts import (
     navigation_model,
 )
 from ros_mmfusion.core.navigation.localization import (
+    OdometryFilterLocalizer,
     OdometrySample,
     odometry_oracle,
     odometry_robot_pose,
@@ -62,7 +63,6 @@ from ros_mmfusion.core.navigation.localization import (
     planar_pose_transform,
     transform_waypoints,
 )
-from ros_mmfusion.core.navigation.localization import OdometryFilterLocalizer
 from ros_mmfusion.core.navigation.pipeline import LOCALIZATIONS, NavigationPolicy, NavigationResult
 from ros_mmfusion.core.navigation.topomap import load_topomap, topomap_from_goal_image
 from ros_mmfusion.core.params import ParamSpec

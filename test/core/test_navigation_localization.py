@@ -8,8 +8,8 @@ import pytest
 
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
 from ros_mmfusion.core.navigation import (
-    PeriodicSampler,
     OdometryFilterLocalizer,
+    PeriodicSampler,
     TopomapLocalizer,
     candidate_window,
     choose_subgoal,
