@@ -27,14 +27,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=201)
     parser.add_argument("--lateral", type=float, default=0.0, help="start offset to the left (m)")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--localization", default="odometry_filter", choices=("window", "odometry_filter"),
+                        help="as the node's parameter (the filter moves with the simulated odometry)")
     args = parser.parse_args()
     model = NavigationModel.from_package(args.package)
     policy = NavigationPolicy(load_topomap(args.topomap), build_backend("onnxruntime", model.variant, model.weights),
-                              variant=model.variant, waypoint_spacing=model.waypoint_spacing)
+                              variant=model.variant, waypoint_spacing=model.waypoint_spacing,
+                              localization=args.localization)
     robot = SimulatedRobot(args.scenario, args.seed, (160, 120), start_offset=(0.0, args.lateral, 0.0),
                            limits=DriveLimits(max_linear=1.0))
     follower = WaypointFollower(VelocityLimits(1.0, 0.4, 0.5, 1.0), 0.25, 1.0)  # the param files' controller
-    route, dt, next_frame, next_print = robot.sim.ego.route, 0.02, 0.0, 0.0
+    route, dt, next_frame, next_print, last_xy = robot.sim.ego.route, 0.02, 0.0, 0.0, None
     while robot.t < args.seconds:
         t = robot.t
         if t + 1e-9 >= next_frame:
@@ -42,6 +45,10 @@ def main() -> int:
             policy.add_frame(frame.stamp_ns, frame.camera.rgb)
             next_frame += 0.25
             if policy.ready:
+                xy = robot.robot.T_odom_base().translation[:2]
+                if last_xy is not None:  # the odometry's distance driven (forward only here)
+                    policy.moved(float(math.hypot(*(xy - last_xy))))
+                last_xy = xy
                 result = policy.step()
                 follower.on_waypoint(result.chosen_waypoint, t)
                 follower.on_goal_reached(result.goal_reached)
