@@ -101,11 +101,9 @@ def known_parameters(key: str) -> list[str]:
 
     Imports the node's module (and so rclpy): presets stay ROS-free until parameters are checked.
     """
-    from ros_mmfusion.ros.node_base import COMMON_PARAMS
-
     module, class_name = NODES[key]
     cls = getattr(importlib.import_module(module), class_name)
-    return sorted(spec.name for spec in (*COMMON_PARAMS, *cls.PARAMS))
+    return sorted(spec.name for spec in cls.declared_params())
 
 
 def check_parameter_names(node_name: str, key: str, names: list[str], source: str) -> None:

@@ -60,10 +60,9 @@ def typed_parameters(launch: NodeLaunch) -> dict[str, Any]:
 
     Unknown names are kept as they are (ROS nodes may read undeclared overrides such as ``use_sim_time``).
     """
-    from ros_mmfusion.ros.node_base import COMMON_PARAMS
 
     cls = node_class(launch)
-    specs = {s.name: s for s in (*COMMON_PARAMS, *cls.PARAMS)}
+    specs = {s.name: s for s in cls.declared_params()}
     out = {}
     for key, value in launch.parameters.items():
         out[key] = validate(specs[key], value) if key in specs else value

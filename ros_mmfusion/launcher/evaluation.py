@@ -206,12 +206,11 @@ def _scale_stamp_time(preset: Any, user: dict[str, dict[str, Any]], overrides: d
     x``rate`` spaces the stamps 1 / rate times as far apart as the bag's: at x0.1 a 10 Hz thermal camera (1 s apart)
     would otherwise count as stopped after 0.5 s and every frame be segmented without X."""
     from ros_mmfusion.launcher import node_class
-    from ros_mmfusion.ros.node_base import COMMON_PARAMS
 
     if rate == 1.0:
         return
     for launch in preset.nodes:
-        for spec in (*COMMON_PARAMS, *node_class(launch).PARAMS):
+        for spec in node_class(launch).declared_params():
             if spec.stamp_time and spec.name not in user.get(launch.name, {}):
                 value = float(launch.parameters.get(spec.name, spec.default)) / rate
                 scaled = min(value, spec.maximum) if spec.maximum is not None else value

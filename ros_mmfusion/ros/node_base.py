@@ -117,9 +117,14 @@ class MmfusionNode(LifecycleNode):
     EVALUATION: EvaluationTopics | None = None
     """The topics ``mmfusion eval`` and ``mmfusion benchmark`` evaluate (None: only the debug latency is shown)."""
 
+    @classmethod
+    def declared_params(cls) -> tuple[ParamSpec, ...]:
+        """Every parameter the node declares: ``COMMON_PARAMS`` (message limits, lifecycle, ...) then its ``PARAMS``."""
+        return (*COMMON_PARAMS, *cls.PARAMS)
+
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         Node.__init__(self, node_name, **kwargs)  # the lifecycle state machine follows, once `managed` is known
-        self._specs = {s.name: s for s in (*COMMON_PARAMS, *self.PARAMS)}
+        self._specs = {s.name: s for s in self.declared_params()}
         self.params: dict[str, Any] = {}
         self._limits: MessageLimits | None = None
         for spec in self._specs.values():

@@ -15,7 +15,6 @@ from ros_mmfusion.core.errors import ConfigError
 from ros_mmfusion.core.params import validate
 from ros_mmfusion.nodes.registry import NODES
 from ros_mmfusion.presets import ROS_PARAMETER_PREFIXES, ROS_PARAMETERS, load_params_file
-from ros_mmfusion.ros.node_base import COMMON_PARAMS
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 PARAM_FILES = sorted(CONFIG.glob("*.param.yaml"))
@@ -30,7 +29,7 @@ def param_file_problems(path: Path, key: str) -> list[str]:
     (an integer where ROS declares a double: rclpy refuses it at start-up) or out of range / not among the choices."""
     module, class_name = NODES[key]
     cls = getattr(importlib.import_module(module), class_name)
-    specs = {spec.name: spec for spec in (*COMMON_PARAMS, *cls.PARAMS)}
+    specs = {spec.name: spec for spec in cls.declared_params()}
     problems = []
     for name, value in load_params_file(path, key).items():
         if name in ROS_PARAMETERS or name.startswith(ROS_PARAMETER_PREFIXES):
@@ -84,7 +83,7 @@ def test_every_duration_of_stamp_time_is_marked_so_a_replay_scales_it():
     value at x0.1 and, like the demo's x_timeout before 2026-12-07, quietly drop the input it guards."""
     marked, said = set(), set()
     for key, (module, class_name) in NODES.items():
-        for spec in (*COMMON_PARAMS, *getattr(importlib.import_module(module), class_name).PARAMS):
+        for spec in getattr(importlib.import_module(module), class_name).declared_params():
             text = spec.description.lower()
             # a rate "per second of stamp time" (vint_navigation.frame_rate) is not a duration: eval notes it
             if ("stamp time" in text and "per second" not in text) or "stamp difference" in text:
