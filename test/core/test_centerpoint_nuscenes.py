@@ -196,7 +196,7 @@ def test_bev_canvas_backbone_and_head_maps_match_the_reference(stages, io, model
 def test_decoded_candidates_and_nms_input_match_the_reference(stages, io, model):
     dec = decoder(model.config)
     heads = group_head_outputs(model.output_names, [stages[n] for n in model.output_names])
-    labels_all = []
+    labels_all, offset = [], 0
     for h, maps in enumerate(heads):
         boxes, scores, labels, cells, keep = dec.candidates(maps, h)
         ref_labels = dec.label_map(h)[io[f"head{h}_topk_classes"]]
@@ -210,10 +210,21 @@ def test_decoded_candidates_and_nms_input_match_the_reference(stages, io, model)
         assert np.abs(heading).max() < 2e-3
         np.testing.assert_array_equal(keep, io[f"head{h}_topk_keep"][match])
         kept_boxes, kept_scores, kept_labels = dec.decode(maps, h)
-        np.testing.assert_allclose(kept_boxes[:, :7], io[f"head{h}_nms_input_boxes7"], rtol=0, atol=2e-3)
-        np.testing.assert_allclose(kept_scores, io[f"head{h}_nms_input_scores"], rtol=0, atol=1e-4)
+        # the same NMS input as a set: candidates whose scores tie within float noise may come in either order (the
+        # order of a top-k over equal scores differs between CPUs: AVX2 vs AVX-512 kernels)
+        ref_boxes, ref_scores = io[f"head{h}_nms_input_boxes7"], io[f"head{h}_nms_input_scores"]
+        assert kept_boxes.shape[0] == ref_boxes.shape[0]
+        ref_labels_h = io["prenms_labels"][offset:offset + len(ref_boxes)]
+        gap = np.abs(kept_boxes[:, None, :7] - ref_boxes[None, :, :7]).max(axis=2)
+        gap[kept_labels[:, None] != ref_labels_h[None, :]] = np.inf  # one cell may hold a box of each class
+        pair = gap.argmin(axis=1)
+        assert len(set(pair.tolist())) == len(pair), "each kept candidate matches its own reference row"
+        np.testing.assert_allclose(kept_boxes[:, :7], ref_boxes[pair], rtol=0, atol=2e-3)
+        np.testing.assert_allclose(kept_scores, ref_scores[pair], rtol=0, atol=1e-4)
         labels_all.append(kept_labels)
-    np.testing.assert_array_equal(np.concatenate(labels_all), io["prenms_labels"])
+        offset += len(ref_boxes)
+    assert offset == len(io["prenms_labels"])
+    np.testing.assert_array_equal(np.sort(np.concatenate(labels_all)), np.sort(io["prenms_labels"]))
 
 
 def test_scatter_mean_and_max_equal_a_per_pillar_loop():
