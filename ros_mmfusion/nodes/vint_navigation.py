@@ -168,7 +168,7 @@ class VintNavigationNode(MmfusionNode):
             close_threshold=p["close_threshold"], waypoint_index=p["waypoint_index"],
             waypoint_spacing=self.waypoint_spacing(), frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"],
             localization=self.localization(topomap), motion_noise=p["odometry_motion_noise"])
-        self.filtering = isinstance(self.policy.localizer, OdometryFilterLocalizer)
+        self.filtering = isinstance(self.policy.localizer, OdometryFilterLocalizer)  # not for one goal image
         self.last_pose: np.ndarray | None = None  # odometry pose (x, y, yaw) of the filter's last step
         self.node_poses = None
         self.odometry: deque[OdometrySample] = deque(maxlen=200)
@@ -199,8 +199,8 @@ class VintNavigationNode(MmfusionNode):
         self.report_model("navigation", model.origin, self.policy.backend.info.detail, p["device"])
 
     def localization(self, topomap) -> str:
-        """The ``localization`` parameter, or ``window`` where the filter cannot run: a single goal image, or a
-        topomap without poses (an upstream ViNT topomap; a WARN finding says so, the node still navigates)."""
+        """The ``localization`` parameter, or ``window`` for a topomap without poses (an upstream ViNT topomap; a
+        WARN finding says so, the node still navigates). A single goal image: ``make_localizer`` takes the window."""
         wanted = self.params["localization"]
         if wanted == "odometry_filter" and len(topomap) > 1 and not topomap.has_poses:
             text = (f"topomap {topomap.directory} has no poses (built without an odometry topic): the odometry "
@@ -208,7 +208,7 @@ class VintNavigationNode(MmfusionNode):
             self.get_logger().warn(text)
             self.set_finding("localization", Level.WARN, text)
             return "window"
-        return wanted if len(topomap) > 1 else "window"
+        return wanted
 
     @property
     def path_frame(self) -> str:
