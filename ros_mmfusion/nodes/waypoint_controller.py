@@ -13,7 +13,16 @@ The law (``core.navigation.control.vint_velocity``): ``v = dx / waypoint_dt``, `
 turning on the spot for a waypoint at or beside the robot, clipped to ``[0, max_linear_velocity]`` and
 ``[-max_angular_velocity, max_angular_velocity]``; successive commands change by at most the acceleration limits.
 The command is zero, at once, when no waypoint has arrived for ``waypoint_timeout`` seconds (WARN) and while
-``goal_reached`` is true. See docs/navigation.md.
+``goal_reached`` is true.
+
+With ``obstacle_guard`` the node also takes a depth camera (``depth/image``: sensor_msgs/Image 32FC1 metres or
+16UC1 millimetres, rectified; ``depth/camera_info``) and checks every tracking command against the obstacles it sees
+(``core.navigation.obstacles``): points ``guard_min_height``..``guard_max_height`` above ``base_frame``'s ground
+plane within ``guard_max_range``, kept in ``guard_fixed_frame`` (odometry) so they stay put while the robot moves
+between depth frames. A command whose arc over ``guard_horizon`` seconds comes closer than ``guard_radius +
+guard_margin`` to a point is steered to the nearest clear turn rate, else slowed or stopped; interventions are
+counted in ``/diagnostics``. Depth older than ``guard_timeout`` seconds (or none yet, or no transform) stops the
+robot with a WARN finding ``obstacles``: a blind guard does not drive. See docs/navigation.md.
 """
 from __future__ import annotations
 
@@ -21,17 +30,22 @@ import math
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
+from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
 
 from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
 from ros_mmfusion.core.errors import MessageFormatError
 from ros_mmfusion.core.health import Level
-from ros_mmfusion.core.navigation.control import VelocityCommand, VelocityLimits, WaypointFollower
+from ros_mmfusion.core.modalities.depth import depth_metres
+from ros_mmfusion.core.navigation.control import (VelocityCommand, VelocityLimits, WaypointFollower,
+                                                  limit_acceleration)
 from ros_mmfusion.core.navigation.localization import transform_waypoints
+from ros_mmfusion.core.navigation.obstacles import CollisionGuard, depth_obstacle_points
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.tf_buffer import TF_PARAMS
 from ros_mmfusion.ros.builders import header as make_header
 from ros_mmfusion.ros.entry import run_node
+from ros_mmfusion.ros.image import image_to_numpy
 from ros_mmfusion.ros.node_base import MmfusionNode, stamp_to_ns
 
 _LIMIT_PARAMS = ("max_linear_velocity", "max_angular_velocity", "max_linear_acceleration", "max_angular_acceleration")
@@ -62,6 +76,22 @@ class WaypointControllerNode(MmfusionNode):
                   read_only=True),
         ParamSpec("base_frame", "base_link", "The robot body frame: waypoints in another frame are moved into it "
                   "through TF; frame_id of TwistStamped."),
+        ParamSpec("obstacle_guard", False, "Check commands against the depth camera's obstacles (depth/image, "
+                  "depth/camera_info): steer, slow or stop so the arc stays clear.", read_only=True),
+        ParamSpec("guard_radius", 0.25, "The robot's footprint radius (m) for the guard.", minimum=0.01, maximum=5.0),
+        ParamSpec("guard_margin", 0.15, "Clearance the guard keeps beyond the footprint (m).", minimum=0.0,
+                  maximum=5.0),
+        ParamSpec("guard_horizon", 2.0, "Seconds of a command's arc that must stay clear.", minimum=0.2,
+                  maximum=10.0),
+        ParamSpec("guard_min_height", 0.1, "Lowest obstacle height above base_frame's ground plane (m): below is "
+                  "floor.", minimum=-5.0, maximum=5.0),
+        ParamSpec("guard_max_height", 1.8, "Highest obstacle height (m): above the robot passes under.", minimum=0.0,
+                  maximum=10.0),
+        ParamSpec("guard_max_range", 4.0, "Depth beyond this distance (m) is ignored.", minimum=0.2, maximum=50.0),
+        ParamSpec("guard_timeout", 1.0, "Seconds without a usable depth image after which the guard stops the "
+                  "robot.", minimum=0.05, maximum=60.0),
+        ParamSpec("guard_fixed_frame", "odom", "Frame the obstacles are kept in between depth images (odometry); "
+                  "empty: base_frame at the image's stamp (no motion compensation).", read_only=True),
         *TF_PARAMS,
     )
 
@@ -80,6 +110,12 @@ class WaypointControllerNode(MmfusionNode):
         self.sensor_subscription(Bool, "navigation/goal_reached", self.on_goal_reached, name="goal_reached",
                                  required=False, stall_timeout=_goal_stall_timeout(p["waypoint_timeout"]))
         self.last_command: VelocityCommand | None = None
+        self.obstacles: tuple[int, np.ndarray] | None = None  # (node-clock ns received, (N, 2) in the kept frame)
+        self.guard_counts = {"steer": 0, "slow": 0, "stop": 0}
+        if p["obstacle_guard"]:
+            self.camera_info_subscription("depth/camera_info", stall_timeout=5.0)
+            self.sensor_subscription(Image, "depth/image", self.on_depth, name="depth",
+                                     stall_timeout=p["guard_timeout"])
         self.work_timer(1.0 / p["control_rate"], self.on_control_tick)
         self.get_logger().info(f"following waypoints at {p['control_rate']:g} Hz: v <= {p['max_linear_velocity']} "
                                f"m/s, w <= {p['max_angular_velocity']} rad/s; {self.cmd_type.__name__} on cmd_vel")
@@ -108,6 +144,71 @@ class WaypointControllerNode(MmfusionNode):
 
     def on_time_jump(self) -> None:
         self.follower.reset()  # a waypoint of the old timeline must not steer the robot
+        self.obstacles = None
+
+    def on_depth(self, msg: Image) -> None:
+        p = self.params
+        if self.camera is None:
+            raise MessageFormatError("a depth image before any depth/camera_info: skipped until calibration arrives")
+        depth = depth_metres(image_to_numpy(msg, limits=self.limits), msg.encoding)
+        if depth.shape != (self.camera.height, self.camera.width):
+            raise MessageFormatError(f"depth image {depth.shape[1]}x{depth.shape[0]} does not match its camera_info "
+                                     f"{self.camera.width}x{self.camera.height}")
+        stamp, base, kept = stamp_to_ns(msg.header.stamp), p["base_frame"], p["guard_fixed_frame"] or p["base_frame"]
+        if not msg.header.frame_id:
+            raise MessageFormatError("depth image has no frame_id")
+        T_base_camera = self.lookup_transform(base, msg.header.frame_id, stamp, "depth", input_name="depth")
+        if T_base_camera is None:
+            return
+        points = depth_obstacle_points(depth, self.camera, T_base_camera, min_height=p["guard_min_height"],
+                                       max_height=p["guard_max_height"], max_range=p["guard_max_range"])
+        if kept != base:
+            T_kept_base = self.lookup_transform(kept, base, stamp, "depth", input_name="depth")
+            if T_kept_base is None:
+                return
+            points = T_kept_base.apply(np.column_stack([points, np.zeros(len(points))]))[:, :2]
+        self.obstacles = (self.now_ns(), points)
+
+    def guard_command(self, command: VelocityCommand, now_ns: int, previous: tuple[float, float],
+                      elapsed: float) -> VelocityCommand:
+        """``command`` checked against the latest obstacles (``obstacle_guard``); zero when they are too old.
+        ``previous`` is the command sent ``elapsed`` seconds ago (a steered turn keeps the acceleration limits)."""
+        p = self.params
+        if not p["obstacle_guard"] or command.state != "tracking":
+            return command
+        base, kept = p["base_frame"], p["guard_fixed_frame"] or p["base_frame"]
+        points = None
+        if self.obstacles is not None and (now_ns - self.obstacles[0]) / 1e9 <= p["guard_timeout"]:
+            points = self.obstacles[1]
+            if kept != base:
+                T = self.lookup_transform(base, kept, 0, "guard")
+                points = None if T is None else T.apply(np.column_stack([points, np.zeros(len(points))]))[:, :2]
+        if points is None:
+            self.set_finding("obstacles", Level.WARN, f"collision guard blind: no usable depth for over "
+                                                      f"{p['guard_timeout']:g} s: stopped")
+            self.log_throttled("guard", "warn", "collision guard: no usable depth image: stopping")
+            self.follower.last = (0.0, 0.0)
+            return VelocityCommand(0.0, 0.0, "blind")
+        self.clear_finding("obstacles")
+        guard = CollisionGuard(p["guard_radius"], p["guard_margin"], p["guard_horizon"])
+        decision = guard.check(command.linear, command.angular, points, p["max_angular_velocity"])
+        if decision.state == "clear":
+            return command
+        self.guard_counts[decision.state] += 1
+        self.log_throttled("guard:" + decision.state, "info",
+                           f"collision guard: {decision.state} (v {command.linear:.2f} -> {decision.linear:.2f} m/s, "
+                           f"w {command.angular:+.2f} -> {decision.angular:+.2f} rad/s; clearance "
+                           f"{decision.clearance:.2f} m)")
+        linear, angular = decision.linear, decision.angular
+        if decision.state == "steer":  # a turn within the acceleration limits; slowing and stopping are at once
+            linear, angular = limit_acceleration((linear, angular), previous, elapsed, self.follower.limits)
+        self.follower.last = (linear, angular)  # the next command's acceleration starts here
+        return VelocityCommand(linear, angular, "guard_" + decision.state)
+
+    def diagnostic_values(self, report) -> dict[str, str]:
+        guard = {f"guard_{state}": str(n) for state, n in self.guard_counts.items()} \
+            if self.params["obstacle_guard"] else {}
+        return {**super().diagnostic_values(report), **guard}
 
     def on_goal_reached(self, msg: Bool) -> None:
         if msg.data and not self.follower.goal_reached:
@@ -119,7 +220,10 @@ class WaypointControllerNode(MmfusionNode):
         self.follower.limits = self.velocity_limits()  # parameters may change at run time
         self.follower.waypoint_dt, self.follower.timeout = p["waypoint_dt"], p["waypoint_timeout"]
         now_ns = self.now_ns()
+        previous, last_time = self.follower.last, self.follower.last_time
         command = self.follower.command(now_ns / 1e9)
+        elapsed = 0.0 if last_time is None else max(now_ns / 1e9 - last_time, 0.0)
+        command = self.guard_command(command, now_ns, previous, elapsed)
         if command.state == "timeout":
             self.set_finding("waypoints", Level.WARN, f"no waypoint for over {p['waypoint_timeout']:g} s: stopped")
         else:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
+from ros_mmfusion.core.navigation.localization import BELIEF_PAD_NODES
 from ros_mmfusion.core.navigation import (
     OdometryFilterLocalizer,
     PeriodicSampler,
@@ -222,8 +223,12 @@ def test_filter_moves_with_odometry_over_uneven_edges_and_without_the_network():
     assert loc.position == pytest.approx(1.0)
     loc.move(0.25)
     assert loc.position == pytest.approx(1.5)   # half of the 0.5 m edge
-    loc.move(100.0)
-    assert loc.position == pytest.approx(3.0) and loc.belief.sum() == pytest.approx(1.0)  # piles up at the goal
+    loc.move(100.0)  # past the goal: kept at the end of the padding beyond it
+    assert loc.position == pytest.approx(3.0 + BELIEF_PAD_NODES) and loc.belief.sum() == pytest.approx(1.0)
+    for _ in range(2):  # the window follows the closest node (clamped to it) one update later
+        start, end = loc.window()
+        loc.update(np.zeros(end - start + 1))
+    assert loc.closest_node == 3 and loc.goal_reached
     loc.reset()
     assert loc.position == 0.0 and loc.closest_node == 0 and not loc.goal_reached
 

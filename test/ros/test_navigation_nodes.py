@@ -171,7 +171,8 @@ def test_second_pass_replayed_through_the_navigation_preset_localises_forward_an
     goal = len(topomap) - 1
     radius = 2
     preset = presets.load("navigation", {"bag": str(tmp_path / "pass2"), "topomap": str(tmp_path / "map")}, {
-        "bag_player": {"start_delay": 1.5, "topics": ["/camera/color/image_raw", "/odom", "/tf"]},
+        "bag_player": {"start_delay": 1.5, "topics": ["/camera/color/image_raw", "/odom", "/tf", "/tf_static",
+                                                      "/camera/depth/image_rect_raw", "/camera/depth/camera_info"]},
         "vint_navigation": {"distance_source": "odometry", "radius": radius, "threads": 1},
         "waypoint_controller": {"waypoint_timeout": 0.5, "cmd_vel_stamped": True}})
     limits = preset.nodes[2].parameters
