@@ -215,6 +215,23 @@ def test_filter_ignores_a_frame_that_claims_a_far_node_where_the_window_argmin_j
     assert max(s.closest_node for s in filtered) <= 5 and filtered[at].closest_node == 3
 
 
+def test_filter_on_odometry_alone_when_the_network_cannot_tell_nodes_apart_reaches_the_goal_on_time():
+    """Equal distances for every node (a network that has never seen the place: measured on held-out sidewalks) say
+    nothing: the belief follows odometry to the goal instead of being held half a node short of it (the window's
+    last node used to end the measurement's support), and the goal counts as reached when the belief is more likely
+    than not at or past it, not while the robot is still half a node short, nor by a pile beyond it."""
+    loc = OdometryFilterLocalizer(num_nodes=11, radius=2, edge_lengths=np.full(10, 1.0))
+    positions = np.arange(0.0, 11.01, 0.25)
+    steps = drive_filter(loc, positions, distances=lambda position, start, end, spacing: np.full(end - start + 1,
+                                                                                                  12.0))
+    for position, step in zip(positions, steps, strict=True):
+        assert abs(step.closest_node - min(position, 10.0)) <= 0.5 + 1e-9, (position, step.closest_node)
+        if position < 9.75 - 1e-9 or position > 10.25 + 1e-9:
+            assert step.goal_reached == (position > 10.0), (position, step.goal_reached)
+    first = [s.goal_reached for s in steps].index(True)
+    assert 9.75 <= positions[first] <= 10.25, positions[first]
+
+
 def test_filter_moves_with_odometry_over_uneven_edges_and_without_the_network():
     loc = OdometryFilterLocalizer(num_nodes=4, radius=1, edge_lengths=[2.0, 0.5, 1.0], motion_noise=0.0)
     loc.move(1.0)

@@ -143,6 +143,57 @@ def test_controller_moves_a_waypoint_in_the_odometry_frame_into_base_frame_throu
     assert node.inputs["waypoint"].dropped == 0 and "tf:waypoint" not in node._extra_findings
 
 
+def test_controller_guard_slows_before_a_wall_seen_by_depth_and_stops_when_depth_stops(graph):
+    """A depth camera (the synthetic robot's rig, TF on /tf_static) sees a wall 1 m in front of its lens; the waypoint
+    asks 1 m/s straight ahead. The guard slows the robot (every turn within 0.4 rad/s meets the wall inside 2 s),
+    counts it in /diagnostics, and stops it with a WARN finding once depth stops arriving."""
+    from sensor_msgs.msg import CameraInfo
+    from tf2_msgs.msg import TFMessage
+
+    from ros_mmfusion.core.codec.camera import CameraIntrinsics
+    from ros_mmfusion.core.health import Level
+    from ros_mmfusion.core.sim.sensors import make_rig
+    from ros_mmfusion.ros.camera_info import intrinsics_to_camera_info
+    from ros_mmfusion.ros.image import numpy_to_image
+    from ros_mmfusion.ros.qos import LATCHED_QOS, SENSOR_QOS
+
+    from .test_tf_nodes import stamped
+
+    rig = make_rig("robot", 32, 24)
+    frame = rig.depth.frame_id
+    node, cmds, waypoint_pub, _ = start_controller(
+        graph, stamped=True, max_linear_velocity=1.0, max_linear_acceleration=0.0, max_angular_acceleration=0.0,
+        obstacle_guard=True, guard_fixed_frame="", guard_timeout=0.5, waypoint_timeout=1.0)
+    static_pub = graph.publisher(TFMessage, "/tf_static", LATCHED_QOS)
+    info_pub = graph.publisher(CameraInfo, "depth/camera_info", SENSOR_QOS)
+    depth_pub = graph.publisher(Image, "depth/image", SENSOR_QOS)
+    for pub in (static_pub, info_pub, depth_pub):
+        graph.wait_matched(pub)
+    static_pub.publish(TFMessage(transforms=[stamped("base_link", frame, rig.depth.T_base_sensor)]))
+    k = rig.depth.camera.k
+    info = intrinsics_to_camera_info(CameraIntrinsics(24, 32, k, np.zeros(5), "plumb_bob", np.eye(3),
+                                                      np.hstack([k, np.zeros((3, 1))])))
+    wall = np.full((24, 32), 1.0, np.float32)
+    for _ in range(15):
+        now = time.time_ns()
+        info.header = header(now, frame)
+        info_pub.publish(info)
+        depth_pub.publish(numpy_to_image(wall, "32FC1", header(now, frame)))
+        waypoint_pub.publish(waypoint(0.25, 0.0))
+        graph.spin_for(0.1)
+    assert graph.spin_until(lambda: node.guard_counts["slow"] >= 3, 5.0), (node.guard_counts, node._extra_findings)
+    v = velocities(cmds)
+    assert len(v) >= 5 and v[-1, 0] < 0.6, "slowed below the 1 m/s the waypoint asks"
+    assert node.last_command.state in ("guard_slow", "guard_stop") and "obstacles" not in node._extra_findings
+    for _ in range(10):  # waypoints go on, depth does not: the blind guard stops the robot
+        waypoint_pub.publish(waypoint(0.25, 0.0))
+        graph.spin_for(0.1)
+    assert node.last_command.state == "blind" and np.all(velocities(cmds)[-3:] == 0.0)
+    assert node._extra_findings["obstacles"][0] == Level.WARN
+    report = node.health()
+    assert node.diagnostic_values(report)["guard_slow"] == str(node.guard_counts["slow"])
+
+
 class Recorder(Node):
     """Every message of the navigation outputs, in arrival order."""
 

@@ -142,7 +142,10 @@ class OdometryFilterLocalizer(TopomapLocalizer):
       belief. The distances' absolute values are not used: a network unsure of a view regresses them towards the
       mean of its training labels (the nearest node predicted 6-10 frames away when it is 1-3), which placed the
       robot nodes behind the truth step after step (2026-12-07, docs/navigation.md);
-    * the closest node is the node nearest the belief's mode, the goal is reached when it is the goal node; the
+    * the mixture is normalised over the nodes at each position (the weight of the node a position belongs to), so
+      equal distances leave the belief as odometry moved it, up to and past the goal;
+    * the closest node is the node nearest the belief's mode; the goal is reached when the belief puts at least half
+      its mass at or past the goal node (its median: a robot half a node short is not there yet); the
       subgoal is the first node at or ahead of the mode, or the one after it when that node's temporal distance is
       within ``close_threshold`` (the deployment's rule, whose argmin node is the one ahead: nodes behind are
       predicted far).
@@ -214,7 +217,11 @@ class OdometryFilterLocalizer(TopomapLocalizer):
             where = nodes - 0.5
             weight = np.exp(-(distances - distances.min()) / self.temperature)
             z = (self.positions[:, None] - where[None, :]) / self.measurement_sigma
-            likelihood = (np.exp(-0.5 * z ** 2) * weight[None, :]).sum(axis=1)
+            kernel = np.exp(-0.5 * z ** 2)
+            # normalised over the nodes: how strongly the node a position belongs to is preferred, so equal
+            # distances say nothing anywhere (an unnormalised mixture falls off past the window's last node and
+            # held the belief half a node short of the goal when the network could not tell the nodes apart)
+            likelihood = (kernel * weight[None, :]).sum(axis=1) / np.maximum(kernel.sum(axis=1), 1e-300)
             likelihood += self.floor * likelihood.max()
             posterior = self.belief * likelihood
             total = posterior.sum()
@@ -226,7 +233,10 @@ class OdometryFilterLocalizer(TopomapLocalizer):
             closest = ahead = 0
         subgoal = ahead if distances[ahead - start] > self.close_threshold else min(ahead + 1, end)
         self.closest_node = closest
-        reached = bool(distances[0] <= self.close_threshold) if self.num_nodes == 1 else closest == self.goal_node
+        if self.num_nodes == 1:
+            reached = bool(distances[0] <= self.close_threshold)
+        else:  # more likely than not at or past the goal node: the belief's median, which a pile cannot drag
+            reached = float(self.belief[self.positions >= self.goal_node - 1e-9].sum()) >= 0.5
         self.goal_reached = self.goal_reached or reached
         return LocalizationStep((start, end), distances, closest, subgoal, self.goal_reached)
 
