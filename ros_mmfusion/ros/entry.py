@@ -235,6 +235,12 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None) -> in
     initialised = False
     node = None
     outcome: tuple[int, str | None] | None = None  # (exit code, reason to report) when the node did not start
+    handler = signal.getsignal(signal.SIGINT)
+    if getattr(handler, "__module__", None) == "ros_mmfusion.nodes" and \
+            threading.current_thread() is threading.main_thread():
+        # the node program's imports are done (ros_mmfusion/nodes/__init__.py exits at once on Ctrl-C during
+        # them): Ctrl-C is a KeyboardInterrupt again, then rclpy's shutdown, both handled below
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         rclpy.init(args=sys.argv if args is None else args)
         initialised = True

@@ -74,3 +74,18 @@ def test_ctrl_c_while_a_node_starts_ends_it_quietly(tmp_path, ros_child_env):
         _, err = proc.communicate(timeout=60)
         assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, err[-3000:])
         assert "Traceback" not in err and not own_lines(err), (delay, err[-3000:])
+
+
+def test_a_node_program_ends_at_once_on_ctrl_c_during_its_imports_and_other_programs_keep_keyboard_interrupt():
+    """While a node program imports (``python -m ros_mmfusion.nodes.x``: sys.argv[0] is "-m" then) SIGINT ends it at
+    once with 130 and nothing on stderr, so no KeyboardInterrupt is raised inside an extension module's import (one
+    in pybind11 code aborted the process); a program that merely imports the nodes (the launcher) keeps Python's
+    KeyboardInterrupt."""
+    code = ("import os, signal, sys, time\nsys.argv[0] = {argv0!r}\nimport ros_mmfusion.nodes\n"
+            "print(signal.getsignal(signal.SIGINT).__name__, flush=True)\nos.kill(os.getpid(), signal.SIGINT)\n"
+            "time.sleep(5)\nprint('still running')\n")
+    node = subprocess.run([sys.executable, "-c", code.format(argv0="-m")], capture_output=True, text=True, timeout=60)
+    assert node.returncode == 130 and node.stdout == "_exit_interrupted\n" and node.stderr == "", node
+    other = subprocess.run([sys.executable, "-c", code.format(argv0="mmfusion")], capture_output=True, text=True,
+                           timeout=60)
+    assert other.returncode == -signal.SIGINT and other.stdout == "default_int_handler\n" and "still running" not in other.stdout
