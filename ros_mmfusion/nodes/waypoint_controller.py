@@ -37,8 +37,7 @@ from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
 from ros_mmfusion.core.errors import MessageFormatError
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.modalities.depth import depth_metres
-from ros_mmfusion.core.navigation.control import (VelocityCommand, VelocityLimits, WaypointFollower,
-                                                  limit_acceleration)
+from ros_mmfusion.core.navigation.control import VelocityCommand, VelocityLimits, WaypointFollower, limit_acceleration
 from ros_mmfusion.core.navigation.localization import transform_waypoints
 from ros_mmfusion.core.navigation.obstacles import CollisionGuard, depth_obstacle_points
 from ros_mmfusion.core.params import ParamSpec

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from ros_mmfusion.core.errors import ConfigError, MessageFormatError
-from ros_mmfusion.core.navigation.localization import BELIEF_PAD_NODES
 from ros_mmfusion.core.navigation import (
     OdometryFilterLocalizer,
     PeriodicSampler,
@@ -18,6 +17,7 @@ from ros_mmfusion.core.navigation import (
     odometry_oracle,
     odometry_temporal_distances,
 )
+from ros_mmfusion.core.navigation.localization import BELIEF_PAD_NODES
 
 S = 1_000_000_000
 

@@ -88,4 +88,4 @@ def test_a_node_program_ends_at_once_on_ctrl_c_during_its_imports_and_other_prog
     assert node.returncode == 130 and node.stdout == "_exit_interrupted\n" and node.stderr == "", node
     other = subprocess.run([sys.executable, "-c", code.format(argv0="mmfusion")], capture_output=True, text=True,
                            timeout=60)
-    assert other.returncode == -signal.SIGINT and other.stdout == "default_int_handler\n" and "still running" not in other.stdout
+    assert other.returncode == -signal.SIGINT and other.stdout == "default_int_handler\n", other
