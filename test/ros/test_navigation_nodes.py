@@ -264,7 +264,7 @@ def test_second_pass_replayed_through_the_navigation_preset_localises_forward_an
     first = reached.index(True)
     assert closest[first] == goal and all(reached[first:]) and not any(reached[:first])
     assert nodes[1].frames_processed == len(paths)
-    assert nodes[1].model.origin.trained and nodes[1].model.origin.package == "vint_reduced_recovery"  # the default
+    assert nodes[1].model.origin.trained and nodes[1].model.origin.package == "vint_reduced_recovery24"  # the default
     # velocity commands: within the limits and acceleration-limited while tracking; zero at the goal
     v = velocities(out["/cmd_vel"])
     assert len(v) >= 20  # 9 Hz for over 5 s

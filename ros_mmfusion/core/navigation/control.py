@@ -84,7 +84,9 @@ def limit_acceleration(target: tuple[float, float], previous: tuple[float, float
 @dataclass(frozen=True)
 class VelocityCommand:
     """A command and why: ``tracking`` (following a waypoint), ``timeout`` (waypoints stopped arriving: zero),
-    ``goal`` (goal reached: zero) or ``idle`` (no waypoint yet: nothing should be published)."""
+    ``goal`` (goal reached: zero) or ``idle`` (no waypoint yet: nothing should be published); the waypoint
+    controller's collision guard (``core.navigation.obstacles``) adds ``guard_steer``, ``guard_slow``, ``guard_stop``
+    and ``blind`` (no usable depth: zero)."""
 
     linear: float
     angular: float
