@@ -21,8 +21,10 @@ With ``obstacle_guard`` the node also takes a depth camera (``depth/image``: sen
 plane within ``guard_max_range``, kept in ``guard_fixed_frame`` (odometry) so they stay put while the robot moves
 between depth frames. A command whose arc over ``guard_horizon`` seconds comes closer than ``guard_radius +
 guard_margin`` to a point is steered to the nearest clear turn rate, else slowed or stopped; interventions are
-counted in ``/diagnostics``. Depth older than ``guard_timeout`` seconds (or none yet, or no transform) stops the
-robot with a WARN finding ``obstacles``: a blind guard does not drive. See docs/navigation.md.
+counted in ``/diagnostics``. A depth image is turned into obstacles at the first control tick at which TF relates
+its camera to ``base_frame`` and ``base_frame`` to ``guard_fixed_frame`` at its stamp (image and odometry arrive in
+either order). Obstacles older than ``guard_timeout`` seconds (none yet, no depth, no transform) stop the robot with
+a WARN finding ``obstacles`` naming why: a blind guard does not drive. See docs/navigation.md.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
 
 from ros_mmfusion.core.codec.boxes import quaternion_to_yaw
-from ros_mmfusion.core.errors import MessageFormatError
+from ros_mmfusion.core.errors import MessageFormatError, TransformLookupError
 from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.modalities.depth import depth_metres
 from ros_mmfusion.core.navigation.control import VelocityCommand, VelocityLimits, WaypointFollower, limit_acceleration
@@ -110,6 +112,8 @@ class WaypointControllerNode(MmfusionNode):
                                  required=False, stall_timeout=_goal_stall_timeout(p["waypoint_timeout"]))
         self.last_command: VelocityCommand | None = None
         self.obstacles: tuple[int, np.ndarray] | None = None  # (node-clock ns received, (N, 2) in the kept frame)
+        self.pending_depth: tuple | None = None  # the latest depth image not yet turned into obstacles
+        self.guard_wait = ""  # why it is still pending
         self.guard_counts = {"steer": 0, "slow": 0, "stop": 0}
         if p["obstacle_guard"]:
             self.camera_info_subscription("depth/camera_info", stall_timeout=5.0)
@@ -143,49 +147,64 @@ class WaypointControllerNode(MmfusionNode):
 
     def on_time_jump(self) -> None:
         self.follower.reset()  # a waypoint of the old timeline must not steer the robot
-        self.obstacles = None
+        self.obstacles = self.pending_depth = None
 
     def on_depth(self, msg: Image) -> None:
-        p = self.params
+        """Decode and check a depth image; it becomes obstacles at the next control tick (:meth:`update_obstacles`),
+        when the transforms for its stamp have had time to arrive."""
         if self.camera is None:
             raise MessageFormatError("a depth image before any depth/camera_info: skipped until calibration arrives")
         depth = depth_metres(image_to_numpy(msg, limits=self.limits), msg.encoding)
         if depth.shape != (self.camera.height, self.camera.width):
             raise MessageFormatError(f"depth image {depth.shape[1]}x{depth.shape[0]} does not match its camera_info "
                                      f"{self.camera.width}x{self.camera.height}")
-        stamp, base, kept = stamp_to_ns(msg.header.stamp), p["base_frame"], p["guard_fixed_frame"] or p["base_frame"]
         if not msg.header.frame_id:
             raise MessageFormatError("depth image has no frame_id")
-        T_base_camera = self.lookup_transform(base, msg.header.frame_id, stamp, "depth", input_name="depth")
-        if T_base_camera is None:
+        self.pending_depth = (self.now_ns(), stamp_to_ns(msg.header.stamp), msg.header.frame_id, depth, self.camera)
+
+    def update_obstacles(self) -> None:
+        """The pending depth image as obstacle points in the kept frame, once TF relates its camera to the base frame
+        (and the base frame to the kept one) at its stamp; until then it waits (a depth image and the odometry of
+        its instant arrive in either order), and the reason is kept for the blind-guard finding."""
+        if self.pending_depth is None:
             return
-        points = depth_obstacle_points(depth, self.camera, T_base_camera, min_height=p["guard_min_height"],
+        p = self.params
+        received, stamp, frame, depth, camera = self.pending_depth
+        base, kept = p["base_frame"], p["guard_fixed_frame"] or p["base_frame"]
+        buffer = self.enable_tf()
+        try:
+            T_base_camera = buffer.lookup(base, frame, stamp)
+            T_kept_base = buffer.lookup(kept, base, stamp)
+        except TransformLookupError as exc:
+            self.guard_wait = f"depth image {frame!r}: {exc}"
+            return
+        points = depth_obstacle_points(depth, camera, T_base_camera, min_height=p["guard_min_height"],
                                        max_height=p["guard_max_height"], max_range=p["guard_max_range"])
-        if kept != base:
-            T_kept_base = self.lookup_transform(kept, base, stamp, "depth", input_name="depth")
-            if T_kept_base is None:
-                return
-            points = T_kept_base.apply(np.column_stack([points, np.zeros(len(points))]))[:, :2]
-        self.obstacles = (self.now_ns(), points)
+        self.obstacles = (received, T_kept_base.apply(np.column_stack([points, np.zeros(len(points))]))[:, :2])
+        self.pending_depth, self.guard_wait = None, ""
 
     def guard_command(self, command: VelocityCommand, now_ns: int, previous: tuple[float, float],
                       elapsed: float) -> VelocityCommand:
         """``command`` checked against the latest obstacles (``obstacle_guard``); zero when they are too old.
         ``previous`` is the command sent ``elapsed`` seconds ago (a steered turn keeps the acceleration limits)."""
         p = self.params
-        if not p["obstacle_guard"] or command.state != "tracking":
+        if not p["obstacle_guard"]:
+            return command
+        self.update_obstacles()
+        if command.state != "tracking":
             return command
         base, kept = p["base_frame"], p["guard_fixed_frame"] or p["base_frame"]
-        points = None
+        points, why = None, self.guard_wait or "no depth image"
         if self.obstacles is not None and (now_ns - self.obstacles[0]) / 1e9 <= p["guard_timeout"]:
-            points = self.obstacles[1]
-            if kept != base:
-                T = self.lookup_transform(base, kept, 0, "guard")
-                points = None if T is None else T.apply(np.column_stack([points, np.zeros(len(points))]))[:, :2]
+            try:
+                T = self.enable_tf().lookup(base, kept, 0)
+                points = T.apply(np.column_stack([self.obstacles[1], np.zeros(len(self.obstacles[1]))]))[:, :2]
+            except TransformLookupError as exc:
+                why = f"obstacles in {kept!r}: {exc}"
         if points is None:
-            self.set_finding("obstacles", Level.WARN, f"collision guard blind: no usable depth for over "
-                                                      f"{p['guard_timeout']:g} s: stopped")
-            self.log_throttled("guard", "warn", "collision guard: no usable depth image: stopping")
+            text = f"collision guard blind for over {p['guard_timeout']:g} s ({why}): stopped"
+            self.set_finding("obstacles", Level.WARN, text)
+            self.log_throttled("guard", "warn", text)
             self.follower.last = (0.0, 0.0)
             return VelocityCommand(0.0, 0.0, "blind")
         self.clear_finding("obstacles")
