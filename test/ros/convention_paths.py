@@ -31,7 +31,9 @@ def assert_paths_in_odometry_frame(paths: dict, images: dict, odometry: dict, fr
     with camera frames of ``images`` ({stamp: Image}), in the odometry ``frame`` (the preset's ``path_frame``, moved
     with the recorded odometry ``odometry`` {stamp: Odometry}), five poses each, the first ahead of the robot's
     odometry pose at that stamp by 0..3 waypoint ``spacing`` (metres; the model, trained on forward driving,
-    predicts about one spacing per waypoint) and within one spacing of its heading line. The synthetic robots start
+    predicts about one spacing per waypoint) and within two spacings of its heading line (the default package
+    steers up to about one spacing sideways on the car platform's views, which it was not trained on; a path in the
+    wrong frame is metres off). The synthetic robots start
     at the odometry origin and drive ahead, more than 1.5 spacings by the first path: waypoints left in the body
     frame (about one spacing from its origin) would lie behind the robot."""
     assert 1 <= len(paths) <= frames - CONTEXT_FRAMES + 1, f"{len(paths)} paths for {frames} frames"
@@ -47,4 +49,4 @@ def assert_paths_in_odometry_frame(paths: dict, images: dict, odometry: dict, fr
         first = path.poses[0].pose.position
         dx, dy = first.x - robot.x, first.y - robot.y
         along, across = dx * np.cos(yaw) + dy * np.sin(yaw), -dx * np.sin(yaw) + dy * np.cos(yaw)
-        assert 0.0 < along < 3.0 * spacing and abs(across) < spacing, (stamp, first, robot, yaw)
+        assert 0.0 < along < 3.0 * spacing and abs(across) < 2.0 * spacing, (stamp, first, robot, yaw)
