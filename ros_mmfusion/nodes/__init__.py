@@ -46,4 +46,3 @@ def _is_node_program() -> bool:
 if (_is_node_program() and threading.current_thread() is threading.main_thread()
         and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
     signal.signal(signal.SIGINT, _exit_interrupted)
-

@@ -27,12 +27,12 @@ from ros_mmfusion.core.geometry import Transform, yaw_to_quaternion
 BEHIND_PENALTY_FRAMES = 100.0
 """Added to the odometry oracle's distance of a node behind the robot: it cannot be reached by driving forward."""
 MAX_ODOM_EXTRAPOLATION_S = 0.5
+"""The odometry oracle refuses a camera frame further than this from the nearest odometry message (seconds)."""
 MOTION_NOISE_FLOOR_NODES = 0.05
 """Blur (nodes, one standard deviation) of every motion step of :class:`OdometryFilterLocalizer`, on top of its
 ``motion_noise`` fraction of the distance."""
 BELIEF_PAD_NODES = 2
 """Nodes of belief kept before the first node and beyond the goal (:class:`OdometryFilterLocalizer`)."""
-"""The odometry oracle refuses a camera frame further than this from the nearest odometry message (seconds)."""
 
 OdometrySample = tuple[int, np.ndarray, tuple[float, float], float]
 """``(stamp ns, pose (x, y, yaw) metres/radians, body-frame linear velocity (vx, vy) m/s, yaw rate rad/s)``."""
