@@ -15,6 +15,8 @@ import sys
 import threading
 
 EXIT_INTERRUPTED = 130
+"""``ros_mmfusion.ros.entry.EXIT_INTERRUPTED``, not imported from there: that import loads numpy, a C extension,
+before Ctrl-C is handled here (test_node_startup checks the two agree)."""
 
 
 def _exit_interrupted(signum, frame) -> None:  # noqa: ANN001

@@ -16,7 +16,7 @@ The command is zero, at once, when no waypoint has arrived for ``waypoint_timeou
 ``goal_reached`` is true.
 
 With ``obstacle_guard`` the node also takes a depth camera (``depth/image``: sensor_msgs/Image 32FC1 metres or
-16UC1 millimetres, rectified; ``depth/camera_info``) and checks every tracking command against the obstacles it sees
+16UC1 millimetres; ``depth/camera_info``) and checks every tracking command against the obstacles it sees
 (``core.navigation.obstacles``): points ``guard_min_height``..``guard_max_height`` above ``base_frame``'s ground
 plane within ``guard_max_range``, kept in ``guard_fixed_frame`` (odometry) so they stay put while the robot moves
 between depth frames. A command whose arc over ``guard_horizon`` seconds comes closer than ``guard_radius +
@@ -41,7 +41,7 @@ from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.modalities.depth import depth_metres
 from ros_mmfusion.core.navigation.control import VelocityCommand, VelocityLimits, WaypointFollower, limit_acceleration
 from ros_mmfusion.core.navigation.localization import transform_waypoints
-from ros_mmfusion.core.navigation.obstacles import CollisionGuard, depth_obstacle_points
+from ros_mmfusion.core.navigation.obstacles import GUARD_STATES, CollisionGuard, depth_obstacle_points
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.tf_buffer import TF_PARAMS
 from ros_mmfusion.ros.builders import header as make_header
@@ -114,7 +114,7 @@ class WaypointControllerNode(MmfusionNode):
         self.obstacles: tuple[int, np.ndarray] | None = None  # (node-clock ns received, (N, 2) in the kept frame)
         self.pending_depth: tuple | None = None  # the latest depth image not yet turned into obstacles
         self.guard_wait = ""  # why it is still pending
-        self.guard_counts = {"steer": 0, "slow": 0, "stop": 0}
+        self.guard_counts = {state: 0 for state in GUARD_STATES if state != "clear"}
         if p["obstacle_guard"]:
             self.camera_info_subscription("depth/camera_info", stall_timeout=5.0)
             self.sensor_subscription(Image, "depth/image", self.on_depth, name="depth",
