@@ -21,9 +21,11 @@ With ``obstacle_guard`` the node also takes a depth camera (``depth/image``: sen
 plane within ``guard_max_range``, kept in ``guard_fixed_frame`` (odometry) so they stay put while the robot moves
 between depth frames. A command whose arc over ``guard_horizon`` seconds comes closer than ``guard_radius +
 guard_margin`` to a point is steered to the nearest clear turn rate, else slowed or stopped; interventions are
-counted in ``/diagnostics``. A depth image is turned into obstacles at the first control tick at which TF relates
-its camera to ``base_frame`` and ``base_frame`` to ``guard_fixed_frame`` at its stamp (image and odometry arrive in
-either order). Obstacles older than ``guard_timeout`` seconds (none yet, no depth, no transform) stop the robot with
+counted in ``/diagnostics``. With ``guard_track_motion`` compact obstacles (people) are followed from image to image
+in ``guard_fixed_frame`` and each arc pose is checked against where they will be at its time. A depth image is
+turned into obstacles at the first control tick at which TF relates its camera to ``base_frame`` and ``base_frame``
+to ``guard_fixed_frame`` at its stamp (image and odometry arrive in either order). Obstacles older than
+``guard_timeout`` seconds (none yet, no depth, no transform) stop the robot with
 a WARN finding ``obstacles`` naming why: a blind guard does not drive. See docs/navigation.md.
 """
 from __future__ import annotations
@@ -41,7 +43,12 @@ from ros_mmfusion.core.health import Level
 from ros_mmfusion.core.modalities.depth import depth_metres
 from ros_mmfusion.core.navigation.control import VelocityCommand, VelocityLimits, WaypointFollower, limit_acceleration
 from ros_mmfusion.core.navigation.localization import transform_waypoints
-from ros_mmfusion.core.navigation.obstacles import GUARD_STATES, CollisionGuard, depth_obstacle_points
+from ros_mmfusion.core.navigation.obstacles import (
+    GUARD_STATES,
+    CollisionGuard,
+    ObstacleTracker,
+    depth_obstacle_points,
+)
 from ros_mmfusion.core.params import ParamSpec
 from ros_mmfusion.core.tf_buffer import TF_PARAMS
 from ros_mmfusion.ros.builders import header as make_header
@@ -93,6 +100,9 @@ class WaypointControllerNode(MmfusionNode):
                   "robot.", minimum=0.05, maximum=60.0),
         ParamSpec("guard_fixed_frame", "odom", "Frame the obstacles are kept in between depth images (odometry); "
                   "empty: base_frame at the image's stamp (no motion compensation).", read_only=True),
+        ParamSpec("guard_track_motion", True, "Follow compact obstacles (people) from depth image to depth image in "
+                  "guard_fixed_frame and check each arc against where they will be; false (or no "
+                  "guard_fixed_frame): every obstacle stands still."),
         *TF_PARAMS,
     )
 
@@ -111,7 +121,9 @@ class WaypointControllerNode(MmfusionNode):
         self.sensor_subscription(Bool, "navigation/goal_reached", self.on_goal_reached, name="goal_reached",
                                  required=False, stall_timeout=_goal_stall_timeout(p["waypoint_timeout"]))
         self.last_command: VelocityCommand | None = None
-        self.obstacles: tuple[int, np.ndarray] | None = None  # (node-clock ns received, (N, 2) in the kept frame)
+        # (node-clock ns received, points (N, 2) in the kept frame, their velocities (N, 2) m/s or None)
+        self.obstacles: tuple[int, np.ndarray, np.ndarray | None] | None = None
+        self.tracker = ObstacleTracker()
         self.pending_depth: tuple | None = None  # the latest depth image not yet turned into obstacles
         self.guard_wait = ""  # why it is still pending
         self.guard_counts = {state: 0 for state in GUARD_STATES if state != "clear"}
@@ -148,6 +160,7 @@ class WaypointControllerNode(MmfusionNode):
     def on_time_jump(self) -> None:
         self.follower.reset()  # a waypoint of the old timeline must not steer the robot
         self.obstacles = self.pending_depth = None
+        self.tracker.reset()
 
     def on_depth(self, msg: Image) -> None:
         """Decode and check a depth image; it becomes obstacles at the next control tick (:meth:`update_obstacles`),
@@ -178,10 +191,17 @@ class WaypointControllerNode(MmfusionNode):
         except TransformLookupError as exc:
             self.guard_wait = f"depth image {frame!r}: {exc}"
             return
-        points = depth_obstacle_points(depth, camera, T_base_camera, min_height=p["guard_min_height"],
-                                       max_height=p["guard_max_height"], max_range=p["guard_max_range"])
-        self.obstacles = (received, T_kept_base.apply(np.column_stack([points, np.zeros(len(points))]))[:, :2])
+        points, cut = depth_obstacle_points(depth, camera, T_base_camera, min_height=p["guard_min_height"],
+                                            max_height=p["guard_max_height"], max_range=p["guard_max_range"],
+                                            edges=True)
+        points = T_kept_base.apply(np.column_stack([points, np.zeros(len(points))]))[:, :2]
+        velocities = self.tracker.update(stamp / 1e9, points, cut) if self.tracking() else None
+        self.obstacles = (received, points, velocities)
         self.pending_depth, self.guard_wait = None, ""
+
+    def tracking(self) -> bool:
+        """Whether obstacles get velocities: ``guard_track_motion`` with a fixed frame to follow them in."""
+        return bool(self.params["guard_track_motion"] and self.params["guard_fixed_frame"])
 
     def guard_command(self, command: VelocityCommand, now_ns: int, previous: tuple[float, float],
                       elapsed: float) -> VelocityCommand:
@@ -194,13 +214,17 @@ class WaypointControllerNode(MmfusionNode):
         if command.state != "tracking":
             return command
         base, kept = p["base_frame"], p["guard_fixed_frame"] or p["base_frame"]
-        points, why = None, self.guard_wait or "no depth image"
+        points, velocities, why = None, None, self.guard_wait or "no depth image"
         if self.obstacles is not None and (now_ns - self.obstacles[0]) / 1e9 <= p["guard_timeout"]:
+            received, kept_points, kept_velocities = self.obstacles
             try:
                 T = self.enable_tf().lookup(base, kept, 0)
-                points = T.apply(np.column_stack([self.obstacles[1], np.zeros(len(self.obstacles[1]))]))[:, :2]
+                points = T.apply(np.column_stack([kept_points, np.zeros(len(kept_points))]))[:, :2]
             except TransformLookupError as exc:
                 why = f"obstacles in {kept!r}: {exc}"
+            if points is not None and kept_velocities is not None and self.tracking():
+                velocities = kept_velocities @ T.rotation[:2, :2].T  # into base_frame (a fixed frame's velocities)
+                points = points + velocities * max(now_ns - received, 0) / 1e9  # moved on since their image
         if points is None:
             text = f"collision guard blind for over {p['guard_timeout']:g} s ({why}): stopped"
             self.set_finding("obstacles", Level.WARN, text)
@@ -209,7 +233,7 @@ class WaypointControllerNode(MmfusionNode):
             return VelocityCommand(0.0, 0.0, "blind")
         self.clear_finding("obstacles")
         guard = CollisionGuard(p["guard_radius"], p["guard_margin"], p["guard_horizon"])
-        decision = guard.check(command.linear, command.angular, points, p["max_angular_velocity"])
+        decision = guard.check(command.linear, command.angular, points, p["max_angular_velocity"], velocities)
         if decision.state == "clear":
             return command
         self.guard_counts[decision.state] += 1

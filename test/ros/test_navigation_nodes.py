@@ -8,6 +8,7 @@ recorded poses); the model still runs on every step for the waypoints, through O
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -143,45 +144,56 @@ def test_controller_moves_a_waypoint_in_the_odometry_frame_into_base_frame_throu
     assert node.inputs["waypoint"].dropped == 0 and "tf:waypoint" not in node._extra_findings
 
 
-def test_controller_guard_slows_before_a_wall_seen_by_depth_and_stops_when_depth_stops(graph):
-    """A depth camera (the synthetic robot's rig, TF on /tf_static) sees a wall 1 m in front of its lens; the waypoint
-    asks 1 m/s straight ahead. The guard slows the robot (every turn within 0.4 rad/s meets the wall inside 2 s),
-    counts it in /diagnostics, and stops it with a WARN finding once depth stops arriving."""
+def depth_camera(graph, rig):
+    """Publishers of a depth camera on the synthetic robot's rig: its mounting sent on /tf_static; returns
+    ``send(depth (H, W) metres, stamp ns)`` that publishes its camera_info and image."""
     from sensor_msgs.msg import CameraInfo
     from tf2_msgs.msg import TFMessage
 
     from ros_mmfusion.core.codec.camera import CameraIntrinsics
-    from ros_mmfusion.core.health import Level
-    from ros_mmfusion.core.sim.sensors import make_rig
     from ros_mmfusion.ros.camera_info import intrinsics_to_camera_info
     from ros_mmfusion.ros.image import numpy_to_image
     from ros_mmfusion.ros.qos import LATCHED_QOS, SENSOR_QOS
 
     from .test_tf_nodes import stamped
 
-    rig = make_rig("robot", 32, 24)
-    frame = rig.depth.frame_id
-    node, cmds, waypoint_pub, _ = start_controller(
-        graph, stamped=True, max_linear_velocity=1.0, max_linear_acceleration=0.0, max_angular_acceleration=0.0,
-        obstacle_guard=True, guard_fixed_frame="", guard_timeout=0.5, waypoint_timeout=1.0)
+    frame, camera = rig.depth.frame_id, rig.depth.camera
     static_pub = graph.publisher(TFMessage, "/tf_static", LATCHED_QOS)
     info_pub = graph.publisher(CameraInfo, "depth/camera_info", SENSOR_QOS)
     depth_pub = graph.publisher(Image, "depth/image", SENSOR_QOS)
     for pub in (static_pub, info_pub, depth_pub):
         graph.wait_matched(pub)
     static_pub.publish(TFMessage(transforms=[stamped("base_link", frame, rig.depth.T_base_sensor)]))
-    k = rig.depth.camera.k
-    info = intrinsics_to_camera_info(CameraIntrinsics(24, 32, k, np.zeros(5), "plumb_bob", np.eye(3),
-                                                      np.hstack([k, np.zeros((3, 1))])))
+    k = camera.k
+    info = intrinsics_to_camera_info(CameraIntrinsics(camera.height, camera.width, k, np.zeros(5), "plumb_bob",
+                                                      np.eye(3), np.hstack([k, np.zeros((3, 1))])))
+
+    def send(depth: np.ndarray, stamp: int) -> None:
+        info.header = header(stamp, frame)
+        info_pub.publish(info)
+        depth_pub.publish(numpy_to_image(depth.astype(np.float32), "32FC1", header(stamp, frame)))
+
+    return send
+
+
+def test_controller_guard_slows_before_a_wall_seen_by_depth_and_stops_when_depth_stops(graph):
+    """A depth camera (the synthetic robot's rig, TF on /tf_static) sees a wall 1 m in front of its lens; the waypoint
+    asks 1 m/s straight ahead. The guard slows the robot (every turn within 0.4 rad/s meets the wall inside 2 s),
+    counts it in /diagnostics, and stops it with a WARN finding once depth stops arriving."""
+    from ros_mmfusion.core.health import Level
+    from ros_mmfusion.core.sim.sensors import make_rig
+
+    node, cmds, waypoint_pub, _ = start_controller(
+        graph, stamped=True, max_linear_velocity=1.0, max_linear_acceleration=0.0, max_angular_acceleration=0.0,
+        obstacle_guard=True, guard_fixed_frame="", guard_timeout=0.5, waypoint_timeout=1.0)
+    send = depth_camera(graph, make_rig("robot", 32, 24))
     wall = np.full((24, 32), 1.0, np.float32)
     for _ in range(15):
-        now = time.time_ns()
-        info.header = header(now, frame)
-        info_pub.publish(info)
-        depth_pub.publish(numpy_to_image(wall, "32FC1", header(now, frame)))
+        send(wall, time.time_ns())
         waypoint_pub.publish(waypoint(0.25, 0.0))
         graph.spin_for(0.1)
     assert graph.spin_until(lambda: node.guard_counts["slow"] >= 3, 5.0), (node.guard_counts, node._extra_findings)
+    assert node.obstacles[2] is None, "no velocities without a fixed frame to follow obstacles in"
     v = velocities(cmds)
     assert len(v) >= 5 and v[-1, 0] < 0.6, "slowed below the 1 m/s the waypoint asks"
     assert node.last_command.state in ("guard_slow", "guard_stop") and "obstacles" not in node._extra_findings
@@ -192,6 +204,46 @@ def test_controller_guard_slows_before_a_wall_seen_by_depth_and_stops_when_depth
     assert node._extra_findings["obstacles"][0] == Level.WARN
     report = node.health()
     assert node.diagnostic_values(report)["guard_slow"] == str(node.guard_counts["slow"])
+
+
+@pytest.mark.parametrize("track", [True, False])
+def test_controller_guard_follows_a_person_walking_across_the_depth_image(graph, track):
+    """A person (a band of depth 2 m, 8 of 64 columns, the rest no return) walks across the depth image to the robot's
+    right, two columns per 0.1 s (about 1 m/s at that range), the robot standing at the odometry origin. With
+    ``guard_track_motion`` the obstacles kept in odom carry that velocity (to the right, -y); without, none."""
+    from tf2_msgs.msg import TFMessage
+
+    from ros_mmfusion.core.geometry import Transform
+    from ros_mmfusion.core.sim.sensors import make_rig
+    from ros_mmfusion.ros.tf import TF_QOS
+
+    from .test_tf_nodes import stamped
+
+    rig = make_rig("robot", 64, 48)
+    node, _, waypoint_pub, _ = start_controller(graph, obstacle_guard=True, guard_track_motion=track)
+    send = depth_camera(graph, rig)
+    tf_pub = graph.publisher(TFMessage, "/tf", TF_QOS)
+    graph.wait_matched(tf_pub)
+    start, origin = time.time_ns(), Transform.from_xyz_rpy((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
+    for k in range(12):
+        stamp = start + k * 100_000_000
+        tf_pub.publish(TFMessage(transforms=[stamped("odom", "base_link", origin, stamp - 50_000_000),
+                                             stamped("odom", "base_link", origin, stamp + 50_000_000)]))
+        depth = np.full((48, 64), np.nan, np.float32)
+        depth[:, 16 + 2 * k: 24 + 2 * k] = 2.0
+        send(depth, stamp)
+        waypoint_pub.publish(waypoint(0.05, 0.0))
+        graph.spin_for(0.1)
+    assert graph.spin_until(lambda: node.obstacles is not None and node.pending_depth is None, 5.0), node.guard_wait
+    points, moving = node.obstacles[1], node.obstacles[2]
+    assert len(points) >= 3 and np.all(np.abs(points[:, 0] - 2.2) < 0.3), "the person 2 m ahead of the lens, in odom"
+    if not track:
+        assert moving is None
+        return
+    speed = 2 * 2.0 * 2.0 * math.tan(math.radians(40.0)) / 64 / 0.1  # two columns of 64 over 80 degrees at 2 m
+    v = moving.mean(axis=0)
+    assert np.all(moving == moving[0]), "one cluster, one velocity"
+    assert v[1] == pytest.approx(-speed, rel=0.25) and abs(v[0]) < 0.2 * speed, (v, speed)
 
 
 class Recorder(Node):

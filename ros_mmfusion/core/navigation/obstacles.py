@@ -11,14 +11,19 @@ rather than only braking:
 2. :class:`CollisionGuard`: the command ``(v, w)`` is rolled out as a unicycle arc for ``horizon`` seconds; when a
    point comes closer than ``radius + margin`` to the arc, the guard takes the turn rate nearest the command whose
    arc stays clear (same speed), or, when none is clear, the clearest turn at a speed that reaches the first
-   conflict no sooner than after ``horizon`` seconds (zero when the conflict is at the robot already).
+   conflict no sooner than after ``horizon`` seconds (zero when the conflict is at the robot already);
+3. :class:`ObstacleTracker` (optional): compact clusters of points followed from depth frame to depth frame in a
+   fixed frame give each point a velocity; the guard then checks each arc pose against where the points will be at
+   its time (a person crossing ahead who will have passed does not stop the robot; one walking at it is met
+   early); when every arc is blocked only by moving obstacles it stops and lets them pass, and when even stopping
+   would be met by one it takes the arc at speed that meets anything latest.
 
 Pure numpy, no ROS: ``waypoint_controller`` feeds it (``obstacle_guard``), tests and the closed-loop probe call it.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,17 +32,22 @@ from ros_mmfusion.core.geometry import PinholeCamera, Transform
 from ros_mmfusion.core.modalities.depth import camera_rays
 
 GUARD_STATES = ("clear", "steer", "slow", "stop")
+EDGE_BAND = 0.3
+"""Metres inside ``max_range`` within which :func:`depth_obstacle_points` marks points as at the edge of view."""
 """What the guard did to a command: nothing, changed its turn rate, slowed it, stopped it."""
 
 
 def depth_obstacle_points(depth: np.ndarray, camera: PinholeCamera, T_base_camera: Transform, *,
                           min_height: float = 0.1, max_height: float = 1.8, max_range: float = 4.0,
-                          stride: int = 2, cell: float = 0.05) -> np.ndarray:
+                          stride: int = 2, cell: float = 0.05, edges: bool = False):
     """Obstacle points ``(N, 2)`` (x, y metres in the base frame) seen in ``depth`` ``(H, W)`` (optical z, metres).
 
     ``T_base_camera`` moves optical-frame points into the base frame, whose z is the height above the ground the
     robot drives on. Pixels without a return (NaN, inf, <= 0) are skipped; the rays are the depth modality's
-    (:func:`~ros_mmfusion.core.modalities.depth.camera_rays`: cached per calibration, any distortion undone)."""
+    (:func:`~ros_mmfusion.core.modalities.depth.camera_rays`: cached per calibration, any distortion undone).
+    With ``edges`` also an ``(N,)`` mask of the points at the edge of what is seen (from the image's leftmost or
+    rightmost sampled columns, or within ``EDGE_BAND`` of ``max_range``): a thing cut there shows only a part
+    that moves with the robot (:class:`ObstacleTracker` does not follow it)."""
     d = np.asarray(depth, dtype=np.float64)
     if d.ndim != 2 or d.shape != (camera.height, camera.width):
         raise ValueError(f"depth image {d.shape} does not match the camera's {camera.height}x{camera.width}")
@@ -46,15 +56,26 @@ def depth_obstacle_points(depth: np.ndarray, camera: PinholeCamera, T_base_camer
     ray_x, ray_y = (r[::stride, ::stride] for r in camera_rays(camera))
     z = d[::stride, ::stride]
     valid = np.isfinite(z) & (z > 0)
+    border = np.zeros(z.shape, dtype=bool)
+    border[:, [0, -1]] = True
+    border = border[valid]
     z = z[valid]
     optical = np.column_stack([ray_x[valid] * z, ray_y[valid] * z, z])
     base = T_base_camera.apply(optical) if len(optical) else np.zeros((0, 3))
-    keep = (base[:, 2] >= min_height) & (base[:, 2] <= max_height) & (np.hypot(base[:, 0], base[:, 1]) <= max_range)
+    reach = np.hypot(base[:, 0], base[:, 1])
+    keep = (base[:, 2] >= min_height) & (base[:, 2] <= max_height) & (reach <= max_range)
     xy = base[keep, :2]
     if not len(xy):
-        return np.zeros((0, 2))
-    _, first = np.unique(np.floor(xy / cell).astype(np.int64), axis=0, return_index=True)
-    return xy[np.sort(first)]
+        return (np.zeros((0, 2)), np.zeros(0, dtype=bool)) if edges else np.zeros((0, 2))
+    _, first, cell_of = np.unique(np.floor(xy / cell).astype(np.int64), axis=0, return_index=True,
+                                  return_inverse=True)
+    order = np.argsort(first)
+    points = xy[first[order]]
+    if not edges:
+        return points
+    cut = np.zeros(len(first), dtype=bool)  # per cell: any of its points at an edge
+    np.logical_or.at(cut, cell_of.reshape(-1), (border | (reach > max_range - EDGE_BAND))[keep])
+    return points, cut[order]
 
 
 def arc_poses(linear: float, angular: float, horizon: float, step: float) -> np.ndarray:
@@ -105,45 +126,178 @@ class CollisionGuard:
         now = float(np.hypot(points[:, 0], points[:, 1]).min())
         return min(self.radius + self.margin, max(now - 0.01, self.radius))
 
-    def _arc_distances(self, linear: float, angular: float, points: np.ndarray) -> np.ndarray:
-        """``(K,)`` distance from each pose of the arc to its nearest point of ``points`` (non-empty)."""
+    def _arc_distances(self, linear: float, angular: float, points: np.ndarray,
+                       velocities: np.ndarray | None = None) -> np.ndarray:
+        """``(K,)`` distance from each pose of the arc to its nearest point of ``points`` (non-empty), the points
+        moved by ``velocities`` (m/s, same shape) to the pose's time."""
         poses = arc_poses(linear, angular, self.horizon, self.step)
-        return np.sqrt(((poses[:, None, :] - points[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
+        where = points[None, :, :]
+        if velocities is not None:
+            times = np.arange(1, len(poses) + 1)[:, None, None] * self.step
+            where = where + velocities[None, :, :] * times
+        return np.sqrt(((poses[:, None, :] - where) ** 2).sum(axis=2)).min(axis=1)
 
     def _first_conflict(self, distances: np.ndarray, limit: float) -> float:
         close = np.flatnonzero(distances < limit)
         return float((close[0] + 1) * self.step) if close.size else math.inf
 
-    def clearance(self, linear: float, angular: float, points: np.ndarray) -> tuple[float, float]:
-        """(smallest distance from the arc's poses to ``points``, seconds to the first pose closer than
-        ``radius + margin`` and than the robot is now; inf when none is)."""
+    def clearance(self, linear: float, angular: float, points: np.ndarray,
+                  velocities: np.ndarray | None = None) -> tuple[float, float]:
+        """(smallest distance from the arc's poses to ``points`` (moved by ``velocities`` to each pose's time),
+        seconds to the first pose closer than ``radius + margin`` and than the robot is now; inf when none is)."""
         if not len(points):
             return math.inf, math.inf
-        distances = self._arc_distances(linear, angular, points)
+        distances = self._arc_distances(linear, angular, points, velocities)
         return float(distances.min()), self._first_conflict(distances, self._limit(points))
 
-    def check(self, linear: float, angular: float, points: np.ndarray, max_angular: float) -> GuardDecision:
-        """The command to send instead of ``(linear, angular)`` given obstacle ``points`` ``(N, 2)``."""
+    def check(self, linear: float, angular: float, points: np.ndarray, max_angular: float,
+              velocities: np.ndarray | None = None) -> GuardDecision:
+        """The command to send instead of ``(linear, angular)`` given obstacle ``points`` ``(N, 2)`` and, when
+        known, their ``velocities`` ``(N, 2)`` (m/s in the same frame; see :class:`ObstacleTracker`)."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        clearance, conflict = self.clearance(linear, angular, pts)
+        vel = None if velocities is None else np.asarray(velocities, dtype=np.float64).reshape(pts.shape)
+        moving = vel is not None and bool(np.any(vel != 0.0))
+        vel = vel if moving else None
+        clearance, conflict = self.clearance(linear, angular, pts, vel)
         if not math.isfinite(conflict) or linear <= 0:
             return GuardDecision(linear, angular, "clear", clearance)
         limit = self._limit(pts)
-        # every pose lies within linear * horizon of the robot: a point further than that plus the limit cannot
-        # conflict with any candidate arc (the 21 candidates then see tens of points, not thousands)
-        near = pts[np.hypot(pts[:, 0], pts[:, 1]) < linear * self.horizon + limit]
+        # every pose lies within linear * horizon of the robot, a point moves at most |v| * horizon: a point further
+        # than both plus the limit cannot conflict with any candidate arc (the 21 candidates then see tens of points,
+        # not thousands)
+        reach = linear * self.horizon + limit + (0.0 if vel is None else np.hypot(vel[:, 0], vel[:, 1]) * self.horizon)
+        keep = np.hypot(pts[:, 0], pts[:, 1]) < reach
+        near, near_vel = pts[keep], None if vel is None else vel[keep]
         turns = [float(w) for w in np.linspace(-max_angular, max_angular, self.turn_candidates)]
-        conflicts = [self._first_conflict(self._arc_distances(linear, w, near), limit) for w in turns]
+        conflicts = [self._first_conflict(self._arc_distances(linear, w, near, near_vel), limit) for w in turns]
         clear = [(abs(w - angular), w) for w, t in zip(turns, conflicts, strict=True) if not math.isfinite(t)]
         if clear:
             _, w = min(clear)  # the turn nearest the command (the rightmost of two as near)
-            return GuardDecision(linear, w, "steer", self.clearance(linear, w, pts)[0])
+            return GuardDecision(linear, w, "steer", self.clearance(linear, w, pts, vel)[0])
         latest = max(conflicts)  # no clear turn: the latest conflict, then the clearest arc (over all points)
-        tied = [(self.clearance(linear, w, pts)[0], w) for w, t in zip(turns, conflicts, strict=True) if t == latest]
+        tied = [(self.clearance(linear, w, pts, vel)[0], w) for w, t in zip(turns, conflicts, strict=True)
+                if t == latest]
         c, w = max(tied, key=lambda cw: cw[0])  # the first (rightmost) of equally clear arcs
+        if vel is not None and near_vel is not None:
+            # something moving meets even a robot that stops (a person walking at it): the arc that meets it
+            # latest, at speed, when that is later than standing still
+            _, met_standing = self.clearance(0.0, 0.0, near, near_vel)
+            if latest > met_standing:
+                return GuardDecision(linear, w, "steer", c)
+            # only moving things block every arc (the standing ones leave one clear): wait for them to pass rather
+            # than creep on into their way
+            standing = near[~np.any(near_vel != 0.0, axis=1)]
+            if not len(standing) or any(not math.isfinite(self._first_conflict(
+                    self._arc_distances(linear, t, standing), limit)) for t in turns):
+                return GuardDecision(0.0, 0.0, "stop", c)
         travel = max(latest - self.step, 0.0) * linear  # metres to the pose before the conflict
         slow = min(linear, travel / self.horizon)
         return GuardDecision(slow, w, "slow" if slow > 0 else "stop", c)
 
 
-__all__ = ["GUARD_STATES", "CollisionGuard", "GuardDecision", "arc_poses", "depth_obstacle_points"]
+@dataclass
+class ObstacleTracker:
+    """Velocities of the obstacle points of successive depth frames, all in one fixed frame (odometry).
+
+    Each frame's points are grouped into clusters (points linked within ``link`` metres). A cluster no wider
+    than ``max_extent`` (a person, a bin, a cart) is matched to the nearest compact cluster of the previous frame
+    whose centroid it could have reached at ``max_speed``; the centroid's displacement over the frames' time gives
+    its velocity, smoothed over frames (``smoothing`` weight on the new estimate). Wider clusters (walls, parked cars,
+    hedges) and clusters slower than ``min_speed`` (a centroid also shifts as the robot sees more of a standing
+    thing) are static: velocity zero. A velocity counts once a cluster was followed over ``confirm`` frame pairs (a
+    brief mismatch, say at an occlusion boundary, moves nothing). A cluster cut by the edge of the view (a wall
+    running out of it, a person half in it) measures nothing, as its visible part moves with the view: it keeps the
+    velocity of the track it continues (a person walking out of view at close range), else it stands still.
+    Clusters are matched where the previous frame's would be by now (constant velocity)."""
+
+    link: float = 0.2
+    max_extent: float = 1.2
+    max_speed: float = 3.0
+    min_speed: float = 0.5
+    smoothing: float = 0.6
+    confirm: int = 2
+    _last: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+    """(time s, compact clusters' centroids (M, 2), their velocities (M, 2), frame pairs followed (M,)) of the
+    previous frame."""
+
+    def __post_init__(self) -> None:
+        if not (self.link > 0 and self.max_extent > 0 and self.max_speed > 0 and 0 <= self.min_speed
+                and 0 < self.smoothing <= 1 and self.confirm >= 1):
+            raise ConfigError(f"obstacle tracker: link, max_extent, max_speed > 0, min_speed >= 0, smoothing in "
+                              f"(0, 1] and confirm >= 1 expected, got {self.link}, {self.max_extent}, "
+                              f"{self.max_speed}, {self.min_speed}, {self.smoothing}, {self.confirm}")
+
+    def reset(self) -> None:
+        self._last = None
+
+    def clusters(self, points: np.ndarray) -> np.ndarray:
+        """``(N,)`` cluster index of each point: connected components of the ``link``-metre grid cells the points
+        fall in (8-neighbourhood)."""
+        cells = np.floor(np.asarray(points, dtype=np.float64).reshape(-1, 2) / self.link).astype(np.int64)
+        unique, inverse = np.unique(cells, axis=0, return_inverse=True)
+        index = {(int(x), int(y)): i for i, (x, y) in enumerate(unique)}
+        label = np.full(len(unique), -1, dtype=np.int64)
+        count = 0
+        for start in range(len(unique)):
+            if label[start] >= 0:
+                continue
+            label[start], stack = count, [start]
+            while stack:
+                x, y = unique[stack.pop()]
+                for dx in (-1, 0, 1):
+                    for dy in (-1, 0, 1):
+                        j = index.get((int(x) + dx, int(y) + dy))
+                        if j is not None and label[j] < 0:
+                            label[j] = count
+                            stack.append(j)
+            count += 1
+        return label[inverse.reshape(-1)]
+
+    def update(self, time_s: float, points: np.ndarray, cut: np.ndarray | None = None) -> np.ndarray:
+        """``(N, 2)`` velocity (m/s, the points' frame) of each of this frame's ``points`` ``(N, 2)`` seen at
+        ``time_s`` seconds. A cluster with a point marked in ``cut`` ``(N,)`` (at the edge of the view:
+        :func:`depth_obstacle_points` ``edges``) is static: only part of it is seen, and that part moves with the
+        robot's view."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        at_edge = np.zeros(len(pts), dtype=bool) if cut is None else np.asarray(cut, dtype=bool).reshape(len(pts))
+        velocities = np.zeros_like(pts)
+        labels = self.clusters(pts) if len(pts) else np.zeros(0, dtype=np.int64)
+        compact = []  # (label, centroid, cut by the edge of the view)
+        for k in range(int(labels.max()) + 1 if len(labels) else 0):
+            inside = labels == k
+            members = pts[inside]
+            if np.all(members.max(axis=0) - members.min(axis=0) <= self.max_extent):
+                compact.append((k, members.mean(axis=0), bool(at_edge[inside].any())))
+        centroids = np.array([c for _, c, _ in compact]).reshape(-1, 2)
+        tracked, followed = np.zeros_like(centroids), np.zeros(len(centroids), dtype=np.int64)
+        kept = centroids.copy()  # the centroid the next frame is matched against
+        last, dt = self._last, 0.0 if self._last is None else time_s - self._last[0]
+        if last is not None and dt > 0 and len(last[1]) and len(centroids):
+            predicted = last[1] + last[2] * dt  # where the previous frame's clusters went on to
+            gaps = np.hypot(*(centroids[:, None, :] - predicted[None, :, :]).transpose(2, 0, 1))
+            taken_new, taken_old = set(), set()
+            for flat in np.argsort(gaps, axis=None):  # nearest pairs first, one to one
+                i, j = np.unravel_index(flat, gaps.shape)
+                if gaps[i, j] > self.max_speed * dt + self.link:
+                    break
+                if i in taken_new or j in taken_old:
+                    continue
+                taken_new.add(i)
+                taken_old.add(j)
+                if compact[i][2]:  # cut: its centroid says nothing; the track coasts on its velocity
+                    tracked[i], followed[i], kept[i] = last[2][j], last[3][j], predicted[j]
+                    continue
+                measured = (centroids[i] - last[1][j]) / dt
+                tracked[i] = self.smoothing * measured + (1.0 - self.smoothing) * last[2][j]
+                followed[i] = last[3][j] + 1
+        self._last = (float(time_s), kept, tracked, followed)  # after a jump back in time: the new start
+        for (k, _, _), v, n in zip(compact, tracked, followed, strict=True):
+            if n >= self.confirm and np.hypot(*v) >= self.min_speed:
+                velocities[labels == k] = v
+        return velocities
+
+
+__all__ = [
+    "EDGE_BAND", "GUARD_STATES", "CollisionGuard", "GuardDecision", "ObstacleTracker", "arc_poses",
+    "depth_obstacle_points",
+]
