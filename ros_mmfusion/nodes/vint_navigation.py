@@ -169,7 +169,7 @@ class VintNavigationNode(MmfusionNode):
             waypoint_spacing=self.waypoint_spacing(), frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"],
             localization=self.localization(topomap), motion_noise=p["odometry_motion_noise"])
         self.filtering = isinstance(self.policy.localizer, OdometryFilterLocalizer)  # not for one goal image
-        self.last_pose: np.ndarray | None = None  # odometry pose (x, y, yaw) of the filter's last step
+        self.last_pose: np.ndarray | None = None  # odometry pose (x, y, yaw) of the filter's last step (first: the context's first frame)
         self.node_poses = None
         self.odometry: deque[OdometrySample] = deque(maxlen=200)
         self.odometry_frame = ""  # frame_id of the odometry messages
@@ -239,7 +239,16 @@ class VintNavigationNode(MmfusionNode):
         started = time.perf_counter()
         stamp = stamp_to_ns(msg.header.stamp)
         rgb = rgb_from_msg(msg, limits=self.limits)
-        if not self.policy.add_frame(stamp, rgb) or not self.policy.ready:
+        added = self.policy.add_frame(stamp, rgb)
+        if added and self.filtering and self.last_pose is None:
+            # the filter starts at the start node where the context's first frame was seen: the distance driven
+            # while the context fills moves it at the first step (a robot already driving when the node starts);
+            # no odometry there yet: from the first step on, as before
+            try:
+                self.last_pose = odometry_robot_pose(self.odometry, stamp)
+            except MessageFormatError:
+                pass
+        if not added or not self.policy.ready:
             return
         if not self.has_subscribers((self.path_pub, self.waypoint_pub, self.goal_pub, self.node_pub)):
             return

@@ -7,6 +7,7 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 from nav_msgs.msg import Path
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -76,3 +77,40 @@ def test_the_filter_without_odometry_keeps_navigating_and_says_so(graph, tmp_pat
     assert level == Level.WARN and "no odometry" in text
     assert node.frames_processed >= 3, "the network alone still localises and publishes"
     assert node.last_pose is None, "no motion update without odometry: the belief moved on the network alone"
+
+
+def test_the_filter_counts_the_distance_driven_while_the_context_fills(graph, tmp_path):
+    """A robot already driving (1 m/s along x) when the node starts: the filter is anchored at the odometry pose of
+    the context's first frame, so its first step moves the belief by what was driven since (1.25 m over five 4 Hz
+    frame periods on a map with nodes 1 m apart), not from where the robot is at that step."""
+    from nav_msgs.msg import Odometry
+
+    from ros_mmfusion.core.navigation import build_topomap
+    from ros_mmfusion.core.sim import record
+
+    record("indoor_corridor", tmp_path / "pass1", 12, size=(W, H), beams=16, rate=4.0)
+    build_topomap(tmp_path / "pass1", "/camera/color/image_raw", 1.0, tmp_path / "map", "/odom")
+    node, paths, pub = start_node(graph, str(tmp_path / "map"))
+    odom_pub = graph.publisher(Odometry, "odom", OUTPUT_QOS)
+    graph.wait_matched(odom_pub)
+    period_ns = int(1e9 / node.policy.frame_rate_hz)
+    start = time.time_ns()
+    anchored = None
+    for k in range(node.policy.context_size + 1):
+        stamp = start + k * period_ns
+        for dt in (-period_ns // 2, 0, period_ns // 2):  # odometry around each frame, as a 12 Hz source sends it
+            odom = Odometry(header=header(stamp + dt, "odom"), child_frame_id="base_link")
+            odom.pose.pose.position.x = (stamp + dt - start) / 1e9
+            odom.pose.pose.orientation.w = 1.0
+            odom.twist.twist.linear.x = 1.0
+            odom_pub.publish(odom)
+        graph.spin_for(0.05)
+        pub.publish(numpy_to_image(image(k), "rgb8", header(stamp, "camera")))
+        assert graph.spin_until(lambda k=k: node.inputs["image"].received > k, 5.0)
+        if k == 0:
+            anchored = None if node.last_pose is None else node.last_pose.copy()
+    assert anchored is not None and abs(anchored[0]) < 1e-6, "anchored at the first frame's odometry pose"
+    assert graph.spin_until(lambda: len(paths) >= 1, 20.0), node.frames_skipped
+    driven = node.policy.context_size * period_ns / 1e9
+    assert node.last_pose[0] == pytest.approx(driven, abs=1e-6)
+    assert node.policy.localizer.position >= driven - 0.6, node.policy.localizer.belief
