@@ -169,7 +169,8 @@ class VintNavigationNode(MmfusionNode):
             waypoint_spacing=self.waypoint_spacing(), frame_rate_hz=p["frame_rate"], center_crop=p["center_crop"],
             localization=self.localization(topomap), motion_noise=p["odometry_motion_noise"])
         self.filtering = isinstance(self.policy.localizer, OdometryFilterLocalizer)  # not for one goal image
-        self.last_pose: np.ndarray | None = None  # odometry pose (x, y, yaw) of the filter's last step (first: the context's first frame)
+        # odometry pose (x, y, yaw) of the filter's last step (before the first: of the context's first frame)
+        self.last_pose: np.ndarray | None = None
         self.node_poses = None
         self.odometry: deque[OdometrySample] = deque(maxlen=200)
         self.odometry_frame = ""  # frame_id of the odometry messages

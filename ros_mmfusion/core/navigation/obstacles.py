@@ -32,9 +32,9 @@ from ros_mmfusion.core.geometry import PinholeCamera, Transform
 from ros_mmfusion.core.modalities.depth import camera_rays
 
 GUARD_STATES = ("clear", "steer", "slow", "stop")
+"""What the guard did to a command: nothing, changed its turn rate, slowed it, stopped it."""
 EDGE_BAND = 0.3
 """Metres inside ``max_range`` within which :func:`depth_obstacle_points` marks points as at the edge of view."""
-"""What the guard did to a command: nothing, changed its turn rate, slowed it, stopped it."""
 
 
 def depth_obstacle_points(depth: np.ndarray, camera: PinholeCamera, T_base_camera: Transform, *,
@@ -256,8 +256,8 @@ class ObstacleTracker:
     def update(self, time_s: float, points: np.ndarray, cut: np.ndarray | None = None) -> np.ndarray:
         """``(N, 2)`` velocity (m/s, the points' frame) of each of this frame's ``points`` ``(N, 2)`` seen at
         ``time_s`` seconds. A cluster with a point marked in ``cut`` ``(N,)`` (at the edge of the view:
-        :func:`depth_obstacle_points` ``edges``) is static: only part of it is seen, and that part moves with the
-        robot's view."""
+        :func:`depth_obstacle_points` ``edges``) measures nothing: it keeps the velocity of the track it continues,
+        else it stands still."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         at_edge = np.zeros(len(pts), dtype=bool) if cut is None else np.asarray(cut, dtype=bool).reshape(len(pts))
         velocities = np.zeros_like(pts)
