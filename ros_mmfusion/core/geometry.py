@@ -121,6 +121,12 @@ class Transform:
         dtype = pts.dtype if np.issubdtype(pts.dtype, np.floating) else np.float64
         return (pts @ self.rotation.T.astype(dtype) + self.translation.astype(dtype)).astype(dtype, copy=False)
 
+    def apply_planar(self, xy: np.ndarray) -> np.ndarray:
+        """Transform (N, 2) ground-plane points (z = 0 in the child frame) into the parent frame; their x, y there
+        (a tilt between the frames is dropped: the robot drives on the ground plane)."""
+        pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        return self.apply(np.column_stack([pts, np.zeros(len(pts))]))[:, :2]
+
 
 @dataclass(frozen=True)
 class PinholeCamera:

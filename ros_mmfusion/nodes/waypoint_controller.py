@@ -183,7 +183,7 @@ class WaypointControllerNode(MmfusionNode):
             return
         p = self.params
         received, stamp, frame, depth, camera = self.pending_depth
-        base, kept = p["base_frame"], p["guard_fixed_frame"] or p["base_frame"]
+        base, kept = p["base_frame"], self.kept_frame()
         buffer = self.enable_tf()
         try:
             T_base_camera = buffer.lookup(base, frame, stamp)
@@ -194,10 +194,14 @@ class WaypointControllerNode(MmfusionNode):
         points, cut = depth_obstacle_points(depth, camera, T_base_camera, min_height=p["guard_min_height"],
                                             max_height=p["guard_max_height"], max_range=p["guard_max_range"],
                                             edges=True)
-        points = T_kept_base.apply(np.column_stack([points, np.zeros(len(points))]))[:, :2]
+        points = T_kept_base.apply_planar(points)
         velocities = self.tracker.update(stamp / 1e9, points, cut) if self.tracking() else None
         self.obstacles = (received, points, velocities)
         self.pending_depth, self.guard_wait = None, ""
+
+    def kept_frame(self) -> str:
+        """The frame obstacles are kept in between depth images: ``guard_fixed_frame``, else ``base_frame``."""
+        return self.params["guard_fixed_frame"] or self.params["base_frame"]
 
     def tracking(self) -> bool:
         """Whether obstacles get velocities: ``guard_track_motion`` with a fixed frame to follow them in."""
@@ -213,13 +217,13 @@ class WaypointControllerNode(MmfusionNode):
         self.update_obstacles()
         if command.state != "tracking":
             return command
-        base, kept = p["base_frame"], p["guard_fixed_frame"] or p["base_frame"]
+        base, kept = p["base_frame"], self.kept_frame()
         points, velocities, why = None, None, self.guard_wait or "no depth image"
         if self.obstacles is not None and (now_ns - self.obstacles[0]) / 1e9 <= p["guard_timeout"]:
             received, kept_points, kept_velocities = self.obstacles
             try:
                 T = self.enable_tf().lookup(base, kept, 0)
-                points = T.apply(np.column_stack([kept_points, np.zeros(len(kept_points))]))[:, :2]
+                points = T.apply_planar(kept_points)
             except TransformLookupError as exc:
                 why = f"obstacles in {kept!r}: {exc}"
             if points is not None and kept_velocities is not None and self.tracking():

@@ -146,3 +146,13 @@ def test_transform_waypoints_moves_positions_and_rotates_headings():
     moved = transform_waypoints(np.array([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]), T)
     np.testing.assert_allclose(moved, [[1.0, 3.0, 0.0, 1.0], [0.0, 2.0, -1.0, 0.0]], atol=1e-12)
     np.testing.assert_allclose(transform_waypoints(moved, T.inverse()), [[1, 0, 1, 0], [0, 1, 0, 1]], atol=1e-12)
+
+
+def test_apply_planar_moves_ground_points_and_drops_a_tilt():
+    from ros_mmfusion.core.geometry import Transform
+
+    T = Transform.from_xyz_rpy((1.0, 2.0, 0.5), (0.0, 0.0, math.pi / 2))  # at (1, 2), 0.5 m up, facing +y
+    np.testing.assert_allclose(T.apply_planar([[1.0, 0.0], [0.0, 1.0]]), [[1.0, 3.0], [0.0, 2.0]], atol=1e-12)
+    tilted = Transform.from_xyz_rpy((0.0, 0.0, 0.0), (0.0, 0.3, 0.0))  # pitched: x keeps its ground projection
+    np.testing.assert_allclose(tilted.apply_planar([[2.0, 0.0]]), [[2.0 * math.cos(0.3), 0.0]], atol=1e-12)
+    assert T.apply_planar(np.zeros((0, 2))).shape == (0, 2)

@@ -175,3 +175,7 @@ def test_bad_settings_are_refused():
         CollisionGuard(horizon=0.1, step=0.2)
     with pytest.raises(ConfigError, match="obstacle tracker"):
         ObstacleTracker(smoothing=0.0)
+    with pytest.raises(ValueError, match="finite"):
+        ObstacleTracker().update(0.0, np.array([[1.0, np.nan]]))
+    with pytest.raises(ValueError, match="at most 409.6 m"):  # the grid's memory stays bounded
+        ObstacleTracker().clusters(np.array([[0.0, 0.0], [500.0, 0.0]]))

@@ -322,8 +322,7 @@ def transform_waypoints(waypoints: np.ndarray, T_target_source: Transform) -> np
     frame: positions through ``T_target_source`` (z = 0), headings rotated and re-normalised; the planar part only (a
     tilt between the frames is dropped, the robot drives on the ground plane)."""
     wp = np.asarray(waypoints, np.float64).reshape(-1, 4)
-    zeros = np.zeros((len(wp), 1))
-    xy = T_target_source.apply(np.hstack([wp[:, :2], zeros]))[:, :2]
-    heading = (np.hstack([wp[:, 2:4], zeros]) @ T_target_source.rotation.T)[:, :2]
+    xy = T_target_source.apply_planar(wp[:, :2])
+    heading = wp[:, 2:4] @ T_target_source.rotation[:2, :2].T
     yaw = np.arctan2(heading[:, 1], heading[:, 0])
     return np.column_stack([xy, np.cos(yaw), np.sin(yaw)])

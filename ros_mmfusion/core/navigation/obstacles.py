@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from ros_mmfusion.core.errors import ConfigError
@@ -35,6 +36,9 @@ GUARD_STATES = ("clear", "steer", "slow", "stop")
 """What the guard did to a command: nothing, changed its turn rate, slowed it, stopped it."""
 EDGE_BAND = 0.3
 """Metres inside ``max_range`` within which :func:`depth_obstacle_points` marks points as at the edge of view."""
+MAX_GRID_CELLS = 2048
+"""Cells along each axis of :meth:`ObstacleTracker.clusters`' grid (409 m at the default 0.2 m link; a depth camera's
+points within ``guard_max_range`` <= 50 m span 500)."""
 
 
 def depth_obstacle_points(depth: np.ndarray, camera: PinholeCamera, T_base_camera: Transform, *,
@@ -178,7 +182,7 @@ class CollisionGuard:
         tied = [(self.clearance(linear, w, pts, vel)[0], w) for w, t in zip(turns, conflicts, strict=True)
                 if t == latest]
         c, w = max(tied, key=lambda cw: cw[0])  # the first (rightmost) of equally clear arcs
-        if vel is not None and near_vel is not None:
+        if near_vel is not None:
             # something moving meets even a robot that stops (a person walking at it): the arc that meets it
             # latest, at speed, when that is later than standing still
             _, met_standing = self.clearance(0.0, 0.0, near, near_vel)
@@ -211,11 +215,17 @@ class ObstacleTracker:
     Clusters are matched where the previous frame's would be by now (constant velocity)."""
 
     link: float = 0.2
+    """Points in neighbouring cells of this size (m) belong to one cluster."""
     max_extent: float = 1.2
+    """Widest cluster followed (m, along x and y); wider ones are structure."""
     max_speed: float = 3.0
+    """Fastest obstacle matched from frame to frame (m/s)."""
     min_speed: float = 0.5
+    """Slower clusters stand still (m/s)."""
     smoothing: float = 0.6
+    """Weight of each new velocity measurement against the track's previous velocity."""
     confirm: int = 2
+    """Frame pairs a cluster is followed over before its velocity counts."""
     _last: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
     """(time s, compact clusters' centroids (M, 2), their velocities (M, 2), frame pairs followed (M,)) of the
     previous frame."""
@@ -231,27 +241,30 @@ class ObstacleTracker:
         self._last = None
 
     def clusters(self, points: np.ndarray) -> np.ndarray:
-        """``(N,)`` cluster index of each point: connected components of the ``link``-metre grid cells the points
-        fall in (8-neighbourhood)."""
-        cells = np.floor(np.asarray(points, dtype=np.float64).reshape(-1, 2) / self.link).astype(np.int64)
-        unique, inverse = np.unique(cells, axis=0, return_inverse=True)
-        index = {(int(x), int(y)): i for i, (x, y) in enumerate(unique)}
-        label = np.full(len(unique), -1, dtype=np.int64)
-        count = 0
-        for start in range(len(unique)):
-            if label[start] >= 0:
-                continue
-            label[start], stack = count, [start]
-            while stack:
-                x, y = unique[stack.pop()]
-                for dx in (-1, 0, 1):
-                    for dy in (-1, 0, 1):
-                        j = index.get((int(x) + dx, int(y) + dy))
-                        if j is not None and label[j] < 0:
-                            label[j] = count
-                            stack.append(j)
-            count += 1
-        return label[inverse.reshape(-1)]
+        """``(N,)`` cluster index of each point: connected components (8-neighbourhood, OpenCV) of the ``link``-metre
+        grid cells the points fall in, numbered in the order of each one's first cell (by x, then y). ValueError for
+        points that are not finite or spread over more than ``MAX_GRID_CELLS`` cells along an axis (the grid's
+        memory stays bounded)."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        if not len(pts):
+            return np.zeros(0, dtype=np.int64)
+        if not np.isfinite(pts).all():
+            raise ValueError("obstacle points must be finite")
+        cells = np.floor(pts / self.link).astype(np.int64)
+        cells -= cells.min(axis=0)
+        shape = cells.max(axis=0) + 1
+        if shape.max() > MAX_GRID_CELLS:
+            raise ValueError(f"obstacle points spread over {shape.max() * self.link:g} m: at most "
+                             f"{MAX_GRID_CELLS * self.link:g} m along an axis")
+        grid = np.zeros(tuple(shape), dtype=np.uint8)
+        grid[cells[:, 0], cells[:, 1]] = 1
+        count, grid_labels = cv2.connectedComponents(grid, connectivity=8)
+        labels = grid_labels[cells[:, 0], cells[:, 1]].astype(np.int64) - 1
+        first = np.full(count - 1, np.iinfo(np.int64).max)  # each component's first cell, row-major = by x, then y
+        np.minimum.at(first, labels, cells[:, 0] * shape[1] + cells[:, 1])
+        rank = np.empty(count - 1, dtype=np.int64)
+        rank[np.argsort(first)] = np.arange(count - 1)
+        return rank[labels]
 
     def update(self, time_s: float, points: np.ndarray, cut: np.ndarray | None = None) -> np.ndarray:
         """``(N, 2)`` velocity (m/s, the points' frame) of each of this frame's ``points`` ``(N, 2)`` seen at
@@ -261,7 +274,7 @@ class ObstacleTracker:
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         at_edge = np.zeros(len(pts), dtype=bool) if cut is None else np.asarray(cut, dtype=bool).reshape(len(pts))
         velocities = np.zeros_like(pts)
-        labels = self.clusters(pts) if len(pts) else np.zeros(0, dtype=np.int64)
+        labels = self.clusters(pts)
         compact = []  # (label, centroid, cut by the edge of the view)
         for k in range(int(labels.max()) + 1 if len(labels) else 0):
             inside = labels == k
@@ -298,6 +311,6 @@ class ObstacleTracker:
 
 
 __all__ = [
-    "EDGE_BAND", "GUARD_STATES", "CollisionGuard", "GuardDecision", "ObstacleTracker", "arc_poses",
+    "EDGE_BAND", "GUARD_STATES", "MAX_GRID_CELLS", "CollisionGuard", "GuardDecision", "ObstacleTracker", "arc_poses",
     "depth_obstacle_points",
 ]
